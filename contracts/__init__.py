@@ -1,0 +1,1 @@
+"""Event and feature contracts: the one definition every engine's schema is derived from."""

@@ -1,0 +1,35 @@
+"""The model registry layout, shared by models/ (writer) and udfs/ (reader); see docs/REGISTRY.md.
+
+    <root>/versions/<version>/model.onnx      the ONNX model (float input "features" [N, k],
+                                              output "probabilities" [N, 2], no ZipMap)
+    <root>/versions/<version>/metadata.json   version, feature_names, feature_schema_hash, metrics,
+                                              params, training snapshot ids, code version, created_at
+    <root>/champion.json                      {"version": ..., "promoted_at": ..., "previous": ...}
+
+<root> is ``s3://<bucket>/models`` on the object store or a local folder. Versions are
+``v0001``, ``v0002``, ... in registration order. The pointer is written last, in one PUT, so a
+reader never sees a champion whose files are incomplete.
+"""
+
+VERSIONS_PREFIX = "versions"
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+CHAMPION_FILE = "champion.json"
+ONNX_INPUT = "features"
+ONNX_PROBABILITIES = "probabilities"
+ONNX_META_FEATURES = "feature_names"
+
+
+def version_name(n: int) -> str:
+    """The n-th version's name (1-based)."""
+    return f"v{n:04d}"
+
+
+def version_path(root: str, version: str, file: str) -> str:
+    """Path of ``file`` inside ``version`` under registry ``root``."""
+    return f"{root.rstrip('/')}/{VERSIONS_PREFIX}/{version}/{file}"
+
+
+def champion_path(root: str) -> str:
+    """Path of the champion pointer."""
+    return f"{root.rstrip('/')}/{CHAMPION_FILE}"

@@ -1,0 +1,359 @@
+"""One typed settings object for the whole platform, merged from defaults, a YAML file and the environment.
+
+Precedence (highest first), as in pyiceberg's catalog configuration:
+  1. environment variables  ``LOANRISK_<SECTION>__<FIELD>`` (e.g. ``LOANRISK_KAFKA__PORT=19092``)
+  2. the YAML file named by ``LOANRISK_CONFIG`` (default ``./loanrisk.yaml`` when present)
+  3. the defaults below: a one-machine stack of local processes on 127.0.0.1.
+Secrets are ``SecretStr``: they come from the environment or a ``*_file`` path, never from code, and
+never print.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from loanrisk.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+def _read_secret(value: SecretStr | None, file: Path | None) -> SecretStr | None:
+    """Return the secret, reading it from ``file`` when only a file path is configured."""
+    if value is not None or file is None:
+        return value
+    try:
+        return SecretStr(Path(file).read_text().strip())
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {file}: {exc.strerror}") from None
+
+
+class TopicSettings(BaseModel):
+    """Kafka topic names and partition counts."""
+
+    applications: str = "loan-applications"
+    transactions: str = "transactions"
+    repayments: str = "repayments"
+    dead_letters: str = "dead-letters"
+    alerts: str = "risk-alerts"
+    partitions: int = Field(2, ge=1, le=64)
+
+    def all(self) -> list[str]:
+        """Every topic the platform uses, inputs first."""
+        return [self.applications, self.transactions, self.repayments, self.dead_letters, self.alerts]
+
+
+class KafkaSettings(BaseModel):
+    """Kafka: the local KRaft broker by default, or any cluster (SASL_SSL/TLS) via ``bootstrap_servers``."""
+
+    host: str = LOOPBACK
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_message_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    topics: TopicSettings = TopicSettings()
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap server list clients connect to."""
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka-style security settings (confluent-kafka); empty for PLAINTEXT."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.security_protocol != "PLAINTEXT":
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            password = _read_secret(self.sasl_password, self.sasl_password_file)
+            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username or "",
+                         "sasl.password": password.get_secret_value() if password else ""})
+        for key, path in (("ssl.ca.location", self.ssl_cafile), ("ssl.certificate.location", self.ssl_certfile),
+                          ("ssl.key.location", self.ssl_keyfile)):
+            if path:
+                conf[key] = str(path)
+        return conf
+
+
+class FlinkSettings(BaseModel):
+    """Flink standalone cluster and job settings (checkpointing, parallelism, state TTL)."""
+
+    rest_address: str = LOOPBACK
+    rest_port: int = Field(8081, ge=1, le=65535)
+    jobmanager_rpc_port: int = Field(6123, ge=1, le=65535)
+    taskmanager_slots: int = Field(2, ge=1)
+    jobmanager_memory: str = "1600m"
+    taskmanager_memory: str = "4096m"
+    parallelism: int = Field(2, ge=1)
+    checkpoint_interval_ms: int = Field(10_000, ge=500)
+    restart_attempts: int = Field(1000, ge=0)
+    restart_delay_ms: int = Field(2_000, ge=0)
+    state_ttl: str = "36 h"
+    prometheus_ports: str = "9249-9259"
+    python_batch_size: int = Field(2_000, ge=1)
+    window_minutes: int = Field(1, ge=1)
+    remote_url: str | None = None
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the Flink REST API."""
+        return self.remote_url or f"http://{self.rest_address}:{self.rest_port}"
+
+
+class PostgresSettings(BaseModel):
+    """PostgreSQL: the Iceberg JDBC catalog database and the serving database."""
+
+    host: str = LOOPBACK
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "loanrisk"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    catalog_db: str = "iceberg_catalog"
+    serving_db: str = "risk_serving"
+    reader_user: str = "risk_reader"
+
+    def secret(self) -> str:
+        """The password, or empty for trust authentication."""
+        value = _read_secret(self.password, self.password_file)
+        return value.get_secret_value() if value else ""
+
+    def dsn(self, db: str) -> str:
+        """A libpq connection string for database ``db``."""
+        pw = f" password={self.secret()}" if self.secret() else ""
+        return f"host={self.host} port={self.port} dbname={db} user={self.user}{pw}"
+
+    def jdbc_url(self, db: str) -> str:
+        """A JDBC URL for database ``db`` (credentials passed separately)."""
+        return f"jdbc:postgresql://{self.host}:{self.port}/{db}"
+
+    def sqlalchemy_url(self, db: str) -> str:
+        """A SQLAlchemy URL (psycopg 3 driver) for database ``db``."""
+        pw = f":{self.secret()}" if self.secret() else ""
+        return f"postgresql+psycopg://{self.user}{pw}@{self.host}:{self.port}/{db}"
+
+
+class S3Settings(BaseModel):
+    """The S3-compatible object store holding the lake and the model registry."""
+
+    host: str = LOOPBACK
+    port: int = Field(9000, ge=1, le=65535)
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str = "loanrisk"
+    secret_access_key: SecretStr = SecretStr("loanrisk-local-secret")
+    secret_access_key_file: Path | None = None
+    bucket: str = "warehouse"
+    path_style: bool = True
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL clients talk to."""
+        return self.endpoint or f"http://{self.host}:{self.port}"
+
+    def secret(self) -> str:
+        """The secret access key (file wins over the default when configured)."""
+        if self.secret_access_key_file:
+            return (_read_secret(None, self.secret_access_key_file) or SecretStr("")).get_secret_value()
+        return self.secret_access_key.get_secret_value()
+
+
+class CatalogSettings(BaseModel):
+    """The Iceberg catalog: JDBC (PostgreSQL) shared by Flink and pyiceberg; same name on both sides."""
+
+    name: str = "lake"
+    namespace: str = "risk"
+
+    def warehouse(self, s3: S3Settings) -> str:
+        """The warehouse location on the object store."""
+        return f"s3://{s3.bucket}/lake"
+
+
+class SnowflakeSettings(BaseModel):
+    """Snowflake: the local endpoint (fakesnow server) by default, or a real account."""
+
+    host: str = LOOPBACK
+    port: int = Field(8085, ge=1, le=65535)
+    protocol: Literal["http", "https"] = "http"
+    account: str = "local"
+    user: str = "loader"
+    password: SecretStr = SecretStr("local")
+    private_key_file: Path | None = None
+    role: str = "RISK_LOADER"
+    warehouse: str = "RISK_WH"
+    database: str = "LOANRISK"
+    schema_name: str = Field("RISK", alias="schema")
+    local: bool = True
+
+    model_config = {"populate_by_name": True}
+
+
+class PrefectSettings(BaseModel):
+    """The Prefect server (started with the stack behind a flag) and its API URL."""
+
+    enabled: bool = False
+    host: str = LOOPBACK
+    port: int = Field(4200, ge=1, le=65535)
+    api_url: str | None = None
+    failure_webhook: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The Prefect API URL."""
+        return self.api_url or f"http://{self.host}:{self.port}/api"
+
+
+class PrometheusSettings(BaseModel):
+    """Prometheus, scraping Flink's Prometheus reporter."""
+
+    host: str = LOOPBACK
+    port: int = Field(9090, ge=1, le=65535)
+    scrape_interval_s: int = Field(5, ge=1)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the Prometheus HTTP API."""
+        return f"http://{self.host}:{self.port}"
+
+
+class ModelSettings(BaseModel):
+    """Model registry location and scoring thresholds."""
+
+    registry_uri: str | None = None
+    poll_interval_s: float = Field(10.0, gt=0)
+    alert_threshold: float = Field(0.5, ge=0, le=1)
+    lgd: float = Field(0.45, ge=0, le=1)
+    promotion_margin: float = Field(0.005, ge=0)
+
+    def registry(self, s3: S3Settings) -> str:
+        """Registry root: ``s3://bucket/models`` on the object store unless overridden."""
+        return self.registry_uri or f"s3://{s3.bucket}/models"
+
+
+class PrivacySettings(BaseModel):
+    """Keyed hashing of PII fields before any sink."""
+
+    pii_hash_key: SecretStr = SecretStr("local-dev-pii-key-change-me")
+    pii_hash_key_file: Path | None = None
+
+    def key(self) -> str:
+        """The HMAC key for pseudonymising PII."""
+        return (_read_secret(None, self.pii_hash_key_file) or self.pii_hash_key).get_secret_value()
+
+
+class StackSettings(BaseModel):
+    """The local stack: where its state lives and how its processes log."""
+
+    state_dir: Path = REPO_ROOT / ".loanrisk"
+    log_format: Literal["text", "json"] = "text"
+    health_timeout_s: float = Field(120.0, gt=0)
+    supervise: bool = True
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads ``loanrisk.yaml`` (or ``$LOANRISK_CONFIG``) as the lowest-priority non-default source."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = Path(os.environ.get("LOANRISK_CONFIG", "loanrisk.yaml"))
+        if not path.exists():
+            if "LOANRISK_CONFIG" in os.environ:
+                raise ConfigError(f"LOANRISK_CONFIG points to {path}, which does not exist")
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (kafka:, flink:, ...)")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything configurable in loan-risk, one section per component."""
+
+    model_config = SettingsConfigDict(env_prefix="LOANRISK_", env_nested_delimiter="__", extra="forbid")
+
+    stack: StackSettings = StackSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    flink: FlinkSettings = FlinkSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    s3: S3Settings = S3Settings()
+    catalog: CatalogSettings = CatalogSettings()
+    snowflake: SnowflakeSettings = SnowflakeSettings()
+    prefect: PrefectSettings = PrefectSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    model: ModelSettings = ModelSettings()
+    privacy: PrivacySettings = PrivacySettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # type: ignore[override]
+        return init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> "Settings":
+        if self.kafka.port == self.kafka.controller_port:
+            raise ValueError("kafka.port and kafka.controller_port must differ")
+        return self
+
+    # -- derived locations -------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        """Root of all local state (`.loanrisk/` by default)."""
+        return self.stack.state_dir.resolve()
+
+    @property
+    def flink_home(self) -> Path:
+        """FLINK_HOME laid out by setup: the pyflink wheel's Flink plus the pinned jars."""
+        return self.state_dir / "flink"
+
+    @property
+    def flink_python(self) -> Path:
+        """Interpreter of the Flink runtime environment."""
+        return self.state_dir / "venvs" / "flink" / "bin" / "python"
+
+    def iceberg_catalog_properties(self) -> dict[str, str]:
+        """pyiceberg SqlCatalog properties; Flink's catalog DDL is derived from the same values."""
+        return {
+            "type": "sql",
+            "uri": self.postgres.sqlalchemy_url(self.postgres.catalog_db),
+            "warehouse": self.catalog.warehouse(self.s3),
+            "s3.endpoint": self.s3.url,
+            "s3.access-key-id": self.s3.access_key_id,
+            "s3.secret-access-key": self.s3.secret(),
+            "s3.region": self.s3.region,
+            "s3.force-virtual-addressing": "false" if self.s3.path_style else "true",
+        }
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the setting, its environment variable and what is wrong."""
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    env = "LOANRISK_" + "__".join(str(p).upper() for p in err["loc"])
+    return f"invalid setting {path} ({env}): {err['msg']}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; raises ConfigError with one clear line when they are invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
