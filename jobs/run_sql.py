@@ -1,0 +1,54 @@
+"""Generic PyFlink entry point: runs one sql/ folder as a job (DDL first, all INSERTs as one statement set).
+
+    flink run -py jobs/run_sql.py -pyfs jobs -- --sql-dir sql/smoke --params params.json [--wait]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pyflink.table import EnvironmentSettings, TableEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from jobs.sqlfiles import load  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the statements, and optionally wait for a bounded job to finish."""
+    parser = argparse.ArgumentParser(prog="run_sql")
+    parser.add_argument("--sql-dir", required=True, type=Path)
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--wait", action="store_true", help="block until the job finishes (bounded jobs)")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+    params = json.loads(args.params.read_text())
+    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    conf = t_env.get_config()
+    for key, value in params.get("flink_conf", {}).items():
+        conf.set(key, str(value))
+    if args.name:
+        conf.set("pipeline.name", args.name)
+    statement_set = t_env.create_statement_set()
+    inserts = 0
+    for stmt in load(args.sql_dir, params["sql"]):
+        if stmt.is_insert:
+            statement_set.add_insert_sql(stmt.text)
+            inserts += 1
+        else:
+            t_env.execute_sql(stmt.text)
+    if not inserts:
+        print(f"no INSERT statements in {args.sql_dir}", file=sys.stderr)
+        return 2
+    result = statement_set.execute()
+    job_id = result.get_job_client().get_job_id()
+    print(f"submitted job {job_id}", flush=True)
+    if args.wait:
+        result.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

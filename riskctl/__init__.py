@@ -1,0 +1,1 @@
+"""riskctl: the one command-line entry point of loan-risk (a thin layer over the packages)."""

@@ -1,0 +1,82 @@
+"""`riskctl setup`, `riskctl doctor` and `riskctl stack up|down|status|logs`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+
+from loanrisk.settings import get_settings
+
+
+@click.command()
+def setup() -> None:
+    """Install system packages, the Flink runtime environment and the pinned jars; lay out FLINK_HOME."""
+    from stack.system_packages import ensure_system_packages
+    from stack.setup import run_setup
+    ensure_system_packages(progress=lambda m: click.echo(f"  {m}"))
+    timings = run_setup(get_settings(), progress=lambda m: click.echo(f"  {m}"))
+    total = sum(timings.values())
+    click.echo(f"setup done in {total:.1f}s: FLINK_HOME={get_settings().flink_home}")
+
+
+@click.command()
+def doctor() -> None:
+    """Check Java, Maven, ports, disk and versions: one line per problem."""
+    from stack.doctor import run_checks
+    problems, notes = run_checks(get_settings())
+    for note in notes:
+        click.echo(f"ok    {note}")
+    for problem in problems:
+        click.echo(f"FAIL  {problem}")
+    if problems:
+        raise SystemExit(1)
+    click.echo("doctor: all checks passed")
+
+
+@click.group()
+def stack() -> None:
+    """The local stack of real services (Kafka, Flink, PostgreSQL, S3, Snowflake endpoint, Prometheus)."""
+
+
+@stack.command("up")
+@click.option("--with-prefect/--without-prefect", default=None, help="Also start the Prefect server.")
+def stack_up(with_prefect: bool | None) -> None:
+    """Start every service (idempotent) and wait until each is healthy."""
+    from stack.manager import up
+    timings = up(get_settings(), with_prefect=with_prefect, progress=click.echo)
+    click.echo(f"stack up: {len(timings)} services healthy in {sum(timings.values()):.1f}s")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop every process the stack started, by PID (data is kept)."""
+    from stack.manager import down
+    left = down(get_settings(), progress=click.echo)
+    if left:
+        raise click.ClickException(f"still running: {', '.join(left)}")
+    click.echo("stack down: nothing of ours is running")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Print service, pid, port and health."""
+    from stack.manager import status
+    click.echo(f"{'service':<11}{'pid':>8}  {'ports':<12}{'healthy':<8}log")
+    for row in status(get_settings()):
+        click.echo(f"{row.name:<11}{row.pid or '-':>8}  {row.ports:<12}{'yes' if row.healthy else 'no':<8}{row.log}")
+
+
+@stack.command("logs")
+@click.argument("service")
+@click.option("-n", "--lines", default=50, show_default=True)
+@click.option("-f", "--follow", is_flag=True)
+def stack_logs(service: str, lines: int, follow: bool) -> None:
+    """Show the log of SERVICE (e.g. kafka, flink-taskmanager, postgres)."""
+    from stack.manager import log_path
+    path = log_path(get_settings(), service)
+    if not path.exists():
+        raise click.ClickException(f"{path} does not exist yet")
+    cmd = ["tail", f"-n{lines}"] + (["-F"] if follow else []) + [str(path)]
+    sys.exit(subprocess.call(cmd))

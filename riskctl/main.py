@@ -1,0 +1,57 @@
+"""The `riskctl` console script: command registration and one-line error reporting."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from loanrisk.errors import LoanRiskError
+
+# (module, attribute) of every command group; modules are imported when the CLI starts.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("riskctl.commands.stack_cmd", "setup"),
+    ("riskctl.commands.stack_cmd", "doctor"),
+    ("riskctl.commands.stack_cmd", "stack"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """loan-risk: real-time loan default risk on Kafka, Flink, Iceberg, PostgreSQL and Snowflake."""
+
+
+def _register() -> None:
+    for module, attr in COMMANDS:
+        try:
+            cli.add_command(getattr(importlib.import_module(module), attr))
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(module.rsplit(".", 1)[0]):
+                continue  # a command module not written yet
+            raise
+
+
+def main() -> None:
+    """Run the CLI; errors of ours print one line and exit 2."""
+    _register()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LoanRiskError as exc:
+        click.echo(f"riskctl: error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

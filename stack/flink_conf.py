@@ -1,0 +1,74 @@
+"""Writes FLINK_HOME/conf/config.yaml from the settings: ports, memory, checkpoints, metrics, Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from loanrisk.settings import Settings
+
+# Newer AWS SDKs send checksum headers some S3-compatible servers reject.
+AWS_JVM_OPTS = "-Daws.requestChecksumCalculation=when_required -Daws.responseChecksumValidation=when_required"
+
+
+def wheel_java_opts(settings: Settings) -> str:
+    """The distribution's own JVM options (the --add-opens list Java 17 needs)."""
+    from stack.setup import pyflink_dir
+    conf = yaml.safe_load((pyflink_dir(settings) / "conf" / "config.yaml").read_text()) or {}
+    return str(conf.get("env", {}).get("java", {}).get("opts", {}).get("all", ""))
+
+
+def flink_config(settings: Settings) -> dict[str, Any]:
+    """The cluster configuration as a dict (Flink 2.x standard YAML)."""
+    f, state = settings.flink, settings.state_dir
+    python = str(settings.flink_python)
+    return {
+        "jobmanager.rpc.address": "127.0.0.1",
+        "jobmanager.rpc.port": f.jobmanager_rpc_port,
+        "jobmanager.bind-host": "127.0.0.1",
+        "jobmanager.memory.process.size": f.jobmanager_memory,
+        "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
+        "taskmanager.memory.process.size": f.taskmanager_memory,
+        "taskmanager.numberOfTaskSlots": f.taskmanager_slots,
+        "parallelism.default": f.parallelism,
+        "rest.address": "127.0.0.1",
+        "rest.bind-address": "127.0.0.1",
+        "rest.port": f.rest_port,
+        "state.backend.type": "hashmap",
+        "execution.checkpointing.dir": f"file://{state / 'flink' / 'checkpoints'}",
+        "execution.checkpointing.savepoint-dir": f"file://{state / 'flink' / 'savepoints'}",
+        "execution.checkpointing.num-retained": 2,
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": f.restart_attempts,
+        "restart-strategy.fixed-delay.delay": f"{f.restart_delay_ms} ms",
+        "heartbeat.timeout": 20000,
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": f.prometheus_ports,
+        "metrics.latency.interval": 0,
+        "python.executable": python,
+        "python.client.executable": python,
+        "env.java.opts.all": f"{wheel_java_opts(settings)} {AWS_JVM_OPTS}".strip(),
+        "jobmanager.execution.failover-strategy": "region",
+        "env.log.dir": str(state / "logs" / "flink"),
+        "env.pid.dir": str(state / "run"),
+        "web.submit.enable": True,
+        "web.cancel.enable": True,
+    }
+
+
+def write_flink_config(settings: Settings) -> None:
+    """Write conf/config.yaml under FLINK_HOME."""
+    conf = settings.flink_home / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "config.yaml").write_text(yaml.safe_dump(flink_config(settings), sort_keys=True))
+    (settings.state_dir / "logs" / "flink").mkdir(parents=True, exist_ok=True)
+
+
+def flink_env(settings: Settings) -> dict[str, str]:
+    """Environment for Flink's bin/ scripts."""
+    from stack.java import java_home
+    return {"FLINK_HOME": str(settings.flink_home), "FLINK_CONF_DIR": str(settings.flink_home / "conf"),
+            "FLINK_LOG_DIR": str(settings.state_dir / "logs" / "flink"), "JAVA_HOME": str(java_home()),
+            "PYFLINK_CLIENT_EXECUTABLE": str(settings.flink_python)}

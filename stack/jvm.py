@@ -1,0 +1,80 @@
+"""Fetches the pinned JVM artifacts (jvm/artifacts.toml) with Maven into .loanrisk/jars/<group>/."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from loanrisk.errors import SetupError
+from loanrisk.settings import REPO_ROOT
+
+ARTIFACTS_FILE = REPO_ROOT / "jvm" / "artifacts.toml"
+
+
+@dataclass(frozen=True)
+class ArtifactGroup:
+    """A set of artifacts fetched into one folder."""
+
+    name: str
+    artifacts: tuple[str, ...]
+    transitive: bool
+
+    def fingerprint(self) -> str:
+        """Changes whenever the group's pins change, so setup knows when to refetch."""
+        text = f"{self.transitive}|" + "|".join(self.artifacts)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_pins(path: Path = ARTIFACTS_FILE) -> tuple[str, list[ArtifactGroup]]:
+    """The pinned Flink version and the artifact groups."""
+    data = tomllib.loads(path.read_text())
+    groups = [ArtifactGroup(name, tuple(g["artifacts"]), bool(g["transitive"]))
+              for name, g in data["groups"].items()]
+    return data["flink"]["version"], groups
+
+
+def _pom(group: ArtifactGroup) -> str:
+    """A throwaway POM whose dependencies are the group's artifacts."""
+    deps = []
+    for coord in group.artifacts:
+        g, a, v = coord.split(":")
+        # A wildcard exclusion keeps Maven from even resolving the tree of a shaded bundle.
+        excl = "" if group.transitive else "<exclusions><exclusion><groupId>*</groupId>" \
+            "<artifactId>*</artifactId></exclusion></exclusions>"
+        deps.append(f"<dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version>"
+                    f"{excl}</dependency>")
+    return ("<project xmlns='http://maven.apache.org/POM/4.0.0'><modelVersion>4.0.0</modelVersion>"
+            f"<groupId>loanrisk.setup</groupId><artifactId>{group.name.replace('_', '-')}</artifactId>"
+            "<version>1</version><packaging>pom</packaging>"
+            f"<dependencies>{''.join(deps)}</dependencies></project>")
+
+
+def fetch_group(group: ArtifactGroup, jars_dir: Path, log: Path) -> Path:
+    """Fetch one group unless its folder already matches the pins; returns the folder."""
+    out = jars_dir / group.name
+    stamp = out / ".fingerprint"
+    if stamp.exists() and stamp.read_text() == group.fingerprint():
+        return out
+    if shutil.which("mvn") is None:
+        raise SetupError("Maven (mvn) is not on PATH: install it (apt-get install maven) and run setup again")
+    if out.exists():
+        shutil.rmtree(out)
+    work = jars_dir / f".pom-{group.name}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pom.xml").write_text(_pom(group))
+    cmd = ["mvn", "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+           f"-DoutputDirectory={out}", "-DincludeScope=runtime",
+           f"-DexcludeTransitive={'false' if group.transitive else 'true'}"]
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SetupError(f"Maven could not fetch group {group.name!r} (see {log}); check jvm/artifacts.toml pins")
+    stamp.write_text(group.fingerprint())
+    shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -1,0 +1,23 @@
+"""One module per local service; ``all_services`` lists them in start order."""
+
+from __future__ import annotations
+
+from loanrisk.settings import Settings
+from stack.services.base import Service
+
+
+def all_services(settings: Settings, with_prefect: bool | None = None) -> list[Service]:
+    """Every service of the local stack in dependency order (Prefect only when enabled)."""
+    from stack.services.flink import FlinkCluster
+    from stack.services.kafka import KafkaBroker
+    from stack.services.postgres import Postgres
+    from stack.services.prefect import PrefectServer
+    from stack.services.prometheus import Prometheus
+    from stack.services.s3 import S3Endpoint
+    from stack.services.snowflake import SnowflakeEndpoint
+
+    services: list[Service] = [Postgres(settings), S3Endpoint(settings), KafkaBroker(settings),
+                               SnowflakeEndpoint(settings), FlinkCluster(settings), Prometheus(settings)]
+    if settings.prefect.enabled if with_prefect is None else with_prefect:
+        services.append(PrefectServer(settings))
+    return services

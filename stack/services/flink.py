@@ -1,0 +1,55 @@
+"""The Flink standalone cluster: JobManager and TaskManager run under stack.supervisor."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+
+from loanrisk.errors import StackError
+from loanrisk.settings import REPO_ROOT
+from stack.flink_conf import write_flink_config
+from stack.process import PidFile
+from stack.services.base import Service
+
+
+class FlinkCluster(Service):
+    """JobManager (REST on flink.rest_port) and one TaskManager, supervised."""
+
+    name = "flink"
+
+    @property
+    def marker(self) -> str:
+        return f"stack.supervisor --state {self.state}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"rest": self.settings.flink.rest_port, "rpc": self.settings.flink.jobmanager_rpc_port}
+
+    def prepare(self) -> None:
+        if not (self.settings.flink_home / "lib").exists():
+            raise StackError("FLINK_HOME is not laid out: run `riskctl setup` first")
+        write_flink_config(self.settings)
+        for sub in ("checkpoints", "savepoints"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stack.supervisor", "--state", str(self.state)]
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(REPO_ROOT), "LOANRISK_STACK__STATE_DIR": str(self.state)}
+
+    def overview(self) -> dict:
+        """The REST API's /overview document."""
+        with urllib.request.urlopen(f"{self.settings.flink.rest_url}/overview", timeout=2) as resp:
+            return json.load(resp)
+
+    def healthy(self) -> bool:
+        try:
+            return self.overview().get("taskmanagers", 0) >= 1
+        except OSError:
+            return False
+
+    def child_pid(self, role: str) -> int | None:
+        """PID of the supervised JobManager or TaskManager."""
+        return PidFile(self.state / "run" / f"flink-{role}.pid", "flink").read()

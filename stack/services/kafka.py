@@ -1,0 +1,137 @@
+"""Kafka: a single-node KRaft broker (formatted on first start) and the platform's topics."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+from loanrisk.errors import StackError
+from stack.java import java_bin
+from stack.services.base import Service
+
+LOG4J2 = """\
+Configuration:
+  status: warn
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        Pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.server.KafkaServer
+        level: INFO
+"""
+
+
+class KafkaBroker(Service):
+    """The Kafka broker (broker + controller in one KRaft process)."""
+
+    name = "kafka"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"broker": self.settings.kafka.port, "controller": self.settings.kafka.controller_port}
+
+    @property
+    def classpath(self) -> str:
+        return str(self.state / "jars" / "kafka" / "*")
+
+    def properties(self) -> str:
+        k = self.settings.kafka
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{k.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={self.home / 'data'}",
+            f"num.partitions={k.topics.partitions}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            f"message.max.bytes={k.max_message_bytes + 65536}",
+            f"replica.fetch.max.bytes={k.max_message_bytes + 65536}",
+            "transaction.max.timeout.ms=3600000",
+            "log.retention.hours=168",
+            "auto.create.topics.enable=false",
+            "",
+        ])
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "server.properties").write_text(self.properties())
+        (self.home / "log4j2.yaml").write_text(LOG4J2)
+        if not (self.home / "data" / "meta.properties").exists():
+            cluster_id = (self.home / "cluster.id")
+            if not cluster_id.exists():
+                cluster_id.write_text(uuid.uuid4().hex[:22])
+            proc = subprocess.run([java_bin(), "-cp", self.classpath,
+                                   f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+                                   "kafka.tools.StorageTool", "format", "--standalone", "-t",
+                                   cluster_id.read_text().strip(), "-c", str(self.home / "server.properties")],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed: {(proc.stdout + proc.stderr).strip()[-300:]}")
+
+    def command(self) -> list[str]:
+        return [java_bin(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}", f"-Dkafka.logs.dir={self.home}",
+                "-cp", self.classpath, "kafka.Kafka", str(self.home / "server.properties")]
+
+    def healthy(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+        try:
+            md = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap,
+                              "socket.timeout.ms": 2000, "log_level": 0}).list_topics(timeout=2)
+            return bool(md.brokers)
+        except Exception:  # noqa: BLE001 - any client error means "not yet"
+            return False
+
+    def after_start(self) -> None:
+        ensure_topics(self.settings.kafka.bootstrap, self.settings.kafka.topics.all(),
+                      self.settings.kafka.topics.partitions, self.settings.kafka.max_message_bytes)
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, max_message_bytes: int) -> None:
+    """Create the missing topics (idempotent)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [NewTopic(n, num_partitions=partitions, replication_factor=1,
+                       config={"max.message.bytes": str(max_message_bytes + 65536)})
+              for n in names if n not in existing]
+    for name, fut in (admin.create_topics(wanted).items() if wanted else []):
+        try:
+            fut.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"could not create topic {name}: {exc}") from None
+
+
+def topic_offsets(bootstrap: str, topic: str) -> int:
+    """Total number of messages ever written to ``topic`` (sum of high watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "loanrisk-offsets", "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        total = 0
+        for p in md.topics[topic].partitions:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high
+        return total
+    finally:
+        c.close()
+
+
+__all__ = ["KafkaBroker", "ensure_topics", "topic_offsets", "Path"]

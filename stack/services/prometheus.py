@@ -1,0 +1,55 @@
+"""Prometheus (Debian's package) on 127.0.0.1, scraping Flink's Prometheus reporter."""
+
+from __future__ import annotations
+
+import shutil
+
+from loanrisk.errors import StackError
+from loanrisk.settings import REPO_ROOT
+from stack.process import http_ok
+from stack.services.base import Service
+
+
+def flink_metric_targets(ports: str) -> list[str]:
+    """Every port of the reporter's range (JobManager and TaskManagers each take the next free one)."""
+    lo, _, hi = ports.partition("-")
+    return [f"127.0.0.1:{p}" for p in range(int(lo), int(hi or lo) + 1)]
+
+
+class Prometheus(Service):
+    """The Prometheus server with our scrape config and alert rules."""
+
+    name = "prometheus"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http": self.settings.prometheus.port}
+
+    def prepare(self) -> None:
+        import yaml
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        rules = REPO_ROOT / "grafana" / "alerts" / "prometheus-rules.yml"
+        exporter = self.settings.prometheus
+        config = {
+            "global": {"scrape_interval": f"{exporter.scrape_interval_s}s",
+                       "evaluation_interval": f"{exporter.scrape_interval_s}s"},
+            "rule_files": [str(rules)] if rules.exists() else [],
+            "scrape_configs": [
+                {"job_name": "flink", "static_configs": [
+                    {"targets": flink_metric_targets(self.settings.flink.prometheus_ports)}]},
+                {"job_name": "loanrisk", "static_configs": [
+                    {"targets": [f"127.0.0.1:{self.settings.prometheus.port + 1}"]}]},
+            ],
+        }
+        (self.home / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def command(self) -> list[str]:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise StackError("prometheus is not installed: apt-get install prometheus (riskctl setup does it)")
+        return [binary, f"--config.file={self.home / 'prometheus.yml'}", f"--storage.tsdb.path={self.home / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.settings.prometheus.port}", "--storage.tsdb.retention.time=7d",
+                "--web.enable-lifecycle", "--log.level=warn"]
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.settings.prometheus.url}/-/ready")

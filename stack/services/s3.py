@@ -1,0 +1,63 @@
+"""The S3-compatible endpoint: s3proxy with its filesystem backend, so the lake survives restarts."""
+
+from __future__ import annotations
+
+from stack.java import java_bin
+from stack.process import tcp_ready
+from stack.services.base import Service
+
+
+class S3Endpoint(Service):
+    """s3proxy serving the warehouse bucket from .loanrisk/s3/data."""
+
+    name = "s3"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http": self.settings.s3.port}
+
+    def prepare(self) -> None:
+        s3 = self.settings.s3
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        conf = self.home / "s3proxy.conf"
+        conf.write_text("\n".join([
+            f"s3proxy.endpoint=http://127.0.0.1:{s3.port}",
+            "s3proxy.authorization=aws-v2-or-v4",
+            f"s3proxy.identity={s3.access_key_id}",
+            f"s3proxy.credential={s3.secret()}",
+            "jclouds.provider=filesystem",
+            f"jclouds.filesystem.basedir={self.home / 'data'}",
+            "",
+        ]))
+        conf.chmod(0o600)
+
+    def command(self) -> list[str]:
+        return [java_bin(), "-Xms128m", "-Xmx512m", "-cp", str(self.state / "jars" / "s3proxy" / "*"),
+                f"-Dlog4j.configurationFile={self.home}/none", "org.gaul.s3proxy.Main",
+                "--properties", str(self.home / "s3proxy.conf")]
+
+    def client(self):  # noqa: ANN201 - boto3 client type is dynamic
+        """A boto3 S3 client for this endpoint."""
+        import boto3
+        from botocore.config import Config
+        s3 = self.settings.s3
+        return boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key_id,
+                            aws_secret_access_key=s3.secret(), region_name=s3.region,
+                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                                          request_checksum_calculation="when_required",
+                                          response_checksum_validation="when_required"))
+
+    def healthy(self) -> bool:
+        if not tcp_ready("127.0.0.1", self.settings.s3.port):
+            return False
+        try:
+            self.client().list_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - any client error means "not yet"
+            return False
+
+    def after_start(self) -> None:
+        client = self.client()
+        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if self.settings.s3.bucket not in names:
+            client.create_bucket(Bucket=self.settings.s3.bucket)

@@ -1,0 +1,123 @@
+"""`riskctl setup`: the Flink runtime environment, the pinned jars, and a FLINK_HOME laid out from them."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loanrisk.errors import SetupError
+from loanrisk.settings import REPO_ROOT, Settings
+from stack.jvm import fetch_group, load_pins
+
+FLINK_LOCK = REPO_ROOT / "requirements" / "flink.lock"
+Progress = Callable[[str], None]
+
+
+def _uv() -> str:
+    """The uv binary of the platform environment (installed by the bootstrap)."""
+    candidate = Path(sys.prefix) / "bin" / "uv"
+    found = str(candidate) if candidate.exists() else shutil.which("uv")
+    if not found:
+        raise SetupError("uv not found: run `make setup` (it installs uv into .venv) and try again")
+    return found
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def ensure_flink_env(settings: Settings, log: Path) -> Path:
+    """Create or sync the Flink runtime environment from requirements/flink.lock; returns its prefix."""
+    prefix = settings.state_dir / "venvs" / "flink"
+    stamp = prefix / ".lock-digest"
+    if stamp.exists() and stamp.read_text() == _digest(FLINK_LOCK) and settings.flink_python.exists():
+        return prefix
+    uv = _uv()
+    with log.open("a") as fh:
+        if not settings.flink_python.exists():
+            subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(prefix)], stdout=fh, stderr=fh, check=False)
+        proc = subprocess.run([uv, "pip", "sync", "-q", "-p", str(settings.flink_python), str(FLINK_LOCK)],
+                              stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SetupError(f"could not install the Flink runtime environment (see {log})")
+    stamp.write_text(_digest(FLINK_LOCK))
+    return prefix
+
+
+def pyflink_dir(settings: Settings) -> Path:
+    """The installed pyflink package folder, which holds a complete Flink distribution."""
+    found = sorted((settings.state_dir / "venvs" / "flink" / "lib").glob("python3*/site-packages/pyflink"))
+    if not found:
+        raise SetupError("pyflink is not installed in the Flink environment: run `riskctl setup`")
+    return found[0]
+
+
+def _link_all(src: Path, dst: Path) -> None:
+    """Make ``dst`` a folder of symlinks to every entry of ``src``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        link = dst / entry.name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(entry)
+
+
+def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
+    """FLINK_HOME = the wheel's bin/ (copied), lib/ opt/ plugins/ (linked) plus the pinned jars."""
+    home = settings.flink_home
+    wheel = pyflink_dir(settings)
+    for sub in ("lib", "opt", "plugins"):
+        if (home / sub).exists():
+            shutil.rmtree(home / sub)
+    if (home / "bin").exists():
+        shutil.rmtree(home / "bin")
+    shutil.copytree(wheel / "bin", home / "bin")
+    for sub in ("lib", "opt", "plugins"):
+        _link_all(wheel / sub, home / sub)
+    for jar in jar_dirs["flink_lib"].glob("*.jar"):
+        (home / "lib" / jar.name).symlink_to(jar)
+    for jar in jar_dirs["flink_opt"].glob("*.jar"):
+        (home / "opt" / jar.name).symlink_to(jar)
+    # The SQL client needs the gateway classes on its classpath: it loads lib/ and its own jar.
+    for jar in jar_dirs["flink_opt"].glob("flink-sql-gateway-*.jar"):
+        (home / "lib" / jar.name).symlink_to(jar)
+    for sub in ("conf", "log"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    if not (home / "conf" / "log4j.properties").exists():
+        for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
+                     "log4j-session.properties", "logback.xml"):
+            if (wheel / "conf" / name).exists():
+                shutil.copy(wheel / "conf" / name, home / "conf" / name)
+    return home
+
+
+def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float]:
+    """Run every setup step (each skips itself when already up to date); returns seconds per step."""
+    state = settings.state_dir
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    log = state / "logs" / "setup.log"
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    progress("Flink runtime environment (requirements/flink.lock) ...")
+    ensure_flink_env(settings, log)
+    timings["flink_env"] = time.monotonic() - t
+    flink_version, groups = load_pins()
+    jar_dirs: dict[str, Path] = {}
+    for group in groups:
+        t = time.monotonic()
+        progress(f"JVM artifacts: {group.name} ({len(group.artifacts)} pinned) ...")
+        jar_dirs[group.name] = fetch_group(group, state / "jars", log)
+        timings[f"jars_{group.name}"] = time.monotonic() - t
+    t = time.monotonic()
+    progress("FLINK_HOME layout ...")
+    home = layout_flink_home(settings, jar_dirs)
+    installed = next(home.glob("lib/flink-dist*.jar"), None)
+    if installed is None or flink_version not in installed.name:
+        raise SetupError(f"FLINK_HOME has {installed.name if installed else 'no flink-dist'}, but "
+                         f"jvm/artifacts.toml pins Flink {flink_version}: align requirements/flink.lock")
+    timings["flink_home"] = time.monotonic() - t
+    return timings
