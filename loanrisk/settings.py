@@ -258,6 +258,7 @@ class StackSettings(BaseModel):
     """The local stack: where its state lives and how its processes log."""
 
     state_dir: Path = REPO_ROOT / ".loanrisk"
+    install_dir: Path = REPO_ROOT / ".loanrisk"
     log_format: Literal["text", "json"] = "text"
     health_timeout_s: float = Field(120.0, gt=0)
     supervise: bool = True
@@ -319,14 +320,24 @@ class Settings(BaseSettings):
         return self.stack.state_dir.resolve()
 
     @property
+    def install_dir(self) -> Path:
+        """Where setup puts the environments, jars and FLINK_HOME (shared by every stack)."""
+        return self.stack.install_dir.resolve()
+
+    @property
     def flink_home(self) -> Path:
         """FLINK_HOME laid out by setup: the pyflink wheel's Flink plus the pinned jars."""
-        return self.state_dir / "flink"
+        return self.install_dir / "flink"
+
+    @property
+    def flink_conf_dir(self) -> Path:
+        """FLINK_CONF_DIR of this stack (its ports and state folders)."""
+        return self.state_dir / "flink" / "conf"
 
     @property
     def flink_python(self) -> Path:
         """Interpreter of the Flink runtime environment."""
-        return self.state_dir / "venvs" / "flink" / "bin" / "python"
+        return self.install_dir / "venvs" / "flink" / "bin" / "python"
 
     def iceberg_catalog_properties(self) -> dict[str, str]:
         """pyiceberg SqlCatalog properties; Flink's catalog DDL is derived from the same values."""

@@ -48,7 +48,7 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
     else:
         notes.append(f"Flink {flink_version} at {settings.flink_home}")
     for g in groups:
-        stamp = settings.state_dir / "jars" / g.name / ".fingerprint"
+        stamp = settings.install_dir / "jars" / g.name / ".fingerprint"
         if not stamp.exists() or stamp.read_text() != g.fingerprint():
             problems.append(f"jars of group {g.name} missing or out of date: run `riskctl setup`")
     free_gb = shutil.disk_usage(settings.state_dir if settings.state_dir.exists() else settings.state_dir.parent

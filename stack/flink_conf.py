@@ -59,16 +59,24 @@ def flink_config(settings: Settings) -> dict[str, Any]:
 
 
 def write_flink_config(settings: Settings) -> None:
-    """Write conf/config.yaml under FLINK_HOME."""
-    conf = settings.flink_home / "conf"
+    """Write this stack's FLINK_CONF_DIR: config.yaml plus the distribution's log4j files."""
+    import shutil
+
+    from stack.setup import pyflink_dir
+    conf = settings.flink_conf_dir
     conf.mkdir(parents=True, exist_ok=True)
     (conf / "config.yaml").write_text(yaml.safe_dump(flink_config(settings), sort_keys=True))
+    for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
+                 "log4j-session.properties", "logback.xml"):
+        src = pyflink_dir(settings) / "conf" / name
+        if src.exists():
+            shutil.copy(src, conf / name)
     (settings.state_dir / "logs" / "flink").mkdir(parents=True, exist_ok=True)
 
 
 def flink_env(settings: Settings) -> dict[str, str]:
     """Environment for Flink's bin/ scripts."""
     from stack.java import java_home
-    return {"FLINK_HOME": str(settings.flink_home), "FLINK_CONF_DIR": str(settings.flink_home / "conf"),
+    return {"FLINK_HOME": str(settings.flink_home), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
             "FLINK_LOG_DIR": str(settings.state_dir / "logs" / "flink"), "JAVA_HOME": str(java_home()),
             "PYFLINK_CLIENT_EXECUTABLE": str(settings.flink_python)}

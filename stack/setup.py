@@ -33,7 +33,7 @@ def _digest(path: Path) -> str:
 
 def ensure_flink_env(settings: Settings, log: Path) -> Path:
     """Create or sync the Flink runtime environment from requirements/flink.lock; returns its prefix."""
-    prefix = settings.state_dir / "venvs" / "flink"
+    prefix = settings.install_dir / "venvs" / "flink"
     stamp = prefix / ".lock-digest"
     if stamp.exists() and stamp.read_text() == _digest(FLINK_LOCK) and settings.flink_python.exists():
         return prefix
@@ -51,7 +51,7 @@ def ensure_flink_env(settings: Settings, log: Path) -> Path:
 
 def pyflink_dir(settings: Settings) -> Path:
     """The installed pyflink package folder, which holds a complete Flink distribution."""
-    found = sorted((settings.state_dir / "venvs" / "flink" / "lib").glob("python3*/site-packages/pyflink"))
+    found = sorted((settings.install_dir / "venvs" / "flink" / "lib").glob("python3*/site-packages/pyflink"))
     if not found:
         raise SetupError("pyflink is not installed in the Flink environment: run `riskctl setup`")
     return found[0]
@@ -85,19 +85,13 @@ def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
     # The SQL client needs the gateway classes on its classpath: it loads lib/ and its own jar.
     for jar in jar_dirs["flink_opt"].glob("flink-sql-gateway-*.jar"):
         (home / "lib" / jar.name).symlink_to(jar)
-    for sub in ("conf", "log"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    if not (home / "conf" / "log4j.properties").exists():
-        for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
-                     "log4j-session.properties", "logback.xml"):
-            if (wheel / "conf" / name).exists():
-                shutil.copy(wheel / "conf" / name, home / "conf" / name)
+    (home / "log").mkdir(parents=True, exist_ok=True)
     return home
 
 
 def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float]:
     """Run every setup step (each skips itself when already up to date); returns seconds per step."""
-    state = settings.state_dir
+    state = settings.install_dir
     (state / "logs").mkdir(parents=True, exist_ok=True)
     log = state / "logs" / "setup.log"
     timings: dict[str, float] = {}

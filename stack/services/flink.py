@@ -37,7 +37,8 @@ class FlinkCluster(Service):
         return [sys.executable, "-m", "stack.supervisor", "--state", str(self.state)]
 
     def env(self) -> dict[str, str]:
-        return {"PYTHONPATH": str(REPO_ROOT), "LOANRISK_STACK__STATE_DIR": str(self.state)}
+        return {"PYTHONPATH": str(REPO_ROOT), "LOANRISK_STACK__STATE_DIR": str(self.state),
+                "LOANRISK_STACK__INSTALL_DIR": str(self.settings.install_dir)}
 
     def overview(self) -> dict:
         """The REST API's /overview document."""

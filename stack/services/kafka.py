@@ -40,7 +40,7 @@ class KafkaBroker(Service):
 
     @property
     def classpath(self) -> str:
-        return str(self.state / "jars" / "kafka" / "*")
+        return str(self.settings.install_dir / "jars" / "kafka" / "*")
 
     def properties(self) -> str:
         k = self.settings.kafka

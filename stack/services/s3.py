@@ -32,7 +32,7 @@ class S3Endpoint(Service):
         conf.chmod(0o600)
 
     def command(self) -> list[str]:
-        return [java_bin(), "-Xms128m", "-Xmx512m", "-cp", str(self.state / "jars" / "s3proxy" / "*"),
+        return [java_bin(), "-Xms128m", "-Xmx512m", "-cp", str(self.settings.install_dir / "jars" / "s3proxy" / "*"),
                 f"-Dlog4j.configurationFile={self.home}/none", "org.gaul.s3proxy.Main",
                 "--properties", str(self.home / "s3proxy.conf")]
 

@@ -1,0 +1,142 @@
+"""Foundation must-shows on the real local stack: cross-engine smoke, Snowflake round trip, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from loanrisk.settings import REPO_ROOT, Settings
+from stack.flink_client import flink_run, job_exceptions, wait_for_state, write_params
+from stack.process import is_alive
+from stack.services import all_services
+from stack.services.flink import FlinkCluster
+from stack.services.kafka import ensure_topics, topic_offsets
+
+pytestmark = pytest.mark.stack
+
+
+def _catalog(settings: Settings):
+    from loanrisk.lake import catalog
+    return catalog(settings)
+
+
+def _produce_json(settings: Settings, topic: str, rows: list[dict]) -> None:
+    ensure_topics(settings.kafka.bootstrap, [topic], 2, settings.kafka.max_message_bytes)
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
+    for row in rows:
+        producer.produce(topic, key=str(row["id"] % 5), value=json.dumps(row))
+    assert producer.flush(30) == 0
+
+
+def test_flink_run_moves_kafka_json_into_iceberg_and_pyiceberg_reads_exactly_those_rows(
+        stack_settings: Settings) -> None:
+    s = stack_settings
+    topic = f"smoke-{uuid.uuid4().hex[:8]}"
+    rows = [{"id": i, "name": f"loan-{i}", "amount": round(i * 10.25, 2),
+             "event_time": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z"} for i in range(250)]
+    _produce_json(s, topic, rows)
+    table = topic.replace("-", "_")
+    params = write_params(s, "smoke", {"smoke_topic": topic, "smoke_table": table},
+                          {"execution.checkpointing.interval": "5 s"})
+    job_id = flink_run(s, REPO_ROOT / "jobs" / "run_sql.py",
+                       ["--sql-dir", str(REPO_ROOT / "sql" / "smoke"), "--params", str(params), "--name", "smoke"])
+    state = wait_for_state(s, job_id, {"FINISHED"}, 240)
+    assert state == "FINISHED", job_exceptions(s, job_id)
+    df = _catalog(s).load_table(f"smoke.{table}").scan().to_pandas()
+    got = sorted(zip(df["id"], df["name"], df["amount"]))
+    assert got == sorted((r["id"], r["name"], r["amount"]) for r in rows)
+    print(f"smoke: {len(df)} rows Kafka -> Flink -> Iceberg -> pyiceberg")
+
+
+def test_snowflake_connector_round_trips_a_row_over_http(stack_settings: Settings) -> None:
+    from warehouse.connection import connect
+    with connect(stack_settings) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS roundtrip (id INTEGER, amount NUMBER(12,2), note VARCHAR, "
+                    "booked_at TIMESTAMP_NTZ)")
+        cur.execute("INSERT INTO roundtrip VALUES (%s, %s, %s, %s)",
+                    (7, Decimal("1234.56"), "snowflake over http", datetime(2026, 1, 2, 3, 4, 5)))
+        cur.execute("SELECT id, amount, note, booked_at FROM roundtrip WHERE id = 7")
+        row = cur.fetchone()
+    assert row[0] == 7 and Decimal(str(row[1])) == Decimal("1234.56") and row[2] == "snowflake over http"
+    assert row[3].replace(tzinfo=None) == datetime(2026, 1, 2, 3, 4, 5)
+
+
+def test_stack_up_with_a_taken_port_exits_nonzero_with_one_line(stack_settings: Settings, tmp_path: Path) -> None:
+    import socket
+    env = {**os.environ, "LOANRISK_STACK__STATE_DIR": str(tmp_path / "state")}
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        for var in ("LOANRISK_KAFKA__PORT", "LOANRISK_POSTGRES__PORT", "LOANRISK_S3__PORT",
+                    "LOANRISK_SNOWFLAKE__PORT", "LOANRISK_FLINK__REST_PORT", "LOANRISK_PROMETHEUS__PORT"):
+            env[var] = str(int(os.environ[var]) + 100)  # away from the session's own stack
+        env["LOANRISK_KAFKA__PORT"] = str(port)
+        proc = subprocess.run([sys.executable, "-m", "riskctl.main", "stack", "up"], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert str(port) in lines[0] and "kafka" in lines[0]
+    assert not list((tmp_path / "state" / "run").glob("*.pid")), "nothing may start when a port is taken"
+
+
+def test_up_twice_starts_nothing_twice(stack_settings: Settings) -> None:
+    from stack.manager import up
+    before = {svc.name: svc.pid() for svc in all_services(stack_settings)}
+    messages: list[str] = []
+    up(stack_settings, progress=messages.append)
+    after = {svc.name: svc.pid() for svc in all_services(stack_settings)}
+    assert before == after and all(before.values())
+    assert all("already running" in m for m in messages)
+
+
+def test_down_stops_every_pid_and_up_keeps_all_data(stack_settings: Settings) -> None:
+    from stack.manager import down, up
+    from warehouse.connection import connect
+    s = stack_settings
+    # Data in every store.
+    topic = f"persist-{uuid.uuid4().hex[:8]}"
+    _produce_json(s, topic, [{"id": i} for i in range(40)])
+    with psycopg.connect(s.postgres.dsn(s.postgres.serving_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS persist_check (v TEXT)")
+        conn.execute("INSERT INTO persist_check VALUES (%s)", (topic,))
+    with connect(s) as conn:
+        conn.cursor().execute("CREATE TABLE IF NOT EXISTS persist_check (v VARCHAR)")
+        conn.cursor().execute("INSERT INTO persist_check VALUES (%s)", (topic,))
+    import pyarrow as pa
+    cat = _catalog(s)
+    cat.create_namespace_if_not_exists("persist")
+    tbl = cat.create_table(f"persist.t_{topic.replace('-', '_')}", schema=pa.schema([("v", pa.string())]))
+    tbl.append(pa.table({"v": [topic, "second"]}))
+    # Every PID we started, Flink's supervised children included.
+    flink = FlinkCluster(s)
+    pids = [svc.pid() for svc in all_services(s)] + [flink.child_pid("jobmanager"), flink.child_pid("taskmanager")]
+    assert all(pids)
+    assert down(s, progress=print) == []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(is_alive(p) for p in pids):
+        time.sleep(0.5)
+    assert not [p for p in pids if is_alive(p)], "stack down left processes running"
+    up(s, progress=print)
+    assert topic_offsets(s.kafka.bootstrap, topic) == 40
+    with psycopg.connect(s.postgres.dsn(s.postgres.serving_db)) as conn:
+        assert conn.execute("SELECT count(*) FROM persist_check WHERE v = %s", (topic,)).fetchone()[0] == 1
+    with connect(s) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM persist_check WHERE v = %s", (topic,))
+        assert cur.fetchone()[0] == 1
+    again = _catalog(s).load_table(f"persist.t_{topic.replace('-', '_')}").scan().to_pandas()
+    assert sorted(again["v"]) == sorted([topic, "second"])

@@ -1,0 +1,1 @@
+"""Snowflake: DDL derived from the contracts, and the exactly-once loader from Iceberg."""
