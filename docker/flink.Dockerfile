@@ -1,0 +1,17 @@
+# Flink 2.1.3 with the jars pinned in jvm/artifacts.toml and the Flink runtime Python environment
+# (requirements/flink.lock), for docker-compose.yml.
+FROM flink:2.1.3-scala_2.12-java17
+USER root
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip maven curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY requirements/flink.lock /tmp/flink.lock
+RUN python3 -m venv /opt/flink-python && /opt/flink-python/bin/pip install -q -r /tmp/flink.lock
+COPY jvm/artifacts.toml /tmp/artifacts.toml
+COPY docker/fetch-jars.sh /tmp/fetch-jars.sh
+RUN /tmp/fetch-jars.sh /tmp/artifacts.toml /opt/flink/lib \
+    && mkdir -p /opt/flink/plugins/metrics-prometheus \
+    && cp /opt/flink/opt/flink-metrics-prometheus-*.jar /opt/flink/plugins/metrics-prometheus/ || true
+ENV PYFLINK_CLIENT_EXECUTABLE=/opt/flink-python/bin/python
+RUN echo "python.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml \
+    && echo "python.client.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml
+USER flink

@@ -1,0 +1,68 @@
+"""Settings: defaults, environment and YAML overrides, secrets, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loanrisk.errors import ConfigError
+from loanrisk.settings import REPO_ROOT, Settings, get_settings
+
+
+def test_defaults_are_a_loopback_stack() -> None:
+    s = Settings()
+    assert s.kafka.bootstrap.startswith("127.0.0.1:")
+    assert s.flink.rest_url.startswith("http://127.0.0.1:")
+    assert s.iceberg_catalog_properties()["s3.endpoint"].startswith("http://127.0.0.1:")
+
+
+def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOANRISK_KAFKA__PORT", "19092")
+    monkeypatch.setenv("LOANRISK_KAFKA__TOPICS__PARTITIONS", "6")
+    s = Settings()
+    assert s.kafka.bootstrap == "127.0.0.1:19092" and s.kafka.topics.partitions == 6
+
+
+def test_yaml_file_is_below_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "loanrisk.yaml"
+    cfg.write_text("kafka:\n  port: 29092\nflink:\n  parallelism: 3\n")
+    monkeypatch.setenv("LOANRISK_CONFIG", str(cfg))
+    monkeypatch.setenv("LOANRISK_FLINK__PARALLELISM", "1")
+    s = Settings()
+    assert s.kafka.port == 29092 and s.flink.parallelism == 1
+
+
+def test_secret_files_are_read_and_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "pg-password"
+    secret.write_text("s3cr3t-Value-42\n")
+    monkeypatch.setenv("LOANRISK_POSTGRES__PASSWORD_FILE", str(secret))
+    s = Settings()
+    assert s.postgres.secret() == "s3cr3t-Value-42"
+    assert "s3cr3t-Value-42" not in repr(s) and "s3cr3t-Value-42" not in str(s.model_dump())
+
+
+def test_invalid_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOANRISK_KAFKA__PORT", "not-a-port")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"kafka.port \(LOANRISK_KAFKA__PORT\)"):
+        get_settings()
+    get_settings.cache_clear()
+
+
+def test_cli_with_bad_config_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("flink: [not, a, mapping\n")
+    proc = subprocess.run([sys.executable, "-m", "riskctl.main", "stack", "status"], capture_output=True, text=True,
+                          env={"LOANRISK_CONFIG": str(bad), "PATH": "/usr/bin:/bin"}, cwd=REPO_ROOT, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "not valid YAML" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_cli_with_bad_argument_prints_usage_error_not_a_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "riskctl.main", "stack", "logs"], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Missing argument" in proc.stderr

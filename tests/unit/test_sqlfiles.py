@@ -1,0 +1,51 @@
+"""The SQL-file loader shared by the jobs and the SQL client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.sqlfiles import MissingParameter, load, render, split_statements
+from loanrisk.settings import REPO_ROOT
+
+
+def test_split_ignores_semicolons_in_strings_and_comments() -> None:
+    text = "-- a; comment\nCREATE TABLE t (a STRING) WITH ('x' = 'a;b');\nINSERT INTO t SELECT ';' ; -- tail;\n"
+    assert split_statements(text) == ["CREATE TABLE t (a STRING) WITH ('x' = 'a;b')", "INSERT INTO t SELECT ';'"]
+
+
+def test_render_refuses_missing_parameters() -> None:
+    assert render("a ${x} b", {"x": 1}) == "a 1 b"
+    with pytest.raises(MissingParameter):
+        render("${nope}", {})
+
+
+def test_every_sql_folder_renders_with_the_settings_parameters() -> None:
+    from loanrisk.settings import Settings
+    from stack.flink_client import sql_params
+    params = {**sql_params(Settings()), "smoke_topic": "t", "smoke_table": "t"}
+    folders = {p.parent for p in (REPO_ROOT / "sql").rglob("*.sql")} - {REPO_ROOT / "sql" / "warehouse"}
+    assert folders
+    for folder in folders:
+        stmts = load(folder, params)
+        assert stmts, folder
+        for stmt in stmts:
+            assert "${" not in stmt.text, f"{folder}: unrendered parameter"
+
+
+def test_each_sql_file_opens_with_a_header_comment() -> None:
+    for path in (REPO_ROOT / "sql").rglob("*.sql"):
+        assert path.read_text().lstrip().startswith("--"), f"{path} has no header saying what and why"
+
+
+def test_jvm_pins_parse_and_name_one_version_each() -> None:
+    from stack.jvm import load_pins
+    version, groups = load_pins()
+    seen: dict[str, str] = {}
+    for g in groups:
+        for coord in g.artifacts:
+            group_id, artifact, ver = coord.split(":")
+            assert seen.setdefault(f"{group_id}:{artifact}", ver) == ver
+    assert version.count(".") == 2 and Path(REPO_ROOT / "requirements" / "flink.lock").read_text().count(
+        f"apache-flink=={version}") == 1
