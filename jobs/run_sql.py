@@ -19,7 +19,7 @@ from jobs.sqlfiles import load  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the statements, and optionally wait for a bounded job to finish."""
     parser = argparse.ArgumentParser(prog="run_sql")
-    parser.add_argument("--sql-dir", required=True, type=Path)
+    parser.add_argument("--sql-dir", required=True, type=Path, action="append", help="repeatable, loaded in order")
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--wait", action="store_true", help="block until the job finishes (bounded jobs)")
     parser.add_argument("--name", default=None)
@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         conf.set("pipeline.name", args.name)
     statement_set = t_env.create_statement_set()
     inserts = 0
-    for stmt in load(args.sql_dir, params["sql"]):
-        if stmt.is_insert:
+    stmts = [s for folder in args.sql_dir for s in load(folder, params["sql"])]
+    for stmt in stmts:
+        if stmt.set_pair:
+            conf.set(*stmt.set_pair)  # the SQL client runs SET itself; the Table API takes it as config
+        elif stmt.is_insert:
             statement_set.add_insert_sql(stmt.text)
             inserts += 1
         else:

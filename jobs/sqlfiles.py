@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PARAM = re.compile(r"\$\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+_SET = re.compile(r"^\s*SET\s+'([^']+)'\s*=\s*'([^']*)'\s*$", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Statement:
     def is_insert(self) -> bool:
         """True for INSERT statements (they go into the job's statement set)."""
         return self.text.lstrip().upper().startswith(("INSERT", "EXECUTE"))
+
+    @property
+    def set_pair(self) -> tuple[str, str] | None:
+        """(key, value) of a ``SET 'key' = 'value'`` statement, else None."""
+        m = _SET.match(self.text)
+        return (m.group(1), m.group(2)) if m else None
 
     @property
     def is_query(self) -> bool:

@@ -14,6 +14,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.stack_cmd", "setup"),
     ("riskctl.commands.stack_cmd", "doctor"),
     ("riskctl.commands.stack_cmd", "stack"),
+    ("riskctl.commands.produce", "produce"),
+    ("riskctl.commands.ingest", "ingest"),
+    ("riskctl.commands.job", "job"),
+    ("riskctl.commands.demo", "demo"),
+    ("riskctl.commands.model", "model"),
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from loanrisk.errors import StackError
 from loanrisk.settings import REPO_ROOT, Settings
+from contracts.flink_sql import sql_fragments
 from stack.flink_conf import flink_env
 
 
@@ -46,6 +47,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "alert_threshold": settings.model.alert_threshold,
         "lgd": settings.model.lgd,
         "pii_hash_key": settings.privacy.key(),
+        **sql_fragments(settings.privacy.key()),
     }
 
 

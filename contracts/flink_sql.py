@@ -1,0 +1,80 @@
+"""Flink SQL fragments derived from the contracts: typed projections, validation rules and lake columns.
+
+sql/ files use them as ``${<event>_columns}``, ``${<event>_reason}`` and ``${<event>_lake_columns}``,
+so the schema lives once, in contracts/events.py.
+"""
+
+from __future__ import annotations
+
+from contracts.events import INPUT_EVENTS
+from contracts.schema import TYPE_MAP, EventContract, Field
+
+_ISO_FORMAT = "yyyy-MM-dd''T''HH:mm:ss.SSS''Z''"
+
+
+def _raw(f: Field) -> str:
+    return f"JSON_VALUE(payload, '$.{f.name}')"
+
+
+def typed(f: Field) -> str:
+    """Expression turning the raw JSON field into its Flink type (NULL when it does not parse)."""
+    raw = _raw(f)
+    if f.type == "timestamp":
+        return f"CAST(TO_TIMESTAMP({raw}, '{_ISO_FORMAT}') AS TIMESTAMP_LTZ(6))"
+    if f.type == "string":
+        return raw
+    return f"TRY_CAST({raw} AS {TYPE_MAP[f.type][0]})"
+
+
+def projection(c: EventContract, pii_key: str) -> str:
+    """SELECT list of typed columns; PII fields replaced by a keyed SHA-256 hash."""
+    cols = []
+    for f in c.fields:
+        expr = typed(f)
+        if f.pii:
+            expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE SHA256(CONCAT('{pii_key}', {expr})) END"
+        cols.append(f"{expr} AS {f.name}")
+    return ",\n  ".join(cols)
+
+
+def reason(c: EventContract) -> str:
+    """CASE expression naming the first rule a message breaks, or NULL when it is valid."""
+    rules = ["WHEN payload IS NULL OR payload IS NOT JSON OBJECT THEN 'invalid_json'"]
+    for f in c.fields:
+        if not f.nullable:
+            rules.append(f"WHEN {_raw(f)} IS NULL THEN 'missing:{f.name}'")
+    for f in c.fields:
+        if f.type != "string":
+            rules.append(f"WHEN {_raw(f)} IS NOT NULL AND {typed(f)} IS NULL THEN 'type:{f.name}'")
+    for f in c.fields:
+        if f.minimum is not None:
+            rules.append(f"WHEN {typed(f)} < {f.minimum:g} THEN 'range:{f.name}'")
+        if f.maximum is not None:
+            rules.append(f"WHEN {typed(f)} > {f.maximum:g} THEN 'range:{f.name}'")
+        if f.choices:
+            allowed = ", ".join(f"'{v}'" for v in f.choices)
+            rules.append(f"WHEN {_raw(f)} IS NOT NULL AND {_raw(f)} NOT IN ({allowed}) THEN 'choice:{f.name}'")
+        if f.type == "double":
+            rules.append(f"WHEN {typed(f)} <> {typed(f)} THEN 'nan:{f.name}'")
+    ev = typed(c.field(c.event_time_field))
+    rules.append(f"WHEN {ev} > ingested_at + INTERVAL '1' DAY THEN 'future_event_time'")
+    rules.append(f"WHEN {ev} < TIMESTAMP '2000-01-01 00:00:00' THEN 'past_event_time'")
+    return "CASE\n    " + "\n    ".join(rules) + "\n    ELSE CAST(NULL AS STRING) END"
+
+
+def lake_columns(c: EventContract) -> str:
+    """Column definitions of the raw Iceberg table (nullable, as Iceberg evolves more easily that way)."""
+    cols = [f"{f.name} {TYPE_MAP[f.type][0]}" for f in c.fields]
+    cols += ["ingested_at TIMESTAMP_LTZ(6)", "event_date DATE"]
+    return ",\n  ".join(cols)
+
+
+def sql_fragments(pii_key: str) -> dict[str, str]:
+    """Every fragment, keyed by the parameter name the sql/ files use."""
+    out: dict[str, str] = {}
+    for c in INPUT_EVENTS:
+        out[f"{c.name}_columns"] = projection(c, pii_key.replace("'", "''"))
+        out[f"{c.name}_reason"] = reason(c)
+        out[f"{c.name}_lake_columns"] = lake_columns(c)
+        out[f"{c.name}_names"] = ", ".join(c.names)
+    return out

@@ -1,0 +1,1 @@
+"""Ingestion: synthetic and Lending Club event sources, Kafka producer/consumer, pacing and anomalies."""
