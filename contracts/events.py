@@ -108,8 +108,9 @@ REPAYMENT = EventContract(
         Field("currency", "string", "ISO-4217 currency.", choices=CURRENCIES),
         Field("amount_due_minor", "long", "Amount due.", unit="minor units", minimum=0),
         Field("amount_paid_minor", "long", "Amount paid.", unit="minor units", minimum=0),
-        Field("days_past_due", "int", "Days past due as of event_time (0 when paid on time).", unit="days",
-              minimum=0),
+        Field("days_past_due", "int", "Days past due as of event_time (0 when paid on time): for a paid "
+              "record, days from the oldest unpaid due date to paid_date; for a missed or partial record, days "
+              "since the oldest unpaid installment's due date.", unit="days", minimum=0),
     ),
 )
 

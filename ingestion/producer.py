@@ -1,0 +1,369 @@
+"""Kafka producers behind one small interface (confluent-kafka main path, kafka-python for comparison) and the send loop.
+
+Both: keyed by customer_id (one customer's events stay in one partition, in order), batched,
+zstd-compressed, acks=all with idempotence, delivery errors counted, messages over
+``settings.kafka.max_message_bytes`` refused before sending with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingestion.pacing import TokenBucket
+from ingestion.wire import ProducedEvent
+from loanrisk.errors import LoanRiskError
+from loanrisk.settings import KafkaSettings, get_settings
+
+log = logging.getLogger(__name__)
+COMPRESSION = "zstd"
+RECORD_OVERHEAD_BYTES = 1024  # room for record/batch headers above the payload limit
+IMPLEMENTATIONS = ("confluent", "kafka-python")
+
+
+class KafkaUnavailable(LoanRiskError):
+    """The broker cannot be reached."""
+
+
+class MessageTooLarge(LoanRiskError):
+    """A message is larger than settings.kafka.max_message_bytes."""
+
+
+@dataclass
+class DeliveryStats:
+    """What happened to the messages handed to a producer."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    refused_too_large: int = 0
+    bytes_enqueued: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def record_error(self, message: str) -> None:
+        """Count a delivery failure and keep its first few distinct messages for the report."""
+        self.failed += 1
+        if len(self.errors) < 10 and message not in self.errors:
+            self.errors.append(message)
+
+    @property
+    def pending(self) -> int:
+        """Messages handed over whose delivery is not yet known."""
+        return self.enqueued - self.delivered - self.failed
+
+
+class EventProducer(ABC):
+    """The small interface every implementation offers."""
+
+    name: str = "abstract"
+
+    def __init__(self, max_message_bytes: int):
+        self.max_message_bytes = max_message_bytes
+        self.stats = DeliveryStats()
+
+    def refuse_if_too_large(self, topic: str, key: bytes | None, value: bytes) -> bool:
+        """True (and counted, logged) when the message exceeds the configured maximum."""
+        size = len(value) + (len(key) if key else 0)
+        if size <= self.max_message_bytes:
+            return False
+        self.stats.refused_too_large += 1
+        log.error("%s", MessageTooLarge(
+            f"message to {topic} is {size} bytes, over kafka.max_message_bytes={self.max_message_bytes} "
+            "(LOANRISK_KAFKA__MAX_MESSAGE_BYTES); refused, not sent"))
+        return True
+
+    def send(self, topic: str, key: str | None, value: bytes) -> bool:
+        """Queue one message; False when refused (too large). Delivery is reported asynchronously."""
+        key_bytes = key.encode() if key is not None else None
+        if self.refuse_if_too_large(topic, key_bytes, value):
+            return False
+        self.stats.enqueued += 1
+        self.stats.bytes_enqueued += len(value)
+        self._send(topic, key_bytes, value)
+        return True
+
+    @abstractmethod
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+
+    @abstractmethod
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery reports."""
+
+    @abstractmethod
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for outstanding deliveries; returns how many are still pending."""
+
+    @abstractmethod
+    def check_connection(self, timeout_s: float = 5.0) -> None:
+        """Raise KafkaUnavailable when the cluster does not answer."""
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush and release the client."""
+        self.flush(timeout_s)
+
+
+class NullEventProducer(EventProducer):
+    """Delivers nothing anywhere, instantly: for dry runs and for measuring a source's own rate."""
+
+    name = "null"
+
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.stats.delivered += 1
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        return None
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        return self.stats.pending
+
+    def check_connection(self, timeout_s: float = 5.0) -> None:
+        return None
+
+
+def confluent_config(kafka: KafkaSettings, bootstrap: str | None = None) -> dict[str, Any]:
+    """librdkafka producer settings: security from settings, then reliability, batching and compression."""
+    conf = kafka.client_config()
+    if bootstrap:
+        conf["bootstrap.servers"] = bootstrap
+    conf.update({
+        "acks": "all", "enable.idempotence": True, "compression.type": COMPRESSION,
+        "linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 500_000, "queue.buffering.max.kbytes": 512 * 1024,
+        "message.max.bytes": kafka.max_message_bytes + RECORD_OVERHEAD_BYTES,
+        "delivery.timeout.ms": 120_000,
+    })
+    return conf
+
+
+class ConfluentEventProducer(EventProducer):
+    """confluent-kafka (librdkafka): the main path."""
+
+    name = "confluent-kafka"
+
+    def __init__(self, conf: dict[str, Any], max_message_bytes: int):
+        from confluent_kafka import Producer
+
+        super().__init__(max_message_bytes)
+        self.conf = conf
+        self._producer = Producer(conf)
+        self._since_poll = 0
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.stats.delivered += 1
+        else:
+            self.stats.record_error(f"{msg.topic()}: {err.str()}")
+
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        from confluent_kafka import KafkaException
+
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # refused by librdkafka itself (e.g. size after headers): counted failed
+                self.stats.record_error(f"{topic}: {exc.args[0].str() if exc.args else exc}")
+                break
+        self._since_poll += 1
+        if self._since_poll >= 1000:
+            self._producer.poll(0)
+            self._since_poll = 0
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        self._producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        return int(self._producer.flush(timeout_s))
+
+    def check_connection(self, timeout_s: float = 5.0) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(
+                f"cannot reach Kafka at {self.conf.get('bootstrap.servers')} ({exc.args[0].str() if exc.args else exc}); "
+                "start the stack or set LOANRISK_KAFKA__PORT / LOANRISK_KAFKA__BOOTSTRAP_SERVERS") from None
+
+
+def kafka_python_config(kafka: KafkaSettings, bootstrap: str | None = None) -> dict[str, Any]:
+    """The same settings in kafka-python's vocabulary."""
+    rd = kafka.client_config()
+    names = {"security.protocol": "security_protocol", "sasl.mechanism": "sasl_mechanism",
+             "sasl.username": "sasl_plain_username", "sasl.password": "sasl_plain_password",
+             "ssl.ca.location": "ssl_cafile", "ssl.certificate.location": "ssl_certfile",
+             "ssl.key.location": "ssl_keyfile"}
+    conf: dict[str, Any] = {names[k]: v for k, v in rd.items() if k in names}
+    conf.update({
+        "bootstrap_servers": (bootstrap or rd["bootstrap.servers"]).split(","),
+        "acks": "all", "enable_idempotence": True, "compression_type": COMPRESSION,
+        "linger_ms": 20, "batch_size": 512 * 1024,
+        "max_request_size": kafka.max_message_bytes + RECORD_OVERHEAD_BYTES,
+    })
+    return conf
+
+
+class KafkaPythonEventProducer(EventProducer):
+    """kafka-python (pure Python): kept for the throughput comparison."""
+
+    name = "kafka-python"
+
+    def __init__(self, conf: dict[str, Any], max_message_bytes: int):
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        super().__init__(max_message_bytes)
+        self.conf = conf
+        try:
+            self._producer = KafkaProducer(**conf)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"cannot reach Kafka at {','.join(conf['bootstrap_servers'])} ({exc}); "
+                                   "start the stack or set LOANRISK_KAFKA__PORT") from None
+        self._lock = threading.Lock()
+
+    def _ok(self, _metadata: Any) -> None:
+        with self._lock:
+            self.stats.delivered += 1
+
+    def _err(self, exc: BaseException) -> None:
+        with self._lock:
+            self.stats.record_error(f"{type(exc).__name__}: {exc}")
+
+    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            self._producer.send(topic, value=value, key=key).add_callback(self._ok).add_errback(self._err)
+        except KafkaError as exc:  # refused before queueing (e.g. buffer full past max_block_ms)
+            self._err(exc)
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        if timeout_s:
+            time.sleep(timeout_s)  # delivery callbacks run on the client's I/O thread
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:
+            pass
+        return self.stats.pending
+
+    def check_connection(self, timeout_s: float = 5.0) -> None:
+        if not self._producer.bootstrap_connected():
+            raise KafkaUnavailable(f"cannot reach Kafka at {','.join(self.conf['bootstrap_servers'])}")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        self.flush(timeout_s)
+        self._producer.close(timeout=timeout_s)
+
+
+def make_producer(impl: str = "confluent", *, bootstrap: str | None = None,
+                  kafka: KafkaSettings | None = None, overrides: dict[str, Any] | None = None) -> EventProducer:
+    """A producer configured from ``settings.kafka`` (or ``kafka``), optionally another ``bootstrap``."""
+    kafka = kafka or get_settings().kafka
+    if impl == "confluent":
+        conf = confluent_config(kafka, bootstrap)
+        conf.update(overrides or {})
+        return ConfluentEventProducer(conf, kafka.max_message_bytes)
+    if impl == "kafka-python":
+        conf = kafka_python_config(kafka, bootstrap)
+        conf.update(overrides or {})
+        return KafkaPythonEventProducer(conf, kafka.max_message_bytes)
+    raise ValueError(f"unknown producer implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
+
+
+@dataclass
+class ProduceSummary:
+    """The outcome of one send loop."""
+
+    handed: int
+    delivered: int
+    failed: int
+    refused: int
+    pending: int
+    bytes: int
+    elapsed_s: float
+    interrupted: bool
+
+    @property
+    def rate(self) -> float:
+        """Messages handed to the producer per second of the run."""
+        return self.handed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        """The closing one-line summary."""
+        note = " (interrupted, flushed)" if self.interrupted else ""
+        return (f"sent={self.delivered} failed={self.failed + self.pending} refused_too_large={self.refused} "
+                f"rate={self.rate:,.0f} events/s {self.bytes / max(self.elapsed_s, 1e-9) / 1e6:.2f} MB/s "
+                f"in {self.elapsed_s:.1f}s{note}")
+
+
+@contextmanager
+def sigint_stops(stop: threading.Event) -> Iterator[None]:
+    """While inside: the first Ctrl-C sets ``stop`` (the loop then flushes cleanly); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def produce_events(events: Iterable[ProducedEvent], producer: EventProducer, *, count: int | None = None,
+                   duration_s: float | None = None, rate: float | None = None,
+                   stop: threading.Event | None = None,
+                   on_progress: Callable[[int, DeliveryStats], None] | None = None,
+                   progress_every_s: float = 0.2, flush_timeout_s: float = 60.0,
+                   clock: Callable[[], float] = time.monotonic) -> ProduceSummary:
+    """Send ``events`` until exhausted, ``count`` sent, ``duration_s`` elapsed or ``stop`` set; then flush.
+
+    ``rate`` adds a token bucket here (for sources that are not paced themselves). Ctrl-C sets
+    ``stop`` when this runs in the main thread.
+    """
+    stop = stop or threading.Event()
+    bucket = TokenBucket(rate, clock=clock) if rate else None
+    handed = 0
+    start = clock()
+    next_progress = start + progress_every_s
+    with sigint_stops(stop):
+        for event in events:
+            if stop.is_set() or (count is not None and handed >= count):
+                break
+            now = clock()
+            if duration_s is not None and now - start >= duration_s:
+                break
+            if bucket is not None:
+                bucket.acquire()
+            producer.send(event.topic, event.key, event.value_bytes)
+            handed += 1
+            if on_progress is not None and now >= next_progress:
+                producer.poll(0)
+                on_progress(handed, producer.stats)
+                next_progress = now + progress_every_s
+        interrupted = stop.is_set()
+        pending = producer.flush(flush_timeout_s)
+    elapsed = clock() - start
+    if on_progress is not None:
+        on_progress(handed, producer.stats)
+    s = producer.stats
+    return ProduceSummary(handed=handed, delivered=s.delivered, failed=s.failed, refused=s.refused_too_large,
+                          pending=pending, bytes=s.bytes_enqueued, elapsed_s=elapsed, interrupted=interrupted)
