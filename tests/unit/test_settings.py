@@ -12,6 +12,15 @@ from loanrisk.errors import ConfigError
 from loanrisk.settings import REPO_ROOT, Settings, get_settings
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees only the LOANRISK_* variables it sets itself."""
+    import os
+    for key in list(os.environ):
+        if key.startswith("LOANRISK_"):
+            monkeypatch.delenv(key)
+
+
 def test_defaults_are_a_loopback_stack() -> None:
     s = Settings()
     assert s.kafka.bootstrap.startswith("127.0.0.1:")

@@ -1,0 +1,1 @@
+"""Python UDFs that run inside Flink (Flink runtime environment: numpy, pandas, onnxruntime only)."""
