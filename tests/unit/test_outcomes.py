@@ -89,3 +89,11 @@ def test_frame_and_single_loan_rule_agree_on_simulated_loans() -> None:
     pd.testing.assert_series_equal(truth["defaulted"], full["defaulted"])
     assert (truth["first_default_date"].dropna() - truth["origination_time"][truth["defaulted"]]).max() \
         <= timedelta(days=366)
+
+
+def test_frame_without_any_default_keeps_its_types() -> None:
+    loans = pd.DataFrame({"loan_id": ["a", "b"], "customer_id": ["x", "y"], "origination_time": [ORIG, ORIG]})
+    records = pd.DataFrame({"loan_id": ["a"], "event_time": [at(date(2018, 4, 1))], "days_past_due": [12]})
+    frame = outcomes_frame(loans, records, as_of=datetime(2018, 6, 1, tzinfo=timezone.utc))
+    assert not frame["defaulted"].any() and not frame["mature"].any()
+    assert str(frame["first_default_date"].dtype) == "datetime64[ns, UTC]" and frame["first_default_date"].isna().all()

@@ -1,0 +1,461 @@
+"""udfs Scorer and Flink UDF wrapper: ONNX scores vs scikit-learn, reason codes, refusal, hot reload (folder and S3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from contracts.features import FEATURE_NAMES, feature_schema_hash
+from contracts.registry_layout import (
+    CHAMPION_FILE, METADATA_FILE, MODEL_FILE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES, version_path,
+)
+from udfs.registry_reader import ObjectNotFound
+from udfs.scorer import ModelRejected, Scorer, schema_hash
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "udf-scorer-test"
+KEYS = {"access_key_id": "testkey", "secret_access_key": "testsecret", "region": "us-east-1"}
+# Model features deliberately not in contract order: the scorer must pick columns by name.
+FEATS_A = ["interest_rate", "debt_to_income", "dpd_max", "credit_utilization", "missed_payments"]
+FEATS_B = ["loan_to_income", "dpd_current", "income_stability"]
+
+
+@dataclass
+class Trained:
+    """A fitted model, its ONNX bytes and metadata."""
+
+    names: list[str]
+    clf: LogisticRegression
+    onnx: bytes
+    reference: dict[str, float]
+
+    def proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """scikit-learn's P(default) on the same float32 values the scorer feeds ONNX."""
+        X = frame[self.names].to_numpy(dtype=np.float32).astype(np.float64)
+        return self.clf.predict_proba(X)[:, 1]
+
+    def metadata(self, version: str, **override: Any) -> dict[str, Any]:
+        meta = {"version": version, "feature_names": self.names, "feature_schema_hash": feature_schema_hash(self.names),
+                "feature_reference": self.reference, "metrics": {}}
+        return {**meta, **override}
+
+
+def _onnx(clf: LogisticRegression, k: int, meta_names: list[str] | None) -> bytes:
+    """ONNX as the registry holds it; ``meta_names`` None leaves the feature_names metadata out."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    model = to_onnx(clf, initial_types=[(ONNX_INPUT, FloatTensorType([None, k]))], options={"zipmap": False})
+    prob = [o.name for o in model.graph.output][1]
+    if prob != ONNX_PROBABILITIES:  # match the layout's output name
+        for node in model.graph.node:
+            node.output[:] = [ONNX_PROBABILITIES if o == prob else o for o in node.output]
+        for out in model.graph.output:
+            out.name = ONNX_PROBABILITIES if out.name == prob else out.name
+    if meta_names is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = ONNX_META_FEATURES, json.dumps(meta_names)
+    return model.SerializeToString()
+
+
+def train(names: list[str], seed: int, meta_names: list[str] | None | bool = True, n: int = 600) -> Trained:
+    """A logistic regression on synthetic rows; ``meta_names`` True embeds ``names`` in the ONNX metadata."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(names))) * rng.uniform(0.5, 3, len(names)) + rng.uniform(-1, 1, len(names))
+    X = X.astype(np.float32).astype(np.float64)
+    w = rng.normal(size=len(names))
+    y = ((X - X.mean(0)) / X.std(0) @ w + rng.normal(size=n) * 0.7 > 0.4).astype(int)
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    reference = {name: float(v) for name, v in zip(names, X.mean(axis=0))}
+    return Trained(names, clf, _onnx(clf, len(names), names if meta_names is True else meta_names or None), reference)
+
+
+@pytest.fixture(scope="module")
+def model_a() -> Trained:
+    return train(FEATS_A, 1)
+
+
+@pytest.fixture(scope="module")
+def model_b() -> Trained:
+    return train(FEATS_B, 2)
+
+
+def stream_frame(n: int, seed: int) -> pd.DataFrame:
+    """All 20 contract columns (shuffled order) as the stream offers them."""
+    rng = np.random.default_rng(seed)
+    cols = list(rng.permutation(FEATURE_NAMES))
+    return pd.DataFrame(rng.normal(size=(n, len(cols))) * 2, columns=cols)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _client(endpoint: str):  # noqa: ANN202 (boto3 client)
+    return boto3.client("s3", endpoint_url=endpoint, region_name=KEYS["region"],
+                        aws_access_key_id=KEYS["access_key_id"], aws_secret_access_key=KEYS["secret_access_key"])
+
+
+@dataclass
+class Reg:
+    """A registry written by the test with the layout's paths, read by the scorer."""
+
+    uri: str
+    s3: dict[str, str] | None
+    put: Callable[[str, bytes], None]
+
+    def add(self, version: str, onnx: bytes, metadata: dict[str, Any]) -> None:
+        self.put(version_path(self.uri, version, MODEL_FILE), onnx)
+        self.put(version_path(self.uri, version, METADATA_FILE), json.dumps(metadata).encode())
+
+    def promote(self, version: str) -> None:
+        self.put(f"{self.uri}/{CHAMPION_FILE}", json.dumps({"version": version, "previous": None}).encode())
+
+    def scorer(self, clock: Callable[[], float] | None = None, log: list[str] | None = None, **kw: Any) -> Scorer:
+        return Scorer(self.uri, FEATURE_NAMES, s3=self.s3, clock=clock or FakeClock(),
+                      log=(log.append if log is not None else lambda _m: None), **kw)
+
+
+def local_reg(root: Path) -> Reg:
+    def put_file(path: str, data: bytes) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return Reg(str(root), None, put_file)
+
+
+@pytest.fixture(params=["folder", "s3"])
+def reg(request: pytest.FixtureRequest, tmp_path: Path) -> Reg:
+    if request.param == "folder":
+        return local_reg(tmp_path / "registry")
+    return s3_reg(request.getfixturevalue("moto_endpoint"))
+
+
+def s3_reg(endpoint: str) -> Reg:
+    client = _client(endpoint)
+
+    def put_object(path: str, data: bytes) -> None:
+        client.put_object(Bucket=BUCKET, Key=path.removeprefix(f"s3://{BUCKET}/"), Body=data)
+    return Reg(f"s3://{BUCKET}/{uuid.uuid4().hex}/models", {"endpoint": endpoint, **KEYS}, put_object)
+
+
+def test_schema_hash_is_the_contract_formula() -> None:
+    assert schema_hash(FEATS_A) == feature_schema_hash(FEATS_A) != schema_hash(FEATS_B)
+
+
+def test_scores_equal_scikit_learn(reg: Reg, model_a: Trained) -> None:
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    scorer = reg.scorer()
+    frame = stream_frame(300, seed=5)
+    out = scorer.score(frame)
+    assert list(out.columns) == ["probability", "model_version", "reason_codes"] and len(out) == len(frame)
+    assert out["probability"].dtype == np.float64
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_a.proba(frame), rtol=0, atol=1e-6)
+    assert set(out["model_version"]) == {"v0001"} and scorer.model_version == "v0001"
+    assert scorer.feature_names == tuple(FEATS_A) and scorer.model_load_failures == 0
+    p, version, _ = scorer.score_matrix(frame[FEATURE_NAMES].to_numpy())  # positional path used by the UDF
+    np.testing.assert_allclose(p, out["probability"].to_numpy(), rtol=0, atol=1e-12)
+    assert version == "v0001"
+    assert scorer.score(frame.iloc[:0]).shape == (0, 3)
+
+
+def test_reason_codes_only_above_threshold_and_they_raise_the_score(tmp_path: Path, model_a: Trained) -> None:
+    reg = local_reg(tmp_path / "r")
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    frame = stream_frame(200, seed=9)
+    p = model_a.proba(frame)
+    threshold = float(np.quantile(p, 0.7))
+    out = reg.scorer(alert_threshold=threshold, top_reasons=2).score(frame)
+    alert = out["probability"].to_numpy() >= threshold
+    assert 0 < alert.sum() < len(frame)
+    assert (out.loc[~alert, "reason_codes"] == "").all()
+    assert (out.loc[alert, "reason_codes"] != "").all()
+    for i in np.flatnonzero(alert):
+        listed = out.at[i, "reason_codes"].split(",")
+        assert 1 <= len(listed) <= 2 and set(listed) <= set(FEATS_A)
+        drops = {}
+        for name in FEATS_A:  # independent recomputation with scikit-learn
+            changed = frame.iloc[[i]].copy()
+            changed[name] = model_a.reference[name]
+            drops[name] = p[i] - model_a.proba(changed)[0]
+        assert all(drops[n] > 0 for n in listed)
+        assert [drops[n] for n in listed] == sorted((drops[n] for n in listed), reverse=True)
+        best = sorted((d for d in drops.values() if d > 1e-6), reverse=True)[:2]
+        np.testing.assert_allclose([drops[n] for n in listed], best, atol=1e-6)
+
+
+def test_nulls_take_the_reference_value(reg: Reg, model_a: Trained) -> None:
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    frame = stream_frame(20, seed=3)
+    holes = frame.copy()
+    holes.loc[::2, "dpd_max"] = np.nan
+    holes.loc[1::3, "interest_rate"] = None
+    filled = holes.fillna({name: model_a.reference[name] for name in ("dpd_max", "interest_rate")})
+    out = reg.scorer().score(holes)
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_a.proba(filled), atol=1e-6)
+    assert not np.allclose(out["probability"].to_numpy(), model_a.proba(frame.fillna(0)), atol=1e-4)
+
+
+def test_hot_reload_after_the_poll_interval(reg: Reg, model_a: Trained, model_b: Trained) -> None:
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=30)
+    frame = stream_frame(50, seed=4)
+    reg.add("v0002", model_b.onnx, model_b.metadata("v0002"))
+    reg.promote("v0002")
+    clock.t += 29.9
+    assert set(scorer.score(frame)["model_version"]) == {"v0001"}  # not yet polled
+    clock.t += 0.2
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {"v0002"} and scorer.model_version == "v0002"
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_b.proba(frame), atol=1e-6)
+    assert scorer.model_loads == 2 and scorer.model_load_failures == 0 and scorer.last_reload_error is None
+    assert len(log) == 1 and "v0002" in log[0]
+    reg.promote("v0001")  # a rollback is a version change too
+    clock.t += 30
+    assert set(scorer.score(frame)["model_version"]) == {"v0001"}
+
+
+def test_mismatched_features_are_refused(reg: Reg, model_a: Trained, model_b: Trained) -> None:
+    alien = train(["interest_rate", "not_a_stream_column"], 6)
+    reg.add("v0001", alien.onnx, alien.metadata("v0001"))
+    reg.promote("v0001")
+    with pytest.raises(ModelRejected, match="stream does not provide: not_a_stream_column"):
+        reg.scorer()
+    reg.add("v0002", model_a.onnx, model_a.metadata("v0002"))
+    reg.promote("v0002")
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    reg.promote("v0001")
+    clock.t += 10
+    frame = stream_frame(30, seed=8)
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {"v0002"}
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_a.proba(frame), atol=1e-6)
+    assert scorer.model_load_failures == 1 and "not_a_stream_column" in (scorer.last_reload_error or "")
+    assert len(log) == 1 and "v0001" in log[0] and "still scoring with v0002" in log[0]
+    clock.t += 10  # the same refused version is not fetched, counted or logged again
+    scorer.score(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1
+    reg.add("v0003", model_b.onnx, model_b.metadata("v0003"))
+    reg.promote("v0003")
+    clock.t += 10
+    assert set(scorer.score(frame)["model_version"]) == {"v0003"} and scorer.last_reload_error is None
+
+
+def test_onnx_and_metadata_feature_lists_must_agree(tmp_path: Path, model_a: Trained) -> None:
+    other = train(FEATS_A, 1, meta_names=["interest_rate", "debt_to_income", "dpd_max", "credit_utilization",
+                                          "late_payments"])
+    reg = local_reg(tmp_path / "r")
+    reg.add("v0001", other.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    with pytest.raises(ModelRejected, match="only in ONNX: late_payments; only in metadata.json: missed_payments"):
+        reg.scorer()
+    unnamed = train(FEATS_A, 1, meta_names=None)
+    reg.add("v0002", train(FEATS_A + ["dpd_mean"], 1, meta_names=FEATS_A).onnx, model_a.metadata("v0002"))
+    reg.promote("v0002")
+    with pytest.raises(ModelRejected, match=r"input features is tensor\(float\) \[None, 6\], expected .*\[N, 5\]"):
+        reg.scorer()
+    reg.add("v0003", unnamed.onnx, model_a.metadata("v0003"))
+    reg.promote("v0003")
+    with pytest.raises(ModelRejected, match="ONNX metadata_props has no JSON list 'feature_names'"):
+        reg.scorer()
+    reg.add("v0004", model_a.onnx, model_a.metadata("v0004", feature_schema_hash="0" * 16))
+    reg.promote("v0004")
+    with pytest.raises(ModelRejected, match="feature_schema_hash"):
+        reg.scorer()
+
+
+def test_corrupt_model_keeps_the_last_good_one(reg: Reg, model_a: Trained) -> None:
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=5)
+    reg.add("v0002", model_a.onnx[: len(model_a.onnx) // 2], model_a.metadata("v0002"))
+    reg.promote("v0002")
+    clock.t += 5
+    frame = stream_frame(10, seed=2)
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {"v0001"} and scorer.model_load_failures == 1
+    assert "v0002: model.onnx does not load" in (scorer.last_reload_error or "") and len(log) == 1
+    with pytest.raises(ModelRejected, match="does not load"):
+        reg.scorer()  # with no previous model the same failure raises
+
+
+def test_registry_trouble_while_polling_is_retried(reg: Reg, model_a: Trained, model_b: Trained) -> None:
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    clock = FakeClock()
+    scorer = reg.scorer(clock=clock, poll_interval_s=5)
+    reg.put(f"{reg.uri}/{CHAMPION_FILE}", b"{truncated")
+    clock.t += 5
+    assert set(scorer.score(stream_frame(5, 1))["model_version"]) == {"v0001"}
+    assert scorer.registry_poll_failures == 1 and "champion" in (scorer.last_reload_error or "")
+    reg.promote("v0001")  # readable again, same version: the error is over
+    clock.t += 5
+    scorer.score(stream_frame(5, 1))
+    assert scorer.last_reload_error is None and scorer.registry_poll_failures == 1
+    reg.promote("v0002")  # pointer written before the version's files: a read error, retried next poll
+    clock.t += 5
+    scorer.score(stream_frame(5, 1))
+    assert scorer.model_load_failures == 1 and scorer.model_version == "v0001"
+    reg.add("v0002", model_b.onnx, model_b.metadata("v0002"))
+    clock.t += 5
+    scorer.score(stream_frame(5, 1))
+    assert scorer.model_version == "v0002" and scorer.model_load_failures == 1
+
+
+def test_no_champion_raises_on_first_load(reg: Reg) -> None:
+    with pytest.raises(ObjectNotFound, match=CHAMPION_FILE):
+        reg.scorer()
+
+
+def test_missing_frame_column_is_named(tmp_path: Path, model_a: Trained) -> None:
+    reg = local_reg(tmp_path / "r")
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    with pytest.raises(KeyError, match="dpd_max"):
+        reg.scorer().score(stream_frame(3, 1).drop(columns=["dpd_max"]))
+
+
+FLINK_CHECK = r"""
+import json, pickle, sys
+import numpy as np, pandas as pd
+import cloudpickle
+from pyflink.table import Row
+from udfs import flink_udf as F
+
+cfg = json.loads(sys.argv[1])
+
+class Counter:
+    def __init__(self): self.n = 0
+    def inc(self, n=1): self.n += n
+
+class Dist:
+    def __init__(self): self.values = []
+    def update(self, v): self.values.append(v)
+
+class Group:
+    def __init__(self): self.counters, self.gauges, self.dists = {}, {}, {}
+    def counter(self, name): return self.counters.setdefault(name, Counter())
+    def gauge(self, name, fn): self.gauges[name] = fn
+    def distribution(self, name): return self.dists.setdefault(name, Dist())
+
+class Ctx:
+    def __init__(self): self.group = Group()
+    def get_job_parameter(self, key, default): return cfg["params"].get(key, default)
+    def get_metric_group(self): return self.group
+
+X = np.asarray(cfg["rows"], dtype=np.float64)
+X[0, F.FEATURE_NAMES.index(cfg["null_column"])] = np.nan
+vec = cloudpickle.loads(cloudpickle.dumps(F.score_loan._func))  # as shipped to a worker
+ctx = Ctx()
+vec.open(ctx)
+out = vec.eval(*[pd.Series(X[:, j]) for j in range(X.shape[1])])
+row_fn = cloudpickle.loads(cloudpickle.dumps(F.score_loan_row._func))
+row_fn.open(Ctx())
+row = row_fn.eval(*[None if np.isnan(v) else float(v) for v in X[0]])
+g = ctx.group
+print(json.dumps({
+    "feature_names": F.FEATURE_NAMES, "type": type(out).__name__, "columns": list(out.columns),
+    "probability": out["probability"].tolist(), "version": out["model_version"].tolist(),
+    "reasons": out["reason_codes"].tolist(), "row": [row[0], row[1], row[2]], "row_is_row": isinstance(row, Row),
+    "func_types": [F.score_loan._func_type, F.score_loan_row._func_type],
+    "scored_rows": g.counters["scored_rows"].n, "failures": g.counters["model_load_failures"].n,
+    "gauge": g.gauges["model_version_number"](), "latencies": len(g.dists["score_batch_latency_us"].values),
+    "params": sorted(F.JOB_PARAMETERS),
+    "quoted": F.global_job_parameters({"model.registry_uri": "s3://b/m", "x": "it's"}),
+}))
+"""
+
+
+def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained) -> None:
+    """The UDF class in the Flink venv (pickled as shipped, fake FunctionContext), reading the registry on S3."""
+    from loanrisk.settings import get_settings
+
+    python = get_settings().flink_python
+    if not python.exists():
+        pytest.fail(f"{python} missing: run `make setup` (riskctl setup) first")
+    reg = s3_reg(moto_endpoint)
+    reg.add("v0012", model_a.onnx, model_a.metadata("v0012"))
+    reg.promote("v0012")
+    frame = stream_frame(40, seed=12)
+    params = {"model.registry_uri": reg.uri, "model.alert_threshold": "0.3", "model.poll_interval_s": "60",
+              "s3.endpoint": moto_endpoint, "s3.region": "us-east-1", "s3.access_key_id": KEYS["access_key_id"],
+              "s3.secret_access_key": KEYS["secret_access_key"]}
+    cfg = {"params": params, "rows": frame[FEATURE_NAMES].to_numpy().tolist(), "null_column": "dpd_max"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([str(python), "-c", FLINK_CHECK, json.dumps(cfg)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["feature_names"] == FEATURE_NAMES
+    assert got["type"] == "DataFrame" and got["columns"] == ["probability", "model_version", "reason_codes"]
+    expected = frame.copy()
+    expected.loc[expected.index[0], "dpd_max"] = model_a.reference["dpd_max"]
+    want = Scorer(reg.uri, FEATURE_NAMES, s3=reg.s3, alert_threshold=0.3).score(expected)
+    np.testing.assert_allclose(got["probability"], model_a.proba(expected), atol=1e-6)
+    assert got["reasons"] == want["reason_codes"].tolist() and any(got["reasons"])
+    assert set(got["version"]) == {"v0012"}
+    assert got["row"][1] == "v0012" and got["row_is_row"] and got["row"][2] == got["reasons"][0]
+    assert abs(got["row"][0] - got["probability"][0]) < 1e-9
+    assert got["func_types"] == ["pandas", "general"]
+    assert got["scored_rows"] == len(frame) and got["failures"] == 0 and got["gauge"] == 12 and got["latencies"] == 1
+    assert got["params"] == sorted(["model.registry_uri", "model.poll_interval_s", "model.alert_threshold",
+                                    "s3.endpoint", "s3.region", "s3.access_key_id", "s3.secret_access_key"])
+    assert json.loads(got["quoted"]) == {"model.registry_uri": "s3://b/m", "x": "it's"}
+
+
+def test_udfs_import_only_what_flink_workers_have() -> None:
+    """Workers get only udfs/ and jobs/ (-pyfs) and the Flink venv: no contracts, models or platform packages."""
+    import ast
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"numpy", "pandas", "onnxruntime", "pyflink", "udfs"}
+    for path in sorted((REPO / "udfs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"

@@ -1,0 +1,149 @@
+"""PyFlink scalar UDFs on the champion model: ``score_loan`` (pandas, vectorized) and ``score_loan_row``."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyflink.table import DataTypes, Row
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+from udfs.scorer import Scorer
+
+# The model's candidate inputs in contract order (contracts/features.py FEATURE_NAMES; a test checks equality).
+FEATURE_NAMES: list[str] = [
+    "debt_to_income", "loan_to_income", "installment_to_income", "credit_utilization", "interest_rate",
+    "term_months", "emp_length_years", "delinquencies_2y", "inquiries_12m", "is_secured", "loan_to_value",
+    "income_stability", "spend_to_income", "balance_to_income", "dpd_current", "dpd_max", "dpd_mean",
+    "late_payments", "missed_payments", "behaviour_windows",
+]
+
+# Job parameters read in open() (pipeline.global-job-parameters) and their defaults.
+JOB_PARAMETERS: dict[str, str] = {
+    "model.registry_uri": "",
+    "model.poll_interval_s": "10.0",
+    "model.alert_threshold": "0.5",
+    "s3.endpoint": "",
+    "s3.region": "us-east-1",
+    "s3.access_key_id": "",
+    "s3.secret_access_key": "",
+}
+
+RESULT_TYPE = DataTypes.ROW([
+    DataTypes.FIELD("probability", DataTypes.DOUBLE()),
+    DataTypes.FIELD("model_version", DataTypes.STRING()),
+    DataTypes.FIELD("reason_codes", DataTypes.STRING()),
+])
+INPUT_TYPES = [DataTypes.DOUBLE()] * len(FEATURE_NAMES)
+
+
+def version_number(version: str) -> int:
+    """The number in a version name ("v0003" -> 3; 0 when there is none)."""
+    m = re.search(r"(\d+)$", version)
+    return int(m.group(1)) if m else 0
+
+
+def global_job_parameters(params: Mapping[str, Any]) -> str:
+    """``params`` as a ``pipeline.global-job-parameters`` value: a JSON (YAML flow) map, so ':' and ',' survive.
+
+    The legacy ``k1:v1,k2:v2`` form breaks on URLs; Flink 2.1 parses this form into the same map.
+    """
+    return json.dumps({str(k): str(v) for k, v in params.items()})
+
+
+def _float_param(ctx: FunctionContext, key: str) -> float:
+    """A numeric job parameter."""
+    raw = ctx.get_job_parameter(key, JOB_PARAMETERS[key])
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"job parameter {key} must be a number, got {raw!r}") from None
+
+
+def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
+    """A Scorer configured from the job parameters (raises when the first champion cannot be loaded)."""
+    def get(key: str) -> str:
+        return str(ctx.get_job_parameter(key, JOB_PARAMETERS[key]) or "")
+
+    uri = get("model.registry_uri")
+    if not uri:
+        raise ValueError("job parameter model.registry_uri is not set (pipeline.global-job-parameters)")
+    s3 = None
+    if uri.startswith("s3://"):
+        s3 = {"endpoint": get("s3.endpoint"), "region": get("s3.region") or "us-east-1",
+              "access_key_id": get("s3.access_key_id"), "secret_access_key": get("s3.secret_access_key")}
+    return Scorer(uri, FEATURE_NAMES, s3=s3, poll_interval_s=_float_param(ctx, "model.poll_interval_s"),
+                  alert_threshold=_float_param(ctx, "model.alert_threshold"))
+
+
+class ScoreLoan(ScalarFunction):
+    """Scores loans with the champion; ``vectorized`` picks pandas batches (Series in) or single rows."""
+
+    def __init__(self, vectorized: bool = True) -> None:
+        self.vectorized = vectorized
+        self._scorer: Scorer | None = None
+        self._metrics: dict[str, Any] = {}
+        self._reported: dict[str, int] = {}
+
+    def open(self, function_context: FunctionContext) -> None:
+        """Load the champion once per worker and register the metrics."""
+        self._scorer = scorer_from_job_parameters(function_context)
+        self._metrics, self._reported = {}, {"model_load_failures": 0, "registry_poll_failures": 0}
+        try:
+            group = function_context.get_metric_group()
+        except RuntimeError:  # python.metric.enabled is false
+            return
+        scorer = self._scorer
+        self._metrics = {
+            "model_load_failures": group.counter("model_load_failures"),
+            "registry_poll_failures": group.counter("registry_poll_failures"),
+            "scored_rows": group.counter("scored_rows"),
+            "score_batch_latency_us": group.distribution("score_batch_latency_us"),
+        }
+        group.gauge("model_version_number", lambda: version_number(scorer.model_version))
+
+    def close(self) -> None:
+        """Drop the model."""
+        self._scorer = None
+
+    def _after(self, rows: int, started: float) -> None:
+        """Export counters and the batch latency."""
+        if not self._metrics or self._scorer is None:
+            return
+        for name in self._reported:
+            now = int(getattr(self._scorer, name))
+            if now > self._reported[name]:
+                self._metrics[name].inc(now - self._reported[name])
+                self._reported[name] = now
+        self._metrics["scored_rows"].inc(rows)
+        self._metrics["score_batch_latency_us"].update(int((time.perf_counter() - started) * 1e6))
+
+    def eval(self, *features: Any) -> Any:
+        """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes); row: 20 floats -> Row."""
+        if self._scorer is None:
+            raise RuntimeError("score_loan used before open()")
+        started = time.perf_counter()
+        if self.vectorized:
+            X = np.column_stack([pd.Series(s).to_numpy(dtype=np.float64, na_value=np.nan) for s in features])
+            p, version, reasons = self._scorer.score_matrix(X.reshape(-1, len(FEATURE_NAMES)))
+            self._after(len(p), started)
+            return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons})
+        row = np.array([[np.nan if v is None else float(v) for v in features]], dtype=np.float64)
+        p, version, reasons = self._scorer.score_matrix(row)
+        self._after(1, started)
+        return Row(float(p[0]), version, reasons[0])
+
+    def is_deterministic(self) -> bool:
+        """Not deterministic: the champion can change between calls."""
+        return False
+
+
+score_loan = udf(ScoreLoan(vectorized=True), input_types=INPUT_TYPES, result_type=RESULT_TYPE,
+                 func_type="pandas", deterministic=False, name="score_loan")
+score_loan_row = udf(ScoreLoan(vectorized=False), input_types=INPUT_TYPES, result_type=RESULT_TYPE,
+                     func_type="general", deterministic=False, name="score_loan_row")

@@ -1,0 +1,294 @@
+"""The stream's champion-model scorer: onnxruntime, model validation, reason codes and hot reload."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from udfs.registry_reader import RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint
+
+MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
+MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
+_logger = logging.getLogger(__name__)
+
+
+class ModelRejected(ValueError):
+    """A registry version that cannot be loaded or does not fit the stream's feature columns."""
+
+
+def schema_hash(names: Sequence[str]) -> str:
+    """The feature-list hash stored as ``feature_schema_hash`` (same formula as contracts/features.py)."""
+    return hashlib.sha256(json.dumps(list(names)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One validated model version, ready to score."""
+
+    version: str
+    feature_names: tuple[str, ...]
+    reference: np.ndarray  # float32 [k], metadata feature_reference in feature_names order
+    columns: np.ndarray  # int [k], position of each model feature among the stream's feature columns
+    session: ort.InferenceSession
+    input_name: str
+    output_name: str
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(default) (float64) for a float32 [n, k] matrix in the model's feature order."""
+        out = np.empty(len(X), dtype=np.float64)
+        for start in range(0, len(X), MAX_BATCH_ROWS):
+            chunk = np.ascontiguousarray(X[start:start + MAX_BATCH_ROWS], dtype=np.float32)
+            out[start:start + len(chunk)] = self.session.run([self.output_name], {self.input_name: chunk})[0][:, 1]
+        return out
+
+
+def _names_diff(a: Sequence[str], b: Sequence[str]) -> str:
+    """What separates two feature lists, for an error message."""
+    only_a, only_b = [n for n in a if n not in b], [n for n in b if n not in a]
+    if not only_a and not only_b:
+        return "same features in a different order"
+    return f"only in ONNX: {', '.join(only_a) or '-'}; only in metadata.json: {', '.join(only_b) or '-'}"
+
+
+def _feature_list(metadata: Mapping[str, Any], version: str) -> list[str]:
+    """metadata.json's feature_names, checked against its schema hash."""
+    names = metadata.get("feature_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ModelRejected(f"{version}: metadata.json has no feature_names list")
+    if len(set(names)) != len(names):
+        raise ModelRejected(f"{version}: metadata.json feature_names repeats a feature")
+    declared = metadata.get("feature_schema_hash")
+    if declared is not None and declared != schema_hash(names):
+        raise ModelRejected(f"{version}: feature_schema_hash {declared} does not match feature_names")
+    return names
+
+
+def _reference(metadata: Mapping[str, Any], names: Sequence[str], version: str) -> np.ndarray:
+    """The feature_reference values (finite floats) in ``names`` order."""
+    ref = metadata.get("feature_reference")
+    if not isinstance(ref, Mapping):
+        raise ModelRejected(f"{version}: metadata.json has no feature_reference")
+    missing = [n for n in names if n not in ref]
+    if missing:
+        raise ModelRejected(f"{version}: feature_reference lacks {', '.join(missing)}")
+    try:
+        values = [float(ref[n]) for n in names]
+    except (TypeError, ValueError):
+        raise ModelRejected(f"{version}: feature_reference has non-numeric values") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ModelRejected(f"{version}: feature_reference has non-finite values")
+    return np.asarray(values, dtype=np.float32)
+
+
+def _session(model_bytes: bytes, version: str) -> ort.InferenceSession:
+    """A one-thread CPU session."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ModelRejected(f"{version}: model.onnx does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _check_signature(sess: ort.InferenceSession, k: int, layout: RegistryLayout, version: str) -> None:
+    """Input float [N, k] named ``layout.onnx_input``; output ``layout.onnx_probabilities`` [N, 2]."""
+    inputs = sess.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != layout.onnx_input:
+        raise ModelRejected(f"{version}: ONNX inputs {[i.name for i in inputs]}, expected [{layout.onnx_input}]")
+    inp = inputs[0]
+    if inp.type != "tensor(float)" or len(inp.shape) != 2 or inp.shape[1] != k or isinstance(inp.shape[0], int):
+        raise ModelRejected(f"{version}: ONNX input {inp.name} is {inp.type} {inp.shape}, expected "
+                            f"tensor(float) [N, {k}] for its {k} features")
+    outputs = {o.name: o for o in sess.get_outputs()}
+    out = outputs.get(layout.onnx_probabilities)
+    if out is None:
+        raise ModelRejected(f"{version}: ONNX outputs {list(outputs)} lack {layout.onnx_probabilities}")
+    shape = list(out.shape)
+    wrong_width = len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 2
+    if out.type not in ("tensor(float)", "tensor(double)") or len(shape) != 2 or wrong_width:
+        raise ModelRejected(f"{version}: ONNX output {out.name} is {out.type} {out.shape}, expected [N, 2]")
+
+
+def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_columns: Sequence[str],
+               layout: RegistryLayout = RegistryLayout()) -> LoadedModel:
+    """Validate a version's files against the stream's columns and open it (ModelRejected when unfit)."""
+    try:
+        metadata = json.loads(metadata_bytes)
+    except ValueError as exc:
+        raise ModelRejected(f"{version}: metadata.json is not JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ModelRejected(f"{version}: metadata.json is not an object")
+    if metadata.get("version") not in (None, version):
+        raise ModelRejected(f"{version}: metadata.json says version {metadata.get('version')}")
+    names = _feature_list(metadata, version)
+    missing = [n for n in names if n not in feature_columns]
+    if missing:
+        raise ModelRejected(f"{version}: the model needs features the stream does not provide: {', '.join(missing)}")
+    reference = _reference(metadata, names, version)
+    sess = _session(model_bytes, version)
+    raw = sess.get_modelmeta().custom_metadata_map.get(layout.onnx_meta_features)
+    try:
+        embedded = json.loads(raw) if raw is not None else None
+    except ValueError:
+        embedded = None
+    if not isinstance(embedded, list):
+        raise ModelRejected(f"{version}: ONNX metadata_props has no JSON list {layout.onnx_meta_features!r}")
+    if embedded != names:
+        raise ModelRejected(f"{version}: ONNX feature_names differ from metadata.json ({_names_diff(embedded, names)})")
+    _check_signature(sess, len(names), layout, version)
+    cols = list(feature_columns)
+    model = LoadedModel(version=version, feature_names=tuple(names), reference=reference,
+                        columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess,
+                        input_name=layout.onnx_input, output_name=layout.onnx_probabilities)
+    try:
+        probe = model.session.run([model.output_name], {model.input_name: reference[np.newaxis, :]})[0]
+    except Exception as exc:
+        raise ModelRejected(f"{version}: the model fails on its reference row: {type(exc).__name__}: "
+                            f"{str(exc)[:200]}") from None
+    if np.shape(probe) != (1, 2) or not np.all(np.isfinite(probe)) or not (-1e-6 <= float(probe[0, 1]) <= 1 + 1e-6):
+        raise ModelRejected(f"{version}: the model's output on its reference row is {np.asarray(probe).tolist()}, "
+                            "expected one row of two probabilities")
+    return model
+
+
+def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[str]:
+    """Per row of ``X`` (probabilities ``p``): the top features whose reset to the reference lowers p most."""
+    n, k = X.shape
+    if n == 0 or top <= 0:
+        return [""] * n
+    batch = np.repeat(X[np.newaxis, :, :], k, axis=0)  # [k, n, k]: copy j has feature j at its reference
+    for j in range(k):
+        batch[j, :, j] = model.reference[j]
+    drop = p[np.newaxis, :] - model.predict(batch.reshape(k * n, k)).reshape(k, n)  # [k, n]
+    order = np.argsort(-drop, axis=0, kind="stable")[:top]  # [top, n]
+    names = model.feature_names
+    return [",".join(names[j] for j in order[:, i] if drop[j, i] > MIN_IMPACT) for i in range(n)]
+
+
+class Scorer:
+    """Scores frames with the registry's champion and swaps in a new champion at most every poll interval."""
+
+    def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
+                 s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
+                 alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] | None = None, layout: RegistryLayout = RegistryLayout(),
+                 timeout_s: float = 10.0) -> None:
+        self.feature_columns = list(feature_columns)
+        if len(set(self.feature_columns)) != len(self.feature_columns):
+            raise ValueError("feature_columns repeats a name")
+        self.poll_interval_s = float(poll_interval_s)
+        self.alert_threshold = float(alert_threshold)
+        self.top_reasons = int(top_reasons)
+        self.layout = layout
+        self._clock = clock
+        self._log = log
+        self._reader = RegistryReader(registry_uri, s3=s3, layout=layout, timeout_s=timeout_s)
+        self.model_load_failures = 0
+        self.registry_poll_failures = 0
+        self.model_loads = 0
+        self.last_reload_error: str | None = None
+        self._rejected: str | None = None  # a version refused for good (not retried until the pointer moves)
+        self._model = self._load(self._reader.champion_version())  # no model yet: errors propagate
+        self._next_poll = self._clock() + self.poll_interval_s
+
+    @property
+    def model_version(self) -> str:
+        """The version being scored with."""
+        return self._model.version
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The current model's features, in its order."""
+        return self._model.feature_names
+
+    def _load(self, version: str) -> LoadedModel:
+        """Fetch and validate ``version``."""
+        model_bytes, metadata_bytes = self._reader.model_files(version)
+        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns, self.layout)
+        self.model_loads += 1
+        return model
+
+    def _emit(self, message: str, failure: bool) -> None:
+        """One log line."""
+        if self._log is not None:
+            self._log(message)
+        elif failure:
+            _logger.warning(message)
+        else:
+            _logger.info(message)
+
+    def poll(self) -> bool:
+        """Re-read the champion pointer now; load and swap in a new champion. True when the model changed."""
+        self._next_poll = self._clock() + self.poll_interval_s
+        try:
+            version = self._reader.champion_version()
+        except (RegistryReadError, ValueError) as exc:
+            self.registry_poll_failures += 1
+            self.last_reload_error = f"champion pointer: {exc}"
+            self._emit(f"model registry poll failed, still scoring with {self.model_version}: {exc}", True)
+            return False
+        if version == self._model.version:  # nothing pending: earlier errors are over
+            self._rejected, self.last_reload_error = None, None
+            return False
+        if version == self._rejected:
+            return False
+        try:
+            model = self._load(version)
+        except (ModelRejected, RegistryReadError, ValueError) as exc:
+            self.model_load_failures += 1
+            self.last_reload_error = str(exc)
+            if isinstance(exc, ModelRejected):
+                self._rejected = version  # the same files would fail again; registry errors are retried
+            self._emit(f"champion {version} not loaded, still scoring with {self.model_version}: {exc}", True)
+            return False
+        previous, self._model, self._rejected, self.last_reload_error = self._model.version, model, None, None
+        self._emit(f"champion {version} loaded (was {previous})", False)
+        return True
+
+    def _maybe_poll(self) -> None:
+        """Poll when the interval has passed."""
+        if self._clock() >= self._next_poll:
+            self.poll()
+
+    def score_matrix(self, values: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+        """(P(default), model version, reason codes) for rows of all ``feature_columns`` in that order (NaN = null)."""
+        self._maybe_poll()
+        model = self._model
+        X = np.asarray(values, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_columns):
+            raise ValueError(f"expected [n, {len(self.feature_columns)}] values, got shape {X.shape}")
+        return self._score(model, X[:, model.columns])
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """probability (float64), model_version and reason_codes per row, the model's columns picked by name."""
+        self._maybe_poll()
+        model = self._model
+        missing = [n for n in model.feature_names if n not in frame.columns]
+        if missing:
+            raise KeyError(f"model {model.version} needs columns the frame lacks: {', '.join(missing)}")
+        X = frame[list(model.feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
+        p, version, reasons = self._score(model, X)
+        return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons})
+
+    def _score(self, model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+        """Score a float64 [n, k] matrix in the model's order; nulls take the reference value."""
+        X32 = np.where(np.isnan(X), model.reference.astype(np.float64), X).astype(np.float32)
+        p = model.predict(X32)
+        reasons = [""] * len(p)
+        alert = np.flatnonzero(p >= self.alert_threshold)
+        if len(alert):
+            for i, codes in zip(alert, reason_codes(model, X32[alert], p[alert], self.top_reasons)):
+                reasons[i] = codes
+        return p, model.version, reasons
