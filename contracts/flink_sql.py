@@ -7,6 +7,8 @@ so the schema lives once, in contracts/events.py.
 from __future__ import annotations
 
 from contracts.events import INPUT_EVENTS
+from contracts.features import FEATURE_NAMES
+from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.schema import TYPE_MAP, EventContract, Field
 
 _ISO_FORMAT = "yyyy-MM-dd''T''HH:mm:ss.SSS''Z''"
@@ -30,7 +32,8 @@ def projection(c: EventContract, pii_key: str) -> str:
     """SELECT list of typed columns; PII fields replaced by a keyed SHA-256 hash."""
     cols = []
     for f in c.fields:
-        expr = typed(f)
+        # The event-time field is the source's rowtime attribute (parsed once there, watermarked).
+        expr = "event_time" if f.name == c.event_time_field else typed(f)
         if f.pii:
             expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE SHA256(CONCAT('{pii_key}', {expr})) END"
         cols.append(f"{expr} AS {f.name}")
@@ -78,3 +81,28 @@ def sql_fragments(pii_key: str) -> dict[str, str]:
         out[f"{c.name}_lake_columns"] = lake_columns(c)
         out[f"{c.name}_names"] = ", ".join(c.names)
     return out
+
+
+SCORE_ROW = "ROW<probability DOUBLE, model_version STRING, reason_codes STRING>"
+
+# The "no model" limit used by benchmarks: a fixed logistic expression in built-in SQL.
+_BUILTIN_WEIGHTS = {"debt_to_income": 1.5, "installment_to_income": 2.0, "credit_utilization": 0.8,
+                    "interest_rate": 0.08, "delinquencies_2y": 0.3, "dpd_max": 0.05, "missed_payments": 0.6,
+                    "income_stability": -1.0}
+
+
+def scoring_fragments(scorer: str) -> dict[str, str]:
+    """``score_call`` (the ONNX pandas UDF or the built-in expression), feature lists and the FX expression."""
+    features = ", ".join(FEATURE_NAMES)
+    if scorer == "onnx":
+        call = f"score_loan({features})"
+    else:
+        linear = " + ".join(f"{w} * {n}" for n, w in _BUILTIN_WEIGHTS.items())
+        call = f"CAST(ROW(1 / (1 + EXP(-(-4.0 + {linear}))), 'builtin', '') AS {SCORE_ROW})"
+    fx = " ".join(f"WHEN '{code}' THEN {minor_to_reporting_factor(code)!r}" for code in FX_TABLE)
+    return {
+        "score_call": call,
+        "feature_names": features,
+        "feature_columns_ddl": ", ".join(f"{n} DOUBLE" for n in FEATURE_NAMES),
+        "fx_usd_per_minor": f"(CASE currency {fx} ELSE CAST(NULL AS DOUBLE) END)",
+    }

@@ -14,8 +14,16 @@ from typing import Any
 
 from loanrisk.errors import StackError
 from loanrisk.settings import REPO_ROOT, Settings
-from contracts.flink_sql import sql_fragments
+from contracts.flink_sql import scoring_fragments, sql_fragments
 from stack.flink_conf import flink_env
+
+
+def interval(seconds: int) -> str:
+    """A Flink SQL day-to-second interval literal (no precision limits to trip over)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{secs:02d}' DAY TO SECOND"
 
 
 def sql_params(settings: Settings) -> dict[str, object]:
@@ -47,7 +55,15 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "alert_threshold": settings.model.alert_threshold,
         "lgd": settings.model.lgd,
         "pii_hash_key": settings.privacy.key(),
+        "behaviour_window_days": f.behaviour_window_days,
+        "watermark_delay_s": f.watermark_delay_s,
+        "watermark_delay": interval(f.watermark_delay_s),
+        "risk_window": interval(f.window_minutes * 60),
+        "behaviour_window": interval(f.behaviour_window_days * 86400),
+        "behaviour_range": interval(2 * f.behaviour_window_days * 86400),
+        "behaviour_range_days": 2 * f.behaviour_window_days,
         **sql_fragments(settings.privacy.key()),
+        **scoring_fragments(f.scorer),
     }
 
 

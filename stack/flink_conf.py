@@ -9,7 +9,8 @@ import yaml
 from loanrisk.settings import Settings
 
 # Newer AWS SDKs send checksum headers some S3-compatible servers reject.
-AWS_JVM_OPTS = "-Daws.requestChecksumCalculation=when_required -Daws.responseChecksumValidation=when_required"
+AWS_JVM_OPTS = ("-Daws.requestChecksumCalculation=when_required -Daws.responseChecksumValidation=when_required "
+                "-Duser.timezone=UTC")
 
 
 def wheel_java_opts(settings: Settings) -> str:

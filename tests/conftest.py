@@ -84,7 +84,7 @@ def stack_settings() -> Iterator[Settings]:
             else:
                 os.environ[k] = v
         get_settings.cache_clear()
-        if not left and not any(pids):
+        if not left and not any(pids) and not os.environ.get("LOANRISK_TEST_KEEP_STATE"):
             shutil.rmtree(state_dir, ignore_errors=True)
 
 

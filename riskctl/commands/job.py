@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -14,9 +15,11 @@ RISK_SQL = ("catalog", "risk")
 
 def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME) -> str:
     """Submit the risk job (sql/catalog + sql/risk as one statement set); returns the job id."""
+    from loanrisk.serving import ensure_serving_tables
     from stack.flink_client import flink_run, write_params
+    ensure_serving_tables(settings)
     f = settings.flink
-    conf = {"execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
+    conf = {"pipeline.global-job-parameters": udf_job_parameters(settings),"execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
             "execution.checkpointing.mode": "EXACTLY_ONCE", "parallelism.default": f.parallelism,
             "python.fn-execution.arrow.batch.size": f.python_batch_size, "pipeline.name": name}
     params = write_params(settings, name, flink_conf=conf)
@@ -25,6 +28,15 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME) -> str:
         args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
     return flink_run(settings, REPO_ROOT / "jobs" / "run_sql.py", [*args, "--params", str(params), "--name", name],
                      py_files=[REPO_ROOT / "jobs", REPO_ROOT / "udfs"] if (REPO_ROOT / "udfs").exists() else None)
+
+
+def udf_job_parameters(settings: Settings) -> str:
+    """The scorer UDF's settings as a JSON map (Flink 2.1 accepts it; the k:v,k:v form breaks on URIs)."""
+    s3 = settings.s3
+    params = {"model.registry_uri": settings.model.registry(s3), "model.poll_interval_s": settings.model.poll_interval_s,
+              "model.alert_threshold": settings.model.alert_threshold, "s3.endpoint": s3.url, "s3.region": s3.region,
+              "s3.access_key_id": s3.access_key_id, "s3.secret_access_key": s3.secret()}
+    return json.dumps({k: str(v) for k, v in params.items()})
 
 
 @click.group()

@@ -15,11 +15,11 @@ SELECT
   CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes,
   CAST(ingested_at AS TIMESTAMP_LTZ(6)) AS received_at
 FROM (
-  SELECT '${topic_applications}' AS source_topic, * FROM checked_loan_applications WHERE reason IS NOT NULL
+  SELECT '${topic_applications}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_loan_applications WHERE reason IS NOT NULL
   UNION ALL
-  SELECT '${topic_transactions}' AS source_topic, * FROM checked_transactions WHERE reason IS NOT NULL
+  SELECT '${topic_transactions}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_transactions WHERE reason IS NOT NULL
   UNION ALL
-  SELECT '${topic_repayments}' AS source_topic, * FROM checked_repayments WHERE reason IS NOT NULL
+  SELECT '${topic_repayments}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_repayments WHERE reason IS NOT NULL
 );
 
 CREATE TEMPORARY TABLE dead_letter_topic (

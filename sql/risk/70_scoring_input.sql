@@ -1,0 +1,52 @@
+-- What gets scored, and when. Twice per loan life:
+--  1. application: the application's features joined to the customer's latest CLOSED behaviour
+--     windows as they are in PostgreSQL at that moment (a lookup join, so an application is
+--     never held back until a window closes: this is the latency path);
+--  2. behaviour_window: when a customer's behaviour window closes, their active loan is re-scored
+--     with the application features (looked up) and the new behaviour.
+-- Formulas: contracts/features.py.
+CREATE TEMPORARY VIEW application_features AS
+SELECT application_id AS loan_id, customer_id, event_time, product, region, grade, currency, amount_minor,
+  annual_income_minor / 12.0 AS monthly_income_minor,
+  COALESCE(monthly_debt_minor / NULLIF(annual_income_minor / 12.0, 0), 0.0) AS debt_to_income,
+  COALESCE(amount_minor / NULLIF(CAST(annual_income_minor AS DOUBLE), 0), 0.0) AS loan_to_income,
+  COALESCE(installment_minor / NULLIF(annual_income_minor / 12.0, 0), 0.0) AS installment_to_income,
+  COALESCE(revolving_balance_minor / NULLIF(CAST(revolving_limit_minor AS DOUBLE), 0), 0.0) AS credit_utilization,
+  CAST(interest_rate AS DOUBLE) AS interest_rate,
+  CAST(term_months AS DOUBLE) AS term_months,
+  CAST(COALESCE(emp_length_years, 0) AS DOUBLE) AS emp_length_years,
+  CAST(delinquencies_2y AS DOUBLE) AS delinquencies_2y,
+  CAST(inquiries_12m AS DOUBLE) AS inquiries_12m,
+  IF(collateral_value_minor IS NULL, 0.0, 1.0) AS is_secured,
+  COALESCE(amount_minor / NULLIF(CAST(collateral_value_minor AS DOUBLE), 0), 0.0) AS loan_to_value,
+  PROCTIME() AS lookup_time
+FROM valid_loan_applications;
+
+CREATE TEMPORARY VIEW application_scoring_input AS
+SELECT 'application' AS `trigger`, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
+  a.currency, a.amount_minor, CAST(b.behaviour_as_of AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
+  a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
+  a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
+  COALESCE(b.income_stability, 0.0) AS income_stability,
+  COALESCE(b.debit_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS spend_to_income,
+  COALESCE(b.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,
+  COALESCE(b.dpd_current, 0.0) AS dpd_current, COALESCE(b.dpd_max, 0.0) AS dpd_max,
+  COALESCE(b.dpd_mean, 0.0) AS dpd_mean, COALESCE(b.late_payments, 0.0) AS late_payments,
+  COALESCE(b.missed_payments, 0.0) AS missed_payments, COALESCE(b.behaviour_windows, 0.0) AS behaviour_windows
+FROM application_features AS a
+LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b
+  ON a.customer_id = b.customer_id;
+
+CREATE TEMPORARY VIEW window_scoring_input AS
+SELECT 'behaviour_window' AS `trigger`, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,
+  a.region, a.grade, a.currency, a.amount_minor, w.behaviour_as_of,
+  a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
+  a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
+  w.income_stability,
+  COALESCE(w.debit_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS spend_to_income,
+  COALESCE(w.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,
+  w.dpd_current, w.dpd_max, w.dpd_mean, w.late_payments, w.missed_payments, w.behaviour_windows
+FROM (SELECT *, PROCTIME() AS lookup_time FROM customer_behaviour) AS w
+JOIN pg_applications_active FOR SYSTEM_TIME AS OF w.lookup_time AS a
+  ON w.customer_id = a.customer_id
+WHERE w.behaviour_as_of > CAST(a.applied_at AS TIMESTAMP_LTZ(3));

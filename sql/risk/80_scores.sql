@@ -1,0 +1,26 @@
+-- Scores: every scoring input through the scorer (${score_call}), with exposure in the reporting
+-- currency (USD, FX table in contracts/fx.py), expected loss = PD x exposure x LGD (${lgd}), and
+-- the grade band used by the aggregates.
+CREATE TEMPORARY VIEW scored AS
+SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, region,
+  COALESCE(grade, 'ungraded') AS grade_band, currency, amount_minor,
+  s.r.probability AS probability, s.r.model_version AS model_version, s.r.reason_codes AS reason_codes,
+  amount_minor * ${fx_usd_per_minor} AS exposure_usd,
+  s.r.probability * amount_minor * ${fx_usd_per_minor} * ${lgd} AS expected_loss_usd,
+  ${feature_names}
+FROM (
+  SELECT *, ${score_call} AS r
+  FROM (
+    SELECT * FROM application_scoring_input
+    UNION ALL
+    SELECT * FROM window_scoring_input
+  )
+) AS s;
+
+-- The first score of a loan at or above the alert threshold goes to the risk-alerts topic.
+CREATE TEMPORARY VIEW risk_alerts AS
+SELECT loan_id, customer_id, event_time, `trigger`, model_version, probability, reason_codes, product, region
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id ORDER BY proc_time) AS nth
+  FROM (SELECT *, PROCTIME() AS proc_time FROM scored WHERE probability >= ${alert_threshold})
+) WHERE nth = 1;

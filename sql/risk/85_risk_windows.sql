@@ -1,0 +1,33 @@
+-- Risk aggregates per tumbling event-time window (${window_minutes} min) and segment (product,
+-- region, grade band): applications, scored loans, mean and max PD, high-risk share, expected loss.
+CREATE TEMPORARY VIEW risk_by_window AS
+SELECT window_start, window_end, product, region, grade_band,
+  SUM(IF(`trigger` = 'application', 1, 0)) AS applications,
+  COUNT(DISTINCT loan_id) AS scored_loans,
+  AVG(probability) AS mean_probability,
+  MAX(probability) AS max_probability,
+  AVG(IF(probability >= ${alert_threshold}, 1.0, 0.0)) AS high_risk_share,
+  SUM(expected_loss_usd) AS expected_loss_usd
+FROM TABLE(TUMBLE(TABLE scored, DESCRIPTOR(event_time), ${risk_window}))
+GROUP BY window_start, window_end, product, region, grade_band;
+
+-- Late and missed payments per window (the late-payment trend).
+CREATE TEMPORARY VIEW repayments_by_window AS
+SELECT window_start, window_end, COUNT(*) AS repayments,
+  SUM(IF(days_past_due > 0 AND paid_date IS NOT NULL, 1, 0)) AS late_payments,
+  SUM(IF(paid_date IS NULL, 1, 0)) AS missed_payments
+FROM TABLE(TUMBLE(TABLE valid_repayments, DESCRIPTOR(event_time), ${risk_window}))
+GROUP BY window_start, window_end;
+
+-- Outcomes per loan, maintained from repayments as an append-only history: each repayment record
+-- appends the loan's running worst delay, first day 60+ days past due, and how far it is observed
+-- (the latest row per loan is its outcome; the default rule itself lives in contracts/outcomes.py).
+CREATE TEMPORARY VIEW loan_outcomes AS
+SELECT loan_id, customer_id,
+  MIN(due_date) OVER w AS first_due_date,
+  MAX(days_past_due) OVER w AS max_days_past_due,
+  MIN(IF(days_past_due >= 60, CAST(event_time AS DATE), CAST(NULL AS DATE))) OVER w AS first_default_date,
+  event_time AS observed_until,
+  COUNT(*) OVER w AS repayment_records
+FROM valid_repayments
+WINDOW w AS (PARTITION BY loan_id ORDER BY event_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
