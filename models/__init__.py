@@ -1,0 +1,5 @@
+"""Training sets, training, evaluation, ONNX export and the model registry (platform environment).
+
+Importing this package is cheap: every heavy dependency (scikit-learn, skl2onnx, pyiceberg, boto3)
+is imported by the submodule that needs it. ``models.reasons`` uses numpy only.
+"""

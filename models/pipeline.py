@@ -1,0 +1,158 @@
+"""Train -> export -> parity -> metadata: a registrable candidate, and evaluation of a registered version."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version as pkg_version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contracts.features import feature_schema_hash
+from contracts.registry_layout import ONNX_INPUT, ONNX_PROBABILITIES
+from models.compat import check_model
+from models.dataset import TrainingSet, describe
+from models.evaluate import (
+    BASELINES, baseline_probabilities, calibration_table, compare_on, lift_by_decile,
+    permutation_importance,
+)
+from models.export import check_parity, export_onnx, onnx_proba, session
+from models.registry import Registry, code_version
+from models.split import SplitPlan, cv_folds, holdout_id, latest_period, plan
+from models.train import CALIBRATION, CLASS_WEIGHTING, FAMILIES, TrainedModel, boosting_name, fit
+
+
+def alert_threshold() -> float:
+    """The operating threshold from settings (0.5 when settings cannot be read)."""
+    try:
+        from loanrisk.settings import get_settings
+        return float(get_settings().model.alert_threshold)
+    except Exception:  # settings are validated elsewhere; metrics must not fail on them
+        return 0.5
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the libraries that produced the model."""
+    out = {"python": platform.python_version()}
+    for name in ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy"):
+        try:
+            out[name] = pkg_version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+@dataclass
+class Candidate:
+    """A trained model, its ONNX bytes and the metadata it is registered with."""
+
+    trained: TrainedModel
+    model_bytes: bytes
+    metadata: dict[str, Any]
+    plan: SplitPlan
+    holdout: TrainingSet | None
+
+    def register(self, registry: Registry) -> str:
+        """Register this candidate; returns the new version name."""
+        return registry.register(self.model_bytes, self.metadata)
+
+
+def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget: int | dict[str, int] = 6,
+                    seed: int = 0, n_splits: int = 5, n_repeats: int = 2, hold_out: bool = True,
+                    threshold: float | None = None) -> Candidate:
+    """Split, search, fit, export and check parity (on the holdout, else on the training rows)."""
+    threshold = alert_threshold() if threshold is None else threshold
+    sp = plan(ts, n_splits, n_repeats, seed, hold_out=hold_out)
+    dev = ts.subset(sp.dev)
+    trained = fit(dev, sp.folds, families, budget, seed)
+    model_bytes = export_onnx(trained.estimator, trained.feature_names)
+    hold = ts.subset(sp.holdout) if sp.has_holdout else None
+    parity = check_parity(trained.estimator, model_bytes, (hold if hold is not None else dev).matrix())
+    metrics: dict[str, Any] = {"cv": {
+        "roc_auc_mean": trained.search.cv_auc_mean, "roc_auc_std": trained.search.cv_auc_std,
+        "folds": len(sp.folds),
+        "best_per_family": {f: {"roc_auc_mean": t["auc_mean"], "roc_auc_std": t["auc_std"], "params": t["params"]}
+                            for f, t in trained.search.best_per_family().items()}}}
+    holdout_meta = None
+    if hold is not None:
+        p = onnx_proba(session(model_bytes), hold.matrix())
+        metrics["holdout"] = compare_on(hold, p, baseline_probabilities(dev, hold), threshold)
+        holdout_meta = {"id": holdout_id(hold), "period": sp.holdout_period, "rows": hold.n,
+                        "positives": hold.positives, **{k: v for k, v in describe(hold).items()
+                                                        if k in ("time_from", "time_to")}}
+    meta = {
+        "feature_names": trained.feature_names,
+        "feature_schema_hash": feature_schema_hash(trained.feature_names),
+        "feature_reference": trained.feature_reference,
+        "family": trained.family,
+        "estimator": boosting_name() if trained.family == "gradient_boosting" else trained.family,
+        "params": trained.params,
+        "calibration": CALIBRATION,
+        "class_weighting": CLASS_WEIGHTING[trained.family],
+        "metrics": metrics,
+        "holdout": holdout_meta,
+        "training_data": describe(dev),
+        "snapshot_ids": dict(ts.snapshot_ids),
+        "parity": parity,
+        "search": {"families": list(families), "budget": budget, "seed": seed, "trials": len(trained.search.trials),
+                   "n_splits": n_splits, "n_repeats": 1 if sp.has_holdout else n_repeats,
+                   "choice_rule": "one standard error, simplest family first"},
+        "alert_threshold": threshold,
+        "onnx": {"input": ONNX_INPUT, "output": ONNX_PROBABILITIES, "default_column": 1},
+        "code_version": code_version(),
+        "library_versions": _versions(),
+    }
+    return Candidate(trained=trained, model_bytes=model_bytes, metadata=meta, plan=sp, holdout=hold)
+
+
+def oof_baselines(ts: TrainingSet, n_splits: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """Out-of-fold baseline probabilities for every row of ``ts`` (cross-fitted on ``ts`` itself)."""
+    k = min(n_splits, ts.positives, ts.n - ts.positives)
+    if k < 2:  # too few of a class to cross-fit anything but the prevalence
+        return {"prevalence": np.full(ts.n, ts.prevalence)}
+    out: dict[str, np.ndarray] = {}
+    for tr, te in cv_folds(ts.label, k, 1, seed):
+        for name, p in baseline_probabilities(ts.subset(tr), ts.subset(te)).items():
+            out.setdefault(name, np.full(ts.n, np.nan))[te] = p
+    if "prevalence" in out:  # one constant (the mean of the folds' training rates): ROC AUC exactly 0.5
+        out["prevalence"] = np.full(ts.n, float(out["prevalence"].mean()))
+    return {k: v for k, v in out.items() if k in BASELINES}
+
+
+@dataclass
+class Evaluation:
+    """A registered model's metrics on a data set next to baselines, with tables for the report."""
+
+    version: str
+    rows: TrainingSet
+    model_p: np.ndarray
+    baselines: dict[str, np.ndarray]
+    metrics: dict[str, dict[str, Any]]
+    calibration: pd.DataFrame
+    lift: pd.DataFrame
+    importance: pd.DataFrame
+
+
+def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingSet, hold_out: bool = True,
+                     seed: int = 0, threshold: float | None = None) -> Evaluation:
+    """Score ``ts`` (its latest period when it spans several) through ONNX and compare with baselines."""
+    threshold = alert_threshold() if threshold is None else threshold
+    names = check_model(model_bytes, metadata, expected=ts.feature_names)
+    latest = latest_period(ts.time) if hold_out else None
+    rows = ts.subset(latest[0]) if latest is not None else ts
+    sess = session(model_bytes)
+    cols = [rows.feature_names.index(n) for n in names]
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        return onnx_proba(sess, X)
+
+    X = rows.matrix()[:, cols]
+    p = predict(X)
+    base = oof_baselines(rows, seed=seed)
+    return Evaluation(version=str(metadata.get("version", "?")), rows=rows, model_p=p, baselines=base,
+                      metrics=compare_on(rows, p, base, threshold), calibration=calibration_table(rows.label, p),
+                      lift=lift_by_decile(rows.label, p),
+                      importance=permutation_importance(predict, X, rows.label, names, n_repeats=3, seed=seed))

