@@ -108,14 +108,26 @@ class S3Store:
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def create(self, path: str, data: bytes) -> None:
-        """A conditional PUT (If-None-Match: *); FileExistsError when the key exists."""
+        """A conditional PUT (If-None-Match: *); FileExistsError when the key exists.
+
+        Servers without conditional writes (s3proxy answers NotImplemented) get a HEAD-then-PUT
+        instead: correct for one trainer at a time, racy for two at once (stated in docs/MODELS.md).
+        """
         bucket, key = self._split(path)
         try:
             self.client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
         except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise FileExistsError(path) from None
-            raise
+            if code != "NotImplemented":
+                raise
+            try:
+                self.client.head_object(Bucket=bucket, Key=key)
+            except self.client.exceptions.ClientError:
+                self.client.put_object(Bucket=bucket, Key=key, Body=data)
+                return
+            raise FileExistsError(path) from None
 
     def children(self, path: str) -> list[str]:
         """Common prefixes one level below ``path``."""

@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.job", "job"),
     ("riskctl.commands.demo", "demo"),
     ("riskctl.commands.model", "model"),
+    ("riskctl.commands.sql_cmd", "sql"),
 )
 
 

@@ -10,7 +10,7 @@ import click
 
 from loanrisk.settings import Settings, get_settings
 
-LAKE_TABLES = ("raw_loan_applications", "raw_transactions", "raw_repayments", "dead_letters")
+LAKE_TABLES = ("raw_loan_applications", "raw_transactions", "raw_repayments", "dead_letters", "scores")
 
 
 def lake_counts(settings: Settings) -> dict[str, int]:
@@ -36,6 +36,42 @@ def kafka_counts(settings: Settings) -> dict[str, int]:
                                                                              t.repayments)}
 
 
+def serving_summary(settings: Settings) -> dict[str, object]:
+    """Alerts so far and the latest risk window, from the PostgreSQL serving tables."""
+    from loanrisk.serving import serving_connection
+    try:
+        with serving_connection(settings, reader=True) as conn:
+            alerts = conn.execute("SELECT count(*) FROM loan_scores_latest WHERE probability >= %s",
+                                  (settings.model.alert_threshold,)).fetchone()[0]
+            latest = conn.execute(
+                "SELECT window_start, sum(applications), sum(scored_loans), "
+                "sum(mean_probability * scored_loans) / nullif(sum(scored_loans), 0), sum(expected_loss_usd) "
+                "FROM risk_by_window GROUP BY window_start ORDER BY window_start DESC LIMIT 1").fetchone()
+    except Exception:  # noqa: BLE001 - tables not there before the first submit
+        return {"alerts": 0, "window": "-"}
+    if not latest:
+        return {"alerts": alerts, "window": "-"}
+    start, apps, scored, mean_pd, loss = latest
+    return {"alerts": alerts, "window": f"{start:%Y-%m-%d %H:%M} apps {apps} scored {scored} "
+                                        f"mean PD {float(mean_pd or 0):.3f} EL ${float(loss or 0):,.0f}"}
+
+
+def ensure_champion(settings: Settings) -> str:
+    """The champion's version; trains and promotes one on generated loans when the registry is empty."""
+    from models.registry import Registry
+    registry = Registry.from_settings(settings.model.registry(settings.s3))
+    champion = registry.champion()
+    if champion:
+        return str(champion["version"])
+    click.echo("no champion model yet: training logistic regression on generated loans ...")
+    from models.synthetic import train_on_generated
+    result = train_on_generated(customers=1500, seed=7, families=["logistic_regression"], budget=2)
+    version = result["candidate"].register(registry)
+    registry.promote(version, force=True)
+    click.echo(f"champion {version} (holdout ROC AUC {result['roc_auc']:.3f})")
+    return version
+
+
 @click.command()
 @click.option("--count", type=int, default=20_000, show_default=True, help="Events to replay.")
 @click.option("--rate", type=float, default=4_000, show_default=True, help="Events per second.")
@@ -43,9 +79,15 @@ def kafka_counts(settings: Settings) -> dict[str, int]:
               help="Seconds to keep printing the live summary after producing (Ctrl-C stops earlier).")
 def demo(count: int, rate: float, watch: float) -> None:
     """Run the main job on the local stack and print a live summary of its results."""
+    import os
+
     from riskctl.commands.job import RISK_JOB_NAME, submit_risk_job
     from stack.flink_client import list_jobs
+    # Replayed history spans months of event time: a one-day risk window unless configured otherwise.
+    os.environ.setdefault("LOANRISK_FLINK__WINDOW_MINUTES", "1440")
+    get_settings.cache_clear()
     settings = get_settings()
+    click.echo(f"model: {ensure_champion(settings)}")
     running = [j for j in list_jobs(settings) if j["name"] == RISK_JOB_NAME and j["state"] == "RUNNING"]
     if running:
         click.echo(f"risk job already running: {running[0]['jid']}")
@@ -58,13 +100,16 @@ def demo(count: int, rate: float, watch: float) -> None:
     if proc.returncode != 0:
         raise click.ClickException("producing events failed (see above)")
     deadline = time.monotonic() + watch
-    click.echo(f"{'time':<9}{'kafka in':>10}{'raw apps':>10}{'raw txns':>10}{'raw repay':>10}{'dead letters':>14}")
+    click.echo(f"{'time':<9}{'kafka in':>9}{'raw apps':>9}{'raw txns':>9}{'repaymts':>9}{'dead ltr':>9}"
+               f"{'scored':>8}{'alerts':>7}  latest risk window")
     try:
         while True:
             k = sum(kafka_counts(settings).values())
             lake = lake_counts(settings)
-            click.echo(f"{time.strftime('%H:%M:%S'):<9}{k:>10}{lake['raw_loan_applications']:>10}"
-                       f"{lake['raw_transactions']:>10}{lake['raw_repayments']:>10}{lake['dead_letters']:>14}")
+            serving = serving_summary(settings)
+            click.echo(f"{time.strftime('%H:%M:%S'):<9}{k:>9}{lake['raw_loan_applications']:>9}"
+                       f"{lake['raw_transactions']:>9}{lake['raw_repayments']:>9}{lake['dead_letters']:>9}"
+                       f"{lake['scores']:>8}{serving['alerts']:>7}  {serving['window']}")
             if time.monotonic() > deadline:
                 break
             time.sleep(5)

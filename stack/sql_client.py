@@ -1,0 +1,47 @@
+"""`riskctl sql`: Flink's SQL client with an init file rendered from the same sql/ files the job runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jobs.sqlfiles import load
+from loanrisk.settings import REPO_ROOT, Settings
+from stack.flink_client import sql_params
+
+INIT_FOLDERS = ("catalog", "risk")
+
+
+def init_statements(settings: Settings) -> list[str]:
+    """Every statement of the risk job except its INSERTs, plus what the client needs for the UDF."""
+    params = sql_params(settings)
+    head = [f"SET 'python.files' = '{REPO_ROOT / 'udfs'}'",
+            f"SET 'python.executable' = '{settings.flink_python}'",
+            "SET 'sql-client.execution.result-mode' = 'tableau'",
+            f"SET 'pipeline.global-job-parameters' = '{_job_parameters(settings)}'"]
+    body = [stmt.text for folder in INIT_FOLDERS for stmt in load(REPO_ROOT / "sql" / folder, params)
+            if not stmt.is_insert]
+    return head + body
+
+
+def _job_parameters(settings: Settings) -> str:
+    from riskctl.commands.job import udf_job_parameters
+    return udf_job_parameters(settings).replace("'", "''")
+
+
+def write_init_file(settings: Settings) -> Path:
+    """Write the init file (mode 0600: it holds the catalog and S3 credentials)."""
+    path = settings.state_dir / "run" / "sql-client-init.sql"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(";\n\n".join(init_statements(settings)) + ";\n")
+    return path
+
+
+def client_command(settings: Settings, script: Path | None = None) -> list[str]:
+    """The sql-client.sh command line (embedded mode against the configured cluster)."""
+    cmd = [str(settings.flink_home / "bin" / "sql-client.sh"), "embedded", "-i", str(write_init_file(settings))]
+    if script is not None:
+        cmd += ["-f", str(script)]
+    return cmd
