@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from tests.moto_s3 import free_port, moto_server
 
 from contracts.registry_layout import CHAMPION_FILE, METADATA_FILE, MODEL_FILE
 from models.dataset import TrainingSet, from_applications
@@ -48,26 +49,12 @@ def weak(toy: TrainingSet) -> Candidate:
     return _train(toy, WEAK)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="registry-test")
-    try:
+    with moto_server() as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                     region_name="us-east-1").create_bucket(Bucket="registry-test")
         yield endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["folder", "file-uri", "moto-s3"])
@@ -199,7 +186,7 @@ def test_registry_from_settings_uses_the_s3_endpoint(moto_endpoint: str, monkeyp
 def test_unreachable_s3_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from loanrisk.settings import get_settings
 
-    monkeypatch.setenv("LOANRISK_S3__PORT", str(_free_port()))
+    monkeypatch.setenv("LOANRISK_S3__PORT", str(free_port()))
     monkeypatch.setenv("LOANRISK_MODEL__REGISTRY_URI", "s3://nowhere/models")
     get_settings.cache_clear()
     try:

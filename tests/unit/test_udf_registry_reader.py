@@ -13,6 +13,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from tests.moto_s3 import free_port, moto_server
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -27,25 +29,11 @@ BUCKET = "udf-reader-test"
 KEYS = {"access_key_id": "testkey", "secret_access_key": "testsecret"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with moto_server() as endpoint:
         _client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
-    finally:
-        server.stop()
 
 
 def _client(endpoint: str):  # noqa: ANN202 (boto3 client)
@@ -166,7 +154,7 @@ def test_http_errors_carry_the_s3_code(recorder: str) -> None:
 
 
 def test_unreachable_and_silent_endpoints_fail_within_the_timeout() -> None:
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RegistryReadError, match="cannot reach"):
         read_bytes("s3://b/k", s3=_s3(closed), timeout_s=2)
     with socket.socket() as silent:  # accepts connections, never answers

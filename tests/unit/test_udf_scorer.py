@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +15,8 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.moto_s3 import free_port, moto_server
 from sklearn.linear_model import LogisticRegression
 
 from contracts.features import FEATURE_NAMES, feature_schema_hash
@@ -108,25 +109,11 @@ class FakeClock:
         return self.t
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with moto_server() as endpoint:
         _client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
-    finally:
-        server.stop()
 
 
 def _client(endpoint: str):  # noqa: ANN202 (boto3 client)
