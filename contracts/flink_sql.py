@@ -47,6 +47,12 @@ def reason(c: EventContract) -> str:
         if not f.nullable:
             rules.append(f"WHEN {_raw(f)} IS NULL THEN 'missing:{f.name}'")
     for f in c.fields:
+        # JSON_VALUE returns every scalar as text, so the JSON type is checked on the payload itself:
+        # a quoted value where a number/boolean belongs (or the reverse) is a type error.
+        if f.type in ("string", "date", "timestamp"):
+            rules.append(f"WHEN REGEXP(payload, '\"{f.name}\"\\s*:\\s*[-0-9tf\\[{{]') THEN 'type:{f.name}'")
+        else:
+            rules.append(f"WHEN REGEXP(payload, '\"{f.name}\"\\s*:\\s*[\"\\[{{]') THEN 'type:{f.name}'")
         if f.type != "string":
             rules.append(f"WHEN {_raw(f)} IS NOT NULL AND {typed(f)} IS NULL THEN 'type:{f.name}'")
     for f in c.fields:

@@ -140,17 +140,11 @@ class S3Store:
 
 def s3_client(s3: Any = None) -> Any:
     """A boto3 S3 client for ``settings.s3`` (endpoint, keys, region, path-style addressing)."""
-    import boto3
-    from botocore.config import Config
-
+    from loanrisk.objectstore import s3_client as make_client
     if s3 is None:
         from loanrisk.settings import get_settings
         s3 = get_settings().s3
-    return boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key_id,
-                        aws_secret_access_key=s3.secret(), region_name=s3.region,
-                        config=Config(s3={"addressing_style": "path" if s3.path_style else "virtual"},
-                                      retries={"max_attempts": 3, "mode": "standard"},
-                                      connect_timeout=5, read_timeout=30))
+    return make_client(s3)
 
 
 def normalize_root(root: str) -> str:

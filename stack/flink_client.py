@@ -56,6 +56,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "lgd": settings.model.lgd,
         "pii_hash_key": settings.privacy.key(),
         "behaviour_window_days": f.behaviour_window_days,
+        "behaviour_window_s": f.behaviour_window_days * 86400,
         "watermark_delay_s": f.watermark_delay_s,
         "watermark_delay": interval(f.watermark_delay_s),
         "risk_window": interval(f.window_minutes * 60),

@@ -5,9 +5,9 @@ CREATE TEMPORARY TABLE pg_customer_behaviour (
   customer_id STRING, behaviour_as_of TIMESTAMP(3), income_stability DOUBLE, debit_minor_last DOUBLE,
   balance_mean_minor_last DOUBLE, dpd_current DOUBLE, dpd_max DOUBLE, dpd_mean DOUBLE, late_payments DOUBLE,
   missed_payments DOUBLE, behaviour_windows DOUBLE,
-  PRIMARY KEY (customer_id) NOT ENFORCED
+  PRIMARY KEY (customer_id, behaviour_as_of) NOT ENFORCED
 ) WITH (
-  'connector' = 'jdbc', 'url' = '${serving_jdbc_url}', 'table-name' = 'customer_behaviour_latest',
+  'connector' = 'jdbc', 'url' = '${serving_jdbc_url}', 'table-name' = 'customer_behaviour_windows',
   'username' = '${serving_jdbc_user}', 'password' = '${serving_jdbc_password}',
   'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500', 'sink.max-retries' = '10'
 );

@@ -1,7 +1,8 @@
 -- What gets scored, and when. Twice per loan life:
---  1. application: the application's features joined to the customer's latest CLOSED behaviour
---     windows as they are in PostgreSQL at that moment (a lookup join, so an application is
---     never held back until a window closes: this is the latency path);
+--  1. application: the application's features joined (lookup join, so an application is never
+--     held back until a window closes: the latency path) to the customer's behaviour window that
+--     closed at or before the application's event time, or, while that one is not computed yet,
+--     the one before it; behaviour_as_of records which window was used;
 --  2. behaviour_window: when a customer's behaviour window closes, their active loan is re-scored
 --     with the application features (looked up) and the new behaviour.
 -- Formulas: contracts/features.py.
@@ -19,23 +20,36 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
   CAST(inquiries_12m AS DOUBLE) AS inquiries_12m,
   IF(collateral_value_minor IS NULL, 0.0, 1.0) AS is_secured,
   COALESCE(amount_minor / NULLIF(CAST(collateral_value_minor AS DOUBLE), 0), 0.0) AS loan_to_value,
+  -- End of the last behaviour window closed at event_time (windows are epoch-aligned), and the one before.
+  CAST(TO_TIMESTAMP_LTZ(CAST(FLOOR(CAST(CAST(event_time AS BIGINT) AS DOUBLE) / ${behaviour_window_s})
+       AS BIGINT) * ${behaviour_window_s}, 0) AS TIMESTAMP(3)) AS closed_slot,
+  CAST(TO_TIMESTAMP_LTZ((CAST(FLOOR(CAST(CAST(event_time AS BIGINT) AS DOUBLE) / ${behaviour_window_s})
+       AS BIGINT) - 1) * ${behaviour_window_s}, 0) AS TIMESTAMP(3)) AS previous_slot,
   PROCTIME() AS lookup_time
 FROM valid_loan_applications;
 
 CREATE TEMPORARY VIEW application_scoring_input AS
 SELECT 'application' AS `trigger`, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
-  a.currency, a.amount_minor, CAST(b.behaviour_as_of AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
+  a.currency, a.amount_minor,
+  CAST(COALESCE(b0.behaviour_as_of, b1.behaviour_as_of) AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
   a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
-  COALESCE(b.income_stability, 0.0) AS income_stability,
-  COALESCE(b.debit_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS spend_to_income,
-  COALESCE(b.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,
-  COALESCE(b.dpd_current, 0.0) AS dpd_current, COALESCE(b.dpd_max, 0.0) AS dpd_max,
-  COALESCE(b.dpd_mean, 0.0) AS dpd_mean, COALESCE(b.late_payments, 0.0) AS late_payments,
-  COALESCE(b.missed_payments, 0.0) AS missed_payments, COALESCE(b.behaviour_windows, 0.0) AS behaviour_windows
+  COALESCE(b0.income_stability, b1.income_stability, 0.0) AS income_stability,
+  COALESCE(COALESCE(b0.debit_minor_last, b1.debit_minor_last) / NULLIF(a.monthly_income_minor, 0), 0.0)
+    AS spend_to_income,
+  COALESCE(COALESCE(b0.balance_mean_minor_last, b1.balance_mean_minor_last) / NULLIF(a.monthly_income_minor, 0),
+    0.0) AS balance_to_income,
+  COALESCE(b0.dpd_current, b1.dpd_current, 0.0) AS dpd_current,
+  COALESCE(b0.dpd_max, b1.dpd_max, 0.0) AS dpd_max,
+  COALESCE(b0.dpd_mean, b1.dpd_mean, 0.0) AS dpd_mean,
+  COALESCE(b0.late_payments, b1.late_payments, 0.0) AS late_payments,
+  COALESCE(b0.missed_payments, b1.missed_payments, 0.0) AS missed_payments,
+  COALESCE(b0.behaviour_windows, b1.behaviour_windows, 0.0) AS behaviour_windows
 FROM application_features AS a
-LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b
-  ON a.customer_id = b.customer_id;
+LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b0
+  ON a.customer_id = b0.customer_id AND a.closed_slot = b0.behaviour_as_of
+LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b1
+  ON a.customer_id = b1.customer_id AND a.previous_slot = b1.behaviour_as_of;
 
 CREATE TEMPORARY VIEW window_scoring_input AS
 SELECT 'behaviour_window' AS `trigger`, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,

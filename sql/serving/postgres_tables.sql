@@ -1,8 +1,10 @@
 -- PostgreSQL serving tables (PostgreSQL DDL, applied by `riskctl job submit` before the job starts):
 -- the latest state per key that the job upserts, read by the job's lookup joins and by Grafana.
-CREATE TABLE IF NOT EXISTS customer_behaviour_latest (
-  customer_id TEXT PRIMARY KEY,
-  behaviour_as_of TIMESTAMPTZ NOT NULL,
+-- Behaviour features per customer and closed window (history, so applications can look up the
+-- window that closed at or before their own event time: point-in-time correct, also in replays).
+CREATE TABLE IF NOT EXISTS customer_behaviour_windows (
+  customer_id TEXT NOT NULL,
+  behaviour_as_of TIMESTAMP NOT NULL,
   income_stability DOUBLE PRECISION NOT NULL,
   debit_minor_last DOUBLE PRECISION NOT NULL,
   balance_mean_minor_last DOUBLE PRECISION NOT NULL,
@@ -11,7 +13,8 @@ CREATE TABLE IF NOT EXISTS customer_behaviour_latest (
   dpd_mean DOUBLE PRECISION NOT NULL,
   late_payments DOUBLE PRECISION NOT NULL,
   missed_payments DOUBLE PRECISION NOT NULL,
-  behaviour_windows DOUBLE PRECISION NOT NULL
+  behaviour_windows DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (customer_id, behaviour_as_of)
 );
 
 CREATE TABLE IF NOT EXISTS loan_applications_active (

@@ -38,14 +38,8 @@ class S3Endpoint(Service):
 
     def client(self):  # noqa: ANN201 - boto3 client type is dynamic
         """A boto3 S3 client for this endpoint."""
-        import boto3
-        from botocore.config import Config
-        s3 = self.settings.s3
-        return boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key_id,
-                            aws_secret_access_key=s3.secret(), region_name=s3.region,
-                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                                          request_checksum_calculation="when_required",
-                                          response_checksum_validation="when_required"))
+        from loanrisk.objectstore import s3_client
+        return s3_client(self.settings.s3, attempts=2)
 
     def healthy(self) -> bool:
         if not tcp_ready("127.0.0.1", self.settings.s3.port):
