@@ -56,7 +56,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "lgd": settings.model.lgd,
         "pii_hash_key": settings.privacy.key(),
         "behaviour_window_days": f.behaviour_window_days,
-        "behaviour_window_s": f.behaviour_window_days * 86400,
+        "behaviour_window_min": f.behaviour_window_days * 1440,
         "watermark_delay_s": f.watermark_delay_s,
         "watermark_delay": interval(f.watermark_delay_s),
         "risk_window": interval(f.window_minutes * 60),
@@ -96,9 +96,25 @@ def flink_run(settings: Settings, job: Path, job_args: list[str], py_files: list
         fh.write(proc.stdout[-20000:] + proc.stderr[-20000:])
     found = re.search(r"(?:JobID|job) ([0-9a-f]{32})", proc.stdout + proc.stderr)
     if proc.returncode != 0 or not found:
-        tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Exception" in ln or "Error" in ln]
-        raise StackError(f"flink run failed: {tail[-1].strip()[:300] if tail else 'no job id'} (see {log})")
+        raise StackError(f"flink run failed: {_root_cause(proc.stdout + proc.stderr)} (see {log})")
     return found.group(1)
+
+
+_NOISE = ("InaccessibleObject", "process function transformation translator", "ExceptionInInitializerError",
+          "Python process exits", "ProgramAbortException", "Py4JJavaError", "raise ")
+
+
+def _root_cause(output: str) -> str:
+    """The most telling error line of a failed `flink run` (the SQL/planner error, not the wrapper's)."""
+    lines = [ln.strip() for ln in output.splitlines()
+             if ("Exception" in ln or "Error" in ln) and not ln.lstrip().startswith("at ")
+             and not any(n in ln for n in _NOISE)]
+    for marker in ("ValidationException", "SqlValidatorException", "SqlParseException", "TableException",
+                   "CalciteContextException", "Exception:"):
+        for ln in lines:
+            if marker in ln:
+                return ln[:400]
+    return lines[-1][:400] if lines else "no job id in the client output"
 
 
 def rest(settings: Settings, path: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:

@@ -21,10 +21,12 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
   IF(collateral_value_minor IS NULL, 0.0, 1.0) AS is_secured,
   COALESCE(amount_minor / NULLIF(CAST(collateral_value_minor AS DOUBLE), 0), 0.0) AS loan_to_value,
   -- End of the last behaviour window closed at event_time (windows are epoch-aligned), and the one before.
-  CAST(TO_TIMESTAMP_LTZ(CAST(FLOOR(CAST(CAST(event_time AS BIGINT) AS DOUBLE) / ${behaviour_window_s})
-       AS BIGINT) * ${behaviour_window_s}, 0) AS TIMESTAMP(3)) AS closed_slot,
-  CAST(TO_TIMESTAMP_LTZ((CAST(FLOOR(CAST(CAST(event_time AS BIGINT) AS DOUBLE) / ${behaviour_window_s})
-       AS BIGINT) - 1) * ${behaviour_window_s}, 0) AS TIMESTAMP(3)) AS previous_slot,
+  CAST(TIMESTAMPADD(MINUTE, CAST(FLOOR(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00',
+       CAST(event_time AS TIMESTAMP(3))) / ${behaviour_window_min}.0) AS INT) * ${behaviour_window_min},
+       TIMESTAMP '1970-01-01 00:00:00') AS TIMESTAMP(3)) AS closed_slot,
+  CAST(TIMESTAMPADD(MINUTE, (CAST(FLOOR(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00',
+       CAST(event_time AS TIMESTAMP(3))) / ${behaviour_window_min}.0) AS INT) - 1) * ${behaviour_window_min},
+       TIMESTAMP '1970-01-01 00:00:00') AS TIMESTAMP(3)) AS previous_slot,
   PROCTIME() AS lookup_time
 FROM valid_loan_applications;
 
