@@ -97,7 +97,8 @@ class FlinkSettings(BaseModel):
     jobmanager_rpc_port: int = Field(6123, ge=1, le=65535)
     taskmanager_slots: int = Field(2, ge=1)
     jobmanager_memory: str = "1600m"
-    taskmanager_memory: str = "4096m"
+    taskmanager_memory: str = "8192m"
+    taskmanager_managed_fraction: float = Field(0.2, gt=0, lt=1)
     parallelism: int = Field(2, ge=1)
     checkpoint_interval_ms: int = Field(10_000, ge=500)
     restart_attempts: int = Field(1000, ge=0)

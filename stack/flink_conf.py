@@ -33,6 +33,9 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "taskmanager.host": "127.0.0.1",
         "taskmanager.memory.process.size": f.taskmanager_memory,
         "taskmanager.numberOfTaskSlots": f.taskmanager_slots,
+        # Heap for many open Iceberg writers (replays span many day partitions); managed memory
+        # serves only the Python UDF workers here (no RocksDB).
+        "taskmanager.memory.managed.fraction": f.taskmanager_managed_fraction,
         "parallelism.default": f.parallelism,
         "rest.address": "127.0.0.1",
         "rest.bind-address": "127.0.0.1",
