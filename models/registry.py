@@ -329,10 +329,17 @@ class Registry:
             margin = get_settings().model.promotion_margin
         comparison: dict[str, Any] | None = None
         if current is not None:
-            comparison = self.compare(version, str(current["version"]), holdout, metric)
+            try:
+                comparison = self.compare(version, str(current["version"]), holdout, metric)
+            except PromotionRefused as exc:
+                if not force:
+                    raise
+                # Forced: record why no comparison was possible instead of refusing.
+                comparison = {"skipped": str(exc)}
             comparison["margin"] = margin
-            comparison["passed"] = comparison["challenger"] >= comparison["champion"] + margin
-            if not comparison["passed"] and not force:
+            if "skipped" not in comparison:
+                comparison["passed"] = comparison["challenger"] >= comparison["champion"] + margin
+            if not comparison.get("passed") and not force:
                 raise PromotionRefused(
                     f"{version} {metric} {comparison['challenger']:.4f} does not beat champion {current['version']} "
                     f"{comparison['champion']:.4f} by the margin {margin} on {comparison['holdout']} "

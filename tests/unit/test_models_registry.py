@@ -216,3 +216,17 @@ def test_a_stale_listing_still_gets_a_fresh_version_number(tmp_path: Path, stron
     assert strong.register(reg) == "v0002"
     monkeypatch.undo()
     assert reg.versions() == ["v0001", "v0002"]
+
+
+def test_forced_promotion_records_a_skipped_comparison_when_holdouts_differ(tmp_path: Path, strong: Candidate,
+                                                                            weak: Candidate) -> None:
+    reg = Registry(str(tmp_path / "forced"))
+    first = reg.register(weak.model_bytes, weak.metadata)
+    reg.promote(first)
+    other = dict(strong.metadata)
+    other["holdout"] = {**(other.get("holdout") or {}), "id": "another-holdout"}
+    second = reg.register(strong.model_bytes, other)
+    with pytest.raises(PromotionRefused):
+        reg.promote(second)
+    pointer = reg.promote(second, force=True)
+    assert reg.champion()["version"] == second and "skipped" in pointer["comparison"]
