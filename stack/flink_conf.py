@@ -47,7 +47,8 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": f.restart_attempts,
         "restart-strategy.fixed-delay.delay": f"{f.restart_delay_ms} ms",
-        "heartbeat.timeout": 20000,
+        # A loaded 2-core machine: give RPCs time rather than fail over on a slow deploy.
+        "pekko.ask.timeout": "30 s",
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": f.prometheus_ports,
         "metrics.latency.interval": 0,
