@@ -19,7 +19,7 @@ def rows(model: type[BaseModel], prefix: list[str]) -> list[tuple[str, str, str,
         shown = "(secret)" if isinstance(default, SecretStr) else ("" if default is None else str(default))
         if "install_dir" in name or "state_dir" in name:
             shown = ".loanrisk"
-        doc = (model.__doc__ or "").strip().splitlines()[0]
+        doc = field.description or (model.__doc__ or "").strip().splitlines()[0]
         out.append((".".join(prefix + [name]), "LOANRISK_" + "__".join(p.upper() for p in prefix + [name]),
                     shown, doc))
     return out

@@ -66,6 +66,10 @@ class KafkaSettings(BaseModel):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     max_message_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    tls_port: int | None = Field(None, ge=1, le=65535,
+                                 description="Local broker: also listen with TLS on this port (needs tls_keystore_file)")
+    tls_keystore_file: Path | None = Field(
+        None, description="Local broker: PEM file holding its TLS private key (PKCS#8, unencrypted) and certificate chain")
     topics: TopicSettings = TopicSettings()
 
     @property
@@ -88,6 +92,27 @@ class KafkaSettings(BaseModel):
                 conf[key] = str(path)
         return conf
 
+    def java_properties(self) -> dict[str, str]:
+        """The same security settings for Kafka's Java client (Flink's Kafka connector); empty for PLAINTEXT.
+
+        TLS trusts ``ssl_cafile`` (PEM); SASL logs in with a JAAS line Flink masks in its logs (the key
+        contains ``jaas.config``). Client certificates (mutual TLS) are for the Python clients only.
+        """
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        props = {"security.protocol": self.security_protocol}
+        if "SSL" in self.security_protocol and self.ssl_cafile:
+            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ssl_cafile)})
+        if self.sasl_mechanism:
+            password = _read_secret(self.sasl_password, self.sasl_password_file)
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            quote = lambda v: v.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
+            props.update({"sasl.mechanism": self.sasl_mechanism, "sasl.jaas.config":
+                          f'{module} required username="{quote(self.sasl_username or "")}" '
+                          f'password="{quote(password.get_secret_value() if password else "")}";'})
+        return props
+
 
 class FlinkSettings(BaseModel):
     """Flink standalone cluster and job settings (checkpointing, parallelism, state TTL)."""
@@ -109,7 +134,8 @@ class FlinkSettings(BaseModel):
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)
-    scorer: Literal["onnx", "builtin"] = "onnx"
+    scorer: Literal["onnx", "onnx-row", "builtin"] = "onnx"
+    consumer_group: str = "loanrisk-risk-job"
     remote_url: str | None = None
 
     @property
@@ -123,22 +149,38 @@ class PostgresSettings(BaseModel):
 
     host: str = LOOPBACK
     port: int = Field(5432, ge=1, le=65535)
+    auth: Literal["trust", "scram-sha-256"] = Field(
+        "trust", description="TCP client authentication of the local server; scram-sha-256 needs password(_file)")
     user: str = "loanrisk"
     password: SecretStr | None = None
     password_file: Path | None = None
     catalog_db: str = "iceberg_catalog"
     serving_db: str = "risk_serving"
     reader_user: str = "risk_reader"
+    reader_password: SecretStr | None = Field(None, description="The read-only role's password (default: the writer's)")
+    reader_password_file: Path | None = Field(None, description="File holding the read-only role's password")
+
+    @model_validator(mode="after")
+    def _scram_needs_passwords(self) -> "PostgresSettings":
+        if self.auth == "scram-sha-256" and self.password is None and self.password_file is None:
+            raise ValueError("postgres.auth scram-sha-256 needs postgres.password or postgres.password_file")
+        return self
 
     def secret(self) -> str:
         """The password, or empty for trust authentication."""
         value = _read_secret(self.password, self.password_file)
         return value.get_secret_value() if value else ""
 
-    def dsn(self, db: str) -> str:
-        """A libpq connection string for database ``db``."""
-        pw = f" password={self.secret()}" if self.secret() else ""
-        return f"host={self.host} port={self.port} dbname={db} user={self.user}{pw}"
+    def reader_secret(self) -> str:
+        """The read-only role's password (the writer's when it has none of its own)."""
+        value = _read_secret(self.reader_password, self.reader_password_file)
+        return value.get_secret_value() if value else self.secret()
+
+    def dsn(self, db: str, reader: bool = False) -> str:
+        """A libpq connection string for database ``db``, as the writer or the read-only role."""
+        user, secret = (self.reader_user, self.reader_secret()) if reader else (self.user, self.secret())
+        pw = " password='{}'".format(secret.replace("\\", "\\\\").replace("'", "\\'")) if secret else ""
+        return f"host={self.host} port={self.port} dbname={db} user={user}{pw}"
 
     def jdbc_url(self, db: str) -> str:
         """A JDBC URL for database ``db`` (credentials passed separately)."""
@@ -146,7 +188,8 @@ class PostgresSettings(BaseModel):
 
     def sqlalchemy_url(self, db: str) -> str:
         """A SQLAlchemy URL (psycopg 3 driver) for database ``db``."""
-        pw = f":{self.secret()}" if self.secret() else ""
+        from urllib.parse import quote
+        pw = f":{quote(self.secret(), safe='')}" if self.secret() else ""
         return f"postgresql+psycopg://{self.user}{pw}@{self.host}:{self.port}/{db}"
 
 
@@ -201,6 +244,9 @@ class SnowflakeSettings(BaseModel):
     database: str = "LOANRISK"
     schema_name: str = Field("RISK", alias="schema")
     local: bool = True
+    analyst_role: str = Field("RISK_ANALYST", description="Read-only role the warehouse DDL grants SELECT to.")
+    batch_rows: int = Field(50_000, ge=1, description="Rows per loader batch (one staged file, one MERGE).")
+    follow_interval_s: float = Field(60.0, gt=0, description="Seconds between syncs of `warehouse sync --follow`.")
 
     model_config = {"populate_by_name": True}
 
@@ -212,7 +258,13 @@ class PrefectSettings(BaseModel):
     host: str = LOOPBACK
     port: int = Field(4200, ge=1, le=65535)
     api_url: str | None = None
-    failure_webhook: str | None = None
+    failure_webhook: str | None = Field(None, description="URL a failed flow run is POSTed to (JSON); unset: log only.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of the failure webhook POST.")
+    task_retries: int = Field(3, ge=0, le=20, description="Retries of a flow task that raised (exponential backoff).")
+    retry_delay_s: float = Field(10.0, ge=0, description="First retry delay of a task; doubles on every retry.")
+    task_timeout_s: float = Field(1800.0, gt=0, description="A task running longer than this fails (and is retried).")
+    snapshot_min_age_h: float = Field(6.0, ge=1, description="maintain_lake never expires snapshots younger than this.")
+    orphan_min_age_h: float = Field(24.0, ge=1, description="maintain_lake deletes unreferenced files only older than this.")
 
     @property
     def url(self) -> str:
@@ -231,6 +283,28 @@ class PrometheusSettings(BaseModel):
     def url(self) -> str:
         """Base URL of the Prometheus HTTP API."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def exporter_port(self) -> int:
+        """Port of our own exporter (Kafka consumer lag), scraped as job "loanrisk": the next one."""
+        return self.port + 1
+
+
+class GrafanaSettings(BaseModel):
+    """A real Grafana that `riskctl dashboards publish` pushes datasources and dashboards to."""
+
+    url: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    folder: str = "loan-risk"
+
+    def api_token(self) -> str | None:
+        """The service-account token: GRAFANA_TOKEN in the environment wins over the settings."""
+        env = os.environ.get("GRAFANA_TOKEN")
+        if env:
+            return env
+        value = _read_secret(self.token, self.token_file)
+        return value.get_secret_value() if value else None
 
 
 class ModelSettings(BaseModel):
@@ -303,6 +377,7 @@ class Settings(BaseSettings):
     snowflake: SnowflakeSettings = SnowflakeSettings()
     prefect: PrefectSettings = PrefectSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
     model: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()
 

@@ -17,9 +17,14 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.produce", "produce"),
     ("riskctl.commands.ingest", "ingest"),
     ("riskctl.commands.job", "job"),
+    ("riskctl.commands.dlq", "dlq"),
     ("riskctl.commands.demo", "demo"),
     ("riskctl.commands.model", "model"),
     ("riskctl.commands.sql_cmd", "sql"),
+    ("riskctl.commands.dashboards", "dashboards"),
+    ("riskctl.commands.flows", "flows"),
+    ("riskctl.commands.privacy", "privacy"),
+    ("riskctl.commands.warehouse", "warehouse"),
 )
 
 
