@@ -1,0 +1,32 @@
+-- Vintage default curves: for each origination month (vintage), the cumulative share of its loans that
+-- have defaulted (first 60+ days past due, LOAN_OUTCOMES.FIRST_DEFAULT_DATE) by each month on book,
+-- shown up to the months the vintage has been observed; non-decreasing by construction.
+WITH loans AS (
+  SELECT APPLICATION_ID AS LOAN_ID, EVENT_TIME AS ORIGINATED_AT,
+    DATE_TRUNC('MONTH', EVENT_TIME)::DATE AS VINTAGE
+  FROM LOAN_APPLICATIONS
+),
+outcome AS (
+  SELECT LOAN_ID, FIRST_DEFAULT_DATE, OBSERVED_UNTIL
+  FROM LOAN_OUTCOMES
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY LOAN_ID ORDER BY OBSERVED_UNTIL DESC, REPAYMENT_RECORDS DESC) = 1
+),
+per_loan AS (
+  SELECT l.VINTAGE, l.LOAN_ID,
+    DATEDIFF('MONTH', l.ORIGINATED_AT::DATE, o.FIRST_DEFAULT_DATE) AS DEFAULT_MONTH,
+    DATEDIFF('MONTH', l.VINTAGE, MAX(o.OBSERVED_UNTIL) OVER (PARTITION BY l.VINTAGE)::DATE) AS OBSERVED_MONTHS
+  FROM loans AS l LEFT JOIN outcome AS o ON o.LOAN_ID = l.LOAN_ID
+),
+months AS (
+  SELECT COLUMN1 AS MONTHS_ON_BOOK
+  FROM VALUES (0), (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11), (12), (13), (14), (15), (16), (17), (18),
+    (19), (20), (21), (22), (23), (24)
+)
+SELECT p.VINTAGE, m.MONTHS_ON_BOOK,
+  COUNT(*) AS LOANS,
+  SUM(IFF(p.DEFAULT_MONTH <= m.MONTHS_ON_BOOK, 1, 0)) AS DEFAULTED,
+  SUM(IFF(p.DEFAULT_MONTH <= m.MONTHS_ON_BOOK, 1, 0)) / COUNT(*) AS CUMULATIVE_DEFAULT_RATE
+FROM per_loan AS p
+JOIN months AS m ON m.MONTHS_ON_BOOK <= GREATEST(p.OBSERVED_MONTHS, 0)
+GROUP BY p.VINTAGE, m.MONTHS_ON_BOOK
+ORDER BY p.VINTAGE, m.MONTHS_ON_BOOK;

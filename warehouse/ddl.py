@@ -1,0 +1,253 @@
+"""Snowflake DDL derived from the lake's Iceberg table definitions, plus the loader and analyst roles.
+
+One source of truth: the Flink DDL of the lake tables (sql/risk/40_lake_tables.sql, whose raw-table
+columns come from contracts/) is rendered and parsed here, and every column is mapped to its
+Snowflake type through contracts.schema.TYPE_MAP. `python -m warehouse.ddl` prints the script kept in
+sql/warehouse/00_schema.sql (a test checks the file is current).
+
+Feature table: LOAN_RISK_FEATURES holds customer_behaviour_windows (one row per customer and closed
+behaviour window); the exact feature vector each score used is kept as RISK_SCORES' feature columns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from contracts.schema import TYPE_MAP
+from loanrisk.settings import REPO_ROOT, Settings
+
+LAKE_DDL = REPO_ROOT / "sql" / "risk" / "40_lake_tables.sql"
+SCHEMA_SQL = REPO_ROOT / "sql" / "warehouse" / "00_schema.sql"
+CONTROL_TABLE = "LOADER_CONTROL"
+
+# Flink type -> Snowflake type and Iceberg type name, from the one type map of the contracts.
+FLINK_TO_SNOWFLAKE: dict[str, str] = {row[0]: row[2] for row in TYPE_MAP.values()}
+FLINK_TO_ICEBERG: dict[str, str] = {row[0]: row[1] for row in TYPE_MAP.values()}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a warehouse table: lake name, Flink (lake) type and Snowflake type."""
+
+    name: str
+    flink_type: str
+
+    @property
+    def sf_name(self) -> str:
+        """The Snowflake column name (upper case, as unquoted identifiers resolve)."""
+        return self.name.upper()
+
+    @property
+    def snowflake_type(self) -> str:
+        """The Snowflake type matching the lake column's type."""
+        return FLINK_TO_SNOWFLAKE[self.flink_type]
+
+    @property
+    def iceberg_type(self) -> str:
+        """The Iceberg type name the lake table has for this column."""
+        return FLINK_TO_ICEBERG[self.flink_type]
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    """A Snowflake table loaded from one lake table, merged by ``key``, clustered by ``cluster_by``."""
+
+    name: str
+    lake_table: str
+    key: tuple[str, ...]
+    cluster_by: tuple[str, ...]
+    doc: str
+
+    @property
+    def columns(self) -> list[Column]:
+        """The lake table's columns, in order."""
+        return lake_columns()[self.lake_table]
+
+    @property
+    def stage_table(self) -> str:
+        """Transient table each batch is copied into before the MERGE."""
+        return f"LOAD_STAGE_{self.name}"
+
+    @property
+    def keys_table(self) -> str:
+        """Transient table holding every key of a full reload (rows whose key is absent are deleted)."""
+        return f"LOAD_KEYS_{self.name}"
+
+
+# Clustering only where a table grows large and is filtered by the column: the raw events and scores by
+# day; the small aggregate and outcome tables are not clustered (clustering costs credits to maintain).
+TABLES: tuple[WarehouseTable, ...] = (
+    WarehouseTable("LOAN_APPLICATIONS", "raw_loan_applications", ("event_id",), ("event_date",),
+                   "Valid loan applications (PII hashed), one row per event."),
+    WarehouseTable("TRANSACTIONS", "raw_transactions", ("event_id",), ("event_date", "customer_id"),
+                   "Valid bank transactions, one row per event."),
+    WarehouseTable("REPAYMENTS", "raw_repayments", ("event_id",), ("event_date",),
+                   "Valid installment records, one row per event."),
+    WarehouseTable("LOAN_RISK_FEATURES", "customer_behaviour_windows", ("customer_id", "behaviour_as_of"),
+                   ("window_date",), "Behaviour features per customer and closed behaviour window."),
+    WarehouseTable("RISK_SCORES", "scores", ("loan_id", "trigger", "scored_at"), ("scored_date",),
+                   "Every scoring: probability, model version, exposure and the feature row scored."),
+    WarehouseTable("RISK_BY_WINDOW", "risk_by_window", ("window_start", "product", "region", "grade_band"), (),
+                   "Risk aggregates per tumbling window and segment."),
+    WarehouseTable("LOAN_OUTCOMES", "loan_outcomes", ("loan_id", "repayment_records"), (),
+                   "Outcome history per loan (latest observed_until per loan is its outcome)."),
+)
+
+CONTROL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TABLE_NAME", "VARCHAR"),            # the Snowflake table
+    ("SNAPSHOT_ID", "NUMBER(19,0)"),      # last Iceberg snapshot loaded completely (NULL: none yet)
+    ("TARGET_SNAPSHOT_ID", "NUMBER(19,0)"),  # the snapshot the run that wrote this row was loading
+    ("MODE", "VARCHAR"),                  # incremental | full
+    ("REASON", "VARCHAR"),                # why a full load was chosen
+    ("BATCH_NO", "NUMBER(10,0)"),
+    ("BATCH_ROWS", "NUMBER(19,0)"),
+    ("COMPLETE", "BOOLEAN"),              # this row's transaction finished the target snapshot
+    ("RUN_ID", "VARCHAR"),
+    ("LOADED_AT", "TIMESTAMP_TZ(6)"),
+)
+
+
+def table(name: str) -> WarehouseTable:
+    """The warehouse table called ``name`` (Snowflake or lake name, any case)."""
+    for t in TABLES:
+        if name.upper() == t.name or name.lower() == t.lake_table:
+            return t
+    known = ", ".join(t.name for t in TABLES)
+    from loanrisk.errors import ConfigError
+    raise ConfigError(f"no warehouse table {name!r}; known: {known}")
+
+
+def _lake_params() -> dict[str, object]:
+    from contracts.flink_sql import scoring_fragments, sql_fragments
+    return {"catalog_name": "lake", "namespace": "risk", **sql_fragments(""), **scoring_fragments("builtin")}
+
+
+def _split_columns(body: str) -> list[str]:
+    parts, depth, buf = [], 0, []
+    for ch in body:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+@lru_cache(maxsize=1)
+def lake_columns() -> dict[str, list[Column]]:
+    """Columns of every lake table, parsed from the rendered Flink DDL (sql/risk/40_lake_tables.sql)."""
+    from jobs.sqlfiles import render, split_statements
+    out: dict[str, list[Column]] = {}
+    pattern = re.compile(r"CREATE TABLE IF NOT EXISTS \S+\.(\w+)\s*\((.*)\)\s*PARTITIONED BY", re.S | re.I)
+    for stmt in split_statements(render(LAKE_DDL.read_text(), _lake_params())):
+        m = pattern.search(stmt)
+        if not m:
+            continue
+        cols = []
+        for part in _split_columns(m.group(2)):
+            name, _, ftype = part.partition(" ")
+            cols.append(Column(name.strip("`"), " ".join(ftype.split()).upper()))
+        out[m.group(1)] = cols
+    return out
+
+
+def q(name: str) -> str:
+    """A quoted Snowflake identifier (upper case: the same object as the unquoted name)."""
+    return '"' + name.upper().replace('"', '""') + '"'
+
+
+def create_table_sql(t: WarehouseTable) -> str:
+    """CREATE TABLE IF NOT EXISTS for one warehouse table."""
+    cols = ",\n  ".join(f"{q(c.name)} {c.snowflake_type}" for c in t.columns)
+    cluster = f"\nCLUSTER BY ({', '.join(q(c) for c in t.cluster_by)})" if t.cluster_by else ""
+    return f"CREATE TABLE IF NOT EXISTS {q(t.name)} (\n  {cols}\n){cluster}\nCOMMENT = '{t.doc}'"
+
+
+def create_control_sql() -> str:
+    """CREATE TABLE IF NOT EXISTS for the loader's control table (append-only: one row per committed batch)."""
+    cols = ",\n  ".join(f"{q(n)} {typ}" for n, typ in CONTROL_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {q(CONTROL_TABLE)} (\n  {cols}\n)"
+
+
+def loader_ddl() -> list[str]:
+    """Statements the loader role runs (idempotent): every target table, the control and staging tables."""
+    stmts = [create_table_sql(t) for t in TABLES] + [create_control_sql()]
+    for t in TABLES:
+        stmts.append(f"CREATE TRANSIENT TABLE IF NOT EXISTS {q(t.stage_table)} LIKE {q(t.name)}")
+        keys = ", ".join(q(k) for k in t.key)
+        stmts.append(f"CREATE TRANSIENT TABLE IF NOT EXISTS {q(t.keys_table)} AS SELECT {keys} FROM {q(t.name)} "
+                     "WHERE FALSE")
+    return stmts
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Privileges a role gets on an object (kind: warehouse, database, schema, all_tables, future_tables)."""
+
+    role: str
+    privileges: tuple[str, ...]
+    kind: str
+
+
+def grants(settings: Settings) -> list[Grant]:
+    """The loader writes (and owns what it creates); the analyst reads, nothing more."""
+    loader, analyst = settings.snowflake.role, settings.snowflake.analyst_role
+    table_write = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+    return [
+        Grant(loader, ("USAGE",), "warehouse"),
+        Grant(loader, ("USAGE",), "database"),
+        Grant(loader, ("USAGE", "CREATE TABLE"), "schema"),
+        Grant(loader, table_write, "all_tables"),
+        Grant(loader, table_write, "future_tables"),
+        Grant(analyst, ("USAGE",), "warehouse"),
+        Grant(analyst, ("USAGE",), "database"),
+        Grant(analyst, ("USAGE",), "schema"),
+        Grant(analyst, ("SELECT",), "all_tables"),
+        Grant(analyst, ("SELECT",), "future_tables"),
+    ]
+
+
+def grant_sql(g: Grant, settings: Settings) -> str:
+    """One Snowflake GRANT statement."""
+    sf = settings.snowflake
+    target = {"warehouse": f"WAREHOUSE {sf.warehouse}", "database": f"DATABASE {sf.database}",
+              "schema": f"SCHEMA {sf.database}.{sf.schema_name}",
+              "all_tables": f"ALL TABLES IN SCHEMA {sf.database}.{sf.schema_name}",
+              "future_tables": f"FUTURE TABLES IN SCHEMA {sf.database}.{sf.schema_name}"}[g.kind]
+    return f"GRANT {', '.join(g.privileges)} ON {target} TO ROLE {g.role}"
+
+
+def admin_ddl(settings: Settings) -> list[str]:
+    """Statements an administrator runs once (SECURITYADMIN/SYSADMIN): database, schema, roles, grants."""
+    sf = settings.snowflake
+    stmts = [f"CREATE DATABASE IF NOT EXISTS {sf.database}",
+             f"CREATE SCHEMA IF NOT EXISTS {sf.database}.{sf.schema_name}",
+             f"CREATE ROLE IF NOT EXISTS {sf.role}",
+             f"CREATE ROLE IF NOT EXISTS {sf.analyst_role}"]
+    return stmts + [grant_sql(g, settings) for g in grants(settings)]
+
+
+def schema_script(settings: Settings) -> str:
+    """The whole script: admin part (roles and grants), then the tables, as kept in sql/warehouse/00_schema.sql."""
+    head = ("-- Snowflake schema of the warehouse, generated by `python -m warehouse.ddl` (`riskctl warehouse ddl`)\n"
+            "-- from the lake's table definitions: do not edit by hand. Part 1 is run once by an administrator;\n"
+            "-- part 2 is what the loader runs (idempotent) before every sync.\n")
+    part1 = "\n".join(s + ";" for s in admin_ddl(settings))
+    part2 = f"USE ROLE {settings.snowflake.role};\nUSE SCHEMA {settings.snowflake.database}." \
+            f"{settings.snowflake.schema_name};\n" + "\n\n".join(s + ";" for s in loader_ddl())
+    return f"{head}\n-- Part 1: database, schema, roles and grants (administrator)\n{part1}\n\n" \
+           f"-- Part 2: tables (loader role)\n{part2}\n"
+
+
+def main() -> None:
+    """Print the schema script for the default settings."""
+    print(schema_script(Settings()), end="")
+
+
+if __name__ == "__main__":
+    main()
