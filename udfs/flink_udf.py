@@ -89,11 +89,13 @@ class ScoreLoan(ScalarFunction):
         self._scorer: Scorer | None = None
         self._metrics: dict[str, Any] = {}
         self._reported: dict[str, int] = {}
+        self._zeroed = False
 
     def open(self, function_context: FunctionContext) -> None:
         """Load the champion once per worker and register the metrics."""
         self._scorer = scorer_from_job_parameters(function_context)
         self._metrics, self._reported = {}, {"model_load_failures": 0, "registry_poll_failures": 0}
+        self._zeroed = False
         try:
             group = function_context.get_metric_group()
         except RuntimeError:  # python.metric.enabled is false
@@ -103,7 +105,9 @@ class ScoreLoan(ScalarFunction):
             "model_load_failures": group.counter("model_load_failures"),
             "registry_poll_failures": group.counter("registry_poll_failures"),
             "scored_rows": group.counter("scored_rows"),
-            "score_batch_latency_us": group.distribution("score_batch_latency_us"),
+            # Counters, not a distribution: Flink's Prometheus reporter cannot export Beam distributions.
+            "score_calls": group.counter("score_calls"),
+            "score_latency_us": group.counter("score_latency_us"),
         }
         group.gauge("model_version_number", lambda: version_number(scorer.model_version))
 
@@ -115,13 +119,20 @@ class ScoreLoan(ScalarFunction):
         """Export counters and the batch latency."""
         if not self._metrics or self._scorer is None:
             return
+        if not self._zeroed:
+            # Export the failure counters at 0 (a counter touched inside a bundle is reported; one touched
+            # in open() is not), so Prometheus has them before the first failure and increase() sees it.
+            for name in self._reported:
+                self._metrics[name].inc(0)
+            self._zeroed = True
         for name in self._reported:
             now = int(getattr(self._scorer, name))
             if now > self._reported[name]:
                 self._metrics[name].inc(now - self._reported[name])
                 self._reported[name] = now
         self._metrics["scored_rows"].inc(rows)
-        self._metrics["score_batch_latency_us"].update(int((time.perf_counter() - started) * 1e6))
+        self._metrics["score_calls"].inc(1)
+        self._metrics["score_latency_us"].inc(int((time.perf_counter() - started) * 1e6))
 
     def eval(self, *features: Any) -> Any:
         """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes); row: 20 floats -> Row."""

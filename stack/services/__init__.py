@@ -10,6 +10,7 @@ def all_services(settings: Settings, with_prefect: bool | None = None) -> list[S
     """Every service of the local stack in dependency order (Prefect only when enabled)."""
     from stack.services.flink import FlinkCluster
     from stack.services.kafka import KafkaBroker
+    from stack.services.lag_exporter import LagExporter
     from stack.services.postgres import Postgres
     from stack.services.prefect import PrefectServer
     from stack.services.prometheus import Prometheus
@@ -17,7 +18,8 @@ def all_services(settings: Settings, with_prefect: bool | None = None) -> list[S
     from stack.services.snowflake import SnowflakeEndpoint
 
     services: list[Service] = [Postgres(settings), S3Endpoint(settings), KafkaBroker(settings),
-                               SnowflakeEndpoint(settings), FlinkCluster(settings), Prometheus(settings)]
+                               SnowflakeEndpoint(settings), FlinkCluster(settings), LagExporter(settings),
+                               Prometheus(settings)]
     if settings.prefect.enabled if with_prefect is None else with_prefect:
         services.append(PrefectServer(settings))
     return services

@@ -38,7 +38,7 @@ class Prometheus(Service):
                 {"job_name": "flink", "static_configs": [
                     {"targets": flink_metric_targets(self.settings.flink.prometheus_ports)}]},
                 {"job_name": "loanrisk", "static_configs": [
-                    {"targets": [f"127.0.0.1:{self.settings.prometheus.port + 1}"]}]},
+                    {"targets": [f"127.0.0.1:{self.settings.prometheus.exporter_port}"]}]},
             ],
         }
         (self.home / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))

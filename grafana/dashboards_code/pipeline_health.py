@@ -1,0 +1,124 @@
+"""The "Pipeline health" dashboard: the Flink job, Kafka consumer lag, dead letters, scoring and Iceberg, from Prometheus.
+
+Metric names are those Flink 2.1's Prometheus reporter exports (``flink_<scope>_<metric>``, job name
+``loan-risk`` becomes the label ``job_name="loan_risk"``), the scoring UDF's own metrics (registered in
+udfs/flink_udf.py, exported under the PythonCalc operator) and ``loanrisk_kafka_*`` from stack/lag_exporter.py.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb, dashboard as dash, stat, timeseries
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import Dashboard, VariableOption, VariableRefresh
+
+from grafana.panels import PROMETHEUS, Ids, prom, steps
+
+UID = "loanrisk-pipeline"
+OP = "flink_taskmanager_job_task_operator"
+JOB = 'job_name="$job"'
+DEAD_LETTERS = f'sum(rate({OP}_numRecordsIn{{{JOB}, operator_name=~"dead_letter_topic.*Writer"}}[$__rate_interval]))'
+SOURCE_RECORDS = f'sum(rate({OP}_numRecordsOut{{{JOB}, operator_name=~"Source:.*"}}[$__rate_interval]))'
+
+
+def _stat(ids: Ids, title: str, expr: str, unit: str, thresholds: dash.ThresholdsConfig, w: int = 4) -> stat.Panel:
+    return (stat.Panel().id(ids()).title(title).datasource(PROMETHEUS).with_target(prom(expr))
+            .unit(unit).thresholds(thresholds).height(4).span(w).color_mode(common.BigValueColorMode.VALUE)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
+
+
+def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> timeseries.Panel:  # noqa: ANN002
+    panel = (timeseries.Panel().id(ids()).title(title).description(description).datasource(PROMETHEUS)
+             .unit(unit).height(8).span(12).fill_opacity(10))
+    for t in targets:
+        panel = panel.with_target(t)
+    return panel
+
+
+def build() -> Dashboard:
+    """The dashboard model."""
+    ids = Ids()
+    d = (dash.Dashboard("Pipeline health").uid(UID).tags(["loan-risk", "flink", "kafka"]).refresh("30s")
+         .time("now-1h", "now").timezone("utc").readonly()
+         .description("The Flink risk job, its Kafka backlog, dead letters, scoring and Iceberg commits.")
+         .with_variable(dash.QueryVariable("job").label("Flink job").datasource(PROMETHEUS)
+                        .query("label_values(flink_jobmanager_job_uptime, job_name)")
+                        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+                        .current(VariableOption(selected=True, text="loan_risk", value="loan_risk"))))
+    d = (d.with_row(dash.Row("Job").id(ids()))
+         .with_panel(_stat(ids, "Job uptime", f"max(flink_jobmanager_job_uptime{{{JOB}}}) / 1000", "s",
+                           steps((None, "red"), (60, "orange"), (600, "green"))))
+         .with_panel(_stat(ids, "Restarts", f"max(flink_jobmanager_job_numRestarts{{{JOB}}})", "short",
+                           steps((None, "green"), (1, "orange"), (5, "red"))))
+         .with_panel(_stat(ids, "Failed checkpoints", f"max(flink_jobmanager_job_numberOfFailedCheckpoints{{{JOB}}})",
+                           "short", steps((None, "green"), (1, "orange"), (3, "red"))))
+         .with_panel(_stat(ids, "Consumer lag", "sum(loanrisk_kafka_consumer_lag)", "short",
+                           steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
+         .with_panel(_stat(ids, "Model load failures", f"sum({OP}_model_load_failures{{{JOB}}})", "short",
+                           steps((None, "green"), (1, "red"))))
+         .with_panel(_stat(ids, "Model version", f"max({OP}_model_version_number{{{JOB}}})", "none",
+                           steps((None, "blue")))))
+    d = (d.with_row(dash.Row("Throughput and checkpoints").id(ids()))
+         .with_panel(_series(ids, "Records in per second, by operator", "rps",
+                             "Top 10 operators by records received.",
+                             prom(f"topk(10, sum by (operator_name) (rate({OP}_numRecordsIn{{{JOB}}}[$__rate_interval])))",
+                                  "{{operator_name}}")))
+         .with_panel(_series(ids, "Records out per second, by operator", "rps",
+                             "Top 10 operators by records emitted (sources emit what they read from Kafka).",
+                             prom(f"topk(10, sum by (operator_name) (rate({OP}_numRecordsOut{{{JOB}}}[$__rate_interval])))",
+                                  "{{operator_name}}")))
+         .with_panel(_series(ids, "Checkpoint duration", "ms", "Duration of the last completed checkpoint.",
+                             prom(f"max(flink_jobmanager_job_lastCheckpointDuration{{{JOB}}})", "last checkpoint"))
+                     .thresholds(steps((None, "green"), (30_000, "orange"), (60_000, "red"))))
+         .with_panel(_series(ids, "Checkpoints completed and failed (5 min)", "short",
+                             "Checkpoints per 5 minutes; Iceberg commits only on completed checkpoints.",
+                             prom(f"sum(increase(flink_jobmanager_job_numberOfCompletedCheckpoints{{{JOB}}}[5m]))",
+                                  "completed"),
+                             prom(f"sum(increase(flink_jobmanager_job_numberOfFailedCheckpoints{{{JOB}}}[5m]))",
+                                  "failed", ref_id="B")))
+         .with_panel(_series(ids, "Backpressure, by task", "percentunit",
+                             "Share of time the five most back-pressured tasks spent back-pressured.",
+                             prom(f"topk(5, max by (task_name) (flink_taskmanager_job_task_backPressuredTimeMsPerSecond"
+                                  f"{{{JOB}}})) / 1000", "{{task_name}}"))
+                     .max(1).thresholds(steps((None, "green"), (0.5, "orange"), (0.8, "red"))))
+         .with_panel(_series(ids, "Restarts and running jobs", "short", "Job restarts since submission; running jobs.",
+                             prom(f"max(flink_jobmanager_job_numRestarts{{{JOB}}})", "restarts"),
+                             prom("max(flink_jobmanager_numRunningJobs)", "running jobs", ref_id="B"))))
+    d = (d.with_row(dash.Row("Kafka, dead letters, scoring, Iceberg").id(ids()))
+         .with_panel(_series(ids, "Kafka consumer lag, by topic", "short",
+                             "Records not committed by the job's consumer group (exporter), and records the "
+                             "job's sources still see ahead of them (Flink pendingRecords).",
+                             prom("sum by (topic) (loanrisk_kafka_consumer_lag)", "committed lag {{topic}}"),
+                             prom(f"sum by (operator_name) ({OP}_pendingRecords{{{JOB}}})",
+                                  "pending {{operator_name}}", ref_id="B"))
+                     .thresholds(steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
+         .with_panel(_series(ids, "Dead letters per second", "rps",
+                             "Invalid events the job routed to the dead-letter topic, and their share of input.",
+                             prom(DEAD_LETTERS, "dead letters/s"))
+                     .thresholds(steps((None, "green"), (1, "orange"), (10, "red"))))
+         .with_panel(_series(ids, "Dead-letter share of input", "percentunit",
+                             "Dead letters over records read from Kafka (alert above 5 %).",
+                             prom(f"{DEAD_LETTERS} / {SOURCE_RECORDS}", "dead-letter share"))
+                     .thresholds(steps((None, "green"), (0.05, "red"))))
+         .with_panel(_series(ids, "Scoring latency", "µs",
+                             "ONNX scoring time in the UDF: per row and per call (a pandas batch).",
+                             prom(f"sum(rate({OP}_score_latency_us{{{JOB}}}[$__rate_interval])) / "
+                                  f"sum(rate({OP}_scored_rows{{{JOB}}}[$__rate_interval]))", "per row"),
+                             prom(f"sum(rate({OP}_score_latency_us{{{JOB}}}[$__rate_interval])) / "
+                                  f"sum(rate({OP}_score_calls{{{JOB}}}[$__rate_interval]))", "per call", ref_id="B")))
+         .with_panel(_series(ids, "Iceberg data files committed (5 min), by table", "short",
+                             "Files each Iceberg committer added per 5 minutes.",
+                             prom(f"sum by (table) (increase({OP}_IcebergFilesCommitter_table_committedDataFilesCount"
+                                  f"{{{JOB}}}[5m]))", "{{table}}")))
+         .with_panel(_series(ids, "Seconds since the last Iceberg commit, by table", "s",
+                             "Grows between checkpoints; a steady climb means commits stopped.",
+                             prom(f"max by (table) ({OP}_IcebergFilesCommitter_table_elapsedSecondsSinceLastSuccessful"
+                                  f"Commit{{{JOB}}})", "{{table}}"))
+                     .thresholds(steps((None, "green"), (120, "orange"), (600, "red"))))
+         .with_panel(_series(ids, "Model load and registry poll failures", "short",
+                             "Champions the UDF could not load, and failed reads of the registry pointer.",
+                             prom(f"sum({OP}_model_load_failures{{{JOB}}})", "model load failures"),
+                             prom(f"sum({OP}_registry_poll_failures{{{JOB}}})", "registry poll failures", ref_id="B"))
+                     .thresholds(steps((None, "green"), (1, "red"))))
+         .with_panel(_series(ids, "Rows scored per second", "rps", "Rows scored by the ONNX UDF.",
+                             prom(f"sum(rate({OP}_scored_rows{{{JOB}}}[$__rate_interval]))", "rows/s"))))
+    return d.build()

@@ -1,0 +1,269 @@
+"""Dashboards as code: structure of the generated JSON, staleness, macro expansion, alert rules, publish."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grafana import macros
+from grafana.build import DASHBOARD_DIR, load, render_json, stale_files
+from grafana.publish import provisioned_datasources
+from grafana.render import query_panels
+
+REPO = Path(__file__).resolve().parents[2]
+PROVISIONING = REPO / "grafana" / "provisioning"
+RULES = REPO / "grafana" / "alerts" / "prometheus-rules.yml"
+RUNBOOK = REPO / "docs" / "RUNBOOK.md"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> dict[str, dict]:
+    return load()
+
+
+def all_panels(d: dict) -> list[dict]:
+    out = []
+    for p in d["panels"]:
+        out.append(p)
+        out.extend(p.get("panels", []))
+    return out
+
+
+def datasource_uids(d: dict) -> set[str]:
+    uids = set()
+    for p in all_panels(d):
+        for ref in [p.get("datasource")] + [t.get("datasource") for t in p.get("targets", [])]:
+            if ref:
+                uids.add(ref["uid"])
+    for v in d.get("templating", {}).get("list", []):
+        if v.get("datasource"):
+            uids.add(v["datasource"]["uid"])
+    return uids
+
+
+def test_committed_dashboard_json_is_what_the_code_builds() -> None:
+    assert stale_files() == [], "run `riskctl dashboards build` and commit grafana/dashboards/*.json"
+
+
+def test_build_check_fails_on_stale_json(tmp_path: Path) -> None:
+    for name, text in render_json().items():
+        (tmp_path / name).write_text(text)
+    assert stale_files(tmp_path) == []
+    first = sorted(render_json())[0]
+    (tmp_path / first).write_text((tmp_path / first).read_text().replace('"30s"', '"1m"'))
+    assert stale_files(tmp_path) == [first]
+
+
+def test_dashboard_uids_are_unique_and_panel_ids_unique_within_each(dashboards: dict[str, dict]) -> None:
+    uids = [d["uid"] for d in dashboards.values()]
+    assert len(set(uids)) == len(uids) == 2
+    for d in dashboards.values():
+        ids = [p["id"] for p in all_panels(d)]
+        assert len(ids) == len(set(ids)), d["uid"]
+        assert all(isinstance(i, int) and i > 0 for i in ids)
+
+
+def test_every_datasource_uid_exists_in_provisioning(dashboards: dict[str, dict]) -> None:
+    provisioned = {ds["uid"]: ds["type"] for ds in yaml.safe_load(
+        (PROVISIONING / "datasources" / "datasources.yaml").read_text())["datasources"]}
+    for d in dashboards.values():
+        used = datasource_uids(d)
+        assert used and used <= set(provisioned), used - set(provisioned)
+        for p in all_panels(d):
+            for t in p.get("targets", []):
+                assert t["datasource"]["type"] == provisioned[t["datasource"]["uid"]]
+
+
+def test_every_variable_used_is_defined(dashboards: dict[str, dict]) -> None:
+    for d in dashboards.values():
+        defined = {v["name"] for v in d["templating"]["list"]}
+        used = set()
+        for p in all_panels(d):
+            used |= macros.used_variables(p.get("title", ""))
+            for t in p.get("targets", []):
+                used |= macros.used_variables(t.get("rawSql", "") + t.get("expr", ""))
+        for v in d["templating"]["list"]:
+            used |= macros.used_variables(v.get("query", "") if isinstance(v.get("query"), str) else "")
+        assert used <= defined, used - defined
+        assert used, "a dashboard without variables in its queries"
+
+
+def test_dashboards_refresh_every_30s_and_have_queries(dashboards: dict[str, dict]) -> None:
+    for d in dashboards.values():
+        assert d["refresh"] == "30s"
+        assert len(query_panels(d)) >= 10
+
+
+def test_loan_risk_dashboard_has_the_filters_units_and_thresholds(dashboards: dict[str, dict]) -> None:
+    d = dashboards["loan-risk-live.json"]
+    assert {v["name"] for v in d["templating"]["list"]} == {"segment", "product", "region", "grade"}
+    types = {p["type"] for p in query_panels(d)}
+    assert {"timeseries", "histogram", "barchart", "table", "stat"} <= types
+    for p in query_panels(d):
+        defaults = p.get("fieldConfig", {}).get("defaults", {})
+        if p["type"] != "table" and "Model version" not in p["title"]:
+            assert defaults.get("unit"), p["title"]
+        for t in p["targets"]:
+            assert t["rawSql"].strip() and t["format"] in {"table", "time_series"}
+            if t["format"] == "time_series":
+                assert "$__timeGroupAlias(" in t["rawSql"] and "ORDER BY 1" in t["rawSql"]
+    assert sum(bool(p.get("fieldConfig", {}).get("defaults", {}).get("thresholds")) for p in query_panels(d)) >= 6
+
+
+def test_provider_points_at_the_mounted_dashboard_folder() -> None:
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yaml").read_text())["providers"][0]
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    assert sorted(p.name for p in DASHBOARD_DIR.glob("*.json")) == sorted(render_json())
+
+
+def test_postgres_datasource_reads_as_the_reader_role() -> None:
+    from loanrisk.settings import PostgresSettings
+    pg = next(ds for ds in provisioned_datasources() if ds["type"] == "grafana-postgresql-datasource")
+    assert pg["user"] == PostgresSettings().reader_user
+    assert pg["jsonData"]["database"] == PostgresSettings().serving_db
+
+
+def test_sql_macros_expand_like_grafana() -> None:
+    sql = ("SELECT $__timeGroupAlias(window_start, $__interval), count(*) FROM t WHERE $__timeFilter(window_start) "
+           "AND x > $__timeFrom() AND ('__all' IN ($product) OR product IN ($product)) GROUP BY $segment")
+    out = macros.expand_sql(sql, T0, T1, {"product": "'a','b'", "segment": "grade_band"}, interval_s=300)
+    assert 'floor(extract(epoch from window_start)/300)*300 AS "time"' in out
+    assert "window_start BETWEEN '2026-01-01T00:00:00Z' AND '2026-01-02T00:00:00Z'" in out
+    assert "x > '2026-01-01T00:00:00Z'" in out and "product IN ('a','b')" in out and "GROUP BY grade_band" in out
+    assert "$" not in out
+    with pytest.raises(macros.MacroError):
+        macros.expand_sql("SELECT $nope", T0, T1, {})
+    with pytest.raises(macros.MacroError):
+        macros.expand_sql("SELECT $__unknownMacro(x)", T0, T1, {})
+
+
+def test_variable_defaults_render_all_and_selections_are_quoted(dashboards: dict[str, dict]) -> None:
+    d = dashboards["loan-risk-live.json"]
+    defaults = macros.variable_values(d)
+    assert defaults == {"segment": "grade_band", "product": "'__all'", "region": "'__all'", "grade": "'__all'"}
+    chosen = macros.variable_values(d, {"product": ["it's", "car"], "segment": "region"})
+    assert chosen["product"] == "'it''s','car'" and chosen["segment"] == "region"
+
+
+def test_promql_intervals_expand_from_step_and_scrape_interval() -> None:
+    out = macros.expand_promql('rate(x{job_name="$job"}[$__rate_interval]) [$__range]', T0, T1, 60, 5,
+                               {"job": "loan_risk"})
+    assert out == 'rate(x{job_name="loan_risk"}[65s]) [1d]'
+    assert macros.expand_promql("rate(x[$__rate_interval])", T0, T1, 5, 15, {}) == "rate(x[1m])"
+    assert macros.auto_interval(T0, T1) == 300.0
+
+
+def test_every_alert_has_a_runbook_entry_and_rules_are_valid() -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert {"LoanRiskJobDown", "LoanRiskCheckpointsFailing", "LoanRiskConsumerLagGrowing",
+            "LoanRiskDeadLetterRateHigh", "LoanRiskModelLoadFailures"} <= set(alerts)
+    headings = set(re.findall(r"^## (\w+)$", RUNBOOK.read_text(), flags=re.M))
+    assert set(alerts) <= headings, set(alerts) - headings
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            assert r["annotations"]["runbook"] == f"docs/RUNBOOK.md#{r['alert'].lower()}"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    proc = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_consumer_group_of_the_lag_exporter_is_the_jobs() -> None:
+    from loanrisk.settings import Settings
+    from stack.lag_exporter import partition_lag
+    sql = (REPO / "sql" / "risk" / "10_kafka_sources.sql").read_text()
+    assert "'properties.group.id' = '${consumer_group}'" in sql
+    assert Settings().flink.consumer_group
+    assert partition_lag(committed=40, low=0, high=100) == 60
+    assert partition_lag(committed=-1001, low=10, high=100) == 90  # nothing committed yet: all retained
+    assert partition_lag(committed=5, low=10, high=100) == 90  # committed offset already deleted
+
+
+class _FakeGrafana(BaseHTTPRequestHandler):
+    calls: list[tuple[str, str, dict | None, str]] = []
+
+    def _reply(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n)) if n else None
+        self.calls.append((self.command, self.path, body, self.headers.get("Authorization", "")))
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record()
+        if self.path.startswith("/api/datasources/uid/loanrisk-prometheus"):
+            return self._reply(200, {"uid": "loanrisk-prometheus"})
+        if self.path.startswith("/api/datasources/uid/"):
+            return self._reply(404, {"message": "Data source not found"})
+        if self.path.startswith("/api/folders"):
+            return self._reply(200, [])
+        return self._reply(404, {"message": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._record()
+        self._reply(200, {"status": "success", "uid": "x", "id": 1})
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._record()
+        self._reply(200, {"message": "updated"})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_publish_pushes_datasources_folder_and_dashboards_with_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grafana.publish import publish
+    monkeypatch.setenv("LOANRISK_POSTGRES_READER_PASSWORD", "s3cret")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeGrafana.calls = []
+    try:
+        lines = publish(f"http://127.0.0.1:{server.server_port}", "tok-123")
+    finally:
+        server.shutdown()
+    calls = _FakeGrafana.calls
+    assert all(auth == "Bearer tok-123" for *_, auth in calls)
+    created = [body for method, path, body, _ in calls if method == "POST" and path == "/api/datasources"]
+    assert [b["uid"] for b in created] == ["loanrisk-postgres"]
+    assert created[0]["secureJsonData"]["password"] == "s3cret" and created[0]["user"] == "risk_reader"
+    assert any(m == "PUT" and p == "/api/datasources/uid/loanrisk-prometheus" for m, p, *_ in calls)
+    assert any(m == "POST" and p == "/api/folders" for m, p, *_ in calls)
+    boards = [body for method, path, body, _ in calls if method == "POST" and path == "/api/dashboards/db"]
+    assert sorted(b["dashboard"]["uid"] for b in boards) == sorted(d["uid"] for d in load().values())
+    assert all(b["overwrite"] and b["folderUid"] == "loan-risk" for b in boards)
+    assert len(lines) == 4
+
+
+def test_publish_without_a_token_is_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from loanrisk.settings import get_settings
+    from riskctl.commands.dashboards import dashboards
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(dashboards, ["publish", "--url", "http://127.0.0.1:9"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0 and "GRAFANA_TOKEN" in result.output and "Traceback" not in result.output
