@@ -251,6 +251,13 @@ def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids
     names = [n for n in FEATURE_NAMES if n in scores.columns]
     first = (scores.assign(scored_at=pd.to_datetime(scores["scored_at"], utc=True))
              .sort_values(["loan_id", "scored_at"], kind="stable").drop_duplicates("loan_id", keep="first"))
+    if first.empty or outcomes.empty:
+        raise DatasetError(f"{source}: no loan has both an application-time score row and a mature label yet")
+    if "origination_time" not in outcomes.columns:
+        # The lake's outcome history has no origination time: it is the application's event time,
+        # which the application-time score row carries as scored_at (loan id = application id).
+        outcomes = outcomes.merge(first[["loan_id", "scored_at"]].rename(columns={"scored_at": "origination_time"}),
+                                  on="loan_id", how="inner")
     labels = label_outcomes(outcomes)
     labels = labels[labels["mature"]].drop_duplicates("loan_id", keep="last")
     rows = first.merge(labels, on="loan_id", how="inner").sort_values(["scored_at", "loan_id"], kind="stable")
@@ -306,8 +313,10 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     present = {f.name for f in scores_t.schema().fields}
     cols = tuple(c for c in ("loan_id", "customer_id", "scored_at", "trigger", *FEATURE_NAMES) if c in present)
     scores, s_id = _scan(scores_t, EqualTo("trigger", "application"), cols)
-    outcomes, o_id = _scan(outcomes_t, None, ("loan_id", "origination_time", "max_days_past_due",
-                                              "first_default_date", "observed_until"))
+    o_present = {f.name for f in outcomes_t.schema().fields}
+    outcomes, o_id = _scan(outcomes_t, None, tuple(c for c in ("loan_id", "origination_time", "max_days_past_due",
+                                                               "first_default_date", "observed_until")
+                                                   if c in o_present))
     snaps = {k: v for k, v in ((f"{namespace}.scores", s_id), (f"{namespace}.loan_outcomes", o_id)) if v is not None}
     return from_score_frames(scores, outcomes, snapshot_ids=snaps, source="iceberg")
 

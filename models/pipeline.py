@@ -15,6 +15,7 @@ from contracts.features import feature_schema_hash
 from contracts.registry_layout import ONNX_INPUT, ONNX_PROBABILITIES
 from models.compat import check_model
 from models.dataset import TrainingSet, describe
+from models.drift import score_reference
 from models.evaluate import (
     BASELINES, baseline_probabilities, calibration_table, compare_on, lift_by_decile,
     permutation_importance,
@@ -97,6 +98,7 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "training_data": describe(dev),
         "snapshot_ids": dict(ts.snapshot_ids),
         "parity": parity,
+        "score_reference": score_reference(onnx_proba(session(model_bytes), dev.matrix())),
         "search": {"families": list(families), "budget": budget, "seed": seed, "trials": len(trained.search.trials),
                    "n_splits": n_splits, "n_repeats": 1 if sp.has_holdout else n_repeats,
                    "choice_rule": "one standard error, simplest family first"},

@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over models/, warehouse/, ingestion/ and the lake (see deployments.py)."""

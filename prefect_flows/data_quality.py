@@ -1,0 +1,68 @@
+"""data_quality: checks on the raw, feature and score tables; a failed check fails the run, naming it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from loanrisk.errors import LoanRiskError
+from prefect_flows.options import flow_options, task_options
+from prefect_flows.quality.checks import CheckResult, summary
+from prefect_flows.quality.suite import TABLES, commit_history, content_checks, metadata_checks
+
+
+class DataQualityError(LoanRiskError):
+    """One or more data-quality checks failed; the message names each."""
+
+
+def table_snapshots(table: Any) -> list[tuple[int, str, int]]:
+    """(timestamp_ms, operation, added-records) of every snapshot still in the table's metadata."""
+    out = []
+    for snap in table.snapshots():
+        summary_ = snap.summary
+        op = summary_.operation.value if summary_ is not None else "unknown"
+        added = int((summary_.additional_properties if summary_ is not None else {}).get("added-records", 0))
+        out.append((snap.timestamp_ms, op, added))
+    return out
+
+
+@task(name="check-table", task_run_name="check-{table}", cache_policy=NO_CACHE, **task_options())
+def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_ratio: float) -> list[CheckResult]:
+    """Read one lake table (current snapshot) and run its content and metadata checks."""
+    from loanrisk.lake import catalog
+    from loanrisk.settings import get_settings
+
+    log = get_run_logger()
+    tbl = catalog(get_settings()).load_table(f"{namespace}.{table}")
+    frame = tbl.scan().to_pandas() if tbl.current_snapshot() is not None else None
+    if frame is None:
+        import pandas as pd
+        frame = pd.DataFrame(columns=[f.name for f in tbl.schema().fields])
+    results = content_checks(table, frame)
+    results += metadata_checks(table, commit_history(table_snapshots(tbl)), timedelta(hours=max_staleness_h),
+                               min_volume_ratio)
+    for r in results:
+        (log.info if r.passed else log.error)(r.line())
+    return results
+
+
+@flow(**flow_options("data_quality", "Schema, null, range, uniqueness, freshness and volume checks on the lake."))
+def data_quality(tables: list[str] | None = None, namespace: str | None = None, max_staleness_h: float = 24.0,
+                 min_volume_ratio: float = 0.5) -> str:
+    """Run every table's checks; raise DataQualityError naming each failed check."""
+    from loanrisk.settings import get_settings
+
+    ns = namespace or get_settings().catalog.namespace
+    chosen = list(tables or TABLES)
+    unknown = [t for t in chosen if t not in TABLES]
+    if unknown:
+        raise DataQualityError(f"no checks for {', '.join(unknown)}; known tables: {', '.join(TABLES)}")
+    results = [r for t in chosen for r in check_table(t, ns, max_staleness_h, min_volume_ratio)]
+    text = summary(results)
+    if any(not r.passed for r in results):
+        raise DataQualityError(text)
+    get_run_logger().info(text)
+    return text

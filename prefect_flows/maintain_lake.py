@@ -1,0 +1,42 @@
+"""maintain_lake: compaction of small files, snapshot expiry and orphan-file cleanup for every lake table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from prefect_flows.lake_upkeep import UpkeepReport, compact, expire_snapshots, remove_orphans, s3_lister_deleter
+from prefect_flows.options import flow_options, task_options
+
+
+@task(name="upkeep-table", task_run_name="upkeep-{table}", cache_policy=NO_CACHE, **task_options())
+def upkeep(table: str, namespace: str, min_files: int, do_compact: bool) -> str:
+    """Compact, expire and clean one table (safety ages from settings.prefect)."""
+    from loanrisk.lake import catalog
+    from loanrisk.settings import get_settings
+
+    s = get_settings()
+    tbl = catalog(s).load_table(f"{namespace}.{table}")
+    report = UpkeepReport(table)
+    if do_compact:
+        compact(tbl, min_files=min_files, report=report)
+    expire_snapshots(tbl.refresh(), timedelta(hours=s.prefect.snapshot_min_age_h), report=report)
+    lister, deleter = s3_lister_deleter(s.s3)
+    remove_orphans(tbl, lister, deleter, timedelta(hours=s.prefect.orphan_min_age_h), report=report)
+    get_run_logger().info(report.line())
+    return report.line()
+
+
+@flow(**flow_options("maintain_lake", "Iceberg upkeep: compact small files, expire old snapshots, delete orphans."))
+def maintain_lake(tables: list[str] | None = None, namespace: str | None = None, min_files: int = 8,
+                  compact_files: bool = True) -> list[str]:
+    """Upkeep of ``tables`` (default: every table in the namespace), one task each."""
+    from loanrisk.lake import catalog
+    from loanrisk.settings import get_settings
+
+    s = get_settings()
+    ns = namespace or s.catalog.namespace
+    chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
+    return [upkeep(t, ns, min_files, compact_files) for t in chosen]

@@ -1,0 +1,51 @@
+"""Task options every flow shares: retries with exponential backoff and a timeout, from settings.prefect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loanrisk.errors import ConfigError
+from loanrisk.settings import get_settings
+
+
+def retry_delays(retries: int, first_delay_s: float) -> list[float]:
+    """Delays before each retry: ``first_delay_s`` doubling every time (Prefect's exponential_backoff)."""
+    from prefect.tasks import exponential_backoff
+
+    return exponential_backoff(backoff_factor=first_delay_s)(retries) if retries else []
+
+
+def deterministic_errors() -> tuple[type[BaseException], ...]:
+    """Failures another attempt cannot fix: bad configuration, too few labels, refused models."""
+    from ingestion.apis.http import ApiAuthError
+    from models.errors import DatasetError, FeatureMismatchError, ParityError, PromotionRefused
+
+    return ConfigError, ApiAuthError, DatasetError, FeatureMismatchError, ParityError, PromotionRefused
+
+
+def retry_unless_deterministic(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed task unless it failed in a way retrying cannot fix (see deterministic_errors)."""
+    try:
+        state.result()
+    except deterministic_errors():
+        return False
+    except BaseException:  # noqa: BLE001 - any other failure (network, timeout, a crash) is worth another attempt
+        return True
+    return True
+
+
+def task_options(retries: int | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``@task``: retries, exponential retry delays, jitter, timeout, retry condition."""
+    p = get_settings().prefect
+    n = p.task_retries if retries is None else retries
+    return {"retries": n, "retry_delay_seconds": retry_delays(n, p.retry_delay_s), "retry_jitter_factor": 0.2,
+            "timeout_seconds": p.task_timeout_s if timeout_s is None else timeout_s,
+            "retry_condition_fn": retry_unless_deterministic, "log_prints": True}
+
+
+def flow_options(name: str, description: str) -> dict[str, Any]:
+    """Keyword arguments for ``@flow``: name, description, failure notification, printed lines as logs."""
+    from prefect_flows.notify import notify_failure
+
+    return {"name": name, "description": description, "on_failure": [notify_failure], "log_prints": True,
+            "validate_parameters": True}

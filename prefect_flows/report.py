@@ -1,0 +1,70 @@
+"""report: the daily risk report (volumes, scores, high-risk share, calibration, realised vs predicted, PSI, model)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from prefect_flows.options import flow_options, task_options
+from prefect_flows.risk_report import ReportInputs, render
+
+
+@task(name="read-scores-and-outcomes", cache_policy=NO_CACHE, **task_options())
+def read_inputs(days: int) -> ReportInputs:
+    """The last ``days`` days of scores (by score time, up to the latest score) and mature outcomes."""
+    from models.dataset import label_outcomes
+    from models.registry import Registry
+    from loanrisk.lake import catalog
+    from loanrisk.settings import get_settings
+
+    s = get_settings()
+    cat = catalog(s)
+    ns = s.catalog.namespace
+    scores = cat.load_table(f"{ns}.scores").scan(
+        selected_fields=("trigger", "loan_id", "scored_at", "probability", "model_version")).to_pandas()
+    if not scores.empty:
+        t = pd.to_datetime(scores["scored_at"], utc=True)
+        scores = scores[t >= t.max() - pd.Timedelta(days=days)].reset_index(drop=True)
+    outcomes = cat.load_table(f"{ns}.loan_outcomes").scan(
+        selected_fields=("loan_id", "first_default_date", "observed_until")).to_pandas()
+    apps = scores[scores["trigger"] == "application"].sort_values("scored_at").drop_duplicates("loan_id")
+    labelled = pd.DataFrame(columns=["loan_id", "probability", "model_version", "defaulted"])
+    if not apps.empty and not outcomes.empty:
+        o = outcomes.merge(apps[["loan_id", "scored_at"]].rename(columns={"scored_at": "origination_time"}),
+                           on="loan_id")
+        lab = label_outcomes(o)
+        lab = lab[lab["mature"]].drop_duplicates("loan_id")[["loan_id", "defaulted"]]
+        labelled = apps[["loan_id", "probability", "model_version"]].merge(lab, on="loan_id")
+        labelled["defaulted"] = labelled["defaulted"].astype(float)
+    reg = Registry.from_settings()
+    metadata: dict[str, Any] = {}
+    for v in sorted(set(scores["model_version"].dropna()) | set(reg.versions()[-1:])):
+        try:
+            metadata[str(v)] = reg.metadata(str(v))
+        except Exception:  # noqa: BLE001 - a version scored but since removed: the report says "no reference"
+            metadata[str(v)] = {}
+    pointer = reg.champion()
+    return ReportInputs(scores=scores, labelled=labelled, metadata=metadata,
+                        champion=str(pointer["version"]) if pointer else None, threshold=s.model.alert_threshold)
+
+
+@task(name="render-report", cache_policy=NO_CACHE, **task_options(retries=0))
+def write(inputs: ReportInputs, title: str) -> str:
+    """Render the HTML report under <state dir>/reports/risk-<date>/."""
+    from loanrisk.settings import get_settings
+
+    out = get_settings().state_dir / "reports" / f"risk-{datetime.now(timezone.utc):%Y-%m-%d}"
+    path = render(inputs, out, title)
+    get_run_logger().info("risk report: %s", path)
+    return str(path)
+
+
+@flow(**flow_options("report", "The daily risk report: HTML with plots under the state dir's reports folder."))
+def report(days: int = 30) -> str:
+    """Read the lake and the registry, render the report; returns the HTML path."""
+    inputs = read_inputs(days)
+    return write(inputs, f"Daily risk report {datetime.now(timezone.utc):%Y-%m-%d} (last {days} days of scores)")

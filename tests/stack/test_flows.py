@@ -1,0 +1,217 @@
+"""Prefect orchestration on a real Prefect server: the 6-hourly retrain deployment, data quality, task retries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Producer
+
+from ingestion.generator import GeneratorConfig, generate
+from loanrisk.settings import REPO_ROOT, Settings
+from tests.stack.conftest import RiskRun, offline_probabilities
+
+pytestmark = pytest.mark.stack
+RETRIES = 2
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prefect(risk_run: RiskRun) -> Iterator[Settings]:
+    """A Prefect server (the stack service, on the session's port) and a `serve` process of every deployment."""
+    from prefect_flows.client import configure, prefect_env
+    from stack.services.prefect import PrefectServer
+
+    settings = risk_run.settings
+    server = PrefectServer(settings)
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED",
+                                            "PREFECT_LOGGING_TO_API_ENABLED")}
+    server.start(timeout_s=240)
+    env = {**os.environ, **prefect_env(settings),
+           "LOANRISK_PREFECT__TASK_RETRIES": str(RETRIES), "LOANRISK_PREFECT__RETRY_DELAY_S": "1",
+           # The Plaid pull of the retry test goes to a port where nothing listens.
+           "PLAID_CLIENT_ID": "test-client", "PLAID_SECRET": "test-secret", "PLAID_ACCESS_TOKEN": "test-token",
+           "PLAID_BASE_URL": f"http://127.0.0.1:{_free_port()}"}
+    log = open(settings.state_dir / "logs" / "flows-serve.log", "ab")
+    serve = subprocess.Popen([sys.executable, "-m", "prefect_flows.deployments"], cwd=REPO_ROOT, env=env,
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        configure(settings)
+        _wait_for_deployments()
+        yield settings
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait(10)
+        log.close()
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _wait_for_deployments(timeout_s: float = 240) -> None:
+    from prefect.client.orchestration import get_client
+
+    from prefect_flows.deployments import DEPLOYMENTS
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            names = {d.name for d in client.read_deployments()}
+        if {d.name for d in DEPLOYMENTS} <= names:
+            return
+        time.sleep(3)
+    raise AssertionError("the serve process did not register every deployment")
+
+
+def _run(name: str, parameters: dict[str, Any], timeout_s: int = 1200) -> Any:
+    from prefect.deployments import run_deployment
+    run = run_deployment(name, parameters=parameters, timeout=timeout_s)
+    print(f"{name}: {run.state.name if run.state else None}: {run.state.message if run.state else ''}")
+    return run
+
+
+def _bad_champion(settings: Settings) -> str:
+    """A deliberately poor champion (trained on flipped labels), so a sensible challenger must beat it."""
+    from models.pipeline import train_candidate
+    from models.registry import Registry
+    from models.synthetic import generated_training_set
+    ts = generated_training_set(800, seed=11)
+    cand = train_candidate(dataclasses.replace(ts, label=(1 - ts.label).astype(np.int8)), ["logistic_regression"], 1,
+                           n_repeats=1)
+    reg = Registry.from_settings(settings.model.registry(settings.s3))
+    version = cand.register(reg)
+    reg.promote(version, force=True)
+    return version
+
+
+def _more_mature_loans(settings: Settings, timeout_s: float = 420) -> None:
+    """Add a later cohort of loans to the lake (the session's 120 loans hold too few defaults to train on).
+
+    It starts after the session stream's last event (so nothing is late) and spans two months, so the
+    training set has a held-out latest period; waits until the lake has enough mature labels.
+    """
+    from loanrisk.lake import catalog
+    from models.dataset import from_iceberg
+    from models.errors import DatasetError
+    cfg = GeneratorConfig(seed=99, customers=400, start="2019-06-01T00:00:00Z", applications_per_day=10.0,
+                          history_months=0, spend_txn_per_month=0.5)
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    for m in generate(cfg):
+        producer.produce(m.topic, key=m.key, value=m.value_bytes)
+    assert producer.flush(60) == 0
+    deadline = time.monotonic() + timeout_s
+    n = positives = 0
+    while time.monotonic() < deadline:
+        try:
+            ts = from_iceberg(catalog(settings), settings.catalog.namespace)
+            n, positives = ts.n, ts.positives
+        except DatasetError:
+            pass
+        if n >= 450 and positives >= 15:
+            break
+        time.sleep(10)
+    print(f"lake training set: {n} loans with mature labels, {positives} defaults")
+
+
+def test_retrain_deployment_is_scheduled_every_six_hours_utc(prefect: Settings) -> None:
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name("retrain/retrain")
+    crons = [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules if getattr(s.schedule, "cron", None)]
+    assert crons == [("0 */6 * * *", "UTC")]
+
+
+def test_retrain_run_completes_registers_a_version_and_the_job_scores_with_the_new_champion(
+        prefect: Settings, risk_run: RiskRun) -> None:
+    from models.registry import Registry
+    s = prefect
+    reg = Registry.from_settings(s.model.registry(s.s3))
+    _more_mature_loans(s)
+    old_champion = _bad_champion(s)
+    before = reg.versions()
+    run = _run("retrain/retrain", {"source": "iceberg", "families": ["logistic_regression", "random_forest"],
+                                   "budget": 2})
+    assert run.state.is_completed(), run.state.message
+    after = reg.versions()
+    assert len(after) == len(before) + 1
+    new_version = after[-1]
+    meta = reg.metadata(new_version)
+    assert meta["training_data"]["source"] == "iceberg", "the flow did not train on the lake"
+    print(f"trained on {meta['training_data']}")
+    assert reg.champion()["version"] == new_version, f"{new_version} did not beat {old_champion}"
+    time.sleep(3 * s.model.poll_interval_s + 2)
+    more = [m for m in generate(GeneratorConfig(seed=4242, customers=20, history_months=0))
+            if m.kind == "loan_application"]
+    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
+    for m in more:
+        producer.produce(m.topic, key=m.key, value=m.value_bytes)
+    assert producer.flush(30) == 0
+    new_ids = {json.loads(m.value_bytes)["application_id"] for m in more}
+    deadline = time.monotonic() + 240
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:
+        scores = risk_run.lake("scores")
+        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger"] == "application")]
+        if len(rows) == len(new_ids):
+            break
+        time.sleep(5)
+    assert len(rows) == len(new_ids), "not every new application was scored"
+    assert set(rows["model_version"]) == {new_version}
+    np.testing.assert_allclose(rows["probability"].to_numpy(float), offline_probabilities(s, new_version, rows),
+                               atol=1e-6)
+
+
+def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    run = _run("ingest_apis/ingest_apis", {"sources": ["plaid"], "max_attempts": 1}, timeout_s=600)
+    assert run.state.is_failed()
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        pull = [t for t in tasks if t.name.startswith("pull-plaid")]
+        assert len(pull) == 1, [t.name for t in tasks]
+        states = [st.name for st in client.read_task_run_states(pull[0].id)]
+    print("pull-plaid states:", states)
+    assert states.count("Retrying") == RETRIES
+    assert states[-1] == "Failed" and pull[0].run_count == RETRIES + 1
+
+
+def test_injected_bad_rows_fail_data_quality_naming_the_checks(prefect: Settings, risk_run: RiskRun) -> None:
+    import pyarrow as pa
+
+    from loanrisk.lake import catalog
+    s = prefect
+    table = catalog(s).load_table(f"{s.catalog.namespace}.scores")
+    good = table.scan(limit=2).to_arrow()
+    assert good.num_rows == 2
+    bad = good.set_column(good.schema.get_field_index("loan_id"), good.schema.field("loan_id"),
+                          pa.array([None, "dq-bad-loan"], good.schema.field("loan_id").type))
+    bad = bad.set_column(bad.schema.get_field_index("probability"), bad.schema.field("probability"),
+                         pa.array([0.2, 1.7], bad.schema.field("probability").type))
+    table.append(bad)
+    run = _run("data_quality/data_quality", {"tables": ["scores"]}, timeout_s=600)
+    assert run.state.is_failed()
+    message = run.state.message or ""
+    assert "scores.nulls.loan_id" in message and "scores.range.probability" in message, message

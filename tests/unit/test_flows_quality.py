@@ -1,0 +1,85 @@
+"""Data-quality checks on small frames: each names the failing table, check and column."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from contracts.features import FEATURE_NAMES
+from prefect_flows.quality.checks import (
+    check_freshness, check_not_null, check_range, check_schema, check_unique, check_volume, summary,
+)
+from prefect_flows.quality.suite import commit_history, score_checks
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+
+
+def _scores(n: int = 6) -> pd.DataFrame:
+    frame = pd.DataFrame({"trigger": ["application"] * n, "loan_id": [f"l{i}" for i in range(n)],
+                          "customer_id": [f"c{i}" for i in range(n)],
+                          "scored_at": pd.date_range("2018-01-01", periods=n, tz="UTC"),
+                          "probability": np.linspace(0.01, 0.9, n), "model_version": "v0001"})
+    for name in FEATURE_NAMES:
+        frame[name] = 0.5
+    return frame
+
+
+def test_clean_scores_pass_every_check() -> None:
+    results = score_checks("scores", _scores())
+    assert all(r.passed for r in results), [r.line() for r in results if not r.passed]
+    assert summary(results).startswith("all ")
+
+
+def test_null_keys_and_out_of_range_probabilities_fail_the_named_checks() -> None:
+    bad = _scores()
+    bad.loc[1, "loan_id"] = None
+    bad.loc[2, "probability"] = 1.7
+    failed = {r.name for r in score_checks("scores", bad) if not r.passed}
+    assert failed == {"scores.nulls.loan_id", "scores.range.probability"}
+    text = summary(score_checks("scores", bad))
+    assert "scores.nulls.loan_id" in text and "scores.range.probability" in text and "1.7" in text
+
+
+def test_a_second_application_score_for_a_loan_breaks_key_uniqueness() -> None:
+    frame = _scores()
+    frame = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+    result = [r for r in score_checks("scores", frame) if r.name == "scores[application].unique.loan_id"][0]
+    assert not result.passed and "2 rows share a key" in result.detail
+
+
+def test_schema_check_lists_missing_columns() -> None:
+    r = check_schema("t", pd.DataFrame({"a": [1]}), ["a", "b", "c"])
+    assert not r.passed and r.detail == "missing columns b, c"
+
+
+def test_nan_is_out_of_range_but_null_is_left_to_the_null_check() -> None:
+    frame = pd.DataFrame({"x": [0.1, None, float("nan")]}, dtype="object")
+    frame.loc[2, "x"] = float("nan")
+    assert not check_not_null("t", pd.DataFrame({"x": [1.0, None]}), "x").passed
+    assert check_range("t", pd.DataFrame({"x": [0.0, None, 1.0]}), "x", 0, 1).passed
+    assert not check_range("t", pd.DataFrame({"x": [0.5, -0.1]}), "x", 0, 1).passed
+
+
+def test_unique_counts_every_row_of_a_repeated_key() -> None:
+    r = check_unique("t", pd.DataFrame({"k": ["a", "b", "a"], "j": [1, 1, 1]}), ["k"])
+    assert not r.passed and r.detail.startswith("2 rows")
+    assert check_unique("t", pd.DataFrame({"k": ["a", "b", "a"], "j": [1, 1, 2]}), ["k", "j"]).passed
+
+
+def test_freshness_fails_when_the_last_commit_is_too_old_or_missing() -> None:
+    assert check_freshness("t", NOW - timedelta(hours=2), timedelta(hours=24), NOW).passed
+    assert not check_freshness("t", NOW - timedelta(hours=30), timedelta(hours=24), NOW).passed
+    assert not check_freshness("t", None, timedelta(hours=24), NOW).passed
+
+
+def test_volume_compares_rows_appended_today_with_the_day_before() -> None:
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    commits = commit_history([(ms(NOW - timedelta(hours=30)), "append", 1000),
+                              (ms(NOW - timedelta(hours=3)), "append", 300),
+                              (ms(NOW - timedelta(hours=2)), "overwrite", 5000)])  # compaction: not new rows
+    r = check_volume("t", commits, min_ratio=0.5, now=NOW)
+    assert not r.passed and "300 rows" in r.detail and "1000" in r.detail
+    assert check_volume("t", commits, min_ratio=0.25, now=NOW).passed
+    assert check_volume("t", commits.iloc[1:], now=NOW).passed  # nothing the day before: nothing to compare
