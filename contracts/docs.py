@@ -28,12 +28,14 @@ in this order (the `reason` of its dead-letter record), or None:
 
 | reason | rule |
 |---|---|
+| `too_large` | longer than 65,536 characters (checked first; the message is never parsed) |
 | `invalid_json` | not UTF-8, not strict JSON (a `NaN` or `Infinity` token is not JSON), or not an object |
 | `missing:<field>` | a required field is absent or null (fields in contract order) |
 | `type:<field>` | wrong JSON type; an integer outside 32-bit (`int`) or 64-bit (`long`); a bool where a number belongs; a `date` not `YYYY-MM-DD`; a `timestamp` without a zone |
 | `choice:<field>` | a value outside the field's enumeration |
 | `range:<field>` | a number below `minimum` / above `maximum`, or not finite |
 | `future_event_time` | event time later than now + 1 day (configurable tolerance) |
+| `past_event_time` | event time before 2000-01-01 (checked by the Flink job only) |
 
 The synthetic source's malformed messages and the reasons they must get: truncated JSON and a
 `NaN` amount -> `invalid_json`; a dropped required field -> `missing:<field>`; an amount sent as a

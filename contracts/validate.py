@@ -13,6 +13,7 @@ from contracts.events import contract_for_topic
 from contracts.schema import EventContract, Field
 
 # Rules are checked in this order; the first one broken is the reason (same order as the DLQ docs):
+#   too_large                longer than MAX_PAYLOAD_CHARS characters (checked first: never parsed)
 #   invalid_json             not UTF-8, not strict JSON (NaN/Infinity are not JSON), or not an object
 #   missing:<field>          a required field is absent or null (contract field order)
 #   type:<field>             wrong JSON type, integer outside the int/long width, unparsable date/timestamp
@@ -21,6 +22,8 @@ from contracts.schema import EventContract, Field
 #   future_event_time        event time later than ``now + future_tolerance``
 # Fields the contract does not know are ignored (tolerant reader; see docs/EVENTS.md).
 INVALID_JSON = "invalid_json"
+TOO_LARGE = "too_large"
+MAX_PAYLOAD_CHARS = 65_536  # real events are ~1 KB; a larger message is hostile or broken
 FUTURE_EVENT_TIME = "future_event_time"
 DEFAULT_FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -102,6 +105,10 @@ def validate_event(raw: bytes | str | Mapping[str, Any], contract: EventContract
     ``raw`` is the Kafka message value (bytes/str) or an already-decoded dict. ``now`` defaults to
     the wall clock; an event time later than ``now + future_tolerance`` is ``future_event_time``.
     """
+    if not isinstance(raw, Mapping):
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw
+        if len(text) > MAX_PAYLOAD_CHARS:
+            return TOO_LARGE
     event = dict(raw) if isinstance(raw, Mapping) else parse_json(raw)
     if event is None:
         return INVALID_JSON

@@ -22,7 +22,4 @@ def ensure_serving_tables(settings: Settings) -> None:
 def serving_connection(settings: Settings, reader: bool = False) -> psycopg.Connection:
     """A connection to the serving database, as the writer or as the read-only role."""
     pg = settings.postgres
-    dsn = pg.dsn(pg.serving_db)
-    if reader:
-        dsn = dsn.replace(f"user={pg.user}", f"user={pg.reader_user}")
-    return psycopg.connect(dsn)
+    return psycopg.connect(pg.dsn(pg.serving_db, reader=reader))

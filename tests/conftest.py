@@ -3,56 +3,40 @@
 from __future__ import annotations
 
 import os
-import random
+import secrets
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loanrisk.settings import REPO_ROOT, Settings
+from stack import isolated
 
 INSTALL_DIR = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
 
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+free_port_block = isolated.free_port_block
 
 
-def free_port_block(n: int, rng: random.Random) -> int:
-    """The first port of ``n`` consecutive ports that are all free now."""
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - n)
-        if all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports found")
+def session_secrets(state_dir: Path) -> dict[str, str]:
+    """Distinctive secrets in files (mode 0600) with PostgreSQL password auth on; test_security.py greps for them."""
+    folder = state_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {"LOANRISK_POSTGRES__AUTH": "scram-sha-256"}
+    for name, var in (("postgres-writer", "LOANRISK_POSTGRES__PASSWORD_FILE"),
+                      ("postgres-reader", "LOANRISK_POSTGRES__READER_PASSWORD_FILE"),
+                      ("s3", "LOANRISK_S3__SECRET_ACCESS_KEY_FILE"), ("pii", "LOANRISK_PRIVACY__PII_HASH_KEY_FILE")):
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"Sekret{name.title().replace('-', '')}{secrets.token_hex(12)}")
+        env[var] = str(path)
+    return env
 
 
 def isolated_stack_env(state_dir: Path) -> dict[str, str]:
-    """Environment overrides for an isolated stack: every port free, state under ``state_dir``."""
-    rng = random.Random(os.getpid())
-    base = free_port_block(24, rng)
-    return {
-        "LOANRISK_STACK__STATE_DIR": str(state_dir),
-        "LOANRISK_STACK__INSTALL_DIR": str(INSTALL_DIR),
-        "LOANRISK_STACK__HEALTH_TIMEOUT_S": "180",
-        "LOANRISK_KAFKA__PORT": str(base),
-        "LOANRISK_KAFKA__CONTROLLER_PORT": str(base + 1),
-        "LOANRISK_FLINK__REST_PORT": str(base + 2),
-        "LOANRISK_FLINK__JOBMANAGER_RPC_PORT": str(base + 3),
-        "LOANRISK_POSTGRES__PORT": str(base + 4),
-        "LOANRISK_S3__PORT": str(base + 5),
-        "LOANRISK_SNOWFLAKE__PORT": str(base + 6),
-        "LOANRISK_PROMETHEUS__PORT": str(base + 7),
-        "LOANRISK_PREFECT__PORT": str(base + 9),
-        "LOANRISK_FLINK__PROMETHEUS_PORTS": f"{base + 12}-{base + 21}",
-    }
+    """Environment overrides for an isolated stack of this test process (see stack/isolated.py), own secrets."""
+    return {**isolated.isolated_stack_env(state_dir, INSTALL_DIR, seed=os.getpid()), **session_secrets(state_dir)}
 
 
 @pytest.fixture(scope="session")

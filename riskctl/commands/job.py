@@ -13,8 +13,8 @@ RISK_JOB_NAME = "loan-risk"
 RISK_SQL = ("catalog", "risk")
 
 
-def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME) -> str:
-    """Submit the risk job (sql/catalog + sql/risk as one statement set); returns the job id."""
+def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None) -> str:
+    """Submit the risk job (sql/catalog + sql/risk as one statement set), from ``savepoint`` if given; returns the id."""
     from loanrisk.serving import ensure_serving_tables
     from stack.flink_client import flink_run, write_params
     ensure_serving_tables(settings)
@@ -22,6 +22,9 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME) -> str:
     conf = {"pipeline.global-job-parameters": udf_job_parameters(settings),"execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
             "execution.checkpointing.mode": "EXACTLY_ONCE", "parallelism.default": f.parallelism,
             "python.fn-execution.arrow.batch.size": f.python_batch_size, "pipeline.name": name}
+    if savepoint:
+        # The same SQL compiles to the same operator ids, so the state maps back (settings may differ).
+        conf["execution.state-recovery.path"] = savepoint
     params = write_params(settings, name, flink_conf=conf)
     args: list[str] = []
     for folder in RISK_SQL:
@@ -45,14 +48,15 @@ def job() -> None:
 
 
 @job.command("submit")
-def job_submit() -> None:
+@click.option("--from-savepoint", "savepoint", default=None, help="Resume from this savepoint (riskctl job savepoint).")
+def job_submit(savepoint: str | None) -> None:
     """Submit the risk job with `flink run` (fails if one is already running)."""
     from stack.flink_client import list_jobs
     settings = get_settings()
     running = [j for j in list_jobs(settings) if j["name"] == RISK_JOB_NAME and j["state"] == "RUNNING"]
     if running:
         raise click.ClickException(f"{RISK_JOB_NAME} is already running as job {running[0]['jid']}")
-    click.echo(f"submitted {RISK_JOB_NAME} as job {submit_risk_job(settings)}")
+    click.echo(f"submitted {RISK_JOB_NAME} as job {submit_risk_job(settings, savepoint=savepoint)}")
 
 
 @job.command("list")

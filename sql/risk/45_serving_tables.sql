@@ -74,6 +74,7 @@ CREATE TEMPORARY TABLE risk_alerts_topic (
   'connector' = 'kafka',
   'topic' = '${topic_alerts}',
   'properties.bootstrap.servers' = '${kafka_bootstrap}',
+  ${kafka_security}
   'properties.transaction.timeout.ms' = '900000',
   'sink.delivery-guarantee' = 'exactly-once',
   'sink.transactional-id-prefix' = 'loanrisk-alerts',

@@ -1,5 +1,8 @@
 -- Every invalid message, once, with its reason. PII values are hashed inside the payload too
--- (by field name, and e-mail/phone shaped text anywhere), and payloads are cut to 64 KiB.
+-- (by field name, and e-mail/phone shaped text anywhere), then payloads are cut to 64 KiB. Every
+-- pattern is bounded, so a hostile payload (1 MB of letters or digits) costs linear time, never
+-- quadratic backtracking. The patterns run before the cut: they read the payload as decoded text
+-- (invalid UTF-8 becomes U+FFFD), and SUBSTRING on the raw bytes of invalid UTF-8 fails the task.
 CREATE TEMPORARY VIEW dead_letters AS
 SELECT
   SHA256(CONCAT(source_topic, ':', CAST(src_partition AS STRING), ':', CAST(src_offset AS STRING))) AS dlq_id,
@@ -9,8 +12,8 @@ SELECT
       REGEXP_REPLACE(
         REGEXP_REPLACE(COALESCE(payload, ''),
           '"(full_name|email|phone|account_number)"\s*:\s*"[^"]*"', '"$1":"<pii-hashed>"'),
-        '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '<email>'),
-      '\+?[0-9][0-9 ()-]{7,}[0-9]', '<number>'),
+        '[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}', '<email>'),
+      '\+?[0-9][0-9 ()-]{7,40}[0-9]', '<number>'),
     1, 65536) AS payload,
   CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes,
   CAST(ingested_at AS TIMESTAMP_LTZ(6)) AS received_at
@@ -29,6 +32,7 @@ CREATE TEMPORARY TABLE dead_letter_topic (
   'connector' = 'kafka',
   'topic' = '${topic_dead_letters}',
   'properties.bootstrap.servers' = '${kafka_bootstrap}',
+  ${kafka_security}
   'properties.max.request.size' = '${kafka_max_message_bytes}',
   'properties.transaction.timeout.ms' = '900000',
   'sink.delivery-guarantee' = 'exactly-once',

@@ -73,3 +73,13 @@ CREATE TABLE IF NOT EXISTS loan_outcomes (
   observed_until TIMESTAMPTZ NOT NULL,
   repayment_records BIGINT NOT NULL
 );
+
+-- Repeated event ids the job dropped (valid messages whose id was seen before): one row per id,
+-- repeats = copies dropped. SUM(repeats) is the duplicate count (sql/risk/35_repeated_events.sql).
+CREATE TABLE IF NOT EXISTS repeated_events (
+  source_topic TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  repeats BIGINT NOT NULL,
+  last_seen_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (source_topic, event_id)
+);

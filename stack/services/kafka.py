@@ -36,7 +36,19 @@ class KafkaBroker(Service):
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"broker": self.settings.kafka.port, "controller": self.settings.kafka.controller_port}
+        k = self.settings.kafka
+        tls = {"tls": k.tls_port} if k.tls_port else {}
+        return {"broker": k.port, "controller": k.controller_port, **tls}
+
+    def tls_properties(self) -> list[str]:
+        """The TLS listener's lines (none unless kafka.tls_port is set); PLAINTEXT stays for the stack itself."""
+        k = self.settings.kafka
+        if not k.tls_port:
+            return []
+        if not k.tls_keystore_file or not Path(k.tls_keystore_file).exists():
+            raise StackError("kafka.tls_port needs kafka.tls_keystore_file: a PEM file with the broker's private key "
+                             "and certificate chain (LOANRISK_KAFKA__TLS_KEYSTORE_FILE)")
+        return ["ssl.keystore.type=PEM", f"ssl.keystore.location={k.tls_keystore_file}", "ssl.client.auth=none"]
 
     @property
     def classpath(self) -> str:
@@ -44,14 +56,16 @@ class KafkaBroker(Service):
 
     def properties(self) -> str:
         k = self.settings.kafka
+        tls = f",SSL://127.0.0.1:{k.tls_port}" if k.tls_port else ""
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{k.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}{tls}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}{tls}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL",
+            *self.tls_properties(),
             f"log.dirs={self.home / 'data'}",
             f"num.partitions={k.topics.partitions}",
             "offsets.topic.replication.factor=1",

@@ -24,6 +24,28 @@ def pg_bindir() -> Path:
     return Path(out)
 
 
+def hba_conf(auth: str) -> str:
+    """pg_hba.conf: the superuser over the Unix socket only; every TCP client with ``auth``."""
+    return f"local all postgres trust\nhost all all 127.0.0.1/32 {auth}\n"
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores (RFC 5802/7677), so no plain password is ever sent to it.
+
+    A plain ``PASSWORD '...'`` would appear in the server log if the statement failed.
+    """
+    import base64
+    import hashlib
+    import hmac
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 class Postgres(Service):
     """The PostgreSQL server on 127.0.0.1."""
 
@@ -57,11 +79,9 @@ class Postgres(Service):
                                   user="postgres", capture_output=True, text=True, cwd=self.home)
             if proc.returncode != 0:
                 raise StackError(f"initdb failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else '?'}")
-            if self.settings.postgres.secret():
-                # Password authentication for TCP clients once a password is configured.
-                hba = self.data_dir / "pg_hba.conf"
-                hba.write_text("local all all trust\nhost all postgres 127.0.0.1/32 trust\n"
-                               "host all all 127.0.0.1/32 scram-sha-256\n")
+        # Written on every start, so switching postgres.auth applies to an existing cluster too. The stack
+        # administers the server as `postgres` over its Unix socket (a folder only root and postgres reach).
+        (self.data_dir / "pg_hba.conf").write_text(hba_conf(self.settings.postgres.auth))
 
     def command(self) -> list[str]:
         return [str(pg_bindir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.settings.postgres.port),
@@ -70,8 +90,8 @@ class Postgres(Service):
                 "-c", "log_statement=none"]
 
     def _connect(self, db: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.settings.postgres.port, user="postgres", dbname=db,
-                               connect_timeout=2, autocommit=True)
+        return psycopg.connect(host=str(self.home / "sock"), port=self.settings.postgres.port, user="postgres",
+                               dbname=db, connect_timeout=2, autocommit=True)
 
     def healthy(self) -> bool:
         try:
@@ -87,12 +107,12 @@ class Postgres(Service):
             def role(name: str, extra: str, password: str) -> None:
                 exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
                 verb = "ALTER" if exists else "CREATE"
-                pw = psycopg.sql.SQL(" PASSWORD {}").format(psycopg.sql.Literal(password)) if password \
-                    else psycopg.sql.SQL("")
+                pw = psycopg.sql.SQL(" PASSWORD {}").format(psycopg.sql.Literal(scram_verifier(password))) \
+                    if password else psycopg.sql.SQL(" PASSWORD NULL")
                 conn.execute(psycopg.sql.SQL("{} ROLE {} LOGIN " + extra).format(
                     psycopg.sql.SQL(verb), psycopg.sql.Identifier(name)) + pw)
             role(pg.user, "CREATEDB", pg.secret())
-            role(pg.reader_user, "", pg.secret())
+            role(pg.reader_user, "", pg.reader_secret())
             for db in (pg.catalog_db, pg.serving_db):
                 if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
                     conn.execute(psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(

@@ -7,6 +7,16 @@ from stack.process import tcp_ready
 from stack.services.base import Service
 
 
+# s3proxy logs through logback, whose default is DEBUG for every request (gigabytes a day): warnings only.
+LOGBACK = """<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{HH:mm:ss.SSS} [%thread] %-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="STDOUT"/></root>
+</configuration>
+"""
+
+
 class S3Endpoint(Service):
     """s3proxy serving the warehouse bucket from .loanrisk/s3/data."""
 
@@ -30,10 +40,12 @@ class S3Endpoint(Service):
             "",
         ]))
         conf.chmod(0o600)
+        (self.home / "logback.xml").write_text(LOGBACK)
 
     def command(self) -> list[str]:
         return [java_bin(), "-Xms128m", "-Xmx512m", "-cp", str(self.settings.install_dir / "jars" / "s3proxy" / "*"),
-                f"-Dlog4j.configurationFile={self.home}/none", "org.gaul.s3proxy.Main",
+                f"-Dlog4j.configurationFile={self.home}/none", f"-Dlogback.configurationFile={self.home / 'logback.xml'}",
+                "org.gaul.s3proxy.Main",
                 "--properties", str(self.home / "s3proxy.conf")]
 
     def client(self):  # noqa: ANN201 - boto3 client type is dynamic

@@ -1,0 +1,213 @@
+"""Erasure requests: remove one customer's rows from every sink (Iceberg lake, PostgreSQL serving, Snowflake).
+
+Tables are discovered, not listed: every lake table and every serving/warehouse table with a
+``customer_id`` column is cleaned, and dead letters whose payload names the customer are removed
+too. Lake deletes are Iceberg row-level deletes; the snapshots that still reference the deleted rows
+are then expired and the data files only they referenced are removed. The running job's latest
+commit is kept (see ``_expirable``): repeat the request after the next checkpoint to purge files
+that commit still referenced (``riskctl privacy erase`` is idempotent).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loanrisk.errors import LoanRiskError
+from loanrisk.settings import Settings
+
+CUSTOMER_COLUMN = "customer_id"
+DEAD_LETTERS = "dead_letters"
+FLINK_CHECKPOINT_KEY = "flink.max-committed-checkpoint-id"
+COMMIT_ATTEMPTS = 5  # the running job commits to the same tables every checkpoint: retry on conflicts
+
+
+class ErasureError(LoanRiskError):
+    """Part of an erasure request could not be carried out (the message names the sinks)."""
+
+
+@dataclass
+class ErasureReport:
+    """Rows removed per sink table, and sinks that failed or were skipped."""
+
+    customer_id: str
+    removed: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """One line per table, then failures and skips."""
+        out = [f"{name}: {n} row(s) removed" for name, n in sorted(self.removed.items())]
+        out += [f"{name}: FAILED: {why}" for name, why in sorted(self.failed.items())]
+        out += [f"{name}: skipped: {why}" for name, why in sorted(self.skipped.items())]
+        return out
+
+
+def payload_names_customer(payload: str | None, customer_id: str) -> bool:
+    """Whether a dead-letter payload contains ``customer_id`` (broken JSON included: it is text, not parsed)."""
+    return bool(payload) and customer_id in payload
+
+
+def _retry(action: Any) -> Any:
+    """Run ``action`` again after an Iceberg commit conflict with the job's own commits."""
+    from pyiceberg.exceptions import CommitFailedException
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            return action()
+        except CommitFailedException:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(1 + attempt)
+    return None
+
+
+def _file_paths(table: Any, every_snapshot: bool = False) -> set[str]:
+    """Data and delete files of the current snapshot (or of every snapshot); empty for empty commits."""
+    import pyarrow as pa
+    if table.current_snapshot() is None:
+        return set()
+    try:
+        files = table.inspect.all_files() if every_snapshot else table.inspect.files()
+    except pa.ArrowInvalid:  # pyiceberg 0.12 cannot concatenate zero manifests (an empty commit)
+        return set()
+    return set(files.column("file_path").to_pylist())
+
+
+def _expirable(table: Any) -> list[int]:
+    """Snapshots that can go: all but the current one and its ancestors back to the job's latest commit.
+
+    The Flink committer finds its last committed checkpoint by walking back from the current snapshot
+    to one carrying ``flink.max-committed-checkpoint-id``; expiring that one would make a restored job
+    commit its last checkpoint again (duplicates), so it and everything after it stay.
+    """
+    by_id = {s.snapshot_id: s for s in table.snapshots()}
+    current = table.current_snapshot()
+    chain: list[int] = []
+    snap = current
+    while snap is not None:
+        chain.append(snap.snapshot_id)
+        if FLINK_CHECKPOINT_KEY in (snap.summary.additional_properties if snap.summary else {}):
+            break
+        snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+    else:  # no commit of the job in the history: only the current snapshot is needed
+        chain = [current.snapshot_id] if current is not None else []
+    return [i for i in by_id if i not in set(chain)]
+
+
+def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
+    """Expire the snapshots that may go and delete the data files no remaining snapshot uses."""
+    table.refresh()
+    old = _expirable(table)
+    if old:
+        _retry(lambda: table.refresh().maintenance.expire_snapshots().by_ids(_expirable(table)).commit())
+    table.refresh()
+    still = _file_paths(table, every_snapshot=True)
+    gone = before - still
+    for path in gone:
+        table.io.delete(path)
+    return len(gone)
+
+
+def _erase_lake_table(table: Any, customer_id: str) -> int:
+    """Delete the customer's rows from one Iceberg table; returns how many there were."""
+    from pyiceberg.expressions import EqualTo, In
+    names = {f.name for f in table.schema().fields}
+    if CUSTOMER_COLUMN not in names and table.name()[-1] != DEAD_LETTERS:
+        return -1
+    if not _file_paths(table):
+        return 0  # nothing written yet (scanning a table without data files fails in pyarrow)
+    if CUSTOMER_COLUMN in names:
+        row_filter: Any = EqualTo(CUSTOMER_COLUMN, customer_id)
+        n = len(table.scan(row_filter=row_filter, selected_fields=(CUSTOMER_COLUMN,)).to_arrow())
+    elif table.name()[-1] == DEAD_LETTERS:
+        rows = table.scan(selected_fields=("dlq_id", "payload")).to_arrow().to_pylist()
+        ids = sorted({r["dlq_id"] for r in rows if payload_names_customer(r["payload"], customer_id)})
+        row_filter, n = In("dlq_id", ids), len(ids)
+    before = _file_paths(table, every_snapshot=True)
+    if n:
+        _retry(lambda: table.refresh().delete(row_filter))
+    # Always: a repeated request also expires what the job's last commit kept alive the first time.
+    _purge_unreferenced_files(table, before)
+    return n
+
+
+def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat: Any = None) -> None:
+    """Every lake table of the namespace with a customer_id column, and the dead letters."""
+    if cat is None:
+        from loanrisk.lake import catalog
+        cat = catalog(settings)
+    ns = settings.catalog.namespace
+    for ident in cat.list_tables(ns):
+        name = f"lake.{ident[-1]}"
+        try:
+            n = _erase_lake_table(cat.load_table(ident), customer_id)
+        except Exception as exc:  # noqa: BLE001 - reported per table, the others still run
+            report.failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            continue
+        if n >= 0:
+            report.removed[name] = n
+
+
+def erase_serving(settings: Settings, customer_id: str, report: ErasureReport) -> None:
+    """Every table of the serving database's public schema with a customer_id column."""
+    import psycopg
+    from psycopg import sql
+    pg = settings.postgres
+    try:
+        with psycopg.connect(pg.dsn(pg.serving_db), autocommit=False) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND column_name = %s ORDER BY table_name", (CUSTOMER_COLUMN,)).fetchall()]
+            for table in tables:
+                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                    sql.Identifier(table), sql.Identifier(CUSTOMER_COLUMN)), (customer_id,))
+                report.removed[f"postgres.{table}"] = cur.rowcount
+            conn.commit()
+    except psycopg.Error as exc:
+        report.failed["postgres"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+
+
+def erase_warehouse(settings: Settings, customer_id: str, report: ErasureReport) -> None:
+    """Every table of the Snowflake schema with a CUSTOMER_ID column (found via INFORMATION_SCHEMA)."""
+    sf = settings.snowflake
+    try:
+        from warehouse.connection import connect
+    except ImportError:
+        report.skipped["snowflake"] = "the warehouse package is not installed"
+        return
+    try:
+        conn = connect(settings)
+    except Exception as exc:  # noqa: BLE001 - the connector raises many types
+        report.failed["snowflake"] = f"cannot connect: {type(exc).__name__}: {str(exc)[:200]}"
+        return
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT table_name FROM information_schema.columns WHERE UPPER(table_schema) = %s "
+                    "AND UPPER(column_name) = %s ORDER BY table_name", (sf.schema_name.upper(), CUSTOMER_COLUMN.upper()))
+        tables = [r[0] for r in cur.fetchall()]
+        for table in tables:
+            qualified = f'"{sf.database}"."{sf.schema_name}"."{table}"'.upper()
+            cur.execute(f"DELETE FROM {qualified} WHERE CUSTOMER_ID = %s", (customer_id,))
+            report.removed[f"snowflake.{table}"] = int(cur.rowcount or 0)
+        conn.commit()
+        if not tables:
+            report.skipped["snowflake"] = f"no table with a CUSTOMER_ID column in {sf.database}.{sf.schema_name}"
+    except Exception as exc:  # noqa: BLE001
+        report.failed["snowflake"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        conn.close()
+
+
+def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = True) -> ErasureReport:
+    """Remove ``customer_id``'s rows from the lake, the serving database and (unless off) Snowflake."""
+    if not customer_id.strip():
+        raise ErasureError("an erasure needs a customer id")
+    report = ErasureReport(customer_id)
+    erase_lake(settings, customer_id, report)
+    erase_serving(settings, customer_id, report)
+    if warehouse:
+        erase_warehouse(settings, customer_id, report)
+    else:
+        report.skipped["snowflake"] = "--no-warehouse"
+    return report

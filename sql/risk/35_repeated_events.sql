@@ -1,0 +1,29 @@
+-- Repeated event ids: valid messages whose event id was already seen (the copies 30_valid_events.sql
+-- drops), counted per id and upserted to PostgreSQL, so every dropped duplicate is accounted for
+-- (repeats = messages with the id - 1; state expires with table.exec.state.ttl, as the dedup's does).
+CREATE TEMPORARY VIEW repeated_events AS
+SELECT source_topic, event_id, COUNT(*) - 1 AS repeats, MAX(ingested_at) AS last_seen_at
+FROM (
+  SELECT '${topic_applications}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  FROM checked_loan_applications WHERE reason IS NULL
+  UNION ALL
+  SELECT '${topic_transactions}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  FROM checked_transactions WHERE reason IS NULL
+  UNION ALL
+  SELECT '${topic_repayments}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  FROM checked_repayments WHERE reason IS NULL
+)
+GROUP BY source_topic, event_id
+HAVING COUNT(*) > 1;
+
+CREATE TEMPORARY TABLE pg_repeated_events (
+  source_topic STRING, event_id STRING, repeats BIGINT, last_seen_at TIMESTAMP(3),
+  PRIMARY KEY (source_topic, event_id) NOT ENFORCED
+) WITH (
+  'connector' = 'jdbc', 'url' = '${serving_jdbc_url}', 'table-name' = 'repeated_events',
+  'username' = '${serving_jdbc_user}', 'password' = '${serving_jdbc_password}',
+  'sink.buffer-flush.interval' = '1 s', 'sink.max-retries' = '10'
+);
+
+INSERT INTO pg_repeated_events
+SELECT source_topic, event_id, repeats, CAST(last_seen_at AS TIMESTAMP(3)) FROM repeated_events;

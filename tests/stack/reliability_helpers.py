@@ -1,0 +1,334 @@
+"""Helpers of the reliability tests: tracked sending, hostile messages, job health and exactly-once checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from contracts.events import LOAN_APPLICATION, REPAYMENT, TRANSACTION
+from ingestion.generator import GeneratorConfig, generate
+from ingestion.wire import ProducedEvent, encode_event
+from loanrisk.settings import Settings
+
+CONTRACTS = {c.name: c for c in (LOAN_APPLICATION, TRANSACTION, REPAYMENT)}
+AMOUNT = {"loan_application": "amount_minor", "transaction": "amount_minor", "repayment": "amount_due_minor"}
+CHOICE = {"loan_application": "region", "transaction": "direction", "repayment": "currency"}
+TEXT = {"loan_application": "purpose", "transaction": "counterparty", "repayment": "loan_id"}
+LAKE_RAW = {"loan_application": ("raw_loan_applications", "application_id"),
+            "transaction": ("raw_transactions", "transaction_id"), "repayment": ("raw_repayments", "repayment_id")}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send and what it is (``category`` "valid", "duplicate" or a hostile kind)."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    category: str
+    event_id: str | None = None
+
+
+# -- sending and reading --------------------------------------------------------------------------
+def send_tracked(settings: Settings, messages: list[Outgoing], *, pace_per_s: float | None = None,
+                 stop: threading.Event | None = None) -> list[tuple[str, int, int] | None]:
+    """Send in order (idempotent producer); returns each message's (topic, partition, offset)."""
+    from confluent_kafka import Producer
+    conf = settings.kafka.client_config()
+    conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4",
+                 "message.max.bytes": settings.kafka.max_message_bytes + 1024})
+    producer = Producer(conf)
+    where: list[tuple[str, int, int] | None] = [None] * len(messages)
+    errors: list[str] = []
+
+    def report(i: int) -> Callable[[Any, Any], None]:
+        def cb(err: Any, msg: Any) -> None:
+            if err is None:
+                where[i] = (msg.topic(), msg.partition(), msg.offset())
+            else:
+                errors.append(str(err))
+        return cb
+
+    started = time.monotonic()
+    for i, m in enumerate(messages):
+        if stop is not None and stop.is_set():
+            break
+        while True:
+            try:
+                producer.produce(m.topic, m.value, m.key, on_delivery=report(i))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        if pace_per_s:
+            ahead = (i + 1) / pace_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert producer.flush(120) == 0, "messages still undelivered after 120 s"
+    assert not errors, errors[:5]
+    return where
+
+
+def read_topic(settings: Settings, topic: str, idle_s: float = 15.0) -> list[Any]:
+    """Every committed record of ``topic`` (read_committed consumer, new group, from the beginning)."""
+    from ingestion.consumer import EventConsumer
+    with EventConsumer([topic], group_id=f"reliability-{topic}-{time.time_ns()}", kafka=settings.kafka,
+                       read_committed=True) as consumer:
+        return consumer.read(10**9, idle_timeout_s=idle_s)
+
+
+def lake(settings: Settings, table: str, columns: tuple[str, ...] = ("*",)) -> pd.DataFrame:
+    """An Iceberg table of the job (selected columns), read with pyiceberg."""
+    from loanrisk.lake import catalog
+    tbl = catalog(settings).load_table(f"{settings.catalog.namespace}.{table}")
+    return tbl.scan(selected_fields=columns).to_pandas()
+
+
+def serving(settings: Settings, query: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a query on the serving database, as the read-only role."""
+    from loanrisk.serving import serving_connection
+    with serving_connection(settings, reader=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+# -- the job ------------------------------------------------------------------------------------
+def restarts(settings: Settings, job_id: str) -> int:
+    """numRestarts of the job (REST)."""
+    from stack.flink_client import rest
+    got = rest(settings, f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(got[0]["value"])) if got else 0
+
+
+def all_tasks_running(settings: Settings, job_id: str) -> bool:
+    """The job is RUNNING and so is every one of its vertices."""
+    from stack.flink_client import rest
+    info = rest(settings, f"/jobs/{job_id}")
+    return info.get("state") == "RUNNING" and all(v.get("status") == "RUNNING" for v in info.get("vertices", []))
+
+
+def last_checkpoint_ms(settings: Settings, job_id: str) -> int:
+    """Acknowledgement time (epoch ms) of the latest completed checkpoint, 0 when none."""
+    from stack.flink_client import rest
+    latest = (rest(settings, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed") or {}
+    return int(latest.get("latest_ack_timestamp") or 0)
+
+
+def udf_metric(settings: Settings, job_id: str, name: str) -> float:
+    """Sum over the job's subtasks of a metric the scorer UDF registers (REST vertex metrics)."""
+    from stack.flink_client import rest
+    total = 0.0
+    for vertex in rest(settings, f"/jobs/{job_id}").get("vertices", []):
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        for m in rest(settings, base):
+            if m["id"].endswith("." + name):
+                got = rest(settings, f"{base}?get={urllib.parse.quote(m['id'], safe='')}")
+                total += sum(float(x["value"]) for x in got if x.get("value") not in (None, ""))
+    return total
+
+
+def prometheus_sum(settings: Settings, metric_suffix: str) -> float | None:
+    """Sum of every Prometheus series whose name ends with ``metric_suffix`` (None when there is none)."""
+    base = settings.prometheus.url
+    with urllib.request.urlopen(f"{base}/api/v1/label/__name__/values", timeout=10) as resp:
+        names = [n for n in json.load(resp)["data"] if n.endswith(metric_suffix)]
+    if not names:
+        return None
+    total = 0.0
+    for n in names:
+        with urllib.request.urlopen(f"{base}/api/v1/query?query={urllib.parse.quote(f'sum({n})')}", timeout=10) as r:
+            res = json.load(r)["data"]["result"]
+        total += sum(float(x["value"][1]) for x in res)
+    return total
+
+
+def kill_taskmanager(settings: Settings) -> int:
+    """kill -9 the TaskManager recorded in the stack's PID file; returns its PID."""
+    from stack.process import PidFile
+    pid = PidFile(settings.state_dir / "run" / "flink-taskmanager.pid", "flink").read()
+    assert pid is not None, "no live TaskManager PID in the stack's PID file"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, settings: Settings | None = None,
+               job_id: str | None = None, every_s: float = 5.0) -> float:
+    """Poll ``check``; returns seconds waited; fails with ``what`` on timeout or when the job died."""
+    from stack.flink_client import job_exceptions, job_state
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if check():
+            return time.monotonic() - start
+        if settings is not None and job_id is not None:
+            state = job_state(settings, job_id)
+            assert state not in {"FAILED", "CANCELED", "FINISHED"}, f"job {state}: {job_exceptions(settings, job_id)}"
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def log_files(settings: Settings) -> Iterable[Path]:
+    """Every log file the stack writes (service logs, Flink's own log folder)."""
+    for path in sorted((settings.state_dir / "logs").rglob("*")):
+        if path.is_file():
+            yield path
+
+
+# -- traffic ------------------------------------------------------------------------------------
+def valid_stream(seed: int, customers: int, start: str, history_months: int = 1,
+                 observe_months: int = 3) -> list[ProducedEvent]:
+    """A clean generated stream (ids derive from the seed, so they differ from other tests' streams)."""
+    return list(generate(GeneratorConfig(seed=seed, customers=customers, start=start,
+                                         history_months=history_months, observe_months=observe_months)))
+
+
+def landed(settings: Settings, events: list[ProducedEvent]) -> dict[str, set[str]]:
+    """Per kind: the expected event ids of ``events`` that are not in their raw lake table yet."""
+    missing: dict[str, set[str]] = {}
+    for kind, (table, _) in LAKE_RAW.items():
+        want = {e.event_id for e in events if e.kind == kind}
+        if want:
+            have = set(lake(settings, table, ("event_id",))["event_id"])
+            missing[kind] = want - have
+    return missing
+
+
+def application_ids(events: list[ProducedEvent]) -> set[str]:
+    """application_id of every loan application in ``events``."""
+    return {json.loads(e.value_bytes)["application_id"] for e in events if e.kind == "loan_application"}
+
+
+def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict[str, Any]:
+    """What the exactly-once promises look like for ``events`` and globally; asserted by the caller."""
+    report: dict[str, Any] = {}
+    for kind, (table, _) in LAKE_RAW.items():
+        ids = lake(settings, table, ("event_id",))["event_id"]
+        want = {e.event_id for e in events if e.kind == kind}
+        report[f"{table}.repeated_ids"] = int(ids.duplicated().sum())
+        report[f"{table}.missing"] = len(want - set(ids))
+    scores = lake(settings, "scores", ("trigger", "loan_id"))
+    apps = scores[scores["trigger"] == "application"]["loan_id"]
+    loans = application_ids(events)
+    report["scores.application_rows_repeated"] = int(apps.duplicated().sum())
+    report["scores.applications_missing"] = len(loans - set(apps))
+    pg = {r[0]: r[1] for r in serving(settings, "SELECT loan_id, count(*) FROM loan_scores_latest "
+                                                "WHERE loan_id = ANY(%s) GROUP BY loan_id", (list(loans),))}
+    report["postgres.loans_missing"] = len(loans - set(pg))
+    report["postgres.loans_with_several_rows"] = sum(1 for n in pg.values() if n != 1)
+    alerts = Counter(r.key for r in read_topic(settings, settings.kafka.topics.alerts))
+    report["alerts.total"] = sum(alerts.values())
+    report["alerts.repeated_keys"] = sum(1 for n in alerts.values() if n > 1)
+    dlq = Counter(json.loads(r.value)["dlq_id"] for r in read_topic(settings, settings.kafka.topics.dead_letters))
+    report["dlq_topic.total"] = sum(dlq.values())
+    report["dlq_topic.repeated_ids"] = sum(1 for n in dlq.values() if n > 1)
+    report["dlq_lake.total"] = len(lake(settings, "dead_letters", ("dlq_id",)))
+    return report
+
+
+# -- hostile input ------------------------------------------------------------------------------
+FAR_DATES = ("9999-12-31T23:59:59.999Z", "2999-01-01T00:00:00.000Z", "2100-06-01T12:00:00.000Z",
+             "1900-01-01T00:00:00.000Z", "1970-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000Z",
+             "1999-12-31T23:59:59.999Z")
+ODD_UNICODE = ("west\u202e", "\uff57\uff45\uff53\uff54", "west\u200b", "we\u0000st", "\U0001f3e6\U0001f4b8",
+               "USD\ufeff", "\u0645\u0635\u0631\u0641", "Z\u0351\u0358a\u0352l\u0353g\u0354o", "\ud800", "\udfff\ud800")
+SQLISH = ("west'; DROP TABLE loan_scores_latest; --", "1 OR 1=1", "\" UNION SELECT password FROM pg_authid --",
+          "'); DELETE FROM risk.scores WHERE ('1'='1", "${jndi:ldap://127.0.0.1/a}", "Robert'); DROP TABLE Students;--")
+CATEGORIES = ("invalid_json", "nan_infinity", "wrong_type", "missing_field", "negative_amount", "far_date",
+              "odd_unicode", "sql_like", "out_of_range")
+
+
+def _with(event: dict, **changes: Any) -> dict:
+    out = dict(event)
+    out.update(changes)
+    return out
+
+
+def _hostile_value(kind: str, template: dict, category: str, i: int, rng: random.Random) -> bytes:
+    """One bad message of ``category`` built from a valid ``template`` of ``kind``."""
+    ev = dict(template)
+    amount, choice, text = AMOUNT[kind], CHOICE[kind], TEXT[kind]
+    if category == "invalid_json":
+        variant = i % 8
+        if variant == 0:
+            raw = encode_event(ev)
+            return raw[: rng.randint(1, len(raw) - 2)]
+        if variant == 1:
+            return bytes([0xFF, 0xFE]) + rng.randbytes(rng.randint(1, 200))
+        return (b"[1,2,3]", b'"a string"', b"null", b"", b"{\"event_id\": }", b"{'single': 'quotes'}")[variant - 2]
+    if category == "nan_infinity":
+        token = ("NaN", "Infinity", "-Infinity", "1e999", "-1e999")[i % 5]
+        field = "interest_rate" if kind == "loan_application" and token.endswith("e999") else amount
+        return encode_event(_with(ev, **{field: 0})).replace(f'"{field}":0'.encode(), f'"{field}":{token}'.encode())
+    if category == "wrong_type":
+        variant = i % 6
+        changes = ({amount: f"{rng.randint(1, 10**6) / 100:.2f}"}, {amount: True}, {"event_time": 1514764800000},
+                   {"customer_id": rng.randint(1, 10**9)}, {amount: {"value": 1}}, {"schema_version": [1]})[variant]
+        return encode_event(_with(ev, **changes))
+    if category == "missing_field":
+        name = rng.choice(CONTRACTS[kind].required)
+        if i % 2:
+            ev.pop(name)
+        else:
+            ev[name] = None
+        return encode_event(ev)
+    if category == "negative_amount":
+        return encode_event(_with(ev, **{amount: -rng.randint(1, 10**12)}))
+    if category == "far_date":
+        return encode_event(_with(ev, event_time=FAR_DATES[i % len(FAR_DATES)]))
+    if category == "odd_unicode":
+        odd = ODD_UNICODE[i % len(ODD_UNICODE)]
+        # json.dumps writes lone surrogates as \ud800 escapes (orjson refuses them): still a JSON string.
+        return json.dumps(_with(ev, **{choice: odd, text: odd * 3}), ensure_ascii=bool(i % 2)).encode(
+            "utf-8", errors="surrogatepass")
+    if category == "sql_like":
+        sql = SQLISH[i % len(SQLISH)]
+        field = (choice, amount, "event_time", "source")[i % 4]
+        return encode_event(_with(ev, **{field: sql, text: sql}))
+    if category == "out_of_range":
+        field, value = {"loan_application": (("term_months", 481), ("interest_rate", 100.5), ("schema_version", 99)),
+                        "transaction": (("schema_version", 0), ("amount_minor", -1), ("currency", "XXX")),
+                        "repayment": (("installment_no", 0), ("days_past_due", -5), ("schema_version", 99))}[kind][i % 3]
+        return encode_event(_with(ev, **{field: value}))
+    raise ValueError(category)
+
+
+def hostile_messages(templates: dict[str, dict], topics: dict[str, str], run: str, count: int,
+                     huge_sizes: list[int], rng: random.Random) -> list[Outgoing]:
+    """``count`` bad messages spread over every category and contract, plus one per ``huge_sizes`` string size."""
+    out = []
+    kinds = sorted(templates)
+    for i in range(count):
+        kind, category = kinds[i % len(kinds)], CATEGORIES[(i // len(kinds)) % len(CATEGORIES)]
+        template = _with(templates[kind], event_id=f"hostile-{run}-{i}")
+        out.append(Outgoing(topics[kind], template["customer_id"], _hostile_value(kind, template, category, i, rng),
+                            category, f"hostile-{run}-{i}"))
+    for j, size in enumerate(huge_sizes):
+        kind = kinds[j % len(kinds)]
+        filler = ("\u00e9" if j % 3 == 0 else "A") * size
+        template = _with(templates[kind], event_id=f"hostile-{run}-huge-{j}", **{TEXT[kind]: filler})
+        out.append(Outgoing(topics[kind], template["customer_id"], encode_event(template), "huge_string",
+                            template["event_id"]))
+    return out
+
+
+def mixed_stream(valid: list[Outgoing], hostile: list[Outgoing], repeat: dict[int, int],
+                 rng: random.Random) -> list[Outgoing]:
+    """``valid`` in order, ``hostile`` at random places, and ``repeat[i]`` extra copies of ``valid[i]`` after it."""
+    placed: list[tuple[float, int, Outgoing]] = [(float(i), 0, m) for i, m in enumerate(valid)]
+    placed += [(rng.uniform(0, len(valid)), 1, m) for m in hostile]
+    for i, copies in repeat.items():
+        m = valid[i]
+        placed += [(i + rng.uniform(0.5, 300), 2, Outgoing(m.topic, m.key, m.value, "duplicate", m.event_id))
+                   for _ in range(copies)]
+    return [m for _, _, m in sorted(placed, key=lambda t: (t[0], t[1]))]

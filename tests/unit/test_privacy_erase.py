@@ -1,0 +1,65 @@
+"""An erasure request removes a customer's lake rows (dead letters included) and the files that held them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from loanrisk.privacy import ErasureReport, erase_lake
+from loanrisk.settings import Settings
+
+
+@pytest.fixture()
+def lake(tmp_path: Path):  # noqa: ANN201 - pyiceberg SqlCatalog
+    from pyiceberg.catalog.sql import SqlCatalog
+    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=f"file://{tmp_path / 'wh'}")
+    cat.create_namespace("risk")
+    scores = cat.create_table("risk.scores", pa.schema([("loan_id", pa.string()), ("customer_id", pa.string())]))
+    for batch in (["c1", "c2"], ["c1", "c3"]):  # two commits: two data files hold c1
+        scores.append(pa.table({"loan_id": [f"l-{c}" for c in batch], "customer_id": batch}))
+    dlq = cat.create_table("risk.dead_letters", pa.schema([("dlq_id", pa.string()), ("payload", pa.string())]))
+    dlq.append(pa.table({"dlq_id": ["d1", "d2", "d3"],
+                         "payload": ['{"customer_id":"c1","amount":"x"', '{"customer_id":"c2"}', "not json c1"]}))
+    windows = cat.create_table("risk.risk_by_window", pa.schema([("segment", pa.string())]))
+    windows.append(pa.table({"segment": ["c1"]}))
+    return cat
+
+
+def _files(table) -> set[str]:  # noqa: ANN001
+    return set(table.inspect.all_files().column("file_path").to_pylist())
+
+
+def test_erasure_deletes_the_customer_everywhere_in_the_lake_and_purges_old_files(lake) -> None:  # noqa: ANN001
+    scores = lake.load_table("risk.scores")
+    files_before = _files(scores)
+    report = ErasureReport("c1")
+    erase_lake(Settings(), "c1", report, cat=lake)
+    assert report.removed == {"lake.scores": 2, "lake.dead_letters": 2} and not report.failed
+    scores = lake.load_table("risk.scores")
+    assert sorted(scores.scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
+    assert lake.load_table("risk.dead_letters").scan().to_arrow()["dlq_id"].to_pylist() == ["d2"]
+    assert lake.load_table("risk.risk_by_window").scan().to_arrow().num_rows == 1  # no customer column: untouched
+    # No snapshot can bring c1 back (time travel), and the files that held c1 are gone from storage.
+    for snap in scores.snapshots():
+        assert "c1" not in scores.scan(snapshot_id=snap.snapshot_id).to_arrow()["customer_id"].to_pylist()
+    gone = files_before - _files(scores)
+    assert gone and not any(Path(p.removeprefix("file://")).exists() for p in gone)
+
+
+def test_erasure_is_idempotent(lake) -> None:  # noqa: ANN001
+    erase_lake(Settings(), "c1", ErasureReport("c1"), cat=lake)
+    again = ErasureReport("c1")
+    erase_lake(Settings(), "c1", again, cat=lake)
+    assert again.removed == {"lake.scores": 0, "lake.dead_letters": 0} and not again.failed
+
+
+def test_erasure_keeps_the_jobs_latest_commit_so_a_restored_job_does_not_commit_twice(lake) -> None:  # noqa: ANN001
+    scores = lake.load_table("risk.scores")
+    scores.append(pa.table({"loan_id": ["l-c4"], "customer_id": ["c4"]}),
+                  snapshot_properties={"flink.max-committed-checkpoint-id": "7", "flink.job-id": "j"})
+    flink_commit = lake.load_table("risk.scores").current_snapshot().snapshot_id
+    erase_lake(Settings(), "c1", ErasureReport("c1"), cat=lake)
+    kept = {s.snapshot_id for s in lake.load_table("risk.scores").snapshots()}
+    assert flink_commit in kept and len(kept) == 2  # the job's commit and the erasure on top of it
