@@ -10,6 +10,7 @@ from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
 from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.schema import TYPE_MAP, EventContract, Field
+from contracts.validate import MAX_PAYLOAD_CHARS, TOO_LARGE
 
 _ISO_FORMAT = "yyyy-MM-dd''T''HH:mm:ss.SSS''Z''"
 
@@ -42,7 +43,9 @@ def projection(c: EventContract, pii_key: str) -> str:
 
 def reason(c: EventContract) -> str:
     """CASE expression naming the first rule a message breaks, or NULL when it is valid."""
-    rules = ["WHEN payload IS NULL OR payload IS NOT JSON OBJECT THEN 'invalid_json'"]
+    # Size first: a huge payload is refused before any JSON parsing (each rule below re-reads it).
+    rules = [f"WHEN CHAR_LENGTH(payload) > {MAX_PAYLOAD_CHARS} THEN '{TOO_LARGE}'",
+             "WHEN payload IS NULL OR payload IS NOT JSON OBJECT THEN 'invalid_json'"]
     for f in c.fields:
         if not f.nullable:
             rules.append(f"WHEN {_raw(f)} IS NULL THEN 'missing:{f.name}'")
@@ -102,6 +105,8 @@ def scoring_fragments(scorer: str) -> dict[str, str]:
     features = ", ".join(FEATURE_NAMES)
     if scorer == "onnx":
         call = f"score_loan({features})"
+    elif scorer == "onnx-row":
+        call = f"score_loan_row({features})"
     else:
         linear = " + ".join(f"{w} * {n}" for n, w in _BUILTIN_WEIGHTS.items())
         call = f"CAST(ROW(1 / (1 + EXP(-(-4.0 + {linear}))), 'builtin', '') AS {SCORE_ROW})"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loanrisk.errors import StackError
-from loanrisk.settings import REPO_ROOT, Settings
+from loanrisk.settings import REPO_ROOT, KafkaSettings, Settings
 from contracts.flink_sql import scoring_fragments, sql_fragments
 from stack.flink_conf import flink_env
 
@@ -24,6 +24,12 @@ def interval(seconds: int) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{secs:02d}' DAY TO SECOND"
+
+
+def kafka_security_options(kafka: KafkaSettings) -> str:
+    """Kafka table options (``'properties.security.protocol' = 'SSL', ...``, each followed by a comma) or ''."""
+    return "".join(f"'properties.{key}' = '{value.replace(chr(39), chr(39) * 2)}', "
+                   for key, value in kafka.java_properties().items())
 
 
 def sql_params(settings: Settings) -> dict[str, object]:
@@ -44,6 +50,8 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "s3_secret_access_key": s3.secret(),
         "s3_region": s3.region,
         "kafka_bootstrap": k.bootstrap,
+        "kafka_security": kafka_security_options(k),
+        "consumer_group": f.consumer_group,
         "topic_applications": k.topics.applications,
         "topic_transactions": k.topics.transactions,
         "topic_repayments": k.topics.repayments,

@@ -16,7 +16,8 @@ CREATE TEMPORARY TABLE kafka_loan_applications (
   'connector' = 'kafka',
   'topic' = '${topic_applications}',
   'properties.bootstrap.servers' = '${kafka_bootstrap}',
-  'properties.group.id' = 'loanrisk-risk-job',
+  ${kafka_security}
+  'properties.group.id' = '${consumer_group}',
   'properties.isolation.level' = 'read_committed',
   'scan.startup.mode' = 'group-offsets',
   'properties.auto.offset.reset' = 'earliest',

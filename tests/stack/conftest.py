@@ -19,14 +19,20 @@ from ingestion.generator import GeneratorConfig, generate
 from ingestion.wire import ProducedEvent
 from loanrisk.settings import Settings
 
-# Modules that need a quiet cluster run before the long-running risk job is submitted.
-MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job")
+# Modules that need a quiet cluster run before the long-running risk job is submitted; then the risk
+# job's module, the modules that read its output, and the fault and hostile-input modules after them.
+MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job", "test_warehouse", "test_flows",
+                "test_reliability", "test_security")
+# Modules that disturb the running job (bursts of malformed events) run after every other module.
+MODULE_LAST = ("test_dashboards",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Foundation and round-trip first, then the risk job's module, then modules that read its output."""
     def rank(item: pytest.Item) -> int:
         name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if name in MODULE_LAST:
+            return len(MODULE_ORDER) + 1
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
     stack_items = [i for i in items if "tests/stack/" in str(i.path)]
     others = [i for i in items if "tests/stack/" not in str(i.path)]

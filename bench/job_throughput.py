@@ -1,0 +1,281 @@
+"""Benchmark: the risk job end to end on a real isolated stack, three scorer variants, a plain consumer, latency.
+
+In one run, on its own stack (free ports, its own state folder, everything stopped by PID at the end):
+1. a backlog of N generated events (no anomalies) is pre-loaded into Kafka;
+2. the risk job drains it three times, each variant with its own consumer group and Iceberg namespace:
+   ``builtin`` (the model replaced by a built-in SQL expression: the limit), ``onnx-row`` (row-at-a-time
+   Python UDF) and ``onnx`` (the pandas UDF, the product). Events/s = N / (time from the job's tasks
+   RUNNING to the last raw row committed in Iceberg), so Kafka in, Iceberg and PostgreSQL out;
+3. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
+   scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog;
+4. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s); latency per
+   application = PostgreSQL ``loan_scores_latest.written_at`` minus the moment it was handed to Kafka.
+
+Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S]``.
+Targets (issue 4): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ingestion.generator import GeneratorConfig, generate  # noqa: E402
+from loanrisk.settings import REPO_ROOT, Settings, get_settings  # noqa: E402
+
+VARIANTS = ("builtin", "onnx-row", "onnx")
+TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN, TARGET_P99_S = 20_000, 0.6, 10.0, 2.0
+
+
+def log(msg: str) -> None:
+    """Progress on stderr with a timestamp."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def settings_for(variant: str) -> Settings:
+    """The stack's settings with the variant's scorer, consumer group and Iceberg namespace."""
+    os.environ["LOANRISK_FLINK__SCORER"] = variant
+    os.environ["LOANRISK_FLINK__CONSUMER_GROUP"] = f"bench-{variant}"
+    os.environ["LOANRISK_CATALOG__NAMESPACE"] = "bench_" + variant.replace("-", "_")
+    get_settings.cache_clear()
+    return Settings()
+
+
+def preload(settings: Settings, events: int, seed: int) -> dict[str, int]:
+    """Produce ``events`` generated events as fast as possible; returns counts per event kind."""
+    from ingestion.producer import make_producer
+    producer = make_producer(kafka=settings.kafka)
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
+    for m in islice(generate(GeneratorConfig(seed=seed, customers=None, history_months=1)), events):
+        producer.send(m.topic, m.key, m.value_bytes)
+        counts[m.kind] = counts.get(m.kind, 0) + 1
+    assert producer.flush(120) == 0, "the backlog was not fully acknowledged"
+    log(f"backlog: {sum(counts.values()):,} events {counts} in {time.perf_counter() - started:.1f}s")
+    return counts
+
+
+def tasks_running(settings: Settings, job_id: str) -> bool:
+    """Every vertex of the job has all its subtasks RUNNING."""
+    from stack.flink_client import rest
+    vertices = rest(settings, f"/jobs/{job_id}").get("vertices", [])
+    return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
+
+
+def raw_rows(settings: Settings) -> int:
+    """Rows committed in the three raw Iceberg tables of the settings' namespace."""
+    from riskctl.commands.demo import lake_counts
+    got = lake_counts(settings)
+    return got["raw_loan_applications"] + got["raw_transactions"] + got["raw_repayments"]
+
+
+def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
+    """Submit the job with ``variant``, time it draining the backlog; returns the figures."""
+    from riskctl.commands.job import submit_risk_job
+    from stack.flink_client import job_exceptions, job_state
+    settings = settings_for(variant)
+    submitted = time.perf_counter()
+    job_id = submit_risk_job(settings, name=f"bench-{variant}")
+    while not tasks_running(settings, job_id):
+        if time.perf_counter() - submitted > timeout_s:
+            raise RuntimeError(f"{variant}: tasks not running after {timeout_s}s")
+        time.sleep(0.5)
+    t0 = time.perf_counter()
+    log(f"{variant}: job {job_id} running {t0 - submitted:.1f}s after flink run")
+    done = 0
+    while done < events:
+        if time.perf_counter() - t0 > timeout_s:
+            raise RuntimeError(f"{variant}: only {done:,}/{events:,} rows after {timeout_s}s")
+        state = job_state(settings, job_id)
+        if state in {"FAILED", "CANCELED"}:
+            raise RuntimeError(f"{variant}: job {state}: {job_exceptions(settings, job_id)}")
+        time.sleep(0.5)
+        done = raw_rows(settings)
+    elapsed = time.perf_counter() - t0
+    log(f"{variant}: {events:,} rows in Iceberg after {elapsed:.1f}s -> {events / elapsed:,.0f} events/s")
+    return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed,
+            "events_per_s": events / elapsed, "submit_to_running_s": t0 - submitted}
+
+
+def plain_consumer(settings: Settings, model: Any, budget_s: float, events: int) -> dict[str, Any]:
+    """What a user might write instead: consume, validate, per-message sklearn score, insert into PostgreSQL."""
+    import psycopg
+    from confluent_kafka import Consumer
+
+    from contracts.validate import parse_json
+    from ingestion.consumer import consumer_config
+    t = settings.kafka.topics
+    consumer = Consumer(consumer_config(settings.kafka, "bench-plain-consumer"))
+    consumer.subscribe([t.applications, t.transactions, t.repayments])
+    pg = settings.postgres
+    conn = psycopg.connect(pg.dsn(pg.serving_db))
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain_events (event_id TEXT PRIMARY KEY, topic TEXT, "
+                 "payload JSONB)")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain_scores (loan_id TEXT PRIMARY KEY, probability "
+                 "DOUBLE PRECISION, written_at TIMESTAMPTZ DEFAULT now())")
+    conn.commit()
+    n, started, first = 0, time.perf_counter(), None
+    while n < events and time.perf_counter() - started < budget_s:
+        for msg in consumer.consume(num_messages=500, timeout=1.0):
+            if msg.error():
+                continue
+            first = first or time.perf_counter()
+            event = parse_json(msg.value())
+            if event is None:
+                continue
+            conn.execute("INSERT INTO bench_plain_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                         (event.get("event_id"), msg.topic(), json.dumps(event)))
+            if msg.topic() == t.applications:
+                p = float(model.predict(application_row(event))[0])
+                conn.execute("INSERT INTO bench_plain_scores (loan_id, probability) VALUES (%s, %s) "
+                             "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability",
+                             (event["application_id"], p))
+            n += 1
+        conn.commit()
+    elapsed = time.perf_counter() - (first or started)
+    consumer.close()
+    conn.close()
+    log(f"plain consumer: {n:,} events in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
+    return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
+
+
+def application_row(event: dict[str, Any]) -> np.ndarray:
+    """The model's 20 features for one application (behaviour features 0: this consumer keeps no state)."""
+    from contracts.features import FEATURE_NAMES
+    income = float(event["annual_income_minor"]) / 12 or float("nan")
+    collateral = event.get("collateral_value_minor")
+    f = {"debt_to_income": event["monthly_debt_minor"] / income, "loan_to_income": event["amount_minor"] / (income * 12),
+         "installment_to_income": event["installment_minor"] / income,
+         "credit_utilization": event["revolving_balance_minor"] / max(event["revolving_limit_minor"], 1),
+         "interest_rate": event["interest_rate"], "term_months": event["term_months"],
+         "emp_length_years": event.get("emp_length_years") or 0.0, "delinquencies_2y": event["delinquencies_2y"],
+         "inquiries_12m": event["inquiries_12m"], "is_secured": float(collateral is not None),
+         "loan_to_value": event["amount_minor"] / collateral if collateral else 0.0}
+    return np.array([[float(f.get(name, 0.0)) for name in FEATURE_NAMES]], dtype=np.float64)
+
+
+def latency(settings: Settings, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+    """Produce at ``rate`` for ``seconds``; per application: PostgreSQL written_at minus hand-over time."""
+    from ingestion.producer import make_producer
+    from ingestion.pacing import paced
+    from loanrisk.serving import serving_connection
+    producer = make_producer(kafka=settings.kafka)
+    sent_at: dict[str, float] = {}
+    stream = generate(GeneratorConfig(seed=seed, customers=None, history_months=1, start="2021-01-01T00:00:00Z"))
+    started = time.time()
+    n = 0
+    for m in paced(stream, rate=rate):
+        if time.time() - started >= seconds:
+            break
+        producer.send(m.topic, m.key, m.value_bytes)
+        producer.poll(0)
+        n += 1
+        if m.kind == "loan_application":
+            sent_at[json.loads(m.value_bytes)["application_id"]] = time.time()
+    producer.flush(60)
+    achieved = n / (time.time() - started)
+    log(f"latency run: {n:,} events at {achieved:,.0f} ev/s, {len(sent_at)} applications; waiting for scores")
+    rows: dict[str, float] = {}
+    deadline = time.time() + 120
+    while time.time() < deadline and len(rows) < len(sent_at):
+        with serving_connection(settings, reader=True) as conn:
+            got = conn.execute("SELECT loan_id, extract(epoch FROM written_at) FROM loan_scores_latest "
+                               "WHERE loan_id = ANY(%s)", (list(sent_at),)).fetchall()
+        rows = {k: float(v) for k, v in got}
+        time.sleep(2)
+    lat = np.array([rows[k] - sent_at[k] for k in rows])
+    return {"rate": achieved, "applications": len(sent_at), "scored": len(rows),
+            "p50_s": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+            "p99_s": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+            "max_s": float(lat.max()) if len(lat) else float("nan")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start an isolated stack, run every measurement, print the table, stop the stack."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=40_000, help="Backlog size (events).")
+    parser.add_argument("--rate", type=float, default=2_000, help="Latency run: events per second.")
+    parser.add_argument("--seconds", type=float, default=60, help="Latency run: duration.")
+    parser.add_argument("--plain-budget", type=float, default=90, help="Seconds the plain consumer may run.")
+    parser.add_argument("--timeout", type=float, default=900, help="Seconds a variant may take to drain.")
+    args = parser.parse_args(argv)
+
+    from riskctl.commands.demo import ensure_champion
+    from stack import isolated
+    from stack.flink_client import cancel
+    from stack.manager import down, up
+    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
+    state = install / "bench-stacks" / f"run-{os.getpid()}"
+    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    os.environ["LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS"] = "5000"
+    get_settings.cache_clear()
+    base = Settings()
+    results: list[dict[str, Any]] = []
+    try:
+        up(base, progress=log)
+        ensure_champion(base)
+        counts = preload(base, args.events, seed=11)
+        n = sum(counts.values())
+        for variant in VARIANTS:
+            r = drain(variant, n, args.timeout)
+            results.append(r)
+            if variant != "onnx":
+                cancel(r["settings"], r["job_id"])
+                time.sleep(5)
+        lat = latency(results[-1]["settings"], args.rate, args.seconds, seed=12)
+        cancel(results[-1]["settings"], results[-1]["job_id"])
+        from models.synthetic import train_on_generated
+        model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
+        plain = plain_consumer(settings_for("onnx"), model, args.plain_budget, n)
+    finally:
+        down(base, progress=log)
+        shutil.rmtree(state, ignore_errors=True)
+    report(results, plain, lat, n, args)
+    return 0
+
+
+def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, Any], n: int,
+           args: argparse.Namespace) -> None:
+    """Print the figures and each target next to its baseline."""
+    by = {r["variant"]: r for r in results}
+    print(f"\nrisk job, {n:,}-event Kafka backlog -> Iceberg + PostgreSQL (parallelism "
+          f"{results[0]['settings'].flink.parallelism}, {os.cpu_count()} cores)")
+    print(f"{'variant':<34}{'events/s':>12}{'seconds':>10}{'vs builtin':>12}")
+    names = {"builtin": "built-in SQL expression (limit)", "onnx-row": "row-at-a-time Python UDF",
+             "onnx": "pandas UDF + ONNX (the job)"}
+    for v in VARIANTS:
+        r = by[v]
+        print(f"{names[v]:<34}{r['events_per_s']:>12,.0f}{r['seconds']:>10.1f}"
+              f"{r['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
+    print(f"{'plain consumer (sklearn -> PG)':<34}{plain['events_per_s']:>12,.0f}{plain['seconds']:>10.1f}"
+          f"{plain['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
+    print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
+          f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
+          f"max {lat['max_s']:.2f}s")
+    pandas = by["onnx"]["events_per_s"]
+    checks = [
+        ("events/s end to end (pandas job)", f"{pandas:,.0f}", f">= {TARGET_EPS:,}", pandas >= TARGET_EPS),
+        ("pandas job / built-in job", f"{pandas / by['builtin']['events_per_s']:.2f}", f">= {TARGET_PANDAS_SHARE}",
+         pandas / by["builtin"]["events_per_s"] >= TARGET_PANDAS_SHARE),
+        ("pandas job / plain consumer", f"{pandas / plain['events_per_s']:.1f}x", f">= {TARGET_VS_PLAIN:.0f}x",
+         pandas / plain["events_per_s"] >= TARGET_VS_PLAIN),
+        (f"p99 latency at {args.rate:,.0f} ev/s", f"{lat['p99_s']:.2f}s", f"< {TARGET_P99_S}s", lat["p99_s"] < TARGET_P99_S),
+    ]
+    print(f"\n{'target':<36}{'measured':>12}{'target':>12}  met")
+    for name, got, want, ok in checks:
+        print(f"{name:<36}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
