@@ -25,27 +25,6 @@ def _configured(source: str, env: dict[str, str]) -> list[str]:
     return [v for v in need if not env.get(v)]
 
 
-def kafka_sink() -> tuple[Any, Any]:
-    """A sink that produces each event to the transactions topic and returns only when Kafka acknowledged all."""
-    from ingestion.producer import make_producer
-    from ingestion.wire import encode_event
-    from loanrisk.settings import get_settings
-
-    topic = get_settings().kafka.topics.transactions
-    producer = make_producer()
-    producer.check_connection()
-
-    def sink(events: list[dict[str, Any]]) -> None:
-        failed_before = producer.stats.failed
-        refused = sum(not producer.send(topic, e["customer_id"], encode_event(e)) for e in events)
-        pending = producer.flush()
-        failed = producer.stats.failed - failed_before
-        if refused or pending or failed:
-            raise RuntimeError(f"Kafka did not acknowledge {refused + pending + failed} of {len(events)} events; "
-                               "the cursor was not advanced")
-    return sink, producer.close
-
-
 @task(name="pull-api", task_run_name="pull-{source}", cache_policy=NO_CACHE, **task_options())
 def pull(source: str, customer_id: str, max_pages: int | None, max_attempts: int) -> str:
     """Deliver new pages of ``source`` to Kafka from its saved cursor; returns the run's summary line."""
@@ -54,6 +33,7 @@ def pull(source: str, customer_id: str, max_pages: int | None, max_attempts: int
     from ingestion.apis import ApiSettings
     from ingestion.apis.http import RetryPolicy
     from ingestion.apis.mapping import customer_lookup
+    from ingestion.apis.kafka_sink import kafka_sink
     from ingestion.apis.runner import run_ingest
     from loanrisk.settings import get_settings
 

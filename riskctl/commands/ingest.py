@@ -17,41 +17,14 @@ from rich.table import Table
 from ingestion.apis import ApiSettings
 from ingestion.apis.http import RetryPolicy
 from ingestion.apis.mapping import CustomerLookup, customer_lookup
+from ingestion.apis.kafka_sink import SinkError, kafka_sink
 from ingestion.apis.runner import Event, IngestReport, Sink, Source, run_ingest
 from loanrisk.errors import ConfigError, LoanRiskError
 
 _err = Console(stderr=True, highlight=False)
 
 
-class SinkError(LoanRiskError):
-    """Kafka did not acknowledge every event of a chunk (the cursor was not advanced)."""
-
-
 # -- sinks -----------------------------------------------------------------------------------------
-def kafka_sink() -> tuple[Sink, Callable[[], None]]:
-    """The only Kafka glue: each event to the transactions topic keyed by customer_id; a chunk counts as
-    acknowledged only when flush leaves nothing pending and no delivery failed or was refused."""
-    from ingestion.producer import make_producer  # imported only when producing (needs confluent-kafka)
-    from ingestion.wire import encode_event
-    from loanrisk.settings import get_settings
-
-    topic = get_settings().kafka.topics.transactions
-    producer = make_producer()
-    producer.check_connection()
-
-    def sink(events: list[Event]) -> None:
-        failed_before = producer.stats.failed
-        refused = sum(not producer.send(topic, event["customer_id"], encode_event(event)) for event in events)
-        pending = producer.flush()
-        failed = producer.stats.failed - failed_before
-        if refused or pending or failed:
-            raise SinkError(f"Kafka did not acknowledge {refused + pending + failed} of {len(events)} events "
-                            f"({refused} refused, {failed} failed, {pending} pending); the cursor was not "
-                            "advanced, run again")
-
-    return sink, producer.close
-
-
 def stdout_sink(stream: TextIO) -> Sink:
     """--dry-run: each event as one JSON line on ``stream``, the same bytes Kafka would get."""
     from ingestion.wire import encode_event
