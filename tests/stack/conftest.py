@@ -131,3 +131,29 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
         for var in ("LOANRISK_FLINK__WINDOW_MINUTES", "LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS",
                     "LOANRISK_MODEL__POLL_INTERVAL_S"):
             os.environ.pop(var, None)
+
+
+def new_applications_score_with(run: RiskRun, version: str, seed: int, customers: int, timeout_s: float) -> int:
+    """Send new applications; each is scored once by ``version``, equal to it run offline. Returns the count."""
+    s = run.settings
+    time.sleep(3 * s.model.poll_interval_s + 2)  # the UDF polls the champion pointer
+    more = [m for m in generate(GeneratorConfig(seed=seed, customers=customers, history_months=0))
+            if m.kind == "loan_application"]
+    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
+    for m in more:
+        producer.produce(m.topic, key=m.key, value=m.value_bytes)
+    assert producer.flush(30) == 0
+    new_ids = {json.loads(m.value_bytes)["application_id"] for m in more}
+    deadline = time.monotonic() + timeout_s
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:
+        scores = run.lake("scores")
+        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger"] == "application")]
+        if len(rows) == len(new_ids):
+            break
+        time.sleep(5)
+    assert len(rows) == len(new_ids), "not every new application was scored"
+    assert set(rows["model_version"]) == {version}
+    np.testing.assert_allclose(rows["probability"].to_numpy(float), offline_probabilities(s, version, rows),
+                               atol=1e-6)
+    return len(rows)

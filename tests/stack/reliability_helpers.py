@@ -209,6 +209,19 @@ def application_ids(events: list[ProducedEvent]) -> set[str]:
     return {json.loads(e.value_bytes)["application_id"] for e in events if e.kind == "loan_application"}
 
 
+def wait_all_landed(settings: Settings, job_id: str, events: list[ProducedEvent], timeout_s: float, what: str) -> float:
+    """Seconds until every event is in its raw table and every application has its application score."""
+    loans = application_ids(events)
+
+    def complete() -> bool:
+        if any(landed(settings, events).values()):
+            return False
+        df = lake(settings, "scores", ("trigger", "loan_id"))
+        return loans <= set(df[df["trigger"] == "application"]["loan_id"])
+
+    return wait_until(complete, timeout_s, what, settings, job_id, 10)
+
+
 def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict[str, Any]:
     """What the exactly-once promises look like for ``events`` and globally; asserted by the caller."""
     report: dict[str, Any] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -13,13 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import REPO_ROOT, Settings
-from tests.stack.conftest import RiskRun, offline_probabilities
+from tests.stack.conftest import RiskRun, new_applications_score_with
 
 pytestmark = pytest.mark.stack
 RETRIES = 2
@@ -161,26 +159,7 @@ def test_retrain_run_completes_registers_a_version_and_the_job_scores_with_the_n
     assert meta["training_data"]["source"] == "iceberg", "the flow did not train on the lake"
     print(f"trained on {meta['training_data']}")
     assert reg.champion()["version"] == new_version, f"{new_version} did not beat {old_champion}"
-    time.sleep(3 * s.model.poll_interval_s + 2)
-    more = [m for m in generate(GeneratorConfig(seed=4242, customers=20, history_months=0))
-            if m.kind == "loan_application"]
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
-    for m in more:
-        producer.produce(m.topic, key=m.key, value=m.value_bytes)
-    assert producer.flush(30) == 0
-    new_ids = {json.loads(m.value_bytes)["application_id"] for m in more}
-    deadline = time.monotonic() + 240
-    rows = pd.DataFrame()
-    while time.monotonic() < deadline:
-        scores = risk_run.lake("scores")
-        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger"] == "application")]
-        if len(rows) == len(new_ids):
-            break
-        time.sleep(5)
-    assert len(rows) == len(new_ids), "not every new application was scored"
-    assert set(rows["model_version"]) == {new_version}
-    np.testing.assert_allclose(rows["probability"].to_numpy(float), offline_probabilities(s, new_version, rows),
-                               atol=1e-6)
+    new_applications_score_with(risk_run, new_version, seed=4242, customers=20, timeout_s=240)
 
 
 def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:

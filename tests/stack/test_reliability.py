@@ -27,7 +27,7 @@ from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, exactly_once_report, hostile_messages, kill_taskmanager,
     lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum, read_topic, restarts, send_tracked,
-    serving, udf_metric, valid_stream, wait_until,
+    serving, udf_metric, valid_stream, wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -205,15 +205,7 @@ def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_
                               "a checkpoint completed after the kill", s, job, 1)
     sender.join(300)
     assert sent, "the producer did not finish"
-    loans = application_ids(events)
-
-    def complete() -> bool:
-        if any(landed(s, events).values()):
-            return False
-        df = lake(s, "scores", ("trigger", "loan_id"))
-        return loans <= set(df[df["trigger"] == "application"]["loan_id"])
-
-    landed_s = wait_until(complete, 600, "every event of the stream landed after the kill", s, job, 10)
+    landed_s = wait_all_landed(s, job, events, 600, "every event of the stream landed after the kill")
     time.sleep(12)
     after = exactly_once_report(s, events)
     print(f"\nTaskManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s: restart seen "
@@ -465,15 +457,7 @@ def test_fault_matrix_every_sink_exactly_once_and_the_job_runs_again(risk_run: R
     running_s = wait_until(lambda: all_tasks_running(s, job), 600, "every task RUNNING again", s, job, 1)
     sender.join(600)
     assert sent, "the producer did not finish"
-    loans = application_ids(events)
-
-    def complete() -> bool:
-        if any(landed(s, events).values()):
-            return False
-        df = lake(s, "scores", ("trigger", "loan_id"))
-        return loans <= set(df[df["trigger"] == "application"]["loan_id"])
-
-    landed_s = wait_until(complete, 900, "every event sent during the fault landed", s, job, 10)
+    landed_s = wait_all_landed(s, job, events, 900, "every event sent during the fault landed")
     time.sleep(15)
     after = exactly_once_report(s, events)
     print(f"\nfault '{fault}': injected and healed in {healed_s:.0f}s; tasks RUNNING {running_s:.0f}s later; "

@@ -8,12 +8,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Producer
 
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
 from ingestion.feature_reference import application_features, behaviour_features
-from ingestion.generator import GeneratorConfig, generate
-from tests.stack.conftest import WINDOW_MINUTES, RiskRun, offline_probabilities, publish_champion
+from tests.stack.conftest import WINDOW_MINUTES, RiskRun, new_applications_score_with, publish_champion
 
 pytestmark = pytest.mark.stack
 
@@ -148,26 +146,7 @@ def test_promoting_a_new_model_changes_later_scores_without_a_restart(risk_run: 
     old_version = risk_run.lake("scores")["model_version"].mode().iloc[0]
     new_version = publish_champion(s, seed=5, family="random_forest")
     assert new_version != old_version
-    time.sleep(3 * s.model.poll_interval_s + 2)
-    more = [m for m in generate(GeneratorConfig(seed=777, customers=25, history_months=0))
-            if m.kind == "loan_application"]
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
-    for m in more:
-        producer.produce(m.topic, key=m.key, value=m.value_bytes)
-    assert producer.flush(30) == 0
-    new_ids = {json.loads(m.value_bytes)["application_id"] for m in more}
-    deadline = time.monotonic() + 180
-    rows = pd.DataFrame()
-    while time.monotonic() < deadline:
-        scores = risk_run.lake("scores")
-        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger"] == "application")]
-        if len(rows) == len(new_ids):
-            break
-        time.sleep(5)
-    assert len(rows) == len(new_ids), "not every new application was scored"
-    assert set(rows["model_version"]) == {new_version}
-    np.testing.assert_allclose(rows["probability"].to_numpy(float),
-                               offline_probabilities(s, new_version, rows), atol=1e-6)
+    new_applications_score_with(risk_run, new_version, seed=777, customers=25, timeout_s=180)
     assert job_state(s, risk_run.job_id) == "RUNNING"
     assert restarts() == before, "the job restarted while the model changed"
 
