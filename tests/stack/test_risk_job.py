@@ -11,7 +11,9 @@ import pytest
 
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
 from ingestion.feature_reference import application_features, behaviour_features
-from tests.stack.conftest import WINDOW_MINUTES, RiskRun, new_applications_score_with, publish_champion
+from tests.stack.conftest import (
+    WINDOW_MINUTES, RiskRun, new_applications_score_with, offline_probabilities, publish_champion,
+)
 
 pytestmark = pytest.mark.stack
 
