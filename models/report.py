@@ -12,15 +12,15 @@ import pandas as pd
 from models.pipeline import Evaluation
 
 
-def _figure() -> Any:
-    """A fresh matplotlib figure on the non-interactive backend."""
+def new_figure(size: tuple[float, float] = (6, 4.2)) -> Any:
+    """A fresh matplotlib figure and axes on the non-interactive backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(6, 4.2), dpi=100)
+    return plt.subplots(figsize=size, dpi=100)
 
 
-def _save(fig: Any, path: Path) -> str:
+def save_png(fig: Any, path: Path) -> str:
     """Save and close ``fig``; returns the file name."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
@@ -32,7 +32,7 @@ def _save(fig: Any, path: Path) -> str:
 def plot_roc(y: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> str:
     """ROC curves of the model and baselines."""
     from sklearn.metrics import roc_auc_score, roc_curve
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name, p in curves.items():
         if len(np.unique(p)) < 2:
             continue
@@ -41,38 +41,38 @@ def plot_roc(y: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> str:
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_calibration(table: pd.DataFrame, path: Path) -> str:
     """Mean predicted vs observed default rate per score bin."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     hi = float(max(table["mean_predicted"].max(), table["observed"].max(), 1e-3)) * 1.05
     ax.plot([0, hi], [0, hi], color="grey", linestyle=":")
     ax.plot(table["mean_predicted"], table["observed"], marker="o")
     ax.set(xlabel="mean predicted P(default)", ylabel="observed default rate", title="Calibration (equal-count bins)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_importance(table: pd.DataFrame, path: Path) -> str:
     """Permutation importance (ROC AUC drop) per feature."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     t = table.iloc[::-1]
     ax.barh(t["feature"], t["auc_drop_mean"], xerr=t["auc_drop_std"])
     ax.set(xlabel="ROC AUC drop when shuffled", title="Permutation importance")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_distribution(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) -> str:
     """Score histograms of defaulted and other loans, with the alert threshold."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     bins = np.linspace(0, max(float(p.max()), threshold) * 1.02 + 1e-9, 40)
     ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label="not defaulted")
     ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label="defaulted")
     ax.axvline(threshold, color="red", linestyle="--", label=f"alert threshold {threshold}")
     ax.set(xlabel="P(default)", ylabel="density", title="Score distribution")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:

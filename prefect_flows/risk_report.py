@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.drift import psi, psi_band
+from models.report import new_figure, save_png
 
 
 @dataclass
@@ -25,18 +26,8 @@ class ReportInputs:
 
 
 def _fig() -> tuple[Any, Any]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(6.4, 3.8), dpi=100)
-
-
-def _save(fig: Any, path: Path) -> str:
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path.name
+    """A report-sized figure (the model report's helper, wider)."""
+    return new_figure((6.4, 3.8))
 
 
 def daily(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -87,20 +78,20 @@ def render(inputs: ReportInputs, out_dir: Path, title: str) -> Path:
     ax.set(title="Volumes per day", ylabel="rows")
     ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     ax.legend()
-    plots.append(("Volumes", _save(fig, out_dir / "volumes.png")))
+    plots.append(("Volumes", save_png(fig, out_dir / "volumes.png")))
 
     fig, ax = _fig()
     ax.hist(inputs.scores["probability"], bins=40, range=(0, 1))
     ax.axvline(inputs.threshold, color="red", linestyle=":", label=f"alert threshold {inputs.threshold:g}")
     ax.set(title="Score distribution", xlabel="P(default)", ylabel="scores")
     ax.legend()
-    plots.append(("Score distribution", _save(fig, out_dir / "score_distribution.png")))
+    plots.append(("Score distribution", save_png(fig, out_dir / "score_distribution.png")))
 
     fig, ax = _fig()
     ax.plot(d["day"], d["high_risk_share"], marker="o")
     ax.set(title=f"High-risk share (P >= {inputs.threshold:g}) per day", ylabel="share")
     fig.autofmt_xdate()
-    plots.append(("High-risk share", _save(fig, out_dir / "high_risk_share.png")))
+    plots.append(("High-risk share", save_png(fig, out_dir / "high_risk_share.png")))
 
     fig, ax = _fig()
     hi = float(max(cal["mean_predicted"].max() if len(cal) else 0, cal["observed"].max() if len(cal) else 0, 1e-3))
@@ -109,7 +100,7 @@ def render(inputs: ReportInputs, out_dir: Path, title: str) -> Path:
         ax.plot(cal["mean_predicted"], cal["observed"], marker="o")
     ax.set(title=f"Calibration on {len(inputs.labelled)} loans with mature outcomes", xlabel="mean predicted",
            ylabel="observed default rate")
-    plots.append(("Calibration", _save(fig, out_dir / "calibration.png")))
+    plots.append(("Calibration", save_png(fig, out_dir / "calibration.png")))
 
     fig, ax = _fig()
     x = np.arange(len(ver))
@@ -119,7 +110,7 @@ def render(inputs: ReportInputs, out_dir: Path, title: str) -> Path:
         ax.set_xticks(x, ver["model_version"])
     ax.set(title="Realised vs predicted default rate by model version", ylabel="rate")
     ax.legend()
-    plots.append(("Realised vs predicted", _save(fig, out_dir / "realised_vs_predicted.png")))
+    plots.append(("Realised vs predicted", save_png(fig, out_dir / "realised_vs_predicted.png")))
 
     fig, ax = _fig()
     if len(ver):
@@ -127,7 +118,7 @@ def render(inputs: ReportInputs, out_dir: Path, title: str) -> Path:
     for level in (0.1, 0.25):
         ax.axhline(level, color="grey", linestyle=":")
     ax.set(title="Score drift: PSI against the training distribution", ylabel="PSI")
-    plots.append(("Score drift (PSI)", _save(fig, out_dir / "psi.png")))
+    plots.append(("Score drift (PSI)", save_png(fig, out_dir / "psi.png")))
 
     meta = inputs.metadata.get(inputs.champion or "", {})
     model_rows = {"champion": inputs.champion or "none", "family": meta.get("family", "-"),
