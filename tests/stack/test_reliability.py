@@ -26,8 +26,8 @@ from ingestion.wire import topics_from_settings
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, exactly_once_report, hostile_messages, kill_taskmanager,
-    lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum, read_topic, restarts, send_tracked,
-    serving, udf_metric, valid_stream, wait_all_landed, wait_until,
+    lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum, read_topic, restarted_since, restarts,
+    send_tracked, serving, udf_metric, valid_stream, wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -55,6 +55,7 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
     repeat = {i: (3 if n % 5 == 0 else 1) for n, i in enumerate(rng.sample(range(len(valid)), 150))}
     stream = mixed_stream(valid, hostile, repeat, rng)
     restarts_before = restarts(s, job)
+    started_ms = time.time() * 1000
 
     started = time.monotonic()
     where = send_tracked(s, stream)
@@ -118,6 +119,7 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
     assert apps["loan_id"].is_unique and set(apps["loan_id"]) == application_ids(events)
     assert repeated() == dup_ids, "repeated event ids were not all counted"
     assert restarts(s, job) == restarts_before, "hostile input made the job restart"
+    assert not restarted_since(s, job, started_ms), "hostile input made the job restart"
     assert all_tasks_running(s, job)
 
 
@@ -186,9 +188,8 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
         _point_champion(registry, good, incompatible)
 
 
-# Full tier until fixed: in the last CI-tier run numRestarts did not rise within 180 s of the kill
-# (the job kept running and later modules passed); issue 9 stays open on it.
-@pytest.mark.full
+# The restart is read from the job's RESTARTING timestamp: the numRestarts metric lags while the
+# cluster fails over (its fetcher still asks the dead TaskManager), and REST calls may time out then.
 def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_once(risk_run: RiskRun) -> None:
     s, job = risk_run.settings, risk_run.job_id
     # Event time after the session's other streams: behaviour and risk windows close during the run too.
@@ -202,7 +203,8 @@ def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_
     time.sleep(10)
     killed_at = time.time()
     pid = kill_taskmanager(s)
-    restarted_s = wait_until(lambda: restarts(s, job) > restarts_before, 180, "the job to restart", every_s=1)
+    restarted_s = wait_until(lambda: restarted_since(s, job, killed_at * 1000), 180, "the job to restart",
+                             every_s=1)
     running_s = wait_until(lambda: all_tasks_running(s, job), 300, "every task RUNNING again", s, job, 1)
     checkpoint_s = wait_until(lambda: last_checkpoint_ms(s, job) > killed_at * 1000, 300,
                               "a checkpoint completed after the kill", s, job, 1)
@@ -214,7 +216,7 @@ def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_
     print(f"\nTaskManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s: restart seen "
           f"{restarted_s:.0f}s, tasks RUNNING {running_s + restarted_s:.0f}s, next checkpoint "
           f"{checkpoint_s + running_s + restarted_s:.0f}s after the kill; all landed {landed_s:.0f}s after that; "
-          f"restarts {restarts_before} -> {restarts(s, job)}")
+          f"failovers {restarts_before} -> {restarts(s, job)}")
     print("exactly-once report:", after)
     for key in ("raw_loan_applications.repeated_ids", "raw_transactions.repeated_ids", "raw_repayments.repeated_ids",
                 "raw_loan_applications.missing", "raw_transactions.missing", "raw_repayments.missing",

@@ -139,18 +139,16 @@ def test_streaming_scores_equal_the_onnx_model_run_offline(risk_run: RiskRun) ->
 def test_promoting_a_new_model_changes_later_scores_without_a_restart(risk_run: RiskRun) -> None:
     if risk_run.settings.flink.scorer != "onnx":
         pytest.skip("the job ran with the built-in scorer")
-    from stack.flink_client import job_state, rest
+    from stack.flink_client import job_state
+    from tests.stack.reliability_helpers import restarts
     s = risk_run.settings
-    def restarts() -> int:
-        got = rest(s, f"/jobs/{risk_run.job_id}/metrics?get=numRestarts")
-        return int(float(got[0]["value"])) if got else 0
-    before = restarts()
+    before = restarts(s, risk_run.job_id)
     old_version = risk_run.lake("scores")["model_version"].mode().iloc[0]
     new_version = publish_champion(s, seed=5, family="random_forest")
     assert new_version != old_version
     new_applications_score_with(risk_run, new_version, seed=777, customers=25, timeout_s=180)
     assert job_state(s, risk_run.job_id) == "RUNNING"
-    assert restarts() == before, "the job restarted while the model changed"
+    assert restarts(s, risk_run.job_id) == before, "the job restarted while the model changed"
 
 
 def test_dlq_list_shows_dead_letters_and_redrive_resends_corrected_ones(risk_run: RiskRun) -> None:
