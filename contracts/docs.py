@@ -24,7 +24,10 @@ reader does not know are ignored; a nullable field may be absent or null.
 VALIDATION = """## Validation and dead-letter reasons
 
 `contracts.validate.validate_event(raw, contract)` returns the first rule a message breaks, checked
-in this order (the `reason` of its dead-letter record), or None:
+in this order (the `reason` of its dead-letter record), or None. The Flink job applies the same rules
+in one pass over each message with the Java function `parse_event` (`jvm/functions`), whose spec is
+derived from the contracts; `tests/unit/test_event_parser.py` checks that both name the same reason
+for thousands of generated and hostile messages. "Now" is the message's Kafka timestamp in the job.
 
 | reason | rule |
 |---|---|

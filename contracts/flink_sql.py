@@ -1,77 +1,51 @@
-"""Flink SQL fragments derived from the contracts: typed projections, validation rules and lake columns.
+"""Flink SQL fragments derived from the contracts: parse specs, typed projections and lake columns.
 
-sql/ files use them as ``${<event>_columns}``, ``${<event>_reason}`` and ``${<event>_lake_columns}``,
+sql/ files use them as ``${<event>_spec}`` (the contract for the Java ``parse_event`` function, which
+validates in the order of contracts/validate.py), ``${<event>_columns}`` and ``${<event>_lake_columns}``,
 so the schema lives once, in contracts/events.py.
 """
 
 from __future__ import annotations
 
+import json
+
 from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
 from contracts.fx import FX_TABLE, minor_to_reporting_factor
-from contracts.schema import TYPE_MAP, EventContract, Field
-from contracts.validate import MAX_PAYLOAD_CHARS, TOO_LARGE
+from contracts.schema import TYPE_MAP, EventContract
+from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
-_ISO_FORMAT = "yyyy-MM-dd''T''HH:mm:ss.SSS''Z''"
+def parse_spec(c: EventContract) -> str:
+    """The contract as the JSON spec the Java ``parse_event``/``event_time_of`` functions read (jvm/functions)."""
+    fields = [{"name": f.name, "type": f.type, "nullable": f.nullable, "minimum": f.minimum, "maximum": f.maximum,
+               "choices": list(f.choices) if f.choices else None} for f in c.fields]
+    return json.dumps({"fields": fields, "event_time_field": c.event_time_field, "max_chars": MAX_PAYLOAD_CHARS,
+                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
+                       "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
 
 
-def _raw(f: Field) -> str:
-    return f"JSON_VALUE(payload, '$.{f.name}')"
-
-
-def typed(f: Field) -> str:
-    """Expression turning the raw JSON field into its Flink type (NULL when it does not parse)."""
-    raw = _raw(f)
-    if f.type == "timestamp":
-        return f"CAST(TO_TIMESTAMP({raw}, '{_ISO_FORMAT}') AS TIMESTAMP_LTZ(6))"
-    if f.type == "string":
-        return raw
-    return f"TRY_CAST({raw} AS {TYPE_MAP[f.type][0]})"
+def source_event_time_spec() -> str:
+    """The spec ``event_time_of`` reads in the Kafka source tables: the event-time field all inputs share."""
+    names = {c.event_time_field for c in INPUT_EVENTS}
+    if len(names) != 1:
+        raise ValueError(f"the input contracts disagree on the event-time field: {sorted(names)}")
+    name = names.pop()
+    return json.dumps({"fields": [{"name": name, "type": "timestamp", "nullable": False}], "event_time_field": name,
+                       "max_chars": MAX_PAYLOAD_CHARS,
+                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
+                       "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
 
 
 def projection(c: EventContract, pii_key: str) -> str:
-    """SELECT list of typed columns; PII fields replaced by a keyed SHA-256 hash."""
+    """SELECT list of the typed columns ``parse_event`` returned (as ``e``); PII replaced by a keyed SHA-256 hash."""
     cols = []
     for f in c.fields:
         # The event-time field is the source's rowtime attribute (parsed once there, watermarked).
-        expr = "event_time" if f.name == c.event_time_field else typed(f)
+        expr = "event_time" if f.name == c.event_time_field else f"e.{f.name}"
         if f.pii:
             expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE SHA256(CONCAT('{pii_key}', {expr})) END"
         cols.append(f"{expr} AS {f.name}")
     return ",\n  ".join(cols)
-
-
-def reason(c: EventContract) -> str:
-    """CASE expression naming the first rule a message breaks, or NULL when it is valid."""
-    # Size first: a huge payload is refused before any JSON parsing (each rule below re-reads it).
-    rules = [f"WHEN CHAR_LENGTH(payload) > {MAX_PAYLOAD_CHARS} THEN '{TOO_LARGE}'",
-             "WHEN payload IS NULL OR payload IS NOT JSON OBJECT THEN 'invalid_json'"]
-    for f in c.fields:
-        if not f.nullable:
-            rules.append(f"WHEN {_raw(f)} IS NULL THEN 'missing:{f.name}'")
-    for f in c.fields:
-        # JSON_VALUE returns every scalar as text, so the JSON type is checked on the payload itself:
-        # a quoted value where a number/boolean belongs (or the reverse) is a type error.
-        if f.type in ("string", "date", "timestamp"):
-            rules.append(f"WHEN REGEXP(payload, '\"{f.name}\"\\s*:\\s*[-0-9tf\\[{{]') THEN 'type:{f.name}'")
-        else:
-            rules.append(f"WHEN REGEXP(payload, '\"{f.name}\"\\s*:\\s*[\"\\[{{]') THEN 'type:{f.name}'")
-        if f.type != "string":
-            rules.append(f"WHEN {_raw(f)} IS NOT NULL AND {typed(f)} IS NULL THEN 'type:{f.name}'")
-    for f in c.fields:
-        if f.minimum is not None:
-            rules.append(f"WHEN {typed(f)} < {f.minimum:g} THEN 'range:{f.name}'")
-        if f.maximum is not None:
-            rules.append(f"WHEN {typed(f)} > {f.maximum:g} THEN 'range:{f.name}'")
-        if f.choices:
-            allowed = ", ".join(f"'{v}'" for v in f.choices)
-            rules.append(f"WHEN {_raw(f)} IS NOT NULL AND {_raw(f)} NOT IN ({allowed}) THEN 'choice:{f.name}'")
-        if f.type == "double":
-            rules.append(f"WHEN {typed(f)} <> {typed(f)} THEN 'nan:{f.name}'")
-    ev = typed(c.field(c.event_time_field))
-    rules.append(f"WHEN {ev} > ingested_at + INTERVAL '1' DAY THEN 'future_event_time'")
-    rules.append(f"WHEN {ev} < TIMESTAMP '2000-01-01 00:00:00' THEN 'past_event_time'")
-    return "CASE\n    " + "\n    ".join(rules) + "\n    ELSE CAST(NULL AS STRING) END"
 
 
 def lake_columns(c: EventContract) -> str:
@@ -86,9 +60,10 @@ def sql_fragments(pii_key: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for c in INPUT_EVENTS:
         out[f"{c.name}_columns"] = projection(c, pii_key.replace("'", "''"))
-        out[f"{c.name}_reason"] = reason(c)
+        out[f"{c.name}_spec"] = parse_spec(c).replace("'", "''")
         out[f"{c.name}_lake_columns"] = lake_columns(c)
         out[f"{c.name}_names"] = ", ".join(c.names)
+    out["source_event_time_spec"] = source_event_time_spec().replace("'", "''")
     return out
 
 

@@ -26,6 +26,8 @@ TOO_LARGE = "too_large"
 MAX_PAYLOAD_CHARS = 65_536  # real events are ~1 KB; a larger message is hostile or broken
 FUTURE_EVENT_TIME = "future_event_time"
 DEFAULT_FUTURE_TOLERANCE = timedelta(days=1)
+PAST_EVENT_TIME = "past_event_time"
+PAST_LIMIT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: older event times are checked by the Flink job only
 
 _INT_BOUNDS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")

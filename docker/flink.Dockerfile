@@ -11,6 +11,10 @@ COPY docker/fetch-jars.sh /tmp/fetch-jars.sh
 RUN /tmp/fetch-jars.sh /tmp/artifacts.toml /opt/flink/lib \
     && mkdir -p /opt/flink/plugins/metrics-prometheus \
     && cp /opt/flink/opt/flink-metrics-prometheus-*.jar /opt/flink/plugins/metrics-prometheus/ || true
+# loan-risk's Java SQL functions (parse_event, event_time_of), built against the pinned Flink.
+COPY jvm/functions /tmp/functions
+RUN mvn -B -q -f /tmp/functions/pom.xml -Dflink.version=2.1.3 package \
+    && cp /tmp/functions/target/loanrisk-flink-functions.jar /opt/flink/lib/ && rm -rf /tmp/functions /root/.m2
 ENV PYFLINK_CLIENT_EXECUTABLE=/opt/flink-python/bin/python
 RUN echo "python.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml \
     && echo "python.client.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml

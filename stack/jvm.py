@@ -78,3 +78,40 @@ def fetch_group(group: ArtifactGroup, jars_dir: Path, log: Path) -> Path:
     stamp.write_text(group.fingerprint())
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+FUNCTIONS_DIR = REPO_ROOT / "jvm" / "functions"
+
+
+def _sources_fingerprint(folder: Path, flink_version: str) -> str:
+    """Changes whenever the module's POM or a source file changes (or the Flink pin does)."""
+    digest = hashlib.sha256(flink_version.encode())
+    for path in sorted([folder / "pom.xml", *(folder / "src").rglob("*")]):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_functions(flink_version: str, jars_dir: Path, log: Path, folder: Path = FUNCTIONS_DIR) -> Path:
+    """Build loan-risk's Java SQL functions (jvm/functions) against the pinned Flink; returns the jar's folder."""
+    out = jars_dir / "functions"
+    stamp = out / ".fingerprint"
+    fingerprint = _sources_fingerprint(folder, flink_version)
+    if stamp.exists() and stamp.read_text() == fingerprint and any(out.glob("*.jar")):
+        return out
+    if shutil.which("mvn") is None:
+        raise SetupError("Maven (mvn) is not on PATH: install it (apt-get install maven) and run setup again")
+    cmd = ["mvn", "-B", "-q", "-f", str(folder / "pom.xml"), f"-Dflink.version={flink_version}", "package"]
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    jar = folder / "target" / "loanrisk-flink-functions.jar"
+    if proc.returncode != 0 or not jar.exists():
+        raise SetupError(f"Maven could not build jvm/functions (see {log})")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy2(jar, out / jar.name)
+    stamp.write_text(fingerprint)
+    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loanrisk.errors import SetupError
 from loanrisk.settings import REPO_ROOT, Settings
-from stack.jvm import fetch_group, load_pins
+from stack.jvm import build_functions, fetch_group, load_pins
 
 FLINK_LOCK = REPO_ROOT / "requirements" / "flink.lock"
 Progress = Callable[[str], None]
@@ -78,7 +78,8 @@ def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
     shutil.copytree(wheel / "bin", home / "bin")
     for sub in ("lib", "opt", "plugins"):
         _link_all(wheel / sub, home / sub)
-    for jar in jar_dirs["flink_lib"].glob("*.jar"):
+    ours = list(jar_dirs["functions"].glob("*.jar")) if "functions" in jar_dirs else []
+    for jar in [*jar_dirs["flink_lib"].glob("*.jar"), *ours]:
         (home / "lib" / jar.name).symlink_to(jar)
     for jar in jar_dirs["flink_opt"].glob("*.jar"):
         (home / "opt" / jar.name).symlink_to(jar)
@@ -106,6 +107,10 @@ def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float
         progress(f"JVM artifacts: {group.name} ({len(group.artifacts)} pinned) ...")
         jar_dirs[group.name] = fetch_group(group, state / "jars", log)
         timings[f"jars_{group.name}"] = time.monotonic() - t
+    t = time.monotonic()
+    progress("loan-risk SQL functions (jvm/functions, Maven build) ...")
+    jar_dirs["functions"] = build_functions(flink_version, state / "jars", log)
+    timings["jars_functions"] = time.monotonic() - t
     t = time.monotonic()
     progress("FLINK_HOME layout ...")
     home = layout_flink_home(settings, jar_dirs)

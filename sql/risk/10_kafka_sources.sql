@@ -1,16 +1,14 @@
 -- The three input topics, read as raw bytes so a malformed message is still a row (validated next).
--- Event time comes from the payload. A message whose event time is missing, unparseable or in the
--- future gets epoch 0 instead, so it can never advance the watermark (it is dead-lettered anyway);
--- watermarks allow ${watermark_delay_s} s of out-of-order events.
+-- Event time comes from the payload (event_time_of, jvm/functions: one streaming read up to the field).
+-- A message whose event time is missing, unparseable or in the future gets epoch 0 instead, so it can
+-- never advance the watermark (it is dead-lettered anyway); watermarks allow ${watermark_delay_s} s of
+-- out-of-order events.
 CREATE TEMPORARY TABLE kafka_loan_applications (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,
   src_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   ingested_at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  event_time AS CASE
-    WHEN CAST(TO_TIMESTAMP(JSON_VALUE(payload, '$.event_time'), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''') AS TIMESTAMP_LTZ(3)) <= ingested_at + INTERVAL '1' DAY
-    THEN CAST(TO_TIMESTAMP(JSON_VALUE(payload, '$.event_time'), 'yyyy-MM-dd''T''HH:mm:ss.SSS''Z''') AS TIMESTAMP_LTZ(3))
-    ELSE TO_TIMESTAMP_LTZ(0, 3) END,
+  event_time AS event_time_of(payload, ingested_at, '${source_event_time_spec}'),
   WATERMARK FOR event_time AS event_time - ${watermark_delay}
 ) WITH (
   'connector' = 'kafka',

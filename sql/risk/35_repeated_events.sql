@@ -4,13 +4,13 @@
 CREATE TEMPORARY VIEW repeated_events AS
 SELECT source_topic, event_id, COUNT(*) - 1 AS repeats, MAX(ingested_at) AS last_seen_at
 FROM (
-  SELECT '${topic_applications}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  SELECT '${topic_applications}' AS source_topic, e.event_id AS event_id, ingested_at
   FROM checked_loan_applications WHERE reason IS NULL
   UNION ALL
-  SELECT '${topic_transactions}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  SELECT '${topic_transactions}' AS source_topic, e.event_id AS event_id, ingested_at
   FROM checked_transactions WHERE reason IS NULL
   UNION ALL
-  SELECT '${topic_repayments}' AS source_topic, JSON_VALUE(payload, '$.event_id') AS event_id, ingested_at
+  SELECT '${topic_repayments}' AS source_topic, e.event_id AS event_id, ingested_at
   FROM checked_repayments WHERE reason IS NULL
 )
 GROUP BY source_topic, event_id

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from contracts.events import INPUT_EVENTS
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
-from contracts.flink_sql import lake_columns, projection, reason, scoring_fragments
+from contracts.flink_sql import lake_columns, parse_spec, projection, scoring_fragments
 from contracts.schema import TYPE_MAP
 from loanrisk.settings import REPO_ROOT
 
 RISK_SQL = REPO_ROOT / "sql" / "risk"
 
 
-def test_validation_names_every_required_field_and_every_typed_field() -> None:
+def test_the_parse_spec_carries_every_field_with_its_type_and_rules() -> None:
     for contract in INPUT_EVENTS:
-        rules = reason(contract)
-        for field in contract.fields:
-            if not field.nullable:
-                assert f"'missing:{field.name}'" in rules, (contract.name, field.name)
-            assert f"'type:{field.name}'" in rules, (contract.name, field.name)
-            if field.choices:
-                assert f"'choice:{field.name}'" in rules
+        spec = json.loads(parse_spec(contract))
+        assert [f["name"] for f in spec["fields"]] == list(contract.names)
+        for got, field in zip(spec["fields"], contract.fields):
+            assert (got["type"], got["nullable"], got["minimum"], got["maximum"]) == \
+                (field.type, field.nullable, field.minimum, field.maximum)
+            assert got["choices"] == (list(field.choices) if field.choices else None)
+        assert spec["event_time_field"] == contract.event_time_field
 
 
 def test_lake_columns_carry_every_contract_field_with_its_flink_type() -> None:

@@ -40,3 +40,11 @@ def test_flink_image_matches_the_pinned_flink_version() -> None:
     dockerfile = (REPO_ROOT / "docker" / "flink.Dockerfile").read_text()
     assert f"FROM flink:{version}-" in dockerfile
     assert COMPOSE["services"]["jobmanager"]["image"].endswith(f":{version}")
+
+
+def test_flink_image_builds_our_sql_functions_against_the_pinned_flink() -> None:
+    from stack.jvm import load_pins
+    version, _ = load_pins()
+    dockerfile = (REPO_ROOT / "docker" / "flink.Dockerfile").read_text()
+    assert "COPY jvm/functions" in dockerfile and f"-Dflink.version={version}" in dockerfile
+    assert "loanrisk-flink-functions.jar /opt/flink/lib/" in dockerfile

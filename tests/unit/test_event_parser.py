@@ -1,0 +1,116 @@
+"""The Java parse_event function (jvm/functions) gives the reason contracts/validate.py gives, message by message."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from contracts.events import INPUT_EVENTS
+from contracts.flink_sql import parse_spec
+from contracts.validate import PAST_EVENT_TIME, PAST_LIMIT_MS, parse_json, parse_timestamp, validate_event
+from ingestion.generator import GeneratorConfig, generate
+from loanrisk.settings import REPO_ROOT, Settings
+from stack.java import java_bin
+from stack.jvm import load_pins
+from tests.stack.reliability_helpers import hostile_messages
+
+CONTRACTS = {c.name: c for c in INPUT_EVENTS}
+NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def java_reasons(requests: list[tuple[str, str | None]]) -> list[tuple[str | None, int]]:
+    """(reason, source event time ms) per (contract name, payload), from the jar's test harness."""
+    s = Settings()
+    jars = sorted((s.install_dir / "jars" / "functions").glob("*.jar"))
+    dist = sorted((s.flink_home / "lib").glob("flink-dist-*.jar"))
+    if not jars or not dist:
+        pytest.fail("jvm/functions is not built: run `make setup` (riskctl setup)")
+    specs = {name: parse_spec(c) for name, c in CONTRACTS.items()}
+    lines = "".join(json.dumps({"spec": specs[k], "payload": p, "ingested_ms": NOW_MS}) + "\n" for k, p in requests)
+    out = subprocess.run([java_bin(), "-cp", f"{jars[0]}:{dist[0]}", "loanrisk.flink.ValidateCli"], input=lines,
+                         capture_output=True, text=True, encoding="utf-8", timeout=120, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert len(rows) == len(requests)
+    return [(None if r == "-" else r, int(t)) for r, t in rows]
+
+
+def python_reason(kind: str, payload: str | None) -> str | None:
+    """contracts/validate.py's reason, plus the past-event-time rule only the job applies."""
+    if payload is None:
+        return "invalid_json"
+    reason = validate_event(payload, CONTRACTS[kind], now=NOW)
+    if reason is None:
+        ev = parse_timestamp(parse_json(payload)[CONTRACTS[kind].event_time_field])  # type: ignore[index]
+        if ev is not None and ev.timestamp() * 1000 < PAST_LIMIT_MS:
+            return PAST_EVENT_TIME
+    return reason
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[tuple[str, str | None]]:
+    """Generated events with every malformed variant, hostile messages of every category, and edge cases."""
+    from tests.unit.test_generator import ANOMALIES, CONFIG
+    msgs = list(generate(replace(CONFIG, anomalies=ANOMALIES)))
+    out: list[tuple[str, str | None]] = [(m.kind, m.value_bytes.decode("utf-8", "replace")) for m in msgs]
+    valid = [m for m in msgs if not m.anomaly]
+    templates = {k: json.loads(next(m for m in valid if m.kind == k).value_bytes) for k in CONTRACTS}
+    topics = {k: k for k in CONTRACTS}
+    for h in hostile_messages(templates, topics, "parity", 3000, [70_000], random.Random(7)):
+        out.append((h.topic, h.value.decode("utf-8", "replace")))
+    app = templates["loan_application"]
+    edge = [json.dumps({**app, "event_time": "1999-12-31T23:59:59.000Z"}),   # past
+            json.dumps({**app, "event_time": "2026-11-28T00:00:00.000+00:00"}),  # future, with an offset
+            json.dumps({**app, "event_time": "2026-02-30T00:00:00.000Z"}),   # not a date
+            json.dumps(app) + " x",                                         # trailing garbage
+            json.dumps([app]), "null", "", "{", '{"a": NaN}',
+            json.dumps({**app, "annual_income": 1e308 * 10}).replace("Infinity", "1e999"),
+            json.dumps({**app, "term_months": 36.0}), json.dumps({**app, "term_months": 2**40}),
+            json.dumps({**app, "term_months": True}), json.dumps({**app, "event_id": None}),
+            json.dumps({**app, "event_id": {"nested": [1, 2]}})]
+    out += [("loan_application", e) for e in edge]
+    out.append(("transaction", None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def java(corpus: list) -> list[tuple[str | None, int]]:
+    return java_reasons(corpus)
+
+
+def test_the_java_parser_names_the_same_first_broken_rule_as_the_python_reference(corpus: list, java: list) -> None:
+    got = java
+    mismatches = [(kind, (p or "")[:120], want, java) for (kind, p), (java, _) in zip(corpus, got)
+                  if (want := python_reason(kind, p)) != java]
+    assert not mismatches, f"{len(mismatches)} of {len(corpus)} differ, e.g. {mismatches[:5]}"
+    reasons = {re.sub(":.*", "", r or "valid") for r, _ in got}
+    # The corpus reaches every rule (a parity test over only valid events could not fail usefully).
+    assert reasons >= {"valid", "too_large", "invalid_json", "missing", "type", "choice", "range",
+                       "future_event_time", "past_event_time"}, reasons
+
+
+def test_the_source_event_time_is_the_payloads_or_epoch_zero_when_bad_or_in_the_future(corpus: list,
+                                                                                      java: list) -> None:
+    for (kind, p), (_, ms) in zip(corpus, java):
+        name = CONTRACTS[kind].event_time_field
+        event = parse_json(p) if p is not None and len(p) <= 65_536 else None
+        if event is not None:
+            raw = event.get(name)
+        else:  # not a JSON object: the streaming read may still have met the field before the error
+            found = re.search(rf'"{name}"\s*:\s*"([^"]*)"', p or "") if p and len(p) <= 65_536 else None
+            raw = found.group(1) if found else None
+        ts = parse_timestamp(raw) if isinstance(raw, str) else None
+        want = 0 if ts is None or ts.timestamp() * 1000 > NOW_MS + 86_400_000 else int(ts.timestamp() * 1000)
+        assert ms == want or (event is None and ms == 0), (p[:200] if p else p, ms, want)
+
+
+def test_the_functions_module_builds_against_the_pinned_flink() -> None:
+    pom = (REPO_ROOT / "jvm" / "functions" / "pom.xml").read_text()
+    flink_version, _ = load_pins()
+    assert f"<flink.version>{flink_version}</flink.version>" in pom
