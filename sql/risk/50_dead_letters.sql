@@ -1,5 +1,6 @@
 -- Every invalid message, once, with its reason. PII values are hashed inside the payload too
--- (by field name, and e-mail/phone shaped text anywhere), then payloads are cut to 64 KiB. Every
+-- (by field name, and e-mail/phone/account-number shaped text anywhere: +country or (area) phones and
+-- runs of 9+ digits, so dates and times stay readable), then payloads are cut to 64 KiB. Every
 -- pattern is bounded, so a hostile payload (1 MB of letters or digits) costs linear time, never
 -- quadratic backtracking. The patterns run before the cut: they read the payload as decoded text
 -- (invalid UTF-8 becomes U+FFFD), and SUBSTRING on the raw bytes of invalid UTF-8 fails the task.
@@ -13,7 +14,7 @@ SELECT
         REGEXP_REPLACE(COALESCE(payload, ''),
           '"(full_name|email|phone|account_number)"\s*:\s*"[^"]*"', '"$1":"<pii-hashed>"'),
         '[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}', '<email>'),
-      '\+?[0-9][0-9 ()-]{7,40}[0-9]', '<number>'),
+      '\+[0-9][0-9 ()-]{7,40}[0-9]|\([0-9]{2,5}\) ?[0-9][0-9 -]{5,30}[0-9]|[0-9]{9,40}', '<number>'),
     1, 65536) AS payload,
   CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes,
   CAST(ingested_at AS TIMESTAMP_LTZ(6)) AS received_at
