@@ -101,7 +101,7 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "score_reference": score_reference(onnx_proba(session(model_bytes), dev.matrix())),
         "search": {"families": list(families), "budget": budget, "seed": seed, "trials": len(trained.search.trials),
                    "n_splits": n_splits, "n_repeats": 1 if sp.has_holdout else n_repeats,
-                   "choice_rule": "one standard error, simplest family first"},
+                   "choice_rule": "one standard error between families (simplest first), then the family's best"},
         "alert_threshold": threshold,
         "onnx": {"input": ONNX_INPUT, "output": ONNX_PROBABILITIES, "default_column": 1},
         "code_version": code_version(),
