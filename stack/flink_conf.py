@@ -52,6 +52,10 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": f.prometheus_ports,
         "metrics.latency.interval": 0,
+        # Expose only what the dashboards, alert rules and tests read: unfiltered, the TaskManager
+        # served ~8,500 series (4 MB, 2.7 s to render) per 5 s scrape, over half a core of a 2-core machine.
+        "metrics.reporter.prom.filter.includes": list(PROMETHEUS_INCLUDES),
+        "metrics.reporter.prom.scope.variables.excludes": "task_attempt_id;task_attempt_num;tm_id;host;task_id;operator_id",
         "python.executable": python,
         "python.client.executable": python,
         "env.java.opts.all": f"{wheel_java_opts(settings)} {AWS_JVM_OPTS}".strip(),
@@ -61,6 +65,17 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "web.submit.enable": True,
         "web.cancel.enable": True,
     }
+
+
+# Flink metric filters, ``<scope>[:<name>[,<name>]]`` (`*` is a wildcard): every JobManager metric; task
+# busy/back-pressure time; per operator the record counts, source backlog and event-time lag, the
+# scorer UDF's own metrics and the Iceberg committer's.
+PROMETHEUS_INCLUDES = (
+    "jobmanager*",
+    "*.job.task:busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond",
+    "*.job.task.operator*:numRecordsIn,numRecordsOut,pendingRecords,currentEmitEventTimeLag,model_*,score*,"
+    "registry_poll_failures,committedDataFilesCount,elapsedSecondsSinceLastSuccessfulCommit",
+)
 
 
 def write_flink_config(settings: Settings) -> None:
