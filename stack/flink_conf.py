@@ -55,7 +55,8 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         # Expose only what the dashboards, alert rules and tests read: unfiltered, the TaskManager
         # served ~8,500 series (4 MB, 2.7 s to render) per 5 s scrape, over half a core of a 2-core machine.
         "metrics.reporter.prom.filter.includes": list(PROMETHEUS_INCLUDES),
-        "metrics.reporter.prom.scope.variables.excludes": "task_attempt_id;task_attempt_num;tm_id;host;task_id;operator_id",
+        "metrics.reporter.prom.scope.variables.excludes":
+            "task_attempt_id;task_attempt_num;tm_id;host;task_id;operator_id",
         "python.executable": python,
         "python.client.executable": python,
         "env.java.opts.all": f"{wheel_java_opts(settings)} {AWS_JVM_OPTS}".strip(),
