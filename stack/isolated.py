@@ -16,10 +16,24 @@ def _free(port: int) -> bool:
     return True
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; the IANA default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port_block(n: int, rng: random.Random) -> int:
-    """The first port of ``n`` consecutive ports that are all free now."""
+    """The first port of ``n`` consecutive ports that are all free now, below the ephemeral range.
+
+    A port is reserved here but bound by its service only later (Prefect's, minutes into a test
+    session); inside the ephemeral range an outgoing connection could take it meanwhile (it did).
+    """
+    top = min(ephemeral_range()[0], 65536) - n
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - n)
+        base = rng.randrange(10000, top)
         if all(_free(base + i) for i in range(n)):
             return base
     raise RuntimeError("no block of free ports found")
