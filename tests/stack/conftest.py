@@ -127,7 +127,8 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
     try:
         yield run
     finally:
-        cancel(settings, job_id)
+        if job_state(settings, run.job_id) not in {"FAILED", "CANCELED", "FINISHED"}:
+            cancel(settings, run.job_id)  # the job the run follows now (a test may have resumed it as a new job)
         for var in ("LOANRISK_FLINK__WINDOW_MINUTES", "LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS",
                     "LOANRISK_MODEL__POLL_INTERVAL_S"):
             os.environ.pop(var, None)
