@@ -89,7 +89,8 @@ def behaviour_features(apps: pd.DataFrame, transactions: pd.DataFrame, repayment
     balance = newest.groupby("customer_id")["balance_minor"].mean()
     out["balance_to_income"] = _ratio(balance.reindex(out.index).fillna(0.0), monthly.reindex(out.index))
     seen = repayments.join(as_of_ms.rename("as_of"), on="customer_id", how="inner")
-    seen = seen[seen["event_ms"] <= seen["as_of"]].sort_values("event_ms")
+    seen = seen[seen["event_ms"] <= seen["as_of"]].assign(event_s=lambda d: d["event_ms"] // 1000)
+    seen = seen.sort_values(["event_s", "days_past_due"], kind="stable")  # as the job: latest second, then max
     out["dpd_current"] = seen.groupby("customer_id")["days_past_due"].last().reindex(out.index).fillna(0.0)
     by_customer = rp.groupby("customer_id")
     out["dpd_max"] = by_customer["days_past_due"].max().reindex(out.index).fillna(0.0)

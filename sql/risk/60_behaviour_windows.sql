@@ -5,11 +5,15 @@ SELECT customer_id, event_time,
   CAST(IF(kind = 'salary' AND direction = 'credit', amount_minor, 0) AS DOUBLE) AS salary_minor,
   CAST(IF(direction = 'debit', amount_minor, 0) AS DOUBLE) AS debit_minor,
   CAST(balance_minor AS DOUBLE) AS balance_minor,
-  CAST(NULL AS INT) AS dpd,
+  CAST(NULL AS INT) AS dpd, CAST(NULL AS BIGINT) AS dpd_key,
   0 AS is_late, 0 AS is_missed
 FROM valid_transactions
 UNION ALL
 SELECT customer_id, event_time, 0.0, 0.0, CAST(NULL AS DOUBLE), days_past_due,
+  -- event-time second, then days past due: the window's MAX of this is its latest repayment's delay
+  -- (LAST_VALUE would follow arrival order, which differs from event time for out-of-order events)
+  CAST(UNIX_TIMESTAMP(DATE_FORMAT(event_time, 'yyyy-MM-dd HH:mm:ss')) AS BIGINT) * 1000000
+    + LEAST(days_past_due, 999999),
   IF(days_past_due > 0 AND paid_date IS NOT NULL, 1, 0), IF(paid_date IS NULL, 1, 0)
 FROM valid_repayments;
 
@@ -21,7 +25,7 @@ SELECT customer_id, window_start, window_end, window_time,
   MAX(dpd) AS dpd_max,
   CAST(SUM(COALESCE(dpd, 0)) AS DOUBLE) AS dpd_sum,
   COUNT(dpd) AS dpd_count,
-  LAST_VALUE(dpd) AS dpd_last,
+  CAST(MOD(MAX(dpd_key), 1000000) AS INT) AS dpd_last,
   SUM(is_late) AS late_payments,
   SUM(is_missed) AS missed_payments,
   COUNT(*) AS events
