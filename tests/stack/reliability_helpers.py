@@ -237,6 +237,21 @@ def wait_all_landed(settings: Settings, job_id: str, events: list[ProducedEvent]
     return wait_until(complete, timeout_s, what, settings, job_id, 10)
 
 
+# The exactly-once promises: each of these counters of exactly_once_report must be 0.
+BROKEN_PROMISES = ("raw_loan_applications.repeated_ids", "raw_transactions.repeated_ids", "raw_repayments.repeated_ids",
+                   "raw_loan_applications.missing", "raw_transactions.missing", "raw_repayments.missing",
+                   "scores.application_rows_repeated", "scores.applications_missing", "postgres.loans_missing",
+                   "postgres.loans_with_several_rows", "alerts.repeated_keys", "dlq_topic.repeated_ids")
+
+
+def assert_exactly_once(before: dict[str, Any], after: dict[str, Any], what: str) -> None:
+    """Every promise counter of ``after`` is 0 and the dead-letter totals are still those of ``before``."""
+    broken = {k: after[k] for k in BROKEN_PROMISES if after[k] != 0}
+    assert not broken, (what, broken)
+    assert (after["dlq_topic.total"], after["dlq_lake.total"]) == (before["dlq_topic.total"],
+                                                                  before["dlq_lake.total"]), what
+
+
 def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict[str, Any]:
     """What the exactly-once promises look like for ``events`` and globally; asserted by the caller."""
     report: dict[str, Any] = {}

@@ -25,9 +25,9 @@ from contracts.registry_layout import METADATA_FILE, MODEL_FILE, champion_path, 
 from ingestion.wire import topics_from_settings
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
-    LAKE_RAW, Outgoing, all_tasks_running, application_ids, exactly_once_report, hostile_messages, kill_taskmanager,
-    lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum, read_topic, restarted_since, restarts,
-    send_tracked, serving, udf_metric, valid_stream, wait_all_landed, wait_until,
+    LAKE_RAW, Outgoing, all_tasks_running, application_ids, assert_exactly_once, exactly_once_report,
+    hostile_messages, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum,
+    read_topic, restarted_since, restarts, send_tracked, serving, udf_metric, valid_stream, wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -218,12 +218,7 @@ def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_
           f"{checkpoint_s + running_s + restarted_s:.0f}s after the kill; all landed {landed_s:.0f}s after that; "
           f"failovers {restarts_before} -> {restarts(s, job)}")
     print("exactly-once report:", after)
-    for key in ("raw_loan_applications.repeated_ids", "raw_transactions.repeated_ids", "raw_repayments.repeated_ids",
-                "raw_loan_applications.missing", "raw_transactions.missing", "raw_repayments.missing",
-                "scores.application_rows_repeated", "scores.applications_missing", "postgres.loans_missing",
-                "postgres.loans_with_several_rows", "alerts.repeated_keys", "dlq_topic.repeated_ids"):
-        assert after[key] == 0, (key, after[key])
-    assert (after["dlq_topic.total"], after["dlq_lake.total"]) == (before["dlq_topic.total"], before["dlq_lake.total"])
+    assert_exactly_once(before, after, "TaskManager kill")
     assert all_tasks_running(s, job)
 
 
@@ -474,8 +469,5 @@ def test_fault_matrix_every_sink_exactly_once_and_the_job_runs_again(risk_run: R
           f"all {len(events)} events landed {landed_s:.0f}s after that; job {job_before[:8]} -> {job[:8]}, "
           f"restarts {restarts_before} -> {restarts(s, job)}")
     print("exactly-once report:", after)
-    for key, value in after.items():
-        if key.endswith(("repeated_ids", "missing", "rows_repeated", "several_rows", "repeated_keys")):
-            assert value == 0, (fault, key, value)
-    assert (after["dlq_topic.total"], after["dlq_lake.total"]) == (before["dlq_topic.total"], before["dlq_lake.total"])
+    assert_exactly_once(before, after, fault)
     assert all_tasks_running(s, job)
