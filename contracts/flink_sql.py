@@ -15,13 +15,18 @@ from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.schema import TYPE_MAP, EventContract
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
+def _spec_json(fields: list[dict[str, object]], event_time_field: str) -> str:
+    """The spec text: the fields plus the limits every contract shares (size, future tolerance, oldest time)."""
+    return json.dumps({"fields": fields, "event_time_field": event_time_field, "max_chars": MAX_PAYLOAD_CHARS,
+                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
+                       "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
+
+
 def parse_spec(c: EventContract) -> str:
     """The contract as the JSON spec the Java ``parse_event``/``event_time_of`` functions read (jvm/functions)."""
     fields = [{"name": f.name, "type": f.type, "nullable": f.nullable, "minimum": f.minimum, "maximum": f.maximum,
                "choices": list(f.choices) if f.choices else None} for f in c.fields]
-    return json.dumps({"fields": fields, "event_time_field": c.event_time_field, "max_chars": MAX_PAYLOAD_CHARS,
-                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
-                       "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
+    return _spec_json(fields, c.event_time_field)
 
 
 def source_event_time_spec() -> str:
@@ -30,10 +35,7 @@ def source_event_time_spec() -> str:
     if len(names) != 1:
         raise ValueError(f"the input contracts disagree on the event-time field: {sorted(names)}")
     name = names.pop()
-    return json.dumps({"fields": [{"name": name, "type": "timestamp", "nullable": False}], "event_time_field": name,
-                       "max_chars": MAX_PAYLOAD_CHARS,
-                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
-                       "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
+    return _spec_json([{"name": name, "type": "timestamp", "nullable": False}], name)
 
 
 def projection(c: EventContract, pii_key: str) -> str:

@@ -53,27 +53,30 @@ def _pom(group: ArtifactGroup) -> str:
             f"<dependencies>{''.join(deps)}</dependencies></project>")
 
 
+def _maven(args: list[str], log: Path) -> int:
+    """Run ``mvn -B -q ARGS`` with its output appended to ``log``; returns the exit code."""
+    if shutil.which("mvn") is None:
+        raise SetupError("Maven (mvn) is not on PATH: install it (apt-get install maven) and run setup again")
+    cmd = ["mvn", "-B", "-q", *args]
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        return subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+
+
 def fetch_group(group: ArtifactGroup, jars_dir: Path, log: Path) -> Path:
     """Fetch one group unless its folder already matches the pins; returns the folder."""
     out = jars_dir / group.name
     stamp = out / ".fingerprint"
     if stamp.exists() and stamp.read_text() == group.fingerprint():
         return out
-    if shutil.which("mvn") is None:
-        raise SetupError("Maven (mvn) is not on PATH: install it (apt-get install maven) and run setup again")
     if out.exists():
         shutil.rmtree(out)
     work = jars_dir / f".pom-{group.name}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "pom.xml").write_text(_pom(group))
-    cmd = ["mvn", "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={out}", "-DincludeScope=runtime",
-           f"-DexcludeTransitive={'false' if group.transitive else 'true'}"]
-    with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
+    if _maven(["-f", str(work / "pom.xml"), "dependency:copy-dependencies", f"-DoutputDirectory={out}",
+               "-DincludeScope=runtime", f"-DexcludeTransitive={'false' if group.transitive else 'true'}"], log) != 0:
         raise SetupError(f"Maven could not fetch group {group.name!r} (see {log}); check jvm/artifacts.toml pins")
     stamp.write_text(group.fingerprint())
     shutil.rmtree(work, ignore_errors=True)
@@ -99,15 +102,9 @@ def build_functions(flink_version: str, jars_dir: Path, log: Path, folder: Path 
     fingerprint = _sources_fingerprint(folder, flink_version)
     if stamp.exists() and stamp.read_text() == fingerprint and any(out.glob("*.jar")):
         return out
-    if shutil.which("mvn") is None:
-        raise SetupError("Maven (mvn) is not on PATH: install it (apt-get install maven) and run setup again")
-    cmd = ["mvn", "-B", "-q", "-f", str(folder / "pom.xml"), f"-Dflink.version={flink_version}", "package"]
-    with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    code = _maven(["-f", str(folder / "pom.xml"), f"-Dflink.version={flink_version}", "package"], log)
     jar = folder / "target" / "loanrisk-flink-functions.jar"
-    if proc.returncode != 0 or not jar.exists():
+    if code != 0 or not jar.exists():
         raise SetupError(f"Maven could not build jvm/functions (see {log})")
     if out.exists():
         shutil.rmtree(out)
