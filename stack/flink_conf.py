@@ -70,12 +70,12 @@ def flink_config(settings: Settings) -> dict[str, Any]:
 
 # Flink metric filters, ``<scope>[:<name>[,<name>]]`` (`*` is a wildcard): every JobManager metric; task
 # busy/back-pressure time; per operator the record counts, source backlog and event-time lag, the
-# scorer UDF's own metrics and the Iceberg committer's.
+# scorer UDF's own metrics, the Iceberg committer's and the window operators' late drops.
 PROMETHEUS_INCLUDES = (
     "jobmanager*",
     "*.job.task:busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond",
     "*.job.task.operator*:numRecordsIn,numRecordsOut,pendingRecords,currentEmitEventTimeLag,model_*,score*,"
-    "registry_poll_failures,committedDataFilesCount,elapsedSecondsSinceLastSuccessfulCommit",
+    "registry_poll_failures,committedDataFilesCount,elapsedSecondsSinceLastSuccessfulCommit,numLateRecordsDropped",
 )
 
 

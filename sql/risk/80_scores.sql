@@ -1,6 +1,10 @@
 -- Scores: every scoring input through the scorer (${score_call}), with exposure in the reporting
 -- currency (USD, FX table in contracts/fx.py), expected loss = PD x exposure x LGD (${lgd}), and
 -- the grade band used by the aggregates.
+-- The two inputs meet in one keyed step (a loan is scored once per trigger and event time) before the
+-- scorer, so one Python operator takes both: Python operators hold back watermarks until their bundle
+-- is done but pass an idle status on at once, and with one scorer per input an idle input let the
+-- risk windows close over re-scores still in the other scorer's bundle (they were dropped as late).
 CREATE TEMPORARY VIEW scored AS
 SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, region,
   COALESCE(grade, 'ungraded') AS grade_band, currency, amount_minor,
@@ -11,16 +15,23 @@ SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, re
 FROM (
   SELECT *, ${score_call} AS r
   FROM (
-    SELECT * FROM application_scoring_input
-    UNION ALL
-    SELECT * FROM window_scoring_input
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, `trigger`, event_time ORDER BY proc_time) AS nth
+    FROM (
+      SELECT *, PROCTIME() AS proc_time
+      FROM (
+        SELECT * FROM application_scoring_input
+        UNION ALL
+        SELECT * FROM window_scoring_input
+      )
+    )
   )
+  WHERE nth = 1
 ) AS s;
 
 -- The first score of a loan at or above the alert threshold goes to the risk-alerts topic.
 CREATE TEMPORARY VIEW risk_alerts AS
 SELECT loan_id, customer_id, event_time, `trigger`, model_version, probability, reason_codes, product, region
 FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id ORDER BY proc_time) AS nth
-  FROM (SELECT *, PROCTIME() AS proc_time FROM scored WHERE probability >= ${alert_threshold})
-) WHERE nth = 1;
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, high_risk ORDER BY proc_time) AS nth
+  FROM (SELECT *, probability >= ${alert_threshold} AS high_risk, PROCTIME() AS proc_time FROM scored)
+) WHERE nth = 1 AND high_risk;

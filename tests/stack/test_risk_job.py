@@ -14,6 +14,7 @@ from ingestion.feature_reference import application_features, behaviour_features
 from tests.stack.conftest import (
     WINDOW_MINUTES, RiskRun, new_applications_score_with, offline_probabilities, publish_champion,
 )
+from tests.stack.reliability_helpers import udf_metric
 
 pytestmark = pytest.mark.stack
 
@@ -112,10 +113,14 @@ def test_window_aggregates_equal_a_pandas_computation_over_the_scored_events(ris
     closed = merged[merged["_merge"] != "left_only"]
     assert closed["window_start"].nunique() >= 3, "fewer than three windows of data"
     assert (closed["_merge"] == "both").all(), closed[closed["_merge"] != "both"][key].head()
+    # Scores the risk window dropped as late (the metric of its window operator), to tell lateness from loss.
+    late = udf_metric(risk_run.settings, risk_run.job_id, "numLateRecordsDropped",
+                      vertex_has="GlobalWindowAggregate(groupBy=[product, region, grade_band]")
+    print(f"compared {len(closed)} closed window segments; scores dropped as late by the risk window: {late:.0f}")
     for col in ("applications", "scored_loans", "mean_probability", "max_probability", "high_risk_share",
                 "expected_loss_usd"):
         np.testing.assert_allclose(closed[f"{col}_flink"].astype(float), closed[f"{col}_pd"].astype(float),
-                                   rtol=1e-9, atol=1e-9, err_msg=col)
+                                   rtol=1e-9, atol=1e-9, err_msg=f"{col} (late scores dropped: {late:.0f})")
 
 
 def test_latest_score_per_loan_is_upserted_in_postgres(risk_run: RiskRun) -> None:
