@@ -131,6 +131,7 @@ class FlinkSettings(BaseModel):
     state_ttl: str = "36 h"
     prometheus_ports: str = "9249-9259"
     python_batch_size: int = Field(2_000, ge=1)
+    python_bundle_time_ms: int = Field(100, ge=1)
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)

@@ -21,7 +21,9 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     f = settings.flink
     conf = {"pipeline.global-job-parameters": udf_job_parameters(settings),"execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
             "execution.checkpointing.mode": "EXACTLY_ONCE", "parallelism.default": f.parallelism,
-            "python.fn-execution.arrow.batch.size": f.python_batch_size, "pipeline.name": name}
+            "python.fn-execution.arrow.batch.size": f.python_batch_size,
+            # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).
+            "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name}
     if savepoint:
         # The same SQL compiles to the same operator ids, so the state maps back (settings may differ).
         conf["execution.state-recovery.path"] = savepoint
