@@ -14,7 +14,7 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
 4. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s); latency per
    application = PostgreSQL ``loan_scores_latest.written_at`` minus the moment it was handed to Kafka.
 
-Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S]``.
+Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
 Targets (issue 4): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
 """
 
@@ -240,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="Seconds a variant may take to drain.")
     parser.add_argument("--warmup", type=float, default=45,
                         help="Seconds of an unmeasured job run before the measured ones (0: none).")
+    parser.add_argument("--order", default=",".join(VARIANTS),
+                        help="The variants' drain order, comma-separated (to see whether going first costs one).")
     args = parser.parse_args(argv)
+    order = args.order.split(",")
+    if sorted(order) != sorted(VARIANTS):
+        parser.error(f"--order must name each of {', '.join(VARIANTS)} once")
 
     from riskctl.commands.demo import ensure_champion
     from stack import isolated
@@ -259,14 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         n = sum(counts.values())
         if args.warmup > 0:
             warm_up(args.warmup)
-        for variant in VARIANTS:
+        lat: dict[str, Any] = {}
+        for variant in order:
             r = drain(variant, n, args.timeout)
             results.append(r)
-            if variant != "onnx":
-                cancel(r["settings"], r["job_id"])
-                time.sleep(5)
-        lat = latency(results[-1]["settings"], args.rate, args.seconds, seed=12)
-        cancel(results[-1]["settings"], results[-1]["job_id"])
+            if variant == "onnx":  # the product's job, still running: the latency run
+                lat = latency(r["settings"], args.rate, args.seconds, seed=12)
+            cancel(r["settings"], r["job_id"])
+            time.sleep(5)
         from models.synthetic import train_on_generated
         model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
         plain = plain_consumer(settings_for("onnx"), model, args.plain_budget, n)
@@ -282,7 +287,7 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
     """Print the figures and each target next to its baseline."""
     by = {r["variant"]: r for r in results}
     print(f"\nrisk job, {n:,}-event Kafka backlog -> Iceberg + PostgreSQL (parallelism "
-          f"{results[0]['settings'].flink.parallelism}, {os.cpu_count()} cores)")
+          f"{results[0]['settings'].flink.parallelism}, {os.cpu_count()} cores; drained in the order {args.order})")
     print(f"{'variant':<34}{'events/s':>12}{'overall':>10}{'seconds':>10}{'vs builtin':>12}")
     names = {"builtin": "built-in SQL expression (limit)", "onnx-row": "row-at-a-time Python UDF",
              "onnx": "pandas UDF + ONNX (the job)"}
