@@ -73,11 +73,12 @@ def ensure_champion(settings: Settings) -> str:
 
 
 @click.command()
-@click.option("--count", type=int, default=20_000, show_default=True, help="Events to replay.")
+@click.option("--loans", type=int, default=100, show_default=True,
+              help="Lending Club loans to replay, each with its whole simulated life (about 200 events a loan).")
 @click.option("--rate", type=float, default=4_000, show_default=True, help="Events per second.")
 @click.option("--watch", type=float, default=60, show_default=True,
               help="Seconds to keep printing the live summary after producing (Ctrl-C stops earlier).")
-def demo(count: int, rate: float, watch: float) -> None:
+def demo(loans: int, rate: float, watch: float) -> None:
     """Run the main job on the local stack and print a live summary of its results."""
     import os
 
@@ -94,9 +95,10 @@ def demo(count: int, rate: float, watch: float) -> None:
     else:
         click.echo("submitting the risk job (flink run) ...")
         click.echo(f"risk job: {submit_risk_job(settings)}  (Flink UI: {settings.flink.rest_url})")
-    click.echo(f"replaying {count} Lending Club events (generated transactions and repayments, with anomalies) ...")
-    proc = subprocess.run([sys.executable, "-m", "riskctl.main", "produce", "--source", "lendingclub", "--count",
-                           str(count), "--rate", str(rate), "--anomalies", "--seed", "2018"])
+    click.echo(f"replaying {loans} Lending Club loans (applications with generated transactions and repayments, "
+               "with anomalies) ...")
+    proc = subprocess.run([sys.executable, "-m", "riskctl.main", "produce", "--source", "lendingclub", "--loans",
+                           str(loans), "--rate", str(rate), "--anomalies", "--seed", "2018"])
     if proc.returncode != 0:
         raise click.ClickException("producing events failed (see above)")
     deadline = time.monotonic() + watch

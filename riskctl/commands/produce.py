@@ -16,7 +16,7 @@ from loanrisk.settings import get_settings
 
 
 def _events(source: str, seed: int, rate: float | None, speedup: float | None, anomalies: bool,
-            topics: dict[str, str]) -> Iterator[ProducedEvent]:
+            topics: dict[str, str], loans: int | None = None) -> Iterator[ProducedEvent]:
     """The chosen source's paced message stream."""
     mess = REALISTIC if anomalies else NO_ANOMALIES
     if source == "synthetic":
@@ -25,11 +25,16 @@ def _events(source: str, seed: int, rate: float | None, speedup: float | None, a
         return generate(GeneratorConfig(seed=seed, rate=rate, speedup=speedup, anomalies=mess, topics=topics))
     from ingestion.lendingclub import ReplayConfig, replay
 
-    return replay(ReplayConfig(seed=seed, rate=rate, speedup=speedup, anomalies=mess, topics=topics))
+    return replay(ReplayConfig(seed=seed, limit=loans, rate=rate, speedup=speedup, anomalies=mess, topics=topics))
 
 
-def _check(rate: float, count: int | None, duration: float | None, speedup: float | None, source: str) -> None:
+def _check(rate: float, count: int | None, duration: float | None, speedup: float | None, source: str,
+           loans: int | None = None) -> None:
     """Reject bad argument combinations with one clear line."""
+    if loans is not None and source != "lendingclub":
+        raise click.UsageError("--loans applies to --source lendingclub only")
+    if loans is not None and loans < 1:
+        raise click.UsageError("--loans must be at least 1")
     if count is not None and duration is not None:
         raise click.UsageError("use either --count or --duration, not both")
     if count is None and duration is None and source == "synthetic":
@@ -50,6 +55,9 @@ def _check(rate: float, count: int | None, duration: float | None, speedup: floa
 @click.option("--rate", type=float, default=1000.0, show_default=True,
               help="Events per wall-clock second (0 = as fast as possible).")
 @click.option("--count", type=int, default=None, help="Stop after this many events.")
+@click.option("--loans", type=int, default=None,
+              help="Lending Club only: replay the first N loans, each with its whole simulated life "
+                   "(the stream is in event-time order, so a bare --count sends months of history first).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--seed", type=int, default=None, help="Seed of the source (same seed = same events). Default: random.")
 @click.option("--anomalies/--no-anomalies", default=False, show_default=True,
@@ -60,17 +68,18 @@ def _check(rate: float, count: int | None, duration: float | None, speedup: floa
               help="Kafka client library.")
 @click.option("--dry-run", is_flag=True, help="Generate and pace, but send nothing (no broker needed).")
 def produce(source: str, rate: float, count: int | None, duration: float | None, seed: int | None,
-            anomalies: bool, speedup: float | None, impl: str, dry_run: bool) -> None:
+            anomalies: bool, speedup: float | None, impl: str, dry_run: bool, loans: int | None) -> None:
     """Produce loan-application, transaction and repayment events to Kafka."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    _check(rate, count, duration, speedup, source)
+    _check(rate, count, duration, speedup, source, loans)
     seed = random.randrange(1, 2**31) if seed is None else seed
     try:
         settings = get_settings()
         producer = NullEventProducer(settings.kafka.max_message_bytes) if dry_run else make_producer(impl)
         producer.check_connection()
-        events = _events(source, seed, rate or None, speedup, anomalies, topics_from_settings(settings.kafka.topics))
+        events = _events(source, seed, rate or None, speedup, anomalies, topics_from_settings(settings.kafka.topics),
+                         loans)
         total = count if count is not None else (duration if duration is not None else None)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn() if count else
                    TextColumn("{task.fields[sent]:,} sent"), TextColumn("{task.fields[speed]:,.0f} ev/s"),
