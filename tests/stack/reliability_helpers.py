@@ -135,13 +135,14 @@ def last_checkpoint_ms(settings: Settings, job_id: str) -> int:
     return int(latest.get("latest_ack_timestamp") or 0)
 
 
-def udf_metric(settings: Settings, job_id: str, name: str, vertex_has: str = "") -> float:
+def operator_metric(settings: Settings, job_id: str, name: str, vertex_has: str = "") -> float:
     """Sum over the job's subtasks of an operator metric (REST), in vertices whose plan description has ``vertex_has``."""
     from stack.flink_client import rest
     total = 0.0
-    described = {n["id"]: n.get("description", "") for n in rest(settings, f"/jobs/{job_id}/plan")["plan"]["nodes"]}
+    described = ({n["id"]: n.get("description", "") for n in rest(settings, f"/jobs/{job_id}/plan")["plan"]["nodes"]}
+                 if vertex_has else {})
     for vertex in rest(settings, f"/jobs/{job_id}").get("vertices", []):
-        if vertex_has not in described.get(vertex["id"], ""):
+        if vertex_has and vertex_has not in described.get(vertex["id"], ""):
             continue
         base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
         for m in rest(settings, base):

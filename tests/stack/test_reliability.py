@@ -26,8 +26,9 @@ from ingestion.wire import topics_from_settings
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, assert_exactly_once, exactly_once_report,
-    hostile_messages, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream, prometheus_sum,
-    read_topic, restarted_since, restarts, send_tracked, serving, udf_metric, valid_stream, wait_all_landed, wait_until,
+    hostile_messages, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream, operator_metric,
+    prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream, wait_all_landed,
+    wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -145,7 +146,7 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
     bad_meta = {**registry.metadata(incompatible), "feature_names": [*meta["feature_names"][:-1], "shoe_size"]}
     bad_meta.pop("feature_schema_hash", None)
     registry.store.write(version_path(registry.root, incompatible, METADATA_FILE), json.dumps(bad_meta).encode())
-    failures_before = udf_metric(s, job, "model_load_failures")
+    failures_before = operator_metric(s, job, "model_load_failures")
     prom_before = prometheus_sum(s, "model_load_failures") or 0.0
     restarts_before = restarts(s, job)
     try:
@@ -169,7 +170,7 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
             assert versions == {good}
         def counted() -> bool:
             prom = prometheus_sum(s, "model_load_failures")
-            return (udf_metric(s, job, "model_load_failures") >= failures_before + 2
+            return (operator_metric(s, job, "model_load_failures") >= failures_before + 2
                     or (prom is not None and prom >= prom_before + 2))
 
         wait_until(counted, 120, "model_load_failures to rise (REST or Prometheus)", every_s=5)
@@ -181,7 +182,7 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
             return bool(found)
 
         wait_until(logged, 60, f"the log line {marker!r}", every_s=5)
-        print(f"model_load_failures {failures_before:.0f} -> {udf_metric(s, job, 'model_load_failures'):.0f} "
+        print(f"model_load_failures {failures_before:.0f} -> {operator_metric(s, job, 'model_load_failures'):.0f} "
               f"(REST); Prometheus sum: {prometheus_sum(s, 'model_load_failures')}; logged in {found}")
         assert restarts(s, job) == restarts_before
     finally:

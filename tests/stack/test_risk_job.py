@@ -14,7 +14,7 @@ from ingestion.feature_reference import application_features, behaviour_features
 from tests.stack.conftest import (
     WINDOW_MINUTES, RiskRun, new_applications_score_with, offline_probabilities, publish_champion,
 )
-from tests.stack.reliability_helpers import udf_metric
+from tests.stack.reliability_helpers import operator_metric
 
 pytestmark = pytest.mark.stack
 
@@ -114,7 +114,7 @@ def test_window_aggregates_equal_a_pandas_computation_over_the_scored_events(ris
     assert closed["window_start"].nunique() >= 3, "fewer than three windows of data"
     assert (closed["_merge"] == "both").all(), closed[closed["_merge"] != "both"][key].head()
     # Scores the risk window dropped as late (the metric of its window operator), to tell lateness from loss.
-    late = udf_metric(risk_run.settings, risk_run.job_id, "numLateRecordsDropped",
+    late = operator_metric(risk_run.settings, risk_run.job_id, "numLateRecordsDropped",
                       vertex_has="GlobalWindowAggregate(groupBy=[product, region, grade_band]")
     print(f"compared {len(closed)} closed window segments; scores dropped as late by the risk window: {late:.0f}")
     for col in ("applications", "scored_loans", "mean_probability", "max_probability", "high_risk_share",
