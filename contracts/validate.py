@@ -59,9 +59,14 @@ def parse_timestamp(value: str) -> datetime | None:
             head, _, tail = text.partition(".")
             digits = re.match(r"\d+", tail).group(0)  # type: ignore[union-attr]
             text = f"{head}.{digits[:6].ljust(6, '0')}{tail[len(digits):]}"
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
+    # Offsets as java.time (and ISO 8601) take them: minutes 00-59, at most 18 hours either way.
+    offset = parsed.utcoffset()
+    if value[-1] != "Z" and (int(value[-2:]) > 59 or offset is None or abs(offset) > timedelta(hours=18)):
+        return None
+    return parsed
 
 
 def _type_ok(f: Field, value: Any) -> bool:

@@ -74,6 +74,16 @@ def corpus() -> list[tuple[str, str | None]]:
             json.dumps({**app, "term_months": 36.0}), json.dumps({**app, "term_months": 2**40}),
             json.dumps({**app, "term_months": True}), json.dumps({**app, "event_id": None}),
             json.dumps({**app, "event_id": {"nested": [1, 2]}})]
+    # Event times at the edges of the Java fast path (EventValidator.commonTimestamp) and beyond it.
+    for t in ("2021-03-04T05:06:07Z", "2021-03-04T05:06:07.1Z", "2021-03-04T05:06:07.123456789Z",
+              "2021-03-04T05:06:07.1234567891Z", "2021-03-04T05:06:07.Z", "2021-03-04T05:06:07z",
+              "2021-03-04T05:06:07+17:59", "2021-03-04T05:06:07+18:00", "2021-03-04T05:06:07-18:00",
+              "2021-03-04T05:06:07+18:01", "2021-03-04T05:06:07-00:00", "2021-03-04T05:06:07+05:60",
+              "2021-03-04T05:06:07+0530", "2020-02-29T00:00:00Z", "2021-02-29T00:00:00Z", "2021-04-31T00:00:00Z",
+              "2021-12-31T23:59:59.999999999-05:00", "2021-03-04T24:00:00Z", "2021-03-04T23:60:00Z",
+              "2021-03-04T23:59:60Z", "2021-13-01T00:00:00Z", "2021-00-10T00:00:00Z", "0001-01-01T00:00:00+01:00",
+              "0000-01-01T00:00:00Z", "2021-03-04 05:06:07Z", "2021-03-04T05:06:07", "２021-03-04T05:06:07Z"):
+        edge.append(json.dumps({**app, "event_time": t}))
     out += [("loan_application", e) for e in edge]
     out.append(("transaction", None))
     return out
