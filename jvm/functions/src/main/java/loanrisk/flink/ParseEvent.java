@@ -15,7 +15,9 @@ import org.apache.flink.types.Row;
 
 /**
  * {@code parse_event(payload, ingested_at, spec)}: one pass over a raw Kafka message, returning
- * {@code ROW<reason STRING, <contract fields typed>>} (reason NULL when the event is valid).
+ * {@code ROW<reason STRING, ingested_at TIMESTAMP_LTZ(3), <contract fields typed>>} (reason NULL when
+ * the event is valid). ingested_at rides inside the row so the deduplication downstream reads only
+ * (event_id, e, event_time) whatever its consumers need, and the planner can share it between them.
  *
  * <p>It is declared non-deterministic on purpose: the planner then keeps it in one projection
  * instead of inlining it into every field reference, so each message is parsed once per branch
@@ -26,10 +28,11 @@ public class ParseEvent extends ScalarFunction {
     public Row eval(String payload, Instant ingestedAt, String spec) {
         EventValidator.Result r = EventValidator.validate(EventSpec.of(spec), payload,
                 ingestedAt == null ? System.currentTimeMillis() : ingestedAt.toEpochMilli());
-        Object[] out = new Object[r.values.length + 1];
+        Object[] out = new Object[r.values.length + 2];
         out[0] = r.reason;
+        out[1] = ingestedAt;
         if (r.reason == null) {
-            System.arraycopy(r.values, 0, out, 1, r.values.length);
+            System.arraycopy(r.values, 0, out, 2, r.values.length);
         }
         return Row.of(out);
     }
@@ -55,10 +58,11 @@ public class ParseEvent extends ScalarFunction {
                 .build();
     }
 
-    /** ROW(reason, one column per contract field with its Flink type). */
+    /** ROW(reason, ingested_at, one column per contract field with its Flink type). */
     static DataType rowType(EventSpec spec) {
         List<DataTypes.Field> fields = new ArrayList<>();
         fields.add(DataTypes.FIELD("reason", DataTypes.STRING()));
+        fields.add(DataTypes.FIELD("ingested_at", DataTypes.TIMESTAMP_LTZ(3)));
         for (EventSpec.FieldSpec f : spec.fields) {
             fields.add(DataTypes.FIELD(f.name, flinkType(f.type)));
         }
