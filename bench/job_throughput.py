@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cpu_split import cores_between, cpu_by_service, service_roots  # noqa: E402
 from ingestion.generator import GeneratorConfig, generate  # noqa: E402
 from loanrisk.settings import REPO_ROOT, Settings, get_settings  # noqa: E402
 
@@ -113,6 +114,8 @@ def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
         time.sleep(0.5)
     t0 = time.perf_counter()
     log(f"{variant}: job {job_id} running {t0 - submitted:.1f}s after flink run")
+    roots = service_roots(settings)
+    cpu0 = cpu_by_service(roots)
     done, first = 0, None
     while done < events:
         if time.perf_counter() - t0 > timeout_s:
@@ -126,14 +129,22 @@ def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
             first = (time.perf_counter(), done)  # the first checkpoint's commit: the pipeline is warm
     end = time.perf_counter()
     elapsed = end - t0
+    cores = cores_between(cpu0, cpu_by_service(roots), elapsed)
     # Steady state: rows committed between the first and the last Iceberg commit, over that time, so
     # deployment, Python worker start-up and the first checkpoint are not counted.
     assert first is not None
     steady = (events - first[1]) / (end - first[0]) if events > first[1] and end > first[0] else float("nan")
     log(f"{variant}: {events:,} rows in Iceberg {elapsed:.1f}s after RUNNING ({events / elapsed:,.0f} events/s); "
-        f"steady state {steady:,.0f} events/s ({events - first[1]:,} rows after the first commit)")
-    return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed,
+        f"steady state {steady:,.0f} events/s ({events - first[1]:,} rows after the first commit); "
+        f"cores: {format_cores(cores)}")
+    return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed, "cores": cores,
             "events_per_s": steady, "overall_events_per_s": events / elapsed, "submit_to_running_s": t0 - submitted}
+
+
+def format_cores(cores: dict[str, float]) -> str:
+    """Average cores per service, busiest first, with their sum (the machine has os.cpu_count())."""
+    busy = sorted(((v, k) for k, v in cores.items() if v >= 0.01), reverse=True)
+    return ", ".join(f"{k} {v:.2f}" for v, k in busy) + f" (sum {sum(cores.values()):.2f})"
 
 
 def plain_consumer(settings: Settings, model: Any, budget_s: float, events: int) -> dict[str, Any]:
@@ -298,6 +309,9 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
     print(f"{'plain consumer (sklearn -> PG)':<34}{plain['events_per_s']:>12,.0f}{plain['events_per_s']:>10,.0f}"
           f"{plain['seconds']:>10.1f}"
           f"{plain['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
+    print("\naverage cores per service while each variant drained (Python UDF workers count as the TaskManager's):")
+    for v in VARIANTS:
+        print(f"  {v:<9} {format_cores(by[v]['cores'])}")
     print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
           f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
           f"max {lat['max_s']:.2f}s")
