@@ -34,7 +34,7 @@ for thousands of generated and hostile messages. "Now" is the message's Kafka ti
 | `too_large` | longer than 65,536 characters (checked first; the message is never parsed) |
 | `invalid_json` | not UTF-8, not strict JSON (a `NaN` or `Infinity` token is not JSON), or not an object |
 | `missing:<field>` | a required field is absent or null (fields in contract order) |
-| `type:<field>` | wrong JSON type; an integer outside 32-bit (`int`) or 64-bit (`long`); a bool where a number belongs; a `date` not `YYYY-MM-DD`; a `timestamp` without a zone |
+| `type:<field>` | wrong JSON type; an integer outside 32-bit (`int`) or 64-bit (`long`); a bool where a number belongs; a `date` not `YYYY-MM-DD`; a `timestamp` without a zone, or with an offset beyond ±18:00 or minutes over 59 |
 | `choice:<field>` | a value outside the field's enumeration |
 | `range:<field>` | a number below `minimum` / above `maximum`, or not finite |
 | `future_event_time` | event time later than now + 1 day (configurable tolerance) |
