@@ -127,14 +127,13 @@ def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
         time.sleep(0.5)
         done = raw_rows(settings)
         if first is None and done > 0:
-            first = (time.perf_counter(), done)  # the first checkpoint's commit: the pipeline is warm
+            first = (time.perf_counter(), done)  # the first checkpoint's commit
     end = time.perf_counter()
     elapsed = end - t0
     cores = cores_between(cpu0, cpu_by_service(roots), elapsed)
-    # Steady state: rows committed between the first and the last Iceberg commit, over that time, so
-    # deployment, Python worker start-up and the first checkpoint are not counted.
     assert first is not None
-    # After the first commit (reference only: it overstates when the first checkpoint is slow).
+    # The rate after the first commit, for reference only: rows processed while a slow first checkpoint
+    # is in flight are committed after it, so it overstates. The headline is events / elapsed.
     after_first = (events - first[1]) / (end - first[0]) if events > first[1] and end > first[0] else float("nan")
     log(f"{variant}: {events:,} rows in Iceberg {elapsed:.1f}s after RUNNING ({events / elapsed:,.0f} events/s); "
         f"after the first commit {after_first:,.0f} events/s ({events - first[1]:,} rows); "
