@@ -10,10 +10,12 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    including the job's own warm-up but not its deployment. The rate after the first commit is printed
    beside it for reference only: rows processed while a slow first checkpoint is in flight are
    committed after it, so that figure can overstate (one run showed 20,463 against 6,892 overall);
-3. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
+3. the floor: the same job with only its first sinks (validation, deduplication, raw lake, dead letters;
+   ``--only-into``), i.e. what this machine allows before any feature, window or score (``--no-floor`` skips it);
+4. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
    scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog;
-4. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s); latency per
-   application = PostgreSQL ``loan_scores_latest.written_at`` minus the moment it was handed to Kafka.
+5. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s), generated before
+   the clock starts; latency per application = PostgreSQL ``loan_scores_latest.written_at`` minus the moment it was handed to Kafka.
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
 Targets (issue 4): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
@@ -40,6 +42,9 @@ from ingestion.generator import GeneratorConfig, generate  # noqa: E402
 from loanrisk.settings import REPO_ROOT, Settings, get_settings  # noqa: E402
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
+# The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
+# no features, windows, scoring or PostgreSQL. What this machine allows before any risk logic runs.
+FLOOR_SINKS = ("raw_*", "dead_letter*")
 TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN, TARGET_P99_S = 20_000, 0.6, 10.0, 2.0
 
 
@@ -103,12 +108,13 @@ def warm_up(seconds: float) -> None:
 
 
 def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
-    """Submit the job with ``variant``, time it draining the backlog; returns the figures."""
+    """Submit the job with ``variant`` (or the ``floor``), time it draining the backlog; returns the figures."""
     from riskctl.commands.job import submit_risk_job
     from stack.flink_client import job_exceptions, job_state
-    settings = settings_for(variant)
+    floor = variant == "floor"
+    settings = settings_for("builtin", tag="floor") if floor else settings_for(variant)
     submitted = time.perf_counter()
-    job_id = submit_risk_job(settings, name=f"bench-{variant}")
+    job_id = submit_risk_job(settings, name=f"bench-{variant}", only_into=FLOOR_SINKS if floor else ())
     while not tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
             raise RuntimeError(f"{variant}: tasks not running after {timeout_s}s")
@@ -212,7 +218,10 @@ def latency(settings: Settings, rate: float, seconds: float, seed: int) -> dict[
     from loanrisk.serving import serving_connection
     producer = make_producer(kafka=settings.kafka)
     sent_at: dict[str, float] = {}
-    stream = generate(GeneratorConfig(seed=seed, customers=None, history_months=1, start="2021-01-01T00:00:00Z"))
+    # Generated before the clock starts: generating on the fly took a share of the two cores from the job
+    # and the producer fell short of the rate.
+    stream = list(islice(generate(GeneratorConfig(seed=seed, customers=None, history_months=1,
+                                                  start="2021-01-01T00:00:00Z")), int(rate * seconds) + 1))
     started = time.time()
     n = 0
     for m in paced(stream, rate=rate):
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Seconds of an unmeasured job run before the measured ones (0: none).")
     parser.add_argument("--order", default=",".join(VARIANTS),
                         help="The variants' drain order, comma-separated (to see whether going first costs one).")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="Skip the floor run (validation and the raw lake only).")
     args = parser.parse_args(argv)
     order = args.order.split(",")
     if sorted(order) != sorted(VARIANTS):
@@ -285,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
                 lat = latency(r["settings"], args.rate, args.seconds, seed=12)
             cancel(r["settings"], r["job_id"])
             time.sleep(5)
+        if args.floor:
+            r = drain("floor", n, args.timeout)
+            results.append(r)
+            cancel(r["settings"], r["job_id"])
+            time.sleep(5)
         from models.synthetic import train_on_generated
         model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
         plain = plain_consumer(settings_for("onnx"), model, args.plain_budget, n)
@@ -303,8 +319,9 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
           f"{results[0]['settings'].flink.parallelism}, {os.cpu_count()} cores; drained in the order {args.order})")
     print(f"{'variant':<34}{'events/s':>12}{'after 1st commit':>18}{'seconds':>10}{'vs builtin':>12}")
     names = {"builtin": "built-in SQL expression (limit)", "onnx-row": "row-at-a-time Python UDF",
-             "onnx": "pandas UDF + ONNX (the job)"}
-    for v in VARIANTS:
+             "onnx": "pandas UDF + ONNX (the job)", "floor": "floor: validation + raw lake only"}
+    shown = [*VARIANTS, *(["floor"] if "floor" in by else [])]
+    for v in shown:
         r = by[v]
         print(f"{names[v]:<34}{r['events_per_s']:>12,.0f}{r['after_first_commit_events_per_s']:>18,.0f}"
               f"{r['seconds']:>10.1f}"
@@ -313,7 +330,7 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
           f"{plain['seconds']:>10.1f}"
           f"{plain['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
     print("\naverage cores per service while each variant drained (Python UDF workers count as the TaskManager's):")
-    for v in VARIANTS:
+    for v in shown:
         print(f"  {v:<9} {format_cores(by[v]['cores'])}")
     print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
           f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
@@ -330,6 +347,9 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
     print(f"\n{'target':<36}{'measured':>12}{'target':>12}  met")
     for name, got, want, ok in checks:
         print(f"{name:<36}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")
+    if "floor" in by:
+        print(f"\nthe floor (no risk logic) drains at {by['floor']['events_per_s']:,.0f} events/s on this machine: "
+              f"{TARGET_EPS / by['floor']['events_per_s']:.1f}x short of {TARGET_EPS:,} before any feature or score")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Generic PyFlink entry point: runs one sql/ folder as a job (DDL first, all INSERTs as one statement set).
 
     flink run -py jobs/run_sql.py -pyfs jobs -- --sql-dir sql/smoke --params params.json [--wait]
+        [--only-into 'raw_*' ...]   (submit only the INSERTs into matching tables: bench/job_throughput's floor)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--wait", action="store_true", help="block until the job finishes (bounded jobs)")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--only-into", action="append", default=[], metavar="GLOB",
+                        help="repeatable: submit only the INSERTs whose target table name matches")
     args = parser.parse_args(argv)
     params = json.loads(args.params.read_text())
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
@@ -38,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         if stmt.set_pair:
             conf.set(*stmt.set_pair)  # the SQL client runs SET itself; the Table API takes it as config
         elif stmt.is_insert:
+            if not stmt.inserts_into(args.only_into):
+                continue
             statement_set.add_insert_sql(stmt.text)
             inserts += 1
         else:
             t_env.execute_sql(stmt.text)
     if not inserts:
-        print(f"no INSERT statements in {args.sql_dir}", file=sys.stderr)
+        only = f" into {', '.join(args.only_into)}" if args.only_into else ""
+        print(f"no INSERT statements{only} in {', '.join(map(str, args.sql_dir))}", file=sys.stderr)
         return 2
     result = statement_set.execute()
     job_id = result.get_job_client().get_job_id()

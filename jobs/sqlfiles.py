@@ -6,12 +6,14 @@ file), so every statement lives once, in sql/.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 _PARAM = re.compile(r"\$\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 _SET = re.compile(r"^\s*SET\s+'([^']+)'\s*=\s*'([^']*)'\s*$", re.IGNORECASE | re.DOTALL)
+_INSERT_INTO = re.compile(r"^\s*INSERT\s+(?:INTO|OVERWRITE)\s+([^\s(]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,16 @@ class Statement:
     def is_insert(self) -> bool:
         """True for INSERT statements (they go into the job's statement set)."""
         return self.text.lstrip().upper().startswith(("INSERT", "EXECUTE"))
+
+    @property
+    def insert_target(self) -> str | None:
+        """The table name an INSERT writes to, without catalog and database (``scores``), else None."""
+        m = _INSERT_INTO.match(self.text)
+        return m.group(1).split(".")[-1].strip("`") if m else None
+
+    def inserts_into(self, globs: list[str] | tuple[str, ...]) -> bool:
+        """True for an INSERT whose target table name matches one of ``globs`` (fnmatch), or any INSERT if none."""
+        return self.is_insert and (not globs or any(fnmatch.fnmatch(self.insert_target or "", g) for g in globs))
 
     @property
     def set_pair(self) -> tuple[str, str] | None:

@@ -49,3 +49,19 @@ def test_jvm_pins_parse_and_name_one_version_each() -> None:
             assert seen.setdefault(f"{group_id}:{artifact}", ver) == ver
     assert version.count(".") == 2 and Path(REPO_ROOT / "requirements" / "flink.lock").read_text().count(
         f"apache-flink=={version}") == 1
+
+
+def test_insert_targets_and_the_only_into_filter_over_the_risk_job() -> None:
+    """`run_sql --only-into` keeps the INSERTs into matching tables: the bench's floor keeps the raw lake only."""
+    from jobs.sqlfiles import Statement
+    from loanrisk.settings import Settings
+    from stack.flink_client import sql_params
+    assert Statement("f", "INSERT INTO lake.`risk`.`scores` SELECT 1").insert_target == "scores"
+    assert Statement("f", "insert into pg_loan_scores\nSELECT 1").insert_target == "pg_loan_scores"
+    assert Statement("f", "CREATE TABLE scores (a INT)").insert_target is None
+    stmts = load(REPO_ROOT / "sql" / "risk", sql_params(Settings()))
+    every = [s.insert_target for s in stmts if s.inserts_into(())]
+    assert len(every) == sum(s.is_insert for s in stmts) and "scores" in every
+    floor = [s.insert_target for s in stmts if s.inserts_into(("raw_*", "dead_letter*"))]
+    assert sorted(floor) == ["dead_letter_topic", "dead_letters", "raw_loan_applications", "raw_repayments",
+                             "raw_transactions"]
