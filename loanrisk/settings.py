@@ -126,6 +126,9 @@ class FlinkSettings(BaseModel):
     taskmanager_managed_fraction: float = Field(0.2, gt=0, lt=1)
     parallelism: int = Field(2, ge=1)
     checkpoint_interval_ms: int = Field(10_000, ge=500)
+    buffer_debloat: bool = Field(
+        True, description="Network buffer debloating: lower tail latency under backpressure (p99 11.5 s -> 4.5 s here), "
+        "at some drain throughput (one A/B here: 4,871 -> 3,574 events/s)")
     restart_attempts: int = Field(1000, ge=0)
     restart_delay_ms: int = Field(2_000, ge=0)
     state_ttl: str = "36 h"

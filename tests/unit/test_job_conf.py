@@ -22,3 +22,11 @@ def test_job_conf_follows_environment_overrides(monkeypatch) -> None:  # type: i
     conf = job_flink_conf(Settings(), "x")
     assert conf["execution.checkpointing.interval"] == "2500 ms"
     assert conf["python.fn-execution.bundle.time"] == 40
+
+
+def test_buffer_debloat_is_on_by_default_and_can_be_turned_off(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from stack.flink_conf import flink_config
+    key = "taskmanager.network.memory.buffer-debloat.enabled"
+    assert flink_config(Settings())[key] is True
+    monkeypatch.setenv("LOANRISK_FLINK__BUFFER_DEBLOAT", "false")
+    assert flink_config(Settings())[key] is False
