@@ -76,7 +76,7 @@ def ensure_champion(settings: Settings) -> str:
 @click.option("--loans", type=int, default=100, show_default=True,
               help="Lending Club loans to replay, each with its whole simulated life (about 200 events a loan).")
 @click.option("--rate", type=float, default=4_000, show_default=True, help="Events per second.")
-@click.option("--watch", type=float, default=60, show_default=True,
+@click.option("--watch", type=float, default=150, show_default=True,
               help="Seconds to keep printing the live summary after producing (Ctrl-C stops earlier).")
 def demo(loans: int, rate: float, watch: float) -> None:
     """Run the main job on the local stack and print a live summary of its results."""
