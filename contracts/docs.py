@@ -6,6 +6,7 @@ from contracts.events import ALL_CONTRACTS, CURRENCIES, SCHEMA_VERSION
 from contracts.fx import FX_TABLE, REPORTING_CURRENCY
 from contracts.outcomes import DPD_THRESHOLD, HORIZON_MONTHS
 from contracts.schema import TYPE_MAP, EventContract, Field
+from contracts.validate import DEFAULT_FUTURE_TOLERANCE
 
 INTRO = f"""# Events
 
@@ -21,13 +22,14 @@ count of minor units plus an ISO-4217 `currency` ({", ".join(CURRENCIES)}), neve
 reader does not know are ignored; a nullable field may be absent or null.
 """
 
-VALIDATION = """## Validation and dead-letter reasons
+VALIDATION = f"""## Validation and dead-letter reasons
 
 `contracts.validate.validate_event(raw, contract)` returns the first rule a message breaks, checked
 in this order (the `reason` of its dead-letter record), or None. The Flink job applies the same rules
 in one pass over each message with the Java function `parse_event` (`jvm/functions`), whose spec is
 derived from the contracts; `tests/unit/test_event_parser.py` checks that both name the same reason
-for thousands of generated and hostile messages. "Now" is the message's Kafka timestamp in the job.
+for thousands of generated and hostile messages. "Now" is the message's Kafka timestamp in the job
+(the wall clock when a message has none, as in `validate_event` when no `now` is passed).
 
 | reason | rule |
 |---|---|
@@ -37,13 +39,20 @@ for thousands of generated and hostile messages. "Now" is the message's Kafka ti
 | `type:<field>` | wrong JSON type; an integer outside 32-bit (`int`) or 64-bit (`long`); a bool where a number belongs; a `date` not `YYYY-MM-DD`; a `timestamp` without a zone, or with an offset beyond ±18:00 or minutes over 59 |
 | `choice:<field>` | a value outside the field's enumeration |
 | `range:<field>` | a number below `minimum` / above `maximum`, or not finite |
-| `future_event_time` | event time later than now + 1 day (configurable tolerance) |
+| `future_event_time` | event time later than now + the future tolerance: setting `flink.future_tolerance_s` (`LOANRISK_FLINK__FUTURE_TOLERANCE_S`), default {DEFAULT_FUTURE_TOLERANCE.total_seconds():g} s |
 | `past_event_time` | event time before 2000-01-01 (checked by the Flink job only) |
 
 The synthetic source's malformed messages and the reasons they must get: truncated JSON and a
 `NaN` amount -> `invalid_json`; a dropped required field -> `missing:<field>`; an amount sent as a
 string -> `type:<amount field>`; a negative amount -> `range:<amount field>`; an event time in 2099
 -> `future_event_time`.
+
+The future tolerance is tight on purpose: an accepted event's time advances the job's watermark, so
+one event accepted far ahead would close every window early and later on-time events would be
+dropped as late. The source tables give an event past the tolerance epoch 0 as its event time, so
+it never moves the watermark; `parse_event` dead-letters it with its reason. Both read the
+tolerance from the same spec; code validating on the job's behalf passes the same setting
+(`validate_event(..., future_tolerance=settings.flink.future_tolerance)`).
 """
 
 FX = """## Money and currencies

@@ -2,12 +2,15 @@
 
 sql/ files use them as ``${<event>_spec}`` (the contract for the Java ``parse_event`` function, which
 validates in the order of contracts/validate.py), ``${<event>_columns}`` and ``${<event>_lake_columns}``,
-so the schema lives once, in contracts/events.py.
+so the schema lives once, in contracts/events.py. Every spec :func:`sql_fragments` renders carries the
+same future tolerance, so ``parse_event`` dead-letters exactly the events ``event_time_of`` keeps from
+advancing the watermark.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
@@ -15,27 +18,30 @@ from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.schema import TYPE_MAP, EventContract
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
-def _spec_json(fields: list[dict[str, object]], event_time_field: str) -> str:
+
+def _spec_json(fields: list[dict[str, object]], event_time_field: str, future_tolerance: timedelta) -> str:
     """The spec text: the fields plus the limits every contract shares (size, future tolerance, oldest time)."""
+    if future_tolerance < timedelta(0):
+        raise ValueError(f"the future tolerance must not be negative, got {future_tolerance}")
     return json.dumps({"fields": fields, "event_time_field": event_time_field, "max_chars": MAX_PAYLOAD_CHARS,
-                       "future_tolerance_ms": int(DEFAULT_FUTURE_TOLERANCE.total_seconds() * 1000),
+                       "future_tolerance_ms": future_tolerance // timedelta(milliseconds=1),
                        "past_limit_ms": PAST_LIMIT_MS}, separators=(",", ":"))
 
 
-def parse_spec(c: EventContract) -> str:
+def parse_spec(c: EventContract, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> str:
     """The contract as the JSON spec the Java ``parse_event``/``event_time_of`` functions read (jvm/functions)."""
     fields = [{"name": f.name, "type": f.type, "nullable": f.nullable, "minimum": f.minimum, "maximum": f.maximum,
                "choices": list(f.choices) if f.choices else None} for f in c.fields]
-    return _spec_json(fields, c.event_time_field)
+    return _spec_json(fields, c.event_time_field, future_tolerance)
 
 
-def source_event_time_spec() -> str:
+def source_event_time_spec(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> str:
     """The spec ``event_time_of`` reads in the Kafka source tables: the event-time field all inputs share."""
     names = {c.event_time_field for c in INPUT_EVENTS}
     if len(names) != 1:
         raise ValueError(f"the input contracts disagree on the event-time field: {sorted(names)}")
     name = names.pop()
-    return _spec_json([{"name": name, "type": "timestamp", "nullable": False}], name)
+    return _spec_json([{"name": name, "type": "timestamp", "nullable": False}], name, future_tolerance)
 
 
 def projection(c: EventContract, pii_key: str) -> str:
@@ -57,15 +63,18 @@ def lake_columns(c: EventContract) -> str:
     return ",\n  ".join(cols)
 
 
-def sql_fragments(pii_key: str) -> dict[str, str]:
-    """Every fragment, keyed by the parameter name the sql/ files use."""
+def sql_fragments(pii_key: str, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dict[str, str]:
+    """Every fragment, keyed by the parameter name the sql/ files use.
+
+    ``future_tolerance`` is the job's (``settings.flink.future_tolerance``); it goes into every spec.
+    """
     out: dict[str, str] = {}
     for c in INPUT_EVENTS:
         out[f"{c.name}_columns"] = projection(c, pii_key.replace("'", "''"))
-        out[f"{c.name}_spec"] = parse_spec(c).replace("'", "''")
+        out[f"{c.name}_spec"] = parse_spec(c, future_tolerance).replace("'", "''")
         out[f"{c.name}_lake_columns"] = lake_columns(c)
         out[f"{c.name}_names"] = ", ".join(c.names)
-    out["source_event_time_spec"] = source_event_time_spec().replace("'", "''")
+    out["source_event_time_spec"] = source_event_time_spec(future_tolerance).replace("'", "''")
     return out
 
 

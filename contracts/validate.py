@@ -25,7 +25,11 @@ INVALID_JSON = "invalid_json"
 TOO_LARGE = "too_large"
 MAX_PAYLOAD_CHARS = 65_536  # real events are ~1 KB; a larger message is hostile or broken
 FUTURE_EVENT_TIME = "future_event_time"
-DEFAULT_FUTURE_TOLERANCE = timedelta(days=1)
+# Tight on purpose: an accepted event's time advances the job's watermark, so one event accepted
+# this far ahead closes every window this much early and later on-time events are dropped as late.
+# It only has to absorb clock skew between the source and the producer. This is the default of
+# the setting flink.future_tolerance_s; the job and code validating for it pass the setting.
+DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 PAST_EVENT_TIME = "past_event_time"
 PAST_LIMIT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: older event times are checked by the Flink job only
 
@@ -109,8 +113,11 @@ def validate_event(raw: bytes | str | Mapping[str, Any], contract: EventContract
                    future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> str | None:
     """The first rule ``raw`` breaks against ``contract`` (e.g. ``missing:amount_minor``), or None when valid.
 
-    ``raw`` is the Kafka message value (bytes/str) or an already-decoded dict. ``now`` defaults to
-    the wall clock; an event time later than ``now + future_tolerance`` is ``future_event_time``.
+    ``raw`` is the Kafka message value (bytes/str) or an already-decoded dict. ``now`` is the message's
+    Kafka timestamp in the job and defaults to the wall clock, as in the Java functions when the
+    timestamp is missing; a naive ``now`` is UTC. An event time later than ``now + future_tolerance``
+    (compared to the microsecond) is ``future_event_time``; callers validating on the job's behalf pass
+    the job's tolerance, ``settings.flink.future_tolerance``.
     """
     if not isinstance(raw, Mapping):
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw

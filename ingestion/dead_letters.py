@@ -142,7 +142,8 @@ def redrive(settings: Settings, letters: pd.DataFrame, corrections: Mapping[str,
         key, original = originals[row.dlq_id]
         event: Any = corrections.get(row.dlq_id) if corrections else None
         value = json.dumps(event, separators=(",", ":")).encode() if event is not None else original
-        broken = validate_event(value, CONTRACTS[contract_kind(settings, row.source_topic)])
+        broken = validate_event(value, CONTRACTS[contract_kind(settings, row.source_topic)],
+                                future_tolerance=settings.flink.future_tolerance)
         if broken:
             report.refused[row.dlq_id] = broken
             continue

@@ -11,6 +11,7 @@ never print.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from contracts.validate import DEFAULT_FUTURE_TOLERANCE
 from loanrisk.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +140,12 @@ class FlinkSettings(BaseModel):
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)
+    future_tolerance_s: int = Field(
+        int(DEFAULT_FUTURE_TOLERANCE.total_seconds()), ge=0, le=7 * 86_400,
+        description="Seconds an event time may be ahead of its Kafka timestamp; later ones are dead-lettered as "
+        "future_event_time and do not move the watermark. Tight on purpose: an accepted event's time advances the "
+        "watermark, so one event accepted this far ahead closes every window this much early and later on-time "
+        "events are dropped as late; it only has to absorb clock skew between sources and producers")
     scorer: Literal["onnx", "onnx-row", "builtin"] = "onnx"
     consumer_group: str = "loanrisk-risk-job"
     remote_url: str | None = None
@@ -146,6 +154,11 @@ class FlinkSettings(BaseModel):
     def rest_url(self) -> str:
         """Base URL of the Flink REST API."""
         return self.remote_url or f"http://{self.rest_address}:{self.rest_port}"
+
+    @property
+    def future_tolerance(self) -> timedelta:
+        """The job's future tolerance, as ``contracts.validate.validate_event`` and the SQL specs take it."""
+        return timedelta(seconds=self.future_tolerance_s)
 
 
 class PostgresSettings(BaseModel):

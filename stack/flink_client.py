@@ -71,7 +71,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "behaviour_window": interval(f.behaviour_window_days * 86400),
         "behaviour_range": interval(2 * f.behaviour_window_days * 86400),
         "behaviour_range_days": 2 * f.behaviour_window_days,
-        **sql_fragments(settings.privacy.key()),
+        **sql_fragments(settings.privacy.key(), f.future_tolerance),
         **scoring_fragments(f.scorer),
     }
 

@@ -1,8 +1,8 @@
 -- The three input topics, read as raw bytes so a malformed message is still a row (validated next).
 -- Event time comes from the payload (event_time_of, jvm/functions: one streaming read up to the field).
--- A message whose event time is missing, unparseable or in the future gets epoch 0 instead, so it can
--- never advance the watermark (it is dead-lettered anyway); watermarks allow ${watermark_delay_s} s of
--- out-of-order events.
+-- A message whose event time is missing, unparseable or later than its Kafka timestamp plus
+-- flink.future_tolerance_s gets epoch 0 instead, so it can never advance the watermark (it is
+-- dead-lettered anyway); watermarks allow ${watermark_delay_s} s of out-of-order events.
 CREATE TEMPORARY TABLE kafka_loan_applications (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,

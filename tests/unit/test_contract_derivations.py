@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
+
+import pytest
 
 from contracts.events import INPUT_EVENTS
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
-from contracts.flink_sql import lake_columns, parse_spec, projection, scoring_fragments
+from contracts.flink_sql import lake_columns, parse_spec, projection, scoring_fragments, sql_fragments
+from contracts.validate import DEFAULT_FUTURE_TOLERANCE
 from contracts.schema import TYPE_MAP
 from loanrisk.settings import REPO_ROOT
 
@@ -23,6 +27,28 @@ def test_the_parse_spec_carries_every_field_with_its_type_and_rules() -> None:
                 (field.type, field.nullable, field.minimum, field.maximum)
             assert got["choices"] == (list(field.choices) if field.choices else None)
         assert spec["event_time_field"] == contract.event_time_field
+
+
+def spec_fragments(fragments: dict[str, str]) -> dict[str, dict]:
+    """The parse_event and event_time_of specs among ``fragments``, decoded (SQL quotes undone)."""
+    return {name: json.loads(text.replace("''", "'")) for name, text in fragments.items()
+            if name.endswith("_spec")}
+
+
+def test_every_spec_the_job_reads_carries_the_one_future_tolerance_it_is_given() -> None:
+    specs = spec_fragments(sql_fragments("key", timedelta(seconds=42)))
+    assert set(specs) == {f"{c.name}_spec" for c in INPUT_EVENTS} | {"source_event_time_spec"}
+    assert {name: spec["future_tolerance_ms"] for name, spec in specs.items()} == dict.fromkeys(specs, 42_000)
+
+
+def test_without_a_tolerance_the_specs_carry_the_contracts_default() -> None:
+    assert {s["future_tolerance_ms"] for s in spec_fragments(sql_fragments("key")).values()} == \
+        {DEFAULT_FUTURE_TOLERANCE // timedelta(milliseconds=1)}
+
+
+def test_a_negative_future_tolerance_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        parse_spec(INPUT_EVENTS[0], timedelta(seconds=-1))
 
 
 def test_lake_columns_carry_every_contract_field_with_its_flink_type() -> None:

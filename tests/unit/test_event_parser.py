@@ -7,7 +7,7 @@ import random
 import re
 import subprocess
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -23,16 +23,18 @@ from tests.stack.reliability_helpers import hostile_messages
 CONTRACTS = {c.name: c for c in INPUT_EVENTS}
 NOW = datetime(2026, 11, 26, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp() * 1000)
+TOLERANCE = Settings().flink.future_tolerance  # the job's, as sql_params puts it into every spec
 
 
-def java_reasons(requests: list[tuple[str, str | None]]) -> list[tuple[str | None, int]]:
+def java_reasons(requests: list[tuple[str, str | None]],
+                 tolerance: timedelta = TOLERANCE) -> list[tuple[str | None, int]]:
     """(reason, source event time ms) per (contract name, payload), from the jar's test harness."""
     s = Settings()
     jars = sorted((s.install_dir / "jars" / "functions").glob("*.jar"))
     dist = sorted((s.flink_home / "lib").glob("flink-dist-*.jar"))
     if not jars or not dist:
         pytest.fail("jvm/functions is not built: run `make setup` (riskctl setup)")
-    specs = {name: parse_spec(c) for name, c in CONTRACTS.items()}
+    specs = {name: parse_spec(c, tolerance) for name, c in CONTRACTS.items()}
     lines = "".join(json.dumps({"spec": specs[k], "payload": p, "ingested_ms": NOW_MS}) + "\n" for k, p in requests)
     out = subprocess.run([java_bin(), "-cp", f"{jars[0]}:{dist[0]}", "loanrisk.flink.ValidateCli"], input=lines,
                          capture_output=True, text=True, encoding="utf-8", timeout=120, check=True).stdout
@@ -41,16 +43,26 @@ def java_reasons(requests: list[tuple[str, str | None]]) -> list[tuple[str | Non
     return [(None if r == "-" else r, int(t)) for r, t in rows]
 
 
-def python_reason(kind: str, payload: str | None) -> str | None:
+def python_reason(kind: str, payload: str | None, tolerance: timedelta = TOLERANCE) -> str | None:
     """contracts/validate.py's reason, plus the past-event-time rule only the job applies."""
     if payload is None:
         return "invalid_json"
-    reason = validate_event(payload, CONTRACTS[kind], now=NOW)
+    reason = validate_event(payload, CONTRACTS[kind], now=NOW, future_tolerance=tolerance)
     if reason is None:
         ev = parse_timestamp(parse_json(payload)[CONTRACTS[kind].event_time_field])  # type: ignore[index]
         if ev is not None and ev.timestamp() * 1000 < PAST_LIMIT_MS:
             return PAST_EVENT_TIME
     return reason
+
+
+def around_the_future_limit(tolerance: timedelta) -> list[str]:
+    """Event times just inside and just past ``NOW + tolerance``, in UTC and with an offset."""
+    limit = NOW + tolerance
+    times = [limit + timedelta(microseconds=us) for us in (-1_000_000, -1, 0, 1, 999, 1_000, 1_000_000)]
+    out = [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in times]
+    india = timezone(timedelta(hours=5, minutes=30))
+    out += [(limit + timedelta(seconds=s)).astimezone(india).isoformat(timespec="milliseconds") for s in (0, 1)]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +86,8 @@ def corpus() -> list[tuple[str, str | None]]:
             json.dumps({**app, "term_months": 36.0}), json.dumps({**app, "term_months": 2**40}),
             json.dumps({**app, "term_months": True}), json.dumps({**app, "event_id": None}),
             json.dumps({**app, "event_id": {"nested": [1, 2]}})]
+    # Event times around the job's future limit: valid up to it, dead-lettered (and epoch 0) past it.
+    edge += [json.dumps({**app, "event_time": t}) for t in around_the_future_limit(TOLERANCE)]
     # Event times at the edges of the Java fast path (EventValidator.commonTimestamp) and beyond it.
     for t in ("2021-03-04T05:06:07Z", "2021-03-04T05:06:07.1Z", "2021-03-04T05:06:07.123456789Z",
               "2021-03-04T05:06:07.1234567891Z", "2021-03-04T05:06:07.Z", "2021-03-04T05:06:07z",
@@ -116,8 +130,21 @@ def test_the_source_event_time_is_the_payloads_or_epoch_zero_when_bad_or_in_the_
             found = re.search(rf'"{name}"\s*:\s*"([^"]*)"', p or "") if p and len(p) <= 65_536 else None
             raw = found.group(1) if found else None
         ts = parse_timestamp(raw) if isinstance(raw, str) else None
-        want = 0 if ts is None or ts.timestamp() * 1000 > NOW_MS + 86_400_000 else int(ts.timestamp() * 1000)
+        want = 0 if ts is None or ts > NOW + TOLERANCE else int(ts.timestamp() * 1000)
         assert ms == want or (event is None and ms == 0), (p[:200] if p else p, ms, want)
+
+
+@pytest.mark.parametrize("tolerance", [timedelta(0), timedelta(seconds=90), timedelta(days=1)],
+                         ids=["zero", "90s", "1d"])
+def test_java_applies_the_tolerance_its_spec_carries(tolerance: timedelta) -> None:
+    """One second past the tolerance is dead-lettered and keeps the source at epoch 0; one second inside is valid."""
+    template = json.loads(next(m.value_bytes for m in generate(GeneratorConfig(seed=3, customers=1))
+                               if m.kind == "transaction"))
+    inside, past = NOW + tolerance - timedelta(seconds=1), NOW + tolerance + timedelta(seconds=1)
+    requests = [("transaction", json.dumps({**template, "event_time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}))
+                for t in (inside, past)]
+    assert [python_reason(k, p, tolerance) for k, p in requests] == [None, "future_event_time"]
+    assert java_reasons(requests, tolerance) == [(None, int(inside.timestamp() * 1000)), ("future_event_time", 0)]
 
 
 def test_the_functions_module_builds_against_the_pinned_flink() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,22 @@ def test_invalid_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LOANRISK_KAFKA__PORT", "not-a-port")
     get_settings.cache_clear()
     with pytest.raises(ConfigError, match=r"kafka.port \(LOANRISK_KAFKA__PORT\)"):
+        get_settings()
+    get_settings.cache_clear()
+
+
+def test_the_future_tolerance_is_tight_by_default_and_overridable(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.flink.future_tolerance_s == 300 and s.flink.future_tolerance == timedelta(minutes=5)
+    assert "watermark" in (type(s.flink).model_fields["future_tolerance_s"].description or "")
+    monkeypatch.setenv("LOANRISK_FLINK__FUTURE_TOLERANCE_S", "0")
+    assert Settings().flink.future_tolerance == timedelta(0)
+
+
+def test_a_negative_future_tolerance_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOANRISK_FLINK__FUTURE_TOLERANCE_S", "-1")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"flink.future_tolerance_s \(LOANRISK_FLINK__FUTURE_TOLERANCE_S\)"):
         get_settings()
     get_settings.cache_clear()
 

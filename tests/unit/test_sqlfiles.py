@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,27 @@ def test_every_sql_folder_renders_with_the_settings_parameters() -> None:
         assert stmts, folder
         for stmt in stmts:
             assert "${" not in stmt.text, f"{folder}: unrendered parameter"
+
+
+def rendered_tolerances_ms() -> dict[str, set[int]]:
+    """future_tolerance_ms of every spec literal parse_event and event_time_of get in the rendered risk job."""
+    from loanrisk.settings import Settings
+    from stack.flink_client import sql_params
+    found: dict[str, set[int]] = {"parse_event": set(), "event_time_of": set()}
+    for stmt in load(REPO_ROOT / "sql" / "risk", sql_params(Settings())):
+        for fn, literal in re.findall(r"\b(parse_event|event_time_of)\([^']*'((?:[^']|'')*)'", stmt.text):
+            found[fn].add(json.loads(literal.replace("''", "'"))["future_tolerance_ms"])
+    return found
+
+
+@pytest.mark.parametrize("env, want_ms", [(None, 300_000), ("17", 17_000)], ids=["default", "env"])
+def test_the_future_tolerance_setting_reaches_both_functions_in_the_rendered_sql(
+        monkeypatch: pytest.MonkeyPatch, env: str | None, want_ms: int) -> None:
+    if env is None:
+        monkeypatch.delenv("LOANRISK_FLINK__FUTURE_TOLERANCE_S", raising=False)
+    else:
+        monkeypatch.setenv("LOANRISK_FLINK__FUTURE_TOLERANCE_S", env)
+    assert rendered_tolerances_ms() == {"parse_event": {want_ms}, "event_time_of": {want_ms}}
 
 
 def test_each_sql_file_opens_with_a_header_comment() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from contracts import docs, fx
 from contracts.events import LOAN_APPLICATION, REPAYMENT, TRANSACTION
-from contracts.validate import validate_event, validate_for_topic
+from contracts.validate import DEFAULT_FUTURE_TOLERANCE, validate_event, validate_for_topic
+from loanrisk.settings import Settings
 
 NOW = datetime(2018, 6, 1, tzinfo=timezone.utc)
 
@@ -103,13 +104,44 @@ def test_non_finite_double_in_a_decoded_dict_is_range() -> None:
     assert validate_event(broken(interest_rate=float("nan")), LOAN_APPLICATION, now=NOW) == "range:interest_rate"
 
 
-def test_event_time_beyond_tolerance_is_future_event_time() -> None:
-    just_inside = (NOW + timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    too_far = (NOW + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    assert check(broken(event_time=just_inside)) is None
-    assert check(broken(event_time=too_far)) == "future_event_time"
-    assert validate_event(json.dumps(broken(event_time=too_far)), LOAN_APPLICATION, now=NOW,
+def iso(t: datetime) -> str:
+    """``t`` as a contract timestamp with microseconds and ``Z``."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_event_time_beyond_the_configured_tolerance_is_future_event_time() -> None:
+    tolerance = Settings().flink.future_tolerance
+    limit = NOW + tolerance
+    for event_time, want in ((limit - timedelta(seconds=1), None), (limit, None),
+                             (limit + timedelta(microseconds=1), "future_event_time"),
+                             (limit + timedelta(seconds=1), "future_event_time")):
+        got = validate_event(broken(event_time=iso(event_time)), LOAN_APPLICATION, now=NOW,
+                             future_tolerance=tolerance)
+        assert got == want, (event_time, got)
+
+
+def test_the_default_future_tolerance_is_tight() -> None:
+    """An accepted event's time moves the watermark: the tolerance bounds how early one event closes windows."""
+    assert timedelta(0) < DEFAULT_FUTURE_TOLERANCE <= timedelta(minutes=5)
+    assert check(broken(event_time=iso(NOW + DEFAULT_FUTURE_TOLERANCE + timedelta(seconds=1)))) == \
+        "future_event_time"
+    assert check(broken(event_time=iso(NOW + DEFAULT_FUTURE_TOLERANCE))) is None
+
+
+def test_the_tolerance_is_a_parameter_and_offsets_and_naive_nows_are_utc() -> None:
+    too_far = iso(NOW + timedelta(days=2))
+    assert validate_event(broken(event_time=too_far), LOAN_APPLICATION, now=NOW,
                           future_tolerance=timedelta(days=3)) is None
+    assert validate_event(broken(event_time=iso(NOW + timedelta(seconds=1))), LOAN_APPLICATION, now=NOW,
+                          future_tolerance=timedelta(0)) == "future_event_time"
+    ahead = (NOW + timedelta(minutes=6)).astimezone(timezone(timedelta(hours=1))).isoformat(timespec="milliseconds")
+    assert ahead.endswith("+01:00") and validate_event(broken(event_time=ahead), LOAN_APPLICATION, now=NOW,
+                                                       future_tolerance=timedelta(minutes=5)) == "future_event_time"
+    naive_now = NOW.replace(tzinfo=None)
+    assert validate_event(broken(event_time=iso(NOW + timedelta(minutes=6))), LOAN_APPLICATION, now=naive_now,
+                          future_tolerance=timedelta(minutes=5)) == "future_event_time"
+    assert validate_event(broken(event_time=iso(NOW + timedelta(minutes=4))), LOAN_APPLICATION, now=naive_now,
+                          future_tolerance=timedelta(minutes=5)) is None
 
 
 def test_topic_selects_the_contract() -> None:

@@ -57,6 +57,9 @@ public final class EventSpec {
         if (et == null || !"timestamp".equals(fields.get(et).type)) {
             throw new IllegalArgumentException("event time field '" + eventTimeField + "' is not a timestamp field");
         }
+        if (futureToleranceMs < 0) {
+            throw new IllegalArgumentException("future_tolerance_ms must not be negative, got " + futureToleranceMs);
+        }
         this.eventTimeIndex = et;
         this.maxChars = maxChars;
         this.futureToleranceMs = futureToleranceMs;

@@ -47,6 +47,24 @@ public final class EventValidator {
     private EventValidator() {
     }
 
+    /**
+     * "Now" for the future-time rule: the message's Kafka timestamp, or the wall clock when it has none
+     * (as contracts/validate.py defaults {@code now}); parse_event and event_time_of both take it from here.
+     */
+    public static long nowMs(Instant ingestedAt) {
+        return ingestedAt == null ? System.currentTimeMillis() : ingestedAt.toEpochMilli();
+    }
+
+    /**
+     * Whether {@code t} is later than {@code ingestedMs} plus the spec's future tolerance, to the nanosecond
+     * as contracts/validate.py compares: a fraction of a millisecond past the limit is in the future too.
+     */
+    static boolean isFuture(EventSpec spec, Instant t, long ingestedMs) {
+        long limitMs = ingestedMs + spec.futureToleranceMs;
+        long ms = t.toEpochMilli();
+        return ms > limitMs || (ms == limitMs && t.getNano() % 1_000_000 != 0);
+    }
+
     /** Validate {@code payload} against {@code spec}; {@code ingestedMs} is the broker timestamp ("now"). */
     public static Result validate(EventSpec spec, String payload, long ingestedMs) {
         int n = spec.fields.size();
@@ -88,7 +106,7 @@ public final class EventValidator {
             }
         }
         Instant eventTime = (Instant) values[spec.eventTimeIndex];
-        if (eventTime != null && eventTime.toEpochMilli() > ingestedMs + spec.futureToleranceMs) {
+        if (eventTime != null && isFuture(spec, eventTime, ingestedMs)) {
             return new Result(FUTURE_EVENT_TIME, values);
         }
         if (eventTime != null && eventTime.toEpochMilli() < spec.pastLimitMs) {
@@ -99,7 +117,8 @@ public final class EventValidator {
 
     /**
      * The event time for the source's watermark: the payload's event time when it parses and is not
-     * later than {@code ingestedMs + tolerance}, else epoch 0 (such an event is dead-lettered anyway).
+     * later than {@code ingestedMs + tolerance}, else epoch 0, so an event {@link #validate} dead-letters
+     * as future_event_time (by the same {@link #isFuture}) never advances the watermark.
      */
     public static Instant eventTime(EventSpec spec, String payload, long ingestedMs) {
         String name = spec.fields.get(spec.eventTimeIndex).name;
@@ -122,7 +141,7 @@ public final class EventValidator {
             }
         }
         Instant t = text == null ? null : timestamp(text);
-        if (t == null || t.toEpochMilli() > ingestedMs + spec.futureToleranceMs) {
+        if (t == null || isFuture(spec, t, ingestedMs)) {
             return Instant.EPOCH;
         }
         return t.truncatedTo(ChronoUnit.MILLIS);

@@ -27,7 +27,7 @@ public class ParseEvent extends ScalarFunction {
 
     public Row eval(String payload, Instant ingestedAt, String spec) {
         EventValidator.Result r = EventValidator.validate(EventSpec.of(spec), payload,
-                ingestedAt == null ? System.currentTimeMillis() : ingestedAt.toEpochMilli());
+                EventValidator.nowMs(ingestedAt));
         Object[] out = new Object[r.values.length + 2];
         out[0] = r.reason;
         out[1] = ingestedAt;
