@@ -4,17 +4,22 @@
                                               output "probabilities" [N, 2], no ZipMap)
     <root>/versions/<version>/metadata.json   version, feature_names, feature_schema_hash, metrics,
                                               params, training snapshot ids, code version, created_at
-    <root>/champion.json                      {"version": ..., "promoted_at": ..., "previous": ...}
+    <root>/champion.json                      {"version": ..., "promoted_at": ..., "previous": ...,
+                                              "history": [earlier champions, oldest first], ...}
+    <root>/champion_history.json              {"champions": [history..., version], "updated_at": ...}
 
 <root> is ``s3://<bucket>/models`` on the object store or a local folder. Versions are
-``v0001``, ``v0002``, ... in registration order. The pointer is written last, in one PUT, so a
-reader never sees a champion whose files are incomplete.
+``v0001``, ``v0002``, ... in registration order. The pointer is written after the version's files,
+in one PUT, so a reader never sees a champion whose files are incomplete. The champion history is
+the pointer's champions copied right after the pointer is written: a worker that cannot read the
+pointer still knows the earlier champions without writing anything (docs/REGISTRY.md).
 """
 
 VERSIONS_PREFIX = "versions"
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CHAMPION_FILE = "champion.json"
+CHAMPION_HISTORY_FILE = "champion_history.json"
 ONNX_INPUT = "features"
 ONNX_PROBABILITIES = "probabilities"
 ONNX_META_FEATURES = "feature_names"
@@ -33,3 +38,8 @@ def version_path(root: str, version: str, file: str) -> str:
 def champion_path(root: str) -> str:
     """Path of the champion pointer."""
     return f"{root.rstrip('/')}/{CHAMPION_FILE}"
+
+
+def champion_history_path(root: str) -> str:
+    """Path of the champion history."""
+    return f"{root.rstrip('/')}/{CHAMPION_HISTORY_FILE}"

@@ -8,7 +8,9 @@ champion on the same recent holdout by ``settings.model.promotion_margin`` (``fo
 comparison, never the parity and feature checks). ``rollback`` returns to the previous champion.
 
 ``champion.json``: {"version", "promoted_at", "previous", "history" (earlier champions, oldest
-first), "forced", "comparison"}.
+first), "forced", "comparison"}. ``champion_history.json`` ({"champions": history + [version],
+"updated_at"}) is rewritten right after each pointer, so a stream worker that cannot read the
+pointer still finds the last good champion.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from contracts.registry_layout import (
-    METADATA_FILE, MODEL_FILE, VERSIONS_PREFIX, champion_path, version_name, version_path,
+    METADATA_FILE, MODEL_FILE, VERSIONS_PREFIX, champion_history_path, champion_path, version_name, version_path,
 )
 from models.compat import check_model
 from models.errors import ParityError, PromotionRefused, RegistryError
@@ -304,11 +306,19 @@ class Registry:
         return version
 
     def _write_pointer(self, pointer: dict[str, Any]) -> None:
-        """Write champion.json in one PUT."""
+        """Write champion.json in one PUT, then champion_history.json from it."""
         try:
             self.store.write(champion_path(self.root), json.dumps(pointer, indent=2, sort_keys=True).encode())
         except Exception as exc:
             raise RegistryError(f"cannot write the champion pointer: {type(exc).__name__}: {str(exc)[:200]}") from None
+        # Written after the pointer, so the history never names a version that did not become champion.
+        history = {"champions": [*pointer["history"], pointer["version"]], "updated_at": pointer["promoted_at"]}
+        try:
+            self.store.write(champion_history_path(self.root), json.dumps(history, indent=2).encode())
+        except Exception as exc:
+            raise RegistryError(
+                f"{pointer['version']} is champion, but {champion_history_path(self.root)} was not updated "
+                f"({type(exc).__name__}: {str(exc)[:200]}); the next promote or rollback rewrites it") from None
 
     def promote(self, version: str, force: bool = False, holdout: Any = None,
                 margin: float | None = None, metric: str = "roc_auc") -> dict[str, Any]:

@@ -66,7 +66,7 @@ def _float_param(ctx: FunctionContext, key: str) -> float:
 
 
 def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
-    """A Scorer configured from the job parameters (raises when the first champion cannot be loaded)."""
+    """A Scorer configured from the job parameters (raises on bad parameters, never because of a model)."""
     def get(key: str) -> str:
         return str(ctx.get_job_parameter(key, JOB_PARAMETERS[key]) or "")
 
@@ -92,9 +92,10 @@ class ScoreLoan(ScalarFunction):
         self._zeroed = False
 
     def open(self, function_context: FunctionContext) -> None:
-        """Load the champion once per worker and register the metrics."""
+        """Load the champion (or the last good one) once per worker and register the metrics."""
         self._scorer = scorer_from_job_parameters(function_context)
-        self._metrics, self._reported = {}, {"model_load_failures": 0, "registry_poll_failures": 0}
+        self._metrics = {}
+        self._reported = {"model_load_failures": 0, "registry_poll_failures": 0, "model_unavailable_rows": 0}
         self._zeroed = False
         try:
             group = function_context.get_metric_group()
@@ -104,12 +105,13 @@ class ScoreLoan(ScalarFunction):
         self._metrics = {
             "model_load_failures": group.counter("model_load_failures"),
             "registry_poll_failures": group.counter("registry_poll_failures"),
+            "model_unavailable_rows": group.counter("model_unavailable_rows"),
             "scored_rows": group.counter("scored_rows"),
             # Counters, not a distribution: Flink's Prometheus reporter cannot export Beam distributions.
             "score_calls": group.counter("score_calls"),
             "score_latency_us": group.counter("score_latency_us"),
         }
-        group.gauge("model_version_number", lambda: version_number(scorer.model_version))
+        group.gauge("model_version_number", lambda: version_number(scorer.model_version or ""))
 
     def close(self) -> None:
         """Drop the model."""
@@ -135,7 +137,10 @@ class ScoreLoan(ScalarFunction):
         self._metrics["score_latency_us"].inc(int((time.perf_counter() - started) * 1e6))
 
     def eval(self, *features: Any) -> Any:
-        """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes); row: 20 floats -> Row."""
+        """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes); row: 20 floats -> Row.
+
+        Without a model every field is NULL (the pandas path's NaN probability becomes NULL in Arrow).
+        """
         if self._scorer is None:
             raise RuntimeError("score_loan used before open()")
         started = time.perf_counter()
@@ -147,7 +152,7 @@ class ScoreLoan(ScalarFunction):
         row = np.array([[np.nan if v is None else float(v) for v in features]], dtype=np.float64)
         p, version, reasons = self._scorer.score_matrix(row)
         self._after(1, started)
-        return Row(float(p[0]), version, reasons[0])
+        return Row(None if version is None else float(p[0]), version, reasons[0])
 
     def is_deterministic(self) -> bool:
         """Not deterministic: the champion can change between calls."""

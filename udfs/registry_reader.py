@@ -28,6 +28,7 @@ class RegistryLayout:
     model_file: str = "model.onnx"
     metadata_file: str = "metadata.json"
     champion_file: str = "champion.json"
+    champion_history_file: str = "champion_history.json"
     onnx_input: str = "features"
     onnx_probabilities: str = "probabilities"
     onnx_meta_features: str = "feature_names"
@@ -73,6 +74,20 @@ class ObjectNotFound(RegistryReadError):
     def __init__(self, uri: str, detail: str = "") -> None:
         super().__init__(f"{uri} does not exist" + (f" ({detail})" if detail else ""))
         self.uri = uri
+
+
+def _version_names(values: Any) -> list[str]:
+    """The valid version names in a JSON list, in order (anything else is skipped: it could not be loaded)."""
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, str) and _VERSION_NAME.match(v)]
+
+
+def earlier_champions(pointer: Mapping[str, Any]) -> list[str]:
+    """The champions before the pointer's, oldest first: its ``history``, or ``previous`` in older pointers."""
+    if isinstance(pointer.get("history"), list):
+        return _version_names(pointer["history"])
+    return _version_names([pointer.get("previous")])
 
 
 def _local_path(uri: str) -> Path:
@@ -129,7 +144,7 @@ def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.
 
 
 class RegistryReader:
-    """The champion pointer and a version's files under one registry root."""
+    """The champion pointer, the champion history and a version's files under one registry root."""
 
     def __init__(self, root: str, *, s3: S3Endpoint | Mapping[str, Any] | None = None,
                  layout: RegistryLayout = RegistryLayout(), timeout_s: float = 10.0) -> None:
@@ -161,6 +176,17 @@ class RegistryReader:
         if not isinstance(version, str) or not _VERSION_NAME.match(version):
             raise RegistryReadError(f"{self.uri(self.layout.champion_file)} has no valid version: {version!r}")
         return pointer
+
+    def champion_history(self) -> list[str]:
+        """champion_history.json's champions, oldest first (the last was champion when it was written)."""
+        uri = self.uri(self.layout.champion_history_file)
+        try:
+            doc = json.loads(self.read(self.layout.champion_history_file))
+        except ValueError as exc:
+            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("champions"), list):
+            raise RegistryReadError(f"{uri} has no champions list")
+        return _version_names(doc["champions"])
 
     def champion_version(self) -> str:
         """The champion's version name."""

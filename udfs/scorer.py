@@ -1,4 +1,4 @@
-"""The stream's champion-model scorer: onnxruntime, model validation, reason codes and hot reload."""
+"""The stream's champion-model scorer: onnxruntime, model validation, reason codes, hot reload, last good model."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from udfs.registry_reader import RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint
+from udfs.registry_reader import RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
 
 MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
 MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
@@ -24,6 +24,9 @@ _logger = logging.getLogger(__name__)
 
 class ModelRejected(ValueError):
     """A registry version that cannot be loaded or does not fit the stream's feature columns."""
+
+
+_LOAD_ERRORS = (ModelRejected, RegistryReadError, ValueError)  # what loading a version can fail with
 
 
 def schema_hash(names: Sequence[str]) -> str:
@@ -178,7 +181,11 @@ def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> 
 
 
 class Scorer:
-    """Scores frames with the registry's champion and swaps in a new champion at most every poll interval."""
+    """Scores frames with the registry's champion and swaps in a new champion at most every poll interval.
+
+    A worker that cannot load the champion starts on the newest earlier champion that loads; with none
+    it returns NULL scores and tries again at every poll (docs/REGISTRY.md, "Starting without the champion").
+    """
 
     def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
@@ -197,21 +204,26 @@ class Scorer:
         self._reader = RegistryReader(registry_uri, s3=s3, layout=layout, timeout_s=timeout_s)
         self.model_load_failures = 0
         self.registry_poll_failures = 0
+        self.model_unavailable_rows = 0
         self.model_loads = 0
         self.last_reload_error: str | None = None
         self._rejected: str | None = None  # a version refused for good (not retried until the pointer moves)
-        self._model = self._load(self._reader.champion_version())  # no model yet: errors propagate
+        # Versions refused for good while no model is loaded, with the reason: their files never change.
+        self._refused: dict[str, str] = {}
+        self._no_model_message: str | None = None
+        self._model: LoadedModel | None = None
+        self._start()
         self._next_poll = self._clock() + self.poll_interval_s
 
     @property
-    def model_version(self) -> str:
-        """The version being scored with."""
-        return self._model.version
+    def model_version(self) -> str | None:
+        """The version being scored with (None while no version loads)."""
+        return None if self._model is None else self._model.version
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The current model's features, in its order."""
-        return self._model.feature_names
+        """The current model's features, in its order (empty while no version loads)."""
+        return () if self._model is None else self._model.feature_names
 
     def _load(self, version: str) -> LoadedModel:
         """Fetch and validate ``version``."""
@@ -229,9 +241,81 @@ class Scorer:
         else:
             _logger.info(message)
 
+    def _candidates(self) -> tuple[str | None, list[str], str | None]:
+        """(champion, versions to try in order, pointer error): the champion, then earlier champions newest first.
+
+        Without a readable pointer, the champion history stands in for it (its last entry is normally the
+        champion itself).
+        """
+        try:
+            pointer = self._reader.champion()
+        except (RegistryReadError, ValueError) as exc:
+            self.registry_poll_failures += 1
+            try:
+                history = self._reader.champion_history()
+            except (RegistryReadError, ValueError) as history_exc:
+                return None, [], f"champion pointer: {exc}; champion history: {history_exc}"
+            return None, list(dict.fromkeys(reversed(history))), f"champion pointer: {exc}"
+        champion = str(pointer["version"])
+        return champion, list(dict.fromkeys([champion, *reversed(earlier_champions(pointer))])), None
+
+    def _start(self) -> bool:
+        """Load the champion, else the newest earlier champion that loads; True when a model is loaded.
+
+        Runs when the worker starts and at every poll while no model is loaded.
+        """
+        champion, versions, pointer_error = self._candidates()
+        untried = [v for v in versions if v not in self._refused]
+        if pointer_error is None and not untried:
+            return False  # only versions already refused and logged
+        failed: dict[str, str] = {}
+        for version in untried:
+            try:
+                model = self._load(version)
+            except _LOAD_ERRORS as exc:
+                self.model_load_failures += 1
+                failed[version] = str(exc)
+                if isinstance(exc, ModelRejected):
+                    self._refused[version] = str(exc)
+                continue
+            self._started(model, champion, pointer_error, failed)
+            return True
+        reasons = [r for r in (pointer_error, *failed.values()) if r]
+        skipped = [v for v in versions if v in self._refused and v not in failed]
+        if skipped:
+            reasons.append(f"refused earlier: {', '.join(skipped)}")
+        self.last_reload_error = "; ".join(reasons)
+        message = f"no model to score with, rows get NULL scores until a champion loads: {self.last_reload_error}"
+        if message != self._no_model_message:  # the same state is logged once, not at every poll
+            self._emit(message, True)
+            self._no_model_message = message
+        return False
+
+    def _started(self, model: LoadedModel, champion: str | None, pointer_error: str | None,
+                 failed: Mapping[str, str]) -> None:
+        """Score with ``model`` from now on and log how it was chosen."""
+        had_no_model = self._no_model_message is not None
+        self._model, self._no_model_message = model, None
+        self._rejected = champion if champion in self._refused else None  # the hot reload skips it too
+        others = "".join(f"; earlier champion {v} not loaded either: {r}" for v, r in failed.items() if v != champion)
+        if pointer_error is not None:
+            self.last_reload_error = pointer_error
+            self._emit(f"champion pointer not readable, scoring with {model.version} from "
+                       f"{self.layout.champion_history_file} instead: {pointer_error}{others}", True)
+        elif model.version != champion:
+            self.last_reload_error = failed.get(champion) or self._refused.get(champion, "")
+            self._emit(f"champion {champion} not loaded, scoring with earlier champion {model.version} instead: "
+                       f"{self.last_reload_error}{others}", True)
+        else:
+            self.last_reload_error = None
+            if had_no_model:
+                self._emit(f"champion {model.version} loaded (was no model)", False)
+
     def poll(self) -> bool:
         """Re-read the champion pointer now; load and swap in a new champion. True when the model changed."""
         self._next_poll = self._clock() + self.poll_interval_s
+        if self._model is None:
+            return self._start()
         try:
             version = self._reader.champion_version()
         except (RegistryReadError, ValueError) as exc:
@@ -246,7 +330,7 @@ class Scorer:
             return False
         try:
             model = self._load(version)
-        except (ModelRejected, RegistryReadError, ValueError) as exc:
+        except _LOAD_ERRORS as exc:
             self.model_load_failures += 1
             self.last_reload_error = str(exc)
             if isinstance(exc, ModelRejected):
@@ -262,31 +346,41 @@ class Scorer:
         if self._clock() >= self._next_poll:
             self.poll()
 
-    def score_matrix(self, values: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+    def score_matrix(self, values: np.ndarray) -> tuple[np.ndarray, str | None, list[str | None]]:
         """(P(default), model version, reason codes) for rows of all ``feature_columns`` in that order (NaN = null)."""
         self._maybe_poll()
         model = self._model
         X = np.asarray(values, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.feature_columns):
             raise ValueError(f"expected [n, {len(self.feature_columns)}] values, got shape {X.shape}")
+        if model is None:
+            return self._unscored(len(X))
         return self._score(model, X[:, model.columns])
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """probability (float64), model_version and reason_codes per row, the model's columns picked by name."""
         self._maybe_poll()
         model = self._model
-        missing = [n for n in model.feature_names if n not in frame.columns]
-        if missing:
-            raise KeyError(f"model {model.version} needs columns the frame lacks: {', '.join(missing)}")
-        X = frame[list(model.feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
-        p, version, reasons = self._score(model, X)
+        if model is None:
+            p, version, reasons = self._unscored(len(frame))
+        else:
+            missing = [n for n in model.feature_names if n not in frame.columns]
+            if missing:
+                raise KeyError(f"model {model.version} needs columns the frame lacks: {', '.join(missing)}")
+            X = frame[list(model.feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
+            p, version, reasons = self._score(model, X)
         return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons})
 
-    def _score(self, model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
+    def _unscored(self, n: int) -> tuple[np.ndarray, None, list[str | None]]:
+        """n rows without a model: NaN probability (NULL in Flink), no version, no reason codes."""
+        self.model_unavailable_rows += n
+        return np.full(n, np.nan), None, [None] * n
+
+    def _score(self, model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, str, list[str | None]]:
         """Score a float64 [n, k] matrix in the model's order; nulls take the reference value."""
         X32 = np.where(np.isnan(X), model.reference.astype(np.float64), X).astype(np.float32)
         p = model.predict(X32)
-        reasons = [""] * len(p)
+        reasons: list[str | None] = [""] * len(p)
         alert = np.flatnonzero(p >= self.alert_threshold)
         if len(alert):
             for i, codes in zip(alert, reason_codes(model, X32[alert], p[alert], self.top_reasons)):

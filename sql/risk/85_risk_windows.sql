@@ -1,12 +1,14 @@
 -- Risk aggregates per tumbling event-time window (${window_minutes} min) and segment (product,
 -- region, grade band): applications, scored loans, mean and max PD, high-risk share, expected loss.
+-- A row left unscored (NULL probability: no model loaded) counts as an application, never as a score.
 CREATE TEMPORARY VIEW risk_by_window AS
 SELECT window_start, window_end, product, region, grade_band,
   SUM(IF(`trigger` = 'application', 1, 0)) AS applications,
-  COUNT(DISTINCT loan_id) AS scored_loans,
+  COUNT(DISTINCT IF(probability IS NULL, CAST(NULL AS STRING), loan_id)) AS scored_loans,
   AVG(probability) AS mean_probability,
   MAX(probability) AS max_probability,
-  AVG(IF(probability >= ${alert_threshold}, 1.0, 0.0)) AS high_risk_share,
+  AVG(CASE WHEN probability IS NULL THEN CAST(NULL AS DOUBLE) WHEN probability >= ${alert_threshold} THEN 1.0
+      ELSE 0.0 END) AS high_risk_share,
   SUM(expected_loss_usd) AS expected_loss_usd
 FROM TABLE(TUMBLE(TABLE scored, DESCRIPTOR(event_time), ${risk_window}))
 GROUP BY window_start, window_end, product, region, grade_band;

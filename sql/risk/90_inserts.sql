@@ -44,10 +44,11 @@ SELECT `trigger`, loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(6)), CA
   expected_loss_usd, ${feature_names}, CAST(event_time AS DATE)
 FROM scored;
 
+-- Only scored rows: a row the scorer left unscored (no model loaded) must not replace a loan's last score.
 INSERT INTO pg_loan_scores
 SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP(3)), `trigger`, model_version, probability,
   reason_codes, product, region, grade_band, exposure_usd, expected_loss_usd
-FROM scored;
+FROM scored WHERE probability IS NOT NULL;
 
 INSERT INTO risk_alerts_topic
 SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), `trigger`, model_version, probability,

@@ -13,11 +13,11 @@ import pytest
 
 from tests.moto_s3 import free_port, moto_server
 
-from contracts.registry_layout import CHAMPION_FILE, METADATA_FILE, MODEL_FILE
+from contracts.registry_layout import CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE
 from models.dataset import TrainingSet, from_applications
 from models.errors import FeatureMismatchError, ParityError, PromotionRefused, RegistryError
 from models.pipeline import Candidate, train_candidate
-from models.registry import Registry, S3Store
+from models.registry import LocalStore, Registry, S3Store
 from models.score import Scorer
 from models.synthetic import toy_applications
 
@@ -106,6 +106,41 @@ def test_promote_and_rollback_rules(registry: Registry, strong: Candidate, weak:
     with pytest.raises(PromotionRefused, match="no previous champion"):
         registry.rollback()
     assert registry.load()[1]["version"] == w
+
+
+def champions_in_history(registry: Registry) -> list[str]:
+    """The champions listed in champion_history.json."""
+    return json.loads(registry.store.read(f"{registry.root}/{CHAMPION_HISTORY_FILE}"))["champions"]
+
+
+def test_promote_and_rollback_copy_the_champions_to_the_champion_history(registry: Registry, strong: Candidate,
+                                                                         weak: Candidate) -> None:
+    w = weak.register(registry)
+    s = strong.register(registry)
+    registry.promote(w)
+    assert champions_in_history(registry) == [w]
+    registry.promote(s, force=True, margin=0.0)
+    registry.promote(w, force=True, margin=0.0)
+    assert champions_in_history(registry) == [w, s, w]
+    pointer = registry.rollback()
+    assert champions_in_history(registry) == [*pointer["history"], pointer["version"]] == [w, s]
+
+
+class HistoryWriteFails(LocalStore):
+    """A folder where writing the champion history fails (full disk, lost permission)."""
+
+    def write(self, path: str, data: bytes) -> None:
+        if path.endswith(CHAMPION_HISTORY_FILE):
+            raise PermissionError(path)
+        super().write(path, data)
+
+
+def test_a_failed_champion_history_write_says_the_promotion_took_effect(tmp_path: Path, weak: Candidate) -> None:
+    reg = Registry(str(tmp_path), HistoryWriteFails())
+    version = weak.register(reg)
+    with pytest.raises(RegistryError, match=f"{version} is champion, but .*{CHAMPION_HISTORY_FILE} was not updated"):
+        reg.promote(version)
+    assert reg.champion()["version"] == version
 
 
 def test_margin_is_required_not_just_any_improvement(tmp_path: Path, strong: Candidate, weak: Candidate) -> None:

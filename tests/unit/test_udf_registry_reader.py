@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 
 import contracts.registry_layout as contract
 from udfs.registry_reader import (
-    ObjectNotFound, RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, read_bytes,
+    ObjectNotFound, RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions, read_bytes,
 )
 from udfs.sigv4 import sign
 
@@ -47,12 +47,14 @@ def _s3(endpoint: str) -> S3Endpoint:
 
 def test_layout_defaults_are_the_contract() -> None:
     layout = RegistryLayout()
-    assert (layout.versions_prefix, layout.model_file, layout.metadata_file, layout.champion_file) == (
-        contract.VERSIONS_PREFIX, contract.MODEL_FILE, contract.METADATA_FILE, contract.CHAMPION_FILE)
+    assert (layout.versions_prefix, layout.model_file, layout.metadata_file, layout.champion_file,
+            layout.champion_history_file) == (contract.VERSIONS_PREFIX, contract.MODEL_FILE, contract.METADATA_FILE,
+                                              contract.CHAMPION_FILE, contract.CHAMPION_HISTORY_FILE)
     assert (layout.onnx_input, layout.onnx_probabilities, layout.onnx_meta_features) == (
         contract.ONNX_INPUT, contract.ONNX_PROBABILITIES, contract.ONNX_META_FEATURES)
     reader = RegistryReader("s3://b/models", s3={"endpoint": "http://h:1", **KEYS})
     assert reader.uri(layout.champion_file) == contract.champion_path("s3://b/models")
+    assert reader.uri(layout.champion_history_file) == contract.champion_history_path("s3://b/models")
     assert reader.uri(layout.versions_prefix, "v0002", layout.model_file) == contract.version_path(
         "s3://b/models", "v0002", contract.MODEL_FILE)
 
@@ -183,6 +185,32 @@ def test_malformed_champion_pointer_is_a_read_error(tmp_path: Path, pointer: byt
     (tmp_path / "champion.json").write_bytes(pointer)
     with pytest.raises(RegistryReadError, match="champion.json") as err:
         RegistryReader(str(tmp_path)).champion_version()
+    assert not isinstance(err.value, ObjectNotFound)
+
+
+@pytest.mark.parametrize(("pointer", "earlier"), [
+    ({"version": "v0003", "previous": "v0002", "history": ["v0001", "v0002"]}, ["v0001", "v0002"]),
+    ({"version": "v0002", "previous": "v0001"}, ["v0001"]),  # written before pointers kept a history
+    ({"version": "v0001", "previous": None, "history": []}, []),
+    ({"version": "v0004", "history": ["v0001", "../../etc", 7, None, "v0003"]}, ["v0001", "v0003"]),
+])
+def test_earlier_champions_come_from_the_pointer_history(pointer: dict, earlier: list[str]) -> None:
+    assert earlier_champions(pointer) == earlier
+
+
+def test_champion_history_lists_the_champions_oldest_first(tmp_path: Path) -> None:
+    reader = RegistryReader(str(tmp_path))
+    with pytest.raises(ObjectNotFound, match=contract.CHAMPION_HISTORY_FILE):
+        reader.champion_history()
+    (tmp_path / contract.CHAMPION_HISTORY_FILE).write_text(json.dumps({"champions": ["v0001", "x/y", "v0004"]}))
+    assert reader.champion_history() == ["v0001", "v0004"]
+
+
+@pytest.mark.parametrize("history", [b"{not json", b'{"champions": "v0001"}', b'["v0001"]', b"\xff\xfe"])
+def test_malformed_champion_history_is_a_read_error(tmp_path: Path, history: bytes) -> None:
+    (tmp_path / contract.CHAMPION_HISTORY_FILE).write_bytes(history)
+    with pytest.raises(RegistryReadError, match=contract.CHAMPION_HISTORY_FILE) as err:
+        RegistryReader(str(tmp_path)).champion_history()
     assert not isinstance(err.value, ObjectNotFound)
 
 

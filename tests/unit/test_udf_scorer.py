@@ -1,9 +1,11 @@
-"""udfs Scorer and Flink UDF wrapper: ONNX scores vs scikit-learn, reason codes, refusal, hot reload (folder and S3)."""
+"""udfs Scorer and Flink UDF wrapper: ONNX scores vs scikit-learn, reason codes, refusal, hot reload, last good
+model at start (folder and S3)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,10 +23,11 @@ from sklearn.linear_model import LogisticRegression
 
 from contracts.features import FEATURE_NAMES, feature_schema_hash
 from contracts.registry_layout import (
-    CHAMPION_FILE, METADATA_FILE, MODEL_FILE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES, version_path,
+    CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE, ONNX_INPUT, ONNX_META_FEATURES,
+    ONNX_PROBABILITIES, version_path,
 )
-from udfs.registry_reader import ObjectNotFound
-from udfs.scorer import ModelRejected, Scorer, schema_hash
+from models.registry import Registry, S3Store
+from udfs.scorer import Scorer, schema_hash
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "udf-scorer-test"
@@ -32,6 +35,9 @@ KEYS = {"access_key_id": "testkey", "secret_access_key": "testsecret", "region":
 # Model features deliberately not in contract order: the scorer must pick columns by name.
 FEATS_A = ["interest_rate", "debt_to_income", "dpd_max", "credit_utilization", "missed_payments"]
 FEATS_B = ["loan_to_income", "dpd_current", "income_stability"]
+# The platform's registry writer (models/registry.py) takes contract order only.
+FEATS_C = ["debt_to_income", "credit_utilization", "interest_rate", "dpd_max"]
+FEATS_D = ["loan_to_income", "income_stability", "dpd_current"]
 
 
 @dataclass
@@ -52,6 +58,12 @@ class Trained:
         meta = {"version": version, "feature_names": self.names, "feature_schema_hash": feature_schema_hash(self.names),
                 "feature_reference": self.reference, "metrics": {}}
         return {**meta, **override}
+
+    def registration(self) -> dict[str, Any]:
+        """Metadata as models/registry.py registers it: no version (the writer names it), a passed parity."""
+        meta = self.metadata("")
+        del meta["version"]
+        return {**meta, "parity": {"passed": True}}
 
 
 def _onnx(clf: LogisticRegression, k: int, meta_names: list[str] | None) -> bytes:
@@ -92,6 +104,16 @@ def model_a() -> Trained:
 @pytest.fixture(scope="module")
 def model_b() -> Trained:
     return train(FEATS_B, 2)
+
+
+@pytest.fixture(scope="module")
+def model_c() -> Trained:
+    return train(FEATS_C, 3)
+
+
+@pytest.fixture(scope="module")
+def model_d() -> Trained:
+    return train(FEATS_D, 4)
 
 
 def stream_frame(n: int, seed: int) -> pd.DataFrame:
@@ -161,6 +183,38 @@ def s3_reg(endpoint: str) -> Reg:
     def put_object(path: str, data: bytes) -> None:
         client.put_object(Bucket=BUCKET, Key=path.removeprefix(f"s3://{BUCKET}/"), Body=data)
     return Reg(f"s3://{BUCKET}/{uuid.uuid4().hex}/models", {"endpoint": endpoint, **KEYS}, put_object)
+
+
+def refusal_at_start(reg: Reg) -> str:
+    """Why a new scorer on ``reg`` started without a model (``Reg.promote`` records no earlier champion)."""
+    scorer = reg.scorer()
+    assert scorer.model_version is None
+    return scorer.last_reload_error or ""
+
+
+def platform_writer(reg: Reg) -> Registry:
+    """models/registry.py, the writer promote and rollback go through, on the root the scorer reads."""
+    return Registry(reg.uri, None if reg.s3 is None else S3Store(_client(reg.s3["endpoint"])))
+
+
+def promote_new_version(registry: Registry, model: Trained) -> str:
+    """Register ``model`` and make it champion (forced: the test models share no holdout)."""
+    version = registry.register(model.onnx, model.registration())
+    registry.promote(version, force=True, margin=0.0)
+    return version
+
+
+def break_model_file(registry: Registry, version: str) -> None:
+    """Damage a promoted version's model.onnx in storage (the writer itself never rewrites a version)."""
+    registry.store.write(version_path(registry.root, version, MODEL_FILE), b"\x08\x07 this is not an ONNX model")
+
+
+def ask_for_a_missing_feature(registry: Registry, version: str) -> None:
+    """Rewrite a promoted version's metadata.json so it needs a feature the stream does not compute."""
+    meta = registry.metadata(version)
+    meta["feature_names"] = [*meta["feature_names"][:-1], "shoe_size"]
+    meta.pop("feature_schema_hash")
+    registry.store.write(version_path(registry.root, version, METADATA_FILE), json.dumps(meta).encode())
 
 
 def test_schema_hash_is_the_contract_formula() -> None:
@@ -248,8 +302,7 @@ def test_mismatched_features_are_refused(reg: Reg, model_a: Trained, model_b: Tr
     alien = train(["interest_rate", "not_a_stream_column"], 6)
     reg.add("v0001", alien.onnx, alien.metadata("v0001"))
     reg.promote("v0001")
-    with pytest.raises(ModelRejected, match="stream does not provide: not_a_stream_column"):
-        reg.scorer()
+    assert "stream does not provide: not_a_stream_column" in refusal_at_start(reg)
     reg.add("v0002", model_a.onnx, model_a.metadata("v0002"))
     reg.promote("v0002")
     clock, log = FakeClock(), []
@@ -277,21 +330,17 @@ def test_onnx_and_metadata_feature_lists_must_agree(tmp_path: Path, model_a: Tra
     reg = local_reg(tmp_path / "r")
     reg.add("v0001", other.onnx, model_a.metadata("v0001"))
     reg.promote("v0001")
-    with pytest.raises(ModelRejected, match="only in ONNX: late_payments; only in metadata.json: missed_payments"):
-        reg.scorer()
+    assert "only in ONNX: late_payments; only in metadata.json: missed_payments" in refusal_at_start(reg)
     unnamed = train(FEATS_A, 1, meta_names=None)
     reg.add("v0002", train(FEATS_A + ["dpd_mean"], 1, meta_names=FEATS_A).onnx, model_a.metadata("v0002"))
     reg.promote("v0002")
-    with pytest.raises(ModelRejected, match=r"input features is tensor\(float\) \[None, 6\], expected .*\[N, 5\]"):
-        reg.scorer()
+    assert re.search(r"input features is tensor\(float\) \[None, 6\], expected .*\[N, 5\]", refusal_at_start(reg))
     reg.add("v0003", unnamed.onnx, model_a.metadata("v0003"))
     reg.promote("v0003")
-    with pytest.raises(ModelRejected, match="ONNX metadata_props has no JSON list 'feature_names'"):
-        reg.scorer()
+    assert "ONNX metadata_props has no JSON list 'feature_names'" in refusal_at_start(reg)
     reg.add("v0004", model_a.onnx, model_a.metadata("v0004", feature_schema_hash="0" * 16))
     reg.promote("v0004")
-    with pytest.raises(ModelRejected, match="feature_schema_hash"):
-        reg.scorer()
+    assert "v0004: feature_schema_hash" in refusal_at_start(reg)
 
 
 def test_corrupt_model_keeps_the_last_good_one(reg: Reg, model_a: Trained) -> None:
@@ -306,8 +355,7 @@ def test_corrupt_model_keeps_the_last_good_one(reg: Reg, model_a: Trained) -> No
     out = scorer.score(frame)
     assert set(out["model_version"]) == {"v0001"} and scorer.model_load_failures == 1
     assert "v0002: model.onnx does not load" in (scorer.last_reload_error or "") and len(log) == 1
-    with pytest.raises(ModelRejected, match="does not load"):
-        reg.scorer()  # with no previous model the same failure raises
+    assert refusal_at_start(reg).startswith("v0002: model.onnx does not load")  # no earlier champion recorded
 
 
 def test_registry_trouble_while_polling_is_retried(reg: Reg, model_a: Trained, model_b: Trained) -> None:
@@ -333,9 +381,112 @@ def test_registry_trouble_while_polling_is_retried(reg: Reg, model_a: Trained, m
     assert scorer.model_version == "v0002" and scorer.model_load_failures == 1
 
 
-def test_no_champion_raises_on_first_load(reg: Reg) -> None:
-    with pytest.raises(ObjectNotFound, match=CHAMPION_FILE):
-        reg.scorer()
+def test_a_new_worker_starts_on_the_last_good_champion_when_the_champion_is_corrupt(
+        reg: Reg, model_c: Trained, model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    good = promote_new_version(registry, model_c)
+    bad = promote_new_version(registry, model_d)
+    break_model_file(registry, bad)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    frame = stream_frame(40, seed=11)
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {good}
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_c.proba(frame), atol=1e-6)
+    assert scorer.model_load_failures == 1 and scorer.registry_poll_failures == 0
+    assert len(log) == 1 and log[0].startswith(
+        f"champion {bad} not loaded, scoring with earlier champion {good} instead: {bad}: model.onnx does not load")
+    clock.t += 10  # the refused champion is not fetched, counted or logged again
+    scorer.score(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1 and scorer.model_version == good
+
+
+def test_a_new_worker_passes_over_every_broken_champion_down_to_the_newest_good_one(
+        reg: Reg, model_c: Trained, model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    good = promote_new_version(registry, model_c)
+    corrupt = promote_new_version(registry, model_d)
+    break_model_file(registry, corrupt)
+    incompatible = promote_new_version(registry, model_c)
+    ask_for_a_missing_feature(registry, incompatible)
+    log: list[str] = []
+    scorer = reg.scorer(log=log)
+    assert scorer.model_version == good and scorer.model_load_failures == 2
+    assert len(log) == 1
+    assert log[0].startswith(f"champion {incompatible} not loaded, scoring with earlier champion {good} instead: "
+                             f"{incompatible}: the model needs features the stream does not provide: shoe_size")
+    assert f"earlier champion {corrupt} not loaded either: {corrupt}: model.onnx does not load" in log[0]
+
+
+def test_a_rolled_back_version_is_not_taken_as_the_last_good_one(reg: Reg, model_c: Trained,
+                                                                 model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    oldest = promote_new_version(registry, model_c)
+    middle = promote_new_version(registry, model_d)
+    rolled_back = promote_new_version(registry, model_c)
+    registry.rollback()
+    break_model_file(registry, middle)
+    assert reg.scorer().model_version == oldest != rolled_back
+
+
+def test_an_unreadable_pointer_at_start_falls_back_to_the_champion_history(reg: Reg, model_c: Trained,
+                                                                          model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    first = promote_new_version(registry, model_c)
+    second = promote_new_version(registry, model_d)
+    reg.put(f"{reg.uri}/{CHAMPION_FILE}", b"{truncated")
+    log: list[str] = []
+    scorer = reg.scorer(log=log)
+    assert scorer.model_version == second
+    assert scorer.registry_poll_failures == 1 and scorer.model_load_failures == 0
+    assert len(log) == 1 and log[0].startswith(
+        f"champion pointer not readable, scoring with {second} from {CHAMPION_HISTORY_FILE} instead")
+    break_model_file(registry, second)
+    assert reg.scorer().model_version == first
+
+
+def test_a_registry_whose_only_champion_is_corrupt_scores_null_until_a_good_champion_is_promoted(
+        reg: Reg, model_c: Trained, model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    bad = promote_new_version(registry, model_c)
+    break_model_file(registry, bad)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    frame = stream_frame(6, seed=13)
+    out = scorer.score(frame)
+    assert out["probability"].isna().all() and out["model_version"].isna().all() and out["reason_codes"].isna().all()
+    p, version, reasons = scorer.score_matrix(frame[FEATURE_NAMES].to_numpy())
+    assert np.isnan(p).all() and version is None and reasons == [None] * len(frame)
+    assert scorer.model_version is None and scorer.model_unavailable_rows == 2 * len(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1
+    assert log[0].startswith(f"no model to score with, rows get NULL scores until a champion loads: {bad}: ")
+    clock.t += 10  # nothing changed: the refused champion is not fetched, counted or logged again
+    scorer.score(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1
+    good = promote_new_version(registry, model_d)
+    clock.t += 10
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {good} and scorer.last_reload_error is None
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_d.proba(frame), atol=1e-6)
+    assert log[-1] == f"champion {good} loaded (was no model)" and len(log) == 2
+
+
+def test_an_empty_registry_starts_without_a_model_and_picks_up_the_first_champion(reg: Reg,
+                                                                                  model_a: Trained) -> None:
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    assert scorer.model_version is None and scorer.feature_names == ()
+    assert scorer.registry_poll_failures == 1 and scorer.model_load_failures == 0
+    assert len(log) == 1 and f"{CHAMPION_FILE} does not exist" in log[0]
+    frame = stream_frame(4, seed=1)
+    assert scorer.score(frame)["probability"].isna().all()
+    clock.t += 10  # every poll reads the pointer again and counts the failure; the log says it once
+    assert scorer.score(frame)["probability"].isna().all()
+    assert scorer.registry_poll_failures == 2 and len(log) == 1
+    reg.add("v0001", model_a.onnx, model_a.metadata("v0001"))
+    reg.promote("v0001")
+    clock.t += 10
+    assert set(scorer.score(frame)["model_version"]) == {"v0001"} and scorer.registry_poll_failures == 2
 
 
 def test_missing_frame_column_is_named(tmp_path: Path, model_a: Trained) -> None:
@@ -351,6 +502,8 @@ import json, pickle, sys
 import numpy as np, pandas as pd
 import cloudpickle
 from pyflink.table import Row
+from pyflink.table.types import create_arrow_schema
+from pyflink.table.utils import pandas_to_arrow
 from udfs import flink_udf as F
 
 cfg = json.loads(sys.argv[1])
@@ -370,20 +523,30 @@ class Group:
     def distribution(self, name): return self.dists.setdefault(name, Dist())
 
 class Ctx:
-    def __init__(self): self.group = Group()
-    def get_job_parameter(self, key, default): return cfg["params"].get(key, default)
+    def __init__(self, params): self.params, self.group = params, Group()
+    def get_job_parameter(self, key, default): return self.params.get(key, default)
     def get_metric_group(self): return self.group
+
+def to_arrow(frame):  # as the pandas UDF's result goes back to Java
+    return pandas_to_arrow(create_arrow_schema(["r"], [F.RESULT_TYPE]), "UTC", [F.RESULT_TYPE], [frame])
 
 X = np.asarray(cfg["rows"], dtype=np.float64)
 X[0, F.FEATURE_NAMES.index(cfg["null_column"])] = np.nan
 vec = cloudpickle.loads(cloudpickle.dumps(F.score_loan._func))  # as shipped to a worker
-ctx = Ctx()
+ctx = Ctx(cfg["params"])
 vec.open(ctx)
 out = vec.eval(*[pd.Series(X[:, j]) for j in range(X.shape[1])])
 row_fn = cloudpickle.loads(cloudpickle.dumps(F.score_loan_row._func))
-row_fn.open(Ctx())
+row_fn.open(Ctx(cfg["params"]))
 row = row_fn.eval(*[None if np.isnan(v) else float(v) for v in X[0]])
 g = ctx.group
+no_model_ctx = Ctx(cfg["no_model_params"])
+no_model = cloudpickle.loads(cloudpickle.dumps(F.score_loan._func))
+no_model.open(no_model_ctx)
+unscored = no_model.eval(*[pd.Series(X[:, j]) for j in range(X.shape[1])])
+no_model_row = cloudpickle.loads(cloudpickle.dumps(F.score_loan_row._func))
+no_model_row.open(Ctx(cfg["no_model_params"]))
+unscored_row = no_model_row.eval(*[float(v) for v in X[1]])
 print(json.dumps({
     "feature_names": F.FEATURE_NAMES, "type": type(out).__name__, "columns": list(out.columns),
     "probability": out["probability"].tolist(), "version": out["model_version"].tolist(),
@@ -394,6 +557,12 @@ print(json.dumps({
     "latency_us": g.counters["score_latency_us"].n,
     "params": sorted(F.JOB_PARAMETERS),
     "quoted": F.global_job_parameters({"model.registry_uri": "s3://b/m", "x": "it's"}),
+    "scored_nulls": [f.null_count for f in to_arrow(out).column(0).flatten()],
+    "unscored_nulls": [f.null_count for f in to_arrow(unscored).column(0).flatten()],
+    "unscored_row": [unscored_row[0], unscored_row[1], unscored_row[2]],
+    "unscored_rows": no_model_ctx.group.counters["model_unavailable_rows"].n,
+    "unscored_failures": no_model_ctx.group.counters["registry_poll_failures"].n,
+    "unscored_gauge": no_model_ctx.group.gauges["model_version_number"](),
 }))
 """
 
@@ -412,7 +581,9 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     params = {"model.registry_uri": reg.uri, "model.alert_threshold": "0.3", "model.poll_interval_s": "60",
               "s3.endpoint": moto_endpoint, "s3.region": "us-east-1", "s3.access_key_id": KEYS["access_key_id"],
               "s3.secret_access_key": KEYS["secret_access_key"]}
-    cfg = {"params": params, "rows": frame[FEATURE_NAMES].to_numpy().tolist(), "null_column": "dpd_max"}
+    no_model_params = {**params, "model.registry_uri": s3_reg(moto_endpoint).uri}  # nothing promoted there
+    cfg = {"params": params, "no_model_params": no_model_params, "rows": frame[FEATURE_NAMES].to_numpy().tolist(),
+           "null_column": "dpd_max"}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([str(python), "-c", FLINK_CHECK, json.dumps(cfg)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -434,6 +605,9 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     assert got["params"] == sorted(["model.registry_uri", "model.poll_interval_s", "model.alert_threshold",
                                     "s3.endpoint", "s3.region", "s3.access_key_id", "s3.secret_access_key"])
     assert json.loads(got["quoted"]) == {"model.registry_uri": "s3://b/m", "x": "it's"}
+    assert got["scored_nulls"] == [0, 0, 0] and got["unscored_nulls"] == [len(frame)] * 3
+    assert got["unscored_row"] == [None, None, None] and got["unscored_rows"] == len(frame)
+    assert got["unscored_failures"] == 1 and got["unscored_gauge"] == 0
 
 
 def test_udfs_import_only_what_flink_workers_have() -> None:
