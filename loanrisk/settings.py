@@ -20,10 +20,14 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from contracts.outcomes import HORIZON_MONTHS
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE
 from loanrisk.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# A loan's stream state is kept this long after its last change: repayment records arrive monthly while
+# a loan runs (missed ones included), so five years of silence plus the label horizon means it has ended.
+LOAN_RETENTION_DAYS = (60 + HORIZON_MONTHS) * 30
 LOOPBACK = "127.0.0.1"
 
 
@@ -133,7 +137,15 @@ class FlinkSettings(BaseModel):
         "at some drain throughput (one A/B here: 4,871 -> 3,574 events/s)")
     restart_attempts: int = Field(1000, ge=0)
     restart_delay_ms: int = Field(2_000, ge=0)
-    state_ttl: str = "36 h"
+    dedup_retention_s: int = Field(
+        129_600, ge=1, description="How long the job remembers an event id (and counts its repeats): a copy arriving "
+        "later than this after the first is taken as a new event")
+    behaviour_retention_s: int | None = Field(
+        None, ge=1, description="How long a customer's behaviour history stays after their last closed window "
+        "(default: three behaviour windows, the features' lookback)")
+    loan_retention_s: int = Field(
+        LOAN_RETENTION_DAYS * 86_400, ge=1, description="How long a loan's outcome (worst delay, first default) and "
+        "its alert-once flag are kept after their last change: the longest term plus the label horizon")
     prometheus_ports: str = "9249-9259"
     python_batch_size: int = Field(2_000, ge=1)
     python_bundle_time_ms: int = Field(100, ge=1)
@@ -154,6 +166,11 @@ class FlinkSettings(BaseModel):
     def rest_url(self) -> str:
         """Base URL of the Flink REST API."""
         return self.remote_url or f"http://{self.rest_address}:{self.rest_port}"
+
+    @property
+    def behaviour_retention(self) -> int:
+        """Seconds of behaviour history kept per customer: the setting, else the features' three-window lookback."""
+        return self.behaviour_retention_s or 3 * self.behaviour_window_days * 86_400
 
     @property
     def future_tolerance(self) -> timedelta:

@@ -59,7 +59,6 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "topic_alerts": k.topics.alerts,
         "kafka_max_message_bytes": k.max_message_bytes,
         "window_minutes": f.window_minutes,
-        "state_ttl": f.state_ttl,
         "alert_threshold": settings.model.alert_threshold,
         "lgd": settings.model.lgd,
         "pii_hash_key": settings.privacy.key(),
@@ -77,11 +76,13 @@ def sql_params(settings: Settings) -> dict[str, object]:
 
 
 def write_params(settings: Settings, name: str, extra_sql: dict[str, object] | None = None,
-                 flink_conf: dict[str, object] | None = None) -> Path:
+                 flink_conf: dict[str, object] | None = None, state_retention: dict[str, int] | None = None) -> Path:
     """Write the job's parameter file (mode 0600: it holds credentials) and return its path."""
     path = settings.state_dir / "run" / f"params-{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"sql": {**sql_params(settings), **(extra_sql or {})}, "flink_conf": flink_conf or {}}
+    data: dict[str, object] = {"sql": {**sql_params(settings), **(extra_sql or {})}, "flink_conf": flink_conf or {}}
+    if state_retention is not None:
+        data["state_retention"] = state_retention
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)

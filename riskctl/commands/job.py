@@ -26,8 +26,8 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     if savepoint:
         # The same SQL compiles to the same operator ids, so the state maps back (settings may differ).
         conf["execution.state-recovery.path"] = savepoint
-    params = write_params(settings, name, flink_conf=conf)
-    args: list[str] = []
+    params = write_params(settings, name, flink_conf=conf, state_retention=state_retention(settings))
+    args: list[str] = ["--plan-out", str(params.with_name(f"plan-{name}.json"))]
     for folder in RISK_SQL:
         args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
     for glob in only_into:
@@ -49,6 +49,12 @@ def job_flink_conf(settings: Settings, name: str) -> dict[str, object]:
             "python.fn-execution.arrow.batch.size": f.python_batch_size,
             # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).
             "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name}
+
+
+def state_retention(settings: Settings) -> dict[str, int]:
+    """Seconds of state per retention name of jobs/state_retention.py."""
+    f = settings.flink
+    return {"dedup": f.dedup_retention_s, "behaviour": f.behaviour_retention, "loan": f.loan_retention_s}
 
 
 def udf_job_parameters(settings: Settings) -> str:

@@ -1,5 +1,5 @@
 -- Valid events, typed, PII replaced by a keyed hash, and each event id kept once (first arrival):
--- repeated ids are duplicates, dropped here (state expires after table.exec.state.ttl).
+-- repeated ids are duplicates, dropped here while the id is remembered (flink.dedup_retention_s).
 -- The deduplication reads only (event_id, e, event_time, proc_time), the parsed row whole, whatever
 -- each consumer needs of it: the planner then shares one deduplication (one state) between the
 -- consumers instead of building one per consumer's column set.

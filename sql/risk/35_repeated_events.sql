@@ -1,6 +1,6 @@
 -- Repeated event ids: valid messages whose event id was already seen (the copies 30_valid_events.sql
 -- drops), counted per id and upserted to PostgreSQL, so every dropped duplicate is accounted for
--- (repeats = messages with the id - 1; state expires with table.exec.state.ttl, as the dedup's does).
+-- (repeats = messages with the id - 1; kept for flink.dedup_retention_s, as the dedup keeps the id).
 CREATE TEMPORARY VIEW repeated_events AS
 SELECT source_topic, event_id, COUNT(*) - 1 AS repeats, MAX(ingested_at) AS last_seen_at
 FROM (
