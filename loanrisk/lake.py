@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from loanrisk.settings import Settings
 
@@ -18,3 +19,27 @@ def catalog(settings: Settings):  # noqa: ANN201 - pyiceberg SqlCatalog
         os.environ.setdefault(key, value)
     from pyiceberg.catalog.sql import SqlCatalog
     return SqlCatalog(settings.catalog.name, **settings.iceberg_catalog_properties())
+
+
+# The Flink committer records its last committed checkpoint in the snapshot summary under this key.
+FLINK_CHECKPOINT_KEY = "flink.max-committed-checkpoint-id"
+
+
+def job_commit_chain(table: Any) -> list[int]:
+    """The current snapshot and its ancestors back to the newest one a Flink job committed (ids, newest first).
+
+    A restored Flink job finds its last committed checkpoint by walking back from the current snapshot
+    to one of its own commits; if an expiry removed any snapshot of that walk, it would commit its last
+    checkpoint's files again. So this chain stays through every expiry. With no Flink commit in the
+    history only the current snapshot is needed.
+    """
+    by_id = {s.snapshot_id: s for s in table.snapshots()}
+    current = table.current_snapshot()
+    chain: list[int] = []
+    snap = current
+    while snap is not None:
+        chain.append(snap.snapshot_id)
+        if FLINK_CHECKPOINT_KEY in (snap.summary.additional_properties if snap.summary else {}):
+            return chain
+        snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+    return [current.snapshot_id] if current is not None else []

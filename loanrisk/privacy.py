@@ -19,7 +19,6 @@ from loanrisk.settings import Settings
 
 CUSTOMER_COLUMN = "customer_id"
 DEAD_LETTERS = "dead_letters"
-FLINK_CHECKPOINT_KEY = "flink.max-committed-checkpoint-id"
 COMMIT_ATTEMPTS = 5  # the running job commits to the same tables every checkpoint: retry on conflicts
 
 
@@ -75,24 +74,10 @@ def _file_paths(table: Any, every_snapshot: bool = False) -> set[str]:
 
 
 def _expirable(table: Any) -> list[int]:
-    """Snapshots that can go: all but the current one and its ancestors back to the job's latest commit.
-
-    The Flink committer finds its last committed checkpoint by walking back from the current snapshot
-    to one carrying ``flink.max-committed-checkpoint-id``; expiring that one would make a restored job
-    commit its last checkpoint again (duplicates), so it and everything after it stay.
-    """
-    by_id = {s.snapshot_id: s for s in table.snapshots()}
-    current = table.current_snapshot()
-    chain: list[int] = []
-    snap = current
-    while snap is not None:
-        chain.append(snap.snapshot_id)
-        if FLINK_CHECKPOINT_KEY in (snap.summary.additional_properties if snap.summary else {}):
-            break
-        snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
-    else:  # no commit of the job in the history: only the current snapshot is needed
-        chain = [current.snapshot_id] if current is not None else []
-    return [i for i in by_id if i not in set(chain)]
+    """Snapshots that can go: all but the job's commit chain (the current one back to the job's latest commit)."""
+    from loanrisk.lake import job_commit_chain
+    keep = set(job_commit_chain(table))
+    return [s.snapshot_id for s in table.snapshots() if s.snapshot_id not in keep]
 
 
 def _purge_unreferenced_files(table: Any, before: set[str]) -> int:

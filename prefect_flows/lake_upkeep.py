@@ -1,15 +1,22 @@
 """Iceberg upkeep with pyiceberg: small-file compaction per partition, snapshot expiry, orphan-file cleanup.
 
-Safety: every commit asserts the branch head it read (a concurrent Flink commit makes ours fail and
-nothing changes); snapshots younger than ``min_snapshot_age`` and the current one are never expired;
-only files older than ``min_orphan_age`` and unreferenced by every live snapshot and metadata file are
-deleted (a writer's not-yet-committed files are young). pyiceberg 0.12 has no rewrite_data_files:
-compaction reads a partition and replaces it in one overwrite commit, and skips partitions with
-delete files or with files younger than ``min_file_age``.
+Safety against the running job, which commits every checkpoint:
+- compaction replaces exactly the data files it read (pyiceberg's overwrite with explicit file deletes):
+  each attempt starts from the current head, pyiceberg checks that every replaced file is still live
+  there, and the commit asserts that head; rows the job appended meanwhile stay, as their own files. A
+  replaced file that another writer removed or rewrote meanwhile (an erasure, another compaction) ends
+  the attempt without a change. Partitions with delete files are left alone (a rewritten file would
+  escape deletes that applied to the old one);
+- expiry keeps the current snapshot, every branch and tag head, and the chain back to the job's latest
+  commit (loanrisk.lake.job_commit_chain), so a job restored from its last checkpoint finds what it
+  committed;
+- orphan cleanup deletes only files older than ``min_orphan_age`` that no live snapshot or metadata
+  file references (a writer's not-yet-committed files are young).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,12 +51,76 @@ def _partition_key(partition: Any) -> tuple:
     return tuple(partition) if partition is not None else ()
 
 
+def _partition_files(table: Any, snapshot: Any) -> dict[tuple, list[Any]]:
+    """Live data and delete files of ``snapshot`` by partition."""
+    groups: dict[tuple, list[Any]] = {}
+    for manifest in snapshot.manifests(table.io):
+        for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            groups.setdefault(_partition_key(e.data_file.partition), []).append((e.data_file, e.snapshot_id))
+    return groups
+
+
+def compaction_candidates(table: Any, min_files: int, min_file_age: timedelta, now: datetime) -> dict[tuple, list[Any]]:
+    """Partitions worth compacting: at least ``min_files`` data files, all older than ``min_file_age``, no deletes."""
+    from pyiceberg.manifest import DataFileContent
+    snap = table.current_snapshot()
+    if snap is None:
+        return {}
+    cutoff_ms = int((now - min_file_age).timestamp() * 1000)
+    todo: dict[tuple, list[Any]] = {}
+    for key, entries in _partition_files(table, snap).items():
+        added = [table.snapshot_by_id(sid) if sid is not None else None for _, sid in entries]
+        young = any(a is not None and a.timestamp_ms > cutoff_ms for a in added)  # an expired snapshot is old
+        deletes = any(f.content != DataFileContent.DATA for f, _ in entries)
+        if len(entries) >= min_files and not young and not deletes:
+            todo[key] = [f for f, _ in entries]
+    return todo
+
+
+def _partition_filter(table: Any, key: tuple) -> Any:
+    from pyiceberg.expressions import AlwaysTrue, And, EqualTo, IsNull
+    names = [table.schema().find_field(f.source_id).name for f in table.spec().fields]
+    expr: Any = AlwaysTrue()
+    for name, value in zip(names, key):
+        expr = And(expr, IsNull(name) if value is None else EqualTo(name, value))
+    return expr
+
+
+def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8) -> bool:
+    """Replace data files ``old`` by ``new`` in one commit on the current head; False if ``old`` changed meanwhile.
+
+    Each attempt is a fresh transaction on the refreshed head: pyiceberg refuses a delete of a file that is
+    not live in its parent (``ValidationException``) and a commit whose head moved (``CommitFailedException``);
+    the latter is retried, since appends by other writers do not touch the files replaced here.
+    """
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.manifest import DataFileContent
+    wanted = {f.file_path for f in old}
+    for attempt in range(attempts):
+        head = table.refresh()
+        snap = head.current_snapshot()
+        live = {f.file_path: f for entries in (_partition_files(head, snap) if snap else {}).values() for f, _ in entries}
+        partitions = {_partition_key(f.partition) for f in old}
+        if not wanted <= live.keys() or any(f.content != DataFileContent.DATA and _partition_key(f.partition)
+                                            in partitions for f in live.values()):
+            return False
+        try:
+            with head.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties={"loanrisk.maintenance": "compaction"}).overwrite() as ow:
+                    for f in old:
+                        ow.delete_data_file(f)
+                    for f in new:
+                        ow.append_data_file(f)
+            return True
+        except (CommitFailedException, ValidationException):
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))  # another writer committed first: look again
+    return False
+
+
 def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(hours=1), max_partitions: int = 10,
             now: datetime | None = None, report: UpkeepReport | None = None) -> UpkeepReport:
-    """Rewrite partitions holding at least ``min_files`` data files (all older than ``min_file_age``) as one commit each."""
-    from pyiceberg.exceptions import CommitFailedException
-    from pyiceberg.expressions import AlwaysTrue, And, EqualTo, IsNull
-    from pyiceberg.manifest import DataFileContent
+    """Rewrite partitions holding at least ``min_files`` data files (all older than ``min_file_age``) into one file each."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
@@ -59,47 +130,32 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
                                               for f in spec.fields):
         report.notes.append("compaction skipped (empty or not identity-partitioned)")
         return report
-    groups: dict[tuple, list[Any]] = {}
-    blocked: set[tuple] = set()
-    cutoff_ms = int((now - min_file_age).timestamp() * 1000)
-    for manifest in snap.manifests(table.io):
-        for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            key = _partition_key(e.data_file.partition)
-            added = table.snapshot_by_id(e.snapshot_id) if e.snapshot_id is not None else None
-            young = added is not None and added.timestamp_ms > cutoff_ms  # an expired snapshot is old
-            if e.data_file.content != DataFileContent.DATA or young:
-                blocked.add(key)
-            groups.setdefault(key, []).append(e.data_file)
-    names = [table.schema().find_field(f.source_id).name for f in spec.fields]
-    todo = [(k, files) for k, files in groups.items() if len(files) >= min_files and k not in blocked]
-    for key, files in sorted(todo, key=lambda kv: -len(kv[1]))[:max_partitions]:
-        expr: Any = AlwaysTrue()
-        for name, value in zip(names, key):
-            expr = And(expr, IsNull(name) if value is None else EqualTo(name, value))
-        fresh = table.refresh()
-        rows = fresh.scan(row_filter=expr, snapshot_id=snap.snapshot_id).to_arrow()
-        try:
-            fresh.overwrite(rows, overwrite_filter=expr)
-        except CommitFailedException:
+    todo = compaction_candidates(table, min_files, min_file_age, now)
+    for key, files in sorted(todo.items(), key=lambda kv: -len(kv[1]))[:max_partitions]:
+        rows = table.scan(row_filter=_partition_filter(table, key), snapshot_id=snap.snapshot_id).to_arrow()
+        new = list(_dataframe_to_data_files(table.metadata, rows, table.io)) if rows.num_rows else []
+        if not rewrite_files(table, files, new):
+            for f in new:
+                table.io.delete(f.file_path)  # never committed
             report.notes.append(f"partition {key} changed during compaction; left for the next run")
             continue
         report.compacted_partitions += 1
         report.files_before += len(files)
-        report.files_after += 1 if rows.num_rows else 0
+        report.files_after += len(new)
     return report
 
 
 def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None,
                      report: UpkeepReport | None = None) -> UpkeepReport:
-    """Expire snapshots older than ``min_age`` (never the current one or any branch/tag head)."""
+    """Expire snapshots older than ``min_age``, except branch and tag heads and the job's commit chain."""
+    from loanrisk.lake import job_commit_chain
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
-    current = table.current_snapshot()
-    old = [s.snapshot_id for s in table.snapshots()
-           if s.timestamp_ms < int((now - min_age).timestamp() * 1000)
-           and (current is None or s.snapshot_id != current.snapshot_id)]
+    keep = set(job_commit_chain(table)) | {ref.snapshot_id for ref in table.metadata.refs.values()}
+    cutoff_ms = int((now - min_age).timestamp() * 1000)
+    old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
     if old:
-        table.maintenance.expire_snapshots().older_than(now - min_age).commit()
+        table.maintenance.expire_snapshots().by_ids(old).commit()
         report.expired_snapshots += len(old)
     return report
 

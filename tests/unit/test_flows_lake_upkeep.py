@@ -10,7 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from prefect_flows.lake_upkeep import compact, expire_snapshots, local_lister_deleter, referenced_files, remove_orphans
+from loanrisk.lake import FLINK_CHECKPOINT_KEY, job_commit_chain
+from prefect_flows.lake_upkeep import (
+    compact, compaction_candidates, expire_snapshots, local_lister_deleter, referenced_files, remove_orphans,
+    rewrite_files,
+)
+
+LATER = timedelta(hours=2)  # every file is older than the default safety age then
 
 
 @pytest.fixture()
@@ -54,6 +60,53 @@ def test_compaction_leaves_partitions_with_young_files_alone(table) -> None:  # 
     report = compact(table, min_files=3)  # files were written just now: younger than the default hour
     assert report.compacted_partitions == 0
     assert table.refresh().inspect.files().num_rows == files_before
+
+
+def _append(tbl, ids: list[int], day: date, props: dict[str, str] | None = None) -> None:  # noqa: ANN001
+    """Another writer's commit (the running job's, when ``props`` holds its checkpoint summary)."""
+    tbl.refresh().append(pa.table({"id": pa.array(ids, pa.int64()), "v": [f"late{i}" for i in ids],
+                                   "d": [day] * len(ids)}), snapshot_properties=props or {})
+
+
+def _compacted_files(tbl) -> tuple[list, list]:  # noqa: ANN001
+    """The day-1 partition's files as compaction would read them, and their rows written as one new file."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+    candidates = compaction_candidates(tbl, 3, timedelta(hours=1), datetime.now(timezone.utc) + LATER)
+    old = max(candidates.values(), key=len)  # 2018-01-01: a row of every append
+    rows = tbl.scan(row_filter="d = '2018-01-01'").to_arrow()
+    assert len(old) == 6 and rows.num_rows == 9
+    return old, list(_dataframe_to_data_files(tbl.metadata, rows, tbl.io))
+
+
+def test_a_commit_landing_while_compaction_runs_is_kept(table) -> None:  # noqa: ANN001
+    old, new = _compacted_files(table)
+    _append(table, [100, 101], date(2018, 1, 1))  # the job commits into the same partition meanwhile
+    assert rewrite_files(table, old, new)
+    ids = [r[0] for r in _rows(table)]
+    assert sorted(ids) == sorted(list(range(12)) + [100, 101])
+    assert {f.file_path for f in new} <= set(table.refresh().inspect.files().column("file_path").to_pylist())
+
+
+def test_compaction_gives_up_when_a_file_it_replaces_was_rewritten_meanwhile(table) -> None:  # noqa: ANN001
+    from pyiceberg.expressions import EqualTo
+    old, new = _compacted_files(table)
+    table.refresh().delete(EqualTo("id", 0))  # an erasure rewrites one of the files compaction read
+    assert not rewrite_files(table, old, new)
+    ids = [r[0] for r in _rows(table)]
+    assert 0 not in ids and len(ids) == 11, "the erased row came back or a row was lost"
+
+
+def test_expiry_keeps_the_chain_back_to_the_jobs_last_commit(table) -> None:  # noqa: ANN001
+    _append(table, [200], date(2018, 1, 3), {FLINK_CHECKPOINT_KEY: "41", "flink.job-id": "job"})
+    job_commit = table.refresh().current_snapshot().snapshot_id
+    _append(table, [201], date(2018, 1, 3))  # e.g. a redrive written after the job's last commit
+    compact(table.refresh(), min_files=3, now=datetime.now(timezone.utc) + LATER)
+    chain = job_commit_chain(table.refresh())
+    assert job_commit in chain and len(chain) >= 3
+    expire_snapshots(table.refresh(), timedelta(hours=1), now=datetime.now(timezone.utc) + timedelta(hours=3))
+    left = {s.snapshot_id for s in table.refresh().snapshots()}
+    assert set(chain) <= left and len(left) == len(chain), "expiry broke the chain or kept more than it"
+    assert len(_rows(table)) == 14
 
 
 def test_expiry_keeps_young_snapshots_and_the_current_one(table) -> None:  # noqa: ANN001
