@@ -23,7 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 Lister = Callable[[str], Iterable[tuple[str, datetime]]]
-Deleter = Callable[[str], None]
+ORPHAN_BATCH = 1000  # paths handed to the deleter at a time
+Deleter = Callable[[list[str]], None]  # deletes a batch of paths
 
 
 @dataclass
@@ -180,10 +181,11 @@ def remove_orphans(table: Any, lister: Lister, deleter: Deleter, min_age: timede
     now = now or datetime.now(timezone.utc)
     fresh = table.refresh()
     refs = {_norm(p) for p in referenced_files(fresh)}
-    for path, modified in lister(fresh.location()):
-        if _norm(path) not in refs and now - modified > min_age:
-            deleter(path)
-            report.orphans_deleted += 1
+    orphans = [path for path, modified in lister(fresh.location())
+               if _norm(path) not in refs and now - modified > min_age]
+    for start in range(0, len(orphans), ORPHAN_BATCH):
+        deleter(orphans[start:start + ORPHAN_BATCH])
+    report.orphans_deleted += len(orphans)
     return report
 
 
@@ -208,9 +210,16 @@ def s3_lister_deleter(s3_settings: Any) -> tuple[Lister, Deleter]:
             for obj in page.get("Contents", []):
                 yield f"s3://{bucket}/{obj['Key']}", obj["LastModified"]
 
-    def deleter(uri: str) -> None:
+    def delete(uri: str) -> None:
         bucket, key = split(uri)
         client.delete_object(Bucket=bucket, Key=key)
+
+    def deleter(uris: list[str]) -> None:
+        # One request per object, several at a time: DeleteObjects needs a checksum header that some
+        # S3-compatible servers (s3proxy) refuse.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(delete, uris))
 
     return lister, deleter
 
@@ -226,4 +235,8 @@ def local_lister_deleter() -> tuple[Lister, Deleter]:
             if p.is_file():
                 yield str(p), datetime.fromtimestamp(p.stat().st_mtime, timezone.utc)
 
-    return lister, lambda path: os.remove(_norm(path))
+    def deleter(paths: list[str]) -> None:
+        for path in paths:
+            os.remove(_norm(path))
+
+    return lister, deleter
