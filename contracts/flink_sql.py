@@ -4,7 +4,7 @@ sql/ files use them as ``${<event>_spec}`` (the contract for the Java ``parse_ev
 validates in the order of contracts/validate.py), ``${<event>_columns}`` and ``${<event>_lake_columns}``,
 so the schema lives once, in contracts/events.py. Every spec :func:`sql_fragments` renders carries the
 same future tolerance, so ``parse_event`` dead-letters exactly the events ``event_time_of`` keeps from
-advancing the watermark.
+advancing the watermark. ``${payload_is_heartbeat}`` is the watermark heartbeat test of contracts/heartbeat.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import timedelta
 from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
 from contracts.fx import FX_TABLE, minor_to_reporting_factor
+from contracts.heartbeat import heartbeat_condition
 from contracts.schema import TYPE_MAP, EventContract
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
@@ -75,6 +76,7 @@ def sql_fragments(pii_key: str, future_tolerance: timedelta = DEFAULT_FUTURE_TOL
         out[f"{c.name}_lake_columns"] = lake_columns(c)
         out[f"{c.name}_names"] = ", ".join(c.names)
     out["source_event_time_spec"] = source_event_time_spec(future_tolerance).replace("'", "''")
+    out["payload_is_heartbeat"] = heartbeat_condition("payload")
     return out
 
 

@@ -2,7 +2,8 @@
 
 Both: keyed by customer_id (one customer's events stay in one partition, in order), batched,
 compressed (lz4 / zstd), acks=all with idempotence, delivery errors counted, messages over
-``settings.kafka.max_message_bytes`` refused before sending with a clear error.
+``settings.kafka.max_message_bytes`` refused before sending with a clear error. A finite replay ends
+with watermark heartbeats (:class:`Heartbeats`, contracts/heartbeat.py), one per partition.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.heartbeat import HEARTBEAT_KEY, closing_time_ms, encode_heartbeat, within_tolerance
 from ingestion.pacing import TokenBucket
+from ingestion.timeutil import iso_ms
 from ingestion.wire import ProducedEvent
 from loanrisk.errors import LoanRiskError
-from loanrisk.settings import KafkaSettings, get_settings
+from loanrisk.settings import FlinkSettings, KafkaSettings, Settings, get_settings
 
 log = logging.getLogger(__name__)
 # librdkafka's own log lines (connection retries, ...) go here: silent unless the application configures logging;
@@ -86,18 +89,27 @@ class EventProducer(ABC):
             "(LOANRISK_KAFKA__MAX_MESSAGE_BYTES); refused, not sent"))
         return True
 
-    def send(self, topic: str, key: str | None, value: bytes) -> bool:
-        """Queue one message; False when refused (too large). Delivery is reported asynchronously."""
+    def send(self, topic: str, key: str | None, value: bytes, *, partition: int | None = None,
+             timestamp_ms: int | None = None) -> bool:
+        """Queue one message; False when refused (too large). Delivery is reported asynchronously.
+
+        Without ``partition`` the key picks it; without ``timestamp_ms`` the client stamps the send time.
+        """
         key_bytes = key.encode() if key is not None else None
         if self.refuse_if_too_large(topic, key_bytes, value):
             return False
         self.stats.enqueued += 1
         self.stats.bytes_enqueued += len(value)
-        self._send(topic, key_bytes, value)
+        self._send(topic, key_bytes, value, partition, timestamp_ms)
         return True
 
     @abstractmethod
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+              timestamp_ms: int | None = None) -> None: ...
+
+    @abstractmethod
+    def partitions(self, topic: str) -> list[int]:
+        """The partition ids of ``topic`` (empty when the cluster does not know the topic)."""
 
     @abstractmethod
     def poll(self, timeout_s: float = 0.0) -> None:
@@ -121,8 +133,16 @@ class NullEventProducer(EventProducer):
 
     name = "null"
 
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def __init__(self, max_message_bytes: int, partitions_per_topic: int = 1):
+        super().__init__(max_message_bytes)
+        self.partitions_per_topic = partitions_per_topic
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+              timestamp_ms: int | None = None) -> None:
         self.stats.delivered += 1
+
+    def partitions(self, topic: str) -> list[int]:
+        return list(range(self.partitions_per_topic))
 
     def poll(self, timeout_s: float = 0.0) -> None:
         return None
@@ -177,12 +197,17 @@ class ConfluentEventProducer(EventProducer):
         if not self._reports_successes:
             self.stats.delivered = self.stats.enqueued - self.stats.failed - len(self._producer)
 
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+              timestamp_ms: int | None = None) -> None:
         from confluent_kafka import KafkaException
 
         while True:
             try:
-                self._producer.produce(topic, value, key)
+                if partition is None and timestamp_ms is None:
+                    self._producer.produce(topic, value, key)
+                else:  # librdkafka's "unassigned" and "now" are -1 and 0
+                    self._producer.produce(topic, value, key, partition=-1 if partition is None else partition,
+                                           timestamp=timestamp_ms or 0)
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
@@ -202,6 +227,15 @@ class ConfluentEventProducer(EventProducer):
         remaining = int(self._producer.flush(timeout_s))
         self._count_successes()
         return remaining
+
+    def partitions(self, topic: str) -> list[int]:
+        from confluent_kafka import KafkaException
+
+        try:
+            meta = self._producer.list_topics(topic, timeout=10.0).topics.get(topic)
+        except KafkaException:
+            return []
+        return sorted(meta.partitions) if meta is not None and meta.error is None else []
 
     def check_connection(self, timeout_s: float = 5.0) -> None:
         from confluent_kafka import KafkaException
@@ -257,13 +291,23 @@ class KafkaPythonEventProducer(EventProducer):
         with self._lock:
             self.stats.record_error(f"{type(exc).__name__}: {exc}")
 
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+              timestamp_ms: int | None = None) -> None:
         from kafka.errors import KafkaError
 
         try:
-            self._producer.send(topic, value=value, key=key).add_callback(self._ok).add_errback(self._err)
+            self._producer.send(topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
+                                ).add_callback(self._ok).add_errback(self._err)
         except KafkaError as exc:  # refused before queueing (e.g. buffer full past max_block_ms)
             self._err(exc)
+
+    def partitions(self, topic: str) -> list[int]:
+        from kafka.errors import KafkaError
+
+        try:
+            return sorted(self._producer.partitions_for(topic) or ())
+        except KafkaError:
+            return []
 
     def poll(self, timeout_s: float = 0.0) -> None:
         if timeout_s:
@@ -312,9 +356,102 @@ def make_producer(impl: str = "confluent", *, bootstrap: str | None = None,
     raise ValueError(f"unknown producer implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
 
 
+# Under the job's source idle timeout (5 s, sql/risk/00_session.sql): while heartbeats come this often no
+# partition goes idle, so no idle status can overtake the watermark the Python scorer holds back until
+# its bundle is done (docs/RELIABILITY.md, Limits), however far behind the job is.
+LULL_HEARTBEAT_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class HeartbeatRound:
+    """One heartbeat to every partition of each input topic, all at one event time."""
+
+    event_time_ms: int
+    messages: int
+    capped: bool  # cut to the Kafka timestamp plus the job's future tolerance
+
+    def line(self) -> str:
+        """``heartbeats=6 at 2019-03-01T00:05:00.000Z`` (with a note when cut to the tolerance)."""
+        note = " (cut to now + flink.future_tolerance_s)" if self.capped else ""
+        return f"heartbeats={self.messages} at {iso_ms(self.event_time_ms)}{note}"
+
+
+class Heartbeats:
+    """Watermark heartbeats (contracts/heartbeat.py) to every partition of the input topics, through one producer.
+
+    :meth:`close` sends the round that closes every window holding a replay's events. :meth:`again` sends
+    the next round 1 ms later: a round must move the watermark, because a source that went idle and
+    came back does not emit a watermark it already emitted. :meth:`keep_sending` repeats :meth:`again`
+    from a thread, for as long as the job may still be catching up. The event times come from
+    ``flink`` (window lengths, watermark delay, future tolerance): the job's settings.
+    """
+
+    def __init__(self, producer: EventProducer, topics: Sequence[str], flink: FlinkSettings,
+                 wall_clock: Callable[[], float] = time.time):
+        self.producer, self.topics, self.wall_clock = producer, tuple(topics), wall_clock
+        self.window_lengths_ms = (flink.behaviour_window_days * 86_400_000, flink.window_minutes * 60_000)
+        self.watermark_delay_ms = flink.watermark_delay_s * 1000
+        self.future_tolerance_ms = flink.future_tolerance_s * 1000
+        self.target_ms: int | None = None
+        self.sent = 0
+        self._partitions: dict[str, list[int]] = {}
+
+    def close(self, last_event_ms: int) -> HeartbeatRound:
+        """Send the round that closes every window holding an event at or before ``last_event_ms``."""
+        self.target_ms = closing_time_ms(last_event_ms, self.window_lengths_ms, self.watermark_delay_ms)
+        return self._round()
+
+    def again(self) -> HeartbeatRound:
+        """Send the next round, 1 ms after the last one's target."""
+        if self.target_ms is None:
+            raise ValueError("no closing heartbeat sent yet: call close(last_event_ms) first")
+        self.target_ms += 1
+        return self._round()
+
+    def keep_sending(self, stop: threading.Event, every_s: float = LULL_HEARTBEAT_INTERVAL_S) -> threading.Thread:
+        """A started daemon thread sending :meth:`again` every ``every_s`` seconds until ``stop`` is set."""
+        def run() -> None:
+            while not stop.wait(every_s):
+                self.again()
+                self.producer.poll(0)
+
+        thread = threading.Thread(target=run, name="heartbeats", daemon=True)
+        thread.start()
+        return thread
+
+    def _round(self) -> HeartbeatRound:
+        assert self.target_ms is not None
+        now_ms = int(self.wall_clock() * 1000)
+        event_time_ms, capped = within_tolerance(self.target_ms, now_ms, self.future_tolerance_ms)
+        if capped and self.sent == 0:
+            log.warning("the closing heartbeat's event time %s is later than now + flink.future_tolerance_s; "
+                        "sent at %s instead, so windows ending after that (less the watermark delay) close "
+                        "only when later events arrive", iso_ms(self.target_ms), iso_ms(event_time_ms))
+        value = encode_heartbeat(event_time_ms)
+        messages = 0
+        for topic in self.topics:
+            if topic not in self._partitions:
+                self._partitions[topic] = self.producer.partitions(topic)
+                if not self._partitions[topic]:
+                    log.warning("no partitions found for topic %s: it gets no heartbeat", topic)
+            for partition in self._partitions[topic]:
+                # The explicit Kafka timestamp is the "now" the job checks the future tolerance against.
+                messages += self.producer.send(topic, HEARTBEAT_KEY, value, partition=partition,
+                                               timestamp_ms=now_ms)
+        self.sent += messages
+        return HeartbeatRound(event_time_ms, messages, capped)
+
+
+def heartbeats_for(producer: EventProducer, settings: Settings | None = None) -> Heartbeats:
+    """Heartbeats to the input topics of ``settings`` (default: the platform's), timed by its flink settings."""
+    settings = settings or get_settings()
+    t = settings.kafka.topics
+    return Heartbeats(producer, (t.applications, t.transactions, t.repayments), settings.flink)
+
+
 @dataclass
 class ProduceSummary:
-    """The outcome of one send loop."""
+    """The outcome of one send loop: its events, and the closing heartbeats when it sent them."""
 
     handed: int
     delivered: int
@@ -324,6 +461,9 @@ class ProduceSummary:
     bytes: int
     elapsed_s: float
     interrupted: bool
+    last_event_ms: int | None = None
+    heartbeat: HeartbeatRound | None = None
+    heartbeats_undelivered: int = 0
 
     @property
     def rate(self) -> float:
@@ -333,9 +473,11 @@ class ProduceSummary:
     def line(self) -> str:
         """The closing one-line summary."""
         note = " (interrupted, flushed)" if self.interrupted else ""
+        beat = f" {self.heartbeat.line()}" if self.heartbeat else ""
+        lost = f" heartbeats_undelivered={self.heartbeats_undelivered}" if self.heartbeats_undelivered else ""
         return (f"sent={self.delivered} failed={self.failed + self.pending} refused_too_large={self.refused} "
                 f"rate={self.rate:,.0f} events/s {self.bytes / max(self.elapsed_s, 1e-9) / 1e6:.2f} MB/s "
-                f"in {self.elapsed_s:.1f}s{note}")
+                f"in {self.elapsed_s:.1f}s{note}{beat}{lost}")
 
 
 @contextmanager
@@ -362,15 +504,19 @@ def produce_events(events: Iterable[ProducedEvent], producer: EventProducer, *, 
                    stop: threading.Event | None = None,
                    on_progress: Callable[[int, DeliveryStats], None] | None = None,
                    progress_every_s: float = 0.2, flush_timeout_s: float = 60.0,
+                   heartbeats: Heartbeats | None = None,
                    clock: Callable[[], float] = time.monotonic) -> ProduceSummary:
     """Send ``events`` until exhausted, ``count`` sent, ``duration_s`` elapsed or ``stop`` set; then flush.
 
     ``rate`` adds a token bucket here (for sources that are not paced themselves). Ctrl-C sets
-    ``stop`` when this runs in the main thread.
+    ``stop`` when this runs in the main thread. With ``heartbeats``, the run (interrupted or not) ends
+    with their closing round, timed from the latest event time among the valid events sent, after
+    every event is flushed; the summary's counts are the events' only.
     """
     stop = stop or threading.Event()
     bucket = TokenBucket(rate, clock=clock) if rate else None
     handed = 0
+    last_event_ms: int | None = None
     start = clock()
     next_progress = start + progress_every_s
     with sigint_stops(stop):
@@ -384,6 +530,9 @@ def produce_events(events: Iterable[ProducedEvent], producer: EventProducer, *, 
                 bucket.acquire()
             producer.send(event.topic, event.key, event.value_bytes)
             handed += 1
+            # Malformed messages are dead-lettered: their windows are not the stream's.
+            if event.expected_reason is None and (last_event_ms is None or event.event_time_ms > last_event_ms):
+                last_event_ms = event.event_time_ms
             if on_progress is not None and now >= next_progress:
                 producer.poll(0)
                 on_progress(handed, producer.stats)
@@ -394,5 +543,11 @@ def produce_events(events: Iterable[ProducedEvent], producer: EventProducer, *, 
     if on_progress is not None:
         on_progress(handed, producer.stats)
     s = producer.stats
-    return ProduceSummary(handed=handed, delivered=s.delivered, failed=s.failed, refused=s.refused_too_large,
-                          pending=pending, bytes=s.bytes_enqueued, elapsed_s=elapsed, interrupted=interrupted)
+    summary = ProduceSummary(handed=handed, delivered=s.delivered, failed=s.failed, refused=s.refused_too_large,
+                             pending=pending, bytes=s.bytes_enqueued, elapsed_s=elapsed, interrupted=interrupted,
+                             last_event_ms=last_event_ms)
+    if heartbeats is not None and last_event_ms is not None:
+        failed_before = s.failed
+        summary.heartbeat = heartbeats.close(last_event_ms)
+        summary.heartbeats_undelivered = max(producer.flush(flush_timeout_s) - pending, 0) + s.failed - failed_before
+    return summary

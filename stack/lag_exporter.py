@@ -1,10 +1,13 @@
-"""Kafka consumer-lag exporter: the risk job's committed offsets against each input partition's end, for Prometheus.
+"""Pipeline exporter for Prometheus: Kafka consumer lag of the risk job, and how long its windows wait to close.
 
 Why an exporter and not only Flink's own metrics: the Flink Kafka source commits its offsets to the
 consumer group on every completed checkpoint, so ``end offset - committed offset`` is the backlog the
 job has not durably processed. It is measured from outside the job, so it keeps growing (and the alert
 keeps firing) when the job is down, restarting or stuck in failing checkpoints; Flink's
 ``pendingRecords`` disappears exactly then. Run: ``python -m stack.lag_exporter --state DIR``.
+
+Window freshness (:class:`WindowFreshnessCollector`) is read from the PostgreSQL serving tables, for
+the same reason: it is what readers see, whatever state the job is in.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -80,6 +86,116 @@ class ConsumerLagCollector(Collector):
         yield from (lag, committed_g, end, up, errors)
 
 
+# Window freshness. Event time says nothing about staleness here (a replay's windows are years old the
+# moment they close), so a window's age is wall time: how long the newest closed window has stood still
+# while scored events beyond it wait for the next one to close. It rises while a window is legitimately
+# open too (at most about its length under steady traffic), so the alert compares it with the window's
+# length plus the watermark delay.
+
+
+@dataclass(frozen=True)
+class WindowEnds:
+    """Event times (epoch seconds, None when the table is empty) read from the serving tables in one scrape."""
+
+    newest_score: float | None
+    risk_end: float | None
+    risk_length_s: float | None
+    behaviour_end: float | None
+
+
+@dataclass(frozen=True)
+class WindowClock:
+    """What a table's age is measured from: its newest window end, and the wall time it was first seen waiting."""
+
+    newest_end: float | None
+    waiting_since: float
+
+
+def window_age(previous: WindowClock | None, newest_end: float | None, newest_score: float | None,
+               now: float) -> tuple[float, WindowClock | None]:
+    """(age in wall seconds, the clock for the next scrape) of one window table.
+
+    Scores wait when the newest one is at or after the newest closed window's end (or no window has
+    closed yet): its window is still open. The age counts from the first scrape that saw them waiting
+    with this newest window end; it is 0 when nothing waits, and starts again when a window closes.
+    """
+    waiting = newest_score is not None and (newest_end is None or newest_score >= newest_end)
+    if not waiting:
+        return 0.0, None
+    if previous is None or previous.newest_end != newest_end:
+        previous = WindowClock(newest_end, now)
+    return now - previous.waiting_since, previous
+
+
+def read_window_ends(settings: Settings, timeout_s: float = 5.0) -> WindowEnds:
+    """The newest score's event time and the newest closed windows' ends, from PostgreSQL (read-only role)."""
+    import psycopg
+    pg = settings.postgres
+
+    def epoch(t: datetime | None) -> float | None:
+        return t.timestamp() if t is not None else None
+
+    # Not loanrisk.serving.serving_connection: a scrape must answer, so the connection gets a timeout.
+    with psycopg.connect(pg.dsn(pg.serving_db, reader=True), connect_timeout=max(int(timeout_s), 1)) as conn:
+        conn.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")
+        newest_score = conn.execute("SELECT max(scored_at) FROM loan_scores_latest").fetchone()[0]
+        risk = conn.execute("SELECT window_start, window_end FROM risk_by_window "
+                            "ORDER BY window_start DESC LIMIT 1").fetchone()
+        # TIMESTAMP without zone, written in UTC by the job: read it as UTC.
+        behaviour = conn.execute("SELECT max(behaviour_as_of) AT TIME ZONE 'UTC' "
+                                 "FROM customer_behaviour_windows").fetchone()[0]
+    return WindowEnds(newest_score=epoch(newest_score), risk_end=epoch(risk[1]) if risk else None,
+                      risk_length_s=(risk[1] - risk[0]).total_seconds() if risk else None,
+                      behaviour_end=epoch(behaviour))
+
+
+class WindowFreshnessCollector(Collector):
+    """Reads the serving tables on every scrape and keeps, per window table, when its scores started waiting."""
+
+    def __init__(self, settings: Settings, read: Callable[[], WindowEnds] | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.read = read or (lambda: read_window_ends(settings))
+        self.wall_clock = wall_clock
+        self.flink = settings.flink
+        self.errors = 0
+        self._clocks: dict[str, WindowClock | None] = {}
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """One scrape: each window table's age, newest end and close-due time, and whether PostgreSQL answered."""
+        age = GaugeMetricFamily("loanrisk_window_age_seconds",
+                                "Wall seconds the newest closed window has stood still while scored events wait "
+                                "beyond it (0 when none wait)", labels=["table"])
+        newest = GaugeMetricFamily("loanrisk_window_newest_end_seconds",
+                                   "Event time (epoch s) of the newest closed window's end", labels=["table"])
+        due = GaugeMetricFamily("loanrisk_window_close_due_seconds",
+                                "Longest a window may stay open with events in it: its length plus the watermark "
+                                "delay", labels=["table"])
+        up = GaugeMetricFamily("loanrisk_serving_up", "1 when the last scrape could read the serving tables")
+        with self._lock:
+            try:
+                ends = self.read()
+                now = self.wall_clock()
+                delay = self.flink.watermark_delay_s
+                # The risk window's length as the job wrote it: a demo's job may run with another than ours.
+                lengths = {"risk_by_window": ends.risk_length_s or self.flink.window_minutes * 60.0,
+                           "customer_behaviour_windows": self.flink.behaviour_window_days * 86_400.0}
+                newest_ends = {"risk_by_window": ends.risk_end, "customer_behaviour_windows": ends.behaviour_end}
+                for table, end in newest_ends.items():
+                    seconds, self._clocks[table] = window_age(self._clocks.get(table), end, ends.newest_score, now)
+                    age.add_metric([table], seconds)
+                    if end is not None:
+                        newest.add_metric([table], end)
+                    due.add_metric([table], lengths[table] + delay)
+                up.add_metric([], 1)
+            except Exception:  # noqa: BLE001 - a scrape must answer; PostgreSQL being away is a metric
+                self.errors += 1
+                up.add_metric([], 0)
+        errors = CounterMetricFamily("loanrisk_serving_read_errors", "Scrapes that could not read the serving tables")
+        errors.add_metric([], self.errors)
+        yield from (age, newest, due, up, errors)
+
+
 def main() -> None:
     """Serve /metrics on 127.0.0.1:<prometheus.port + 1> until SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,6 +204,7 @@ def main() -> None:
     settings = get_settings()
     registry = CollectorRegistry()
     registry.register(ConsumerLagCollector(settings))
+    registry.register(WindowFreshnessCollector(settings))
     server, thread = start_http_server(settings.prometheus.exporter_port, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,22 +1,28 @@
-"""`riskctl produce`: send synthetic or Lending Club events to Kafka at a set rate, with progress and a summary."""
+"""`riskctl produce`: send synthetic or Lending Club events to Kafka at a set rate, with progress and a summary.
+
+Every run is finite, so it ends with a round of watermark heartbeats (contracts/heartbeat.py) that closes
+the windows holding its events; ``--heartbeat-for`` keeps sending rounds while the job catches up.
+"""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import click
 
 from ingestion.anomalies import NO_ANOMALIES, REALISTIC
-from ingestion.producer import IMPLEMENTATIONS, DeliveryStats, NullEventProducer, make_producer, produce_events
+from ingestion.producer import (IMPLEMENTATIONS, LULL_HEARTBEAT_INTERVAL_S, DeliveryStats, EventProducer, Heartbeats,
+                                NullEventProducer, ProduceSummary, heartbeats_for, make_producer, produce_events)
 from ingestion.wire import ProducedEvent, topics_from_settings
 from loanrisk.errors import LoanRiskError
 from loanrisk.settings import get_settings
 
 
-def _events(source: str, seed: int, rate: float | None, speedup: float | None, anomalies: bool,
-            topics: dict[str, str], loans: int | None = None) -> Iterator[ProducedEvent]:
+def source_events(source: str, seed: int, rate: float | None, speedup: float | None, anomalies: bool,
+                  topics: dict[str, str], loans: int | None = None) -> Iterator[ProducedEvent]:
     """The chosen source's paced message stream."""
     mess = REALISTIC if anomalies else NO_ANOMALIES
     if source == "synthetic":
@@ -49,6 +55,42 @@ def _check(rate: float, count: int | None, duration: float | None, speedup: floa
         raise click.UsageError("--speedup must be > 0 (simulated seconds per wall-clock second)")
 
 
+def send_with_progress(events: Iterable[ProducedEvent], producer: EventProducer, label: str, *,
+                       count: int | None = None, duration: float | None = None,
+                       heartbeats: Heartbeats | None = None) -> ProduceSummary:
+    """:func:`produce_events` with a progress bar (events sent, rate, elapsed) on the terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total = count if count is not None else (duration if duration is not None else None)
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn() if count else
+               TextColumn("{task.fields[sent]:,} sent"), TextColumn("{task.fields[speed]:,.0f} ev/s"),
+               TimeElapsedColumn()]
+    started = time.monotonic()
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(label, total=total, sent=0, speed=0.0)
+
+        def show(handed: int, stats: DeliveryStats) -> None:
+            elapsed = max(time.monotonic() - started, 1e-9)
+            done = handed if count is not None else (min(elapsed, duration) if duration else None)
+            progress.update(task, completed=done, sent=handed, speed=handed / elapsed)
+
+        return produce_events(events, producer, count=count, duration_s=duration, on_progress=show,
+                              heartbeats=heartbeats)
+
+
+def keep_heartbeating(heartbeats: Heartbeats, seconds: float) -> None:
+    """Send a heartbeat round every LULL_HEARTBEAT_INTERVAL_S for ``seconds`` (Ctrl-C stops earlier)."""
+    stop = threading.Event()
+    thread = heartbeats.keep_sending(stop)
+    try:
+        stop.wait(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        thread.join()
+
+
 @click.command("produce")
 @click.option("--source", type=click.Choice(["synthetic", "lendingclub"]), default="synthetic", show_default=True,
               help="Synthetic borrowers, or the 10,000 Lending Club loans replayed with simulated behaviour.")
@@ -64,39 +106,44 @@ def _check(rate: float, count: int | None, duration: float | None, speedup: floa
               help="Add skew, disorder, late events, duplicates and malformed messages (dead-letter path).")
 @click.option("--speedup", type=float, default=None,
               help="Pace by event time: simulated seconds per wall second (86400 = one day per second).")
+@click.option("--heartbeat/--no-heartbeat", default=True, show_default=True,
+              help="End with one watermark heartbeat per partition, so the job closes the windows holding "
+                   "the last events (timed from the flink.* window and watermark settings: use the job's).")
+@click.option("--heartbeat-for", type=float, default=0.0, show_default=True,
+              help=f"Then keep sending a heartbeat round every {LULL_HEARTBEAT_INTERVAL_S:g} s for this many "
+                   "seconds: the last windows close once the job has caught up, however far behind it is.")
 @click.option("--impl", type=click.Choice(IMPLEMENTATIONS), default="confluent", show_default=True,
               help="Kafka client library.")
 @click.option("--dry-run", is_flag=True, help="Generate and pace, but send nothing (no broker needed).")
 def produce(source: str, rate: float, count: int | None, duration: float | None, seed: int | None,
-            anomalies: bool, speedup: float | None, impl: str, dry_run: bool, loans: int | None) -> None:
+            anomalies: bool, speedup: float | None, heartbeat: bool, heartbeat_for: float, impl: str,
+            dry_run: bool, loans: int | None) -> None:
     """Produce loan-application, transaction and repayment events to Kafka."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     _check(rate, count, duration, speedup, source, loans)
+    if heartbeat_for < 0:
+        raise click.UsageError("--heartbeat-for must be >= 0 seconds")
+    if heartbeat_for and not heartbeat:
+        raise click.UsageError("--heartbeat-for needs heartbeats: drop --no-heartbeat")
     seed = random.randrange(1, 2**31) if seed is None else seed
     try:
         settings = get_settings()
         producer = NullEventProducer(settings.kafka.max_message_bytes) if dry_run else make_producer(impl)
         producer.check_connection()
-        events = _events(source, seed, rate or None, speedup, anomalies, topics_from_settings(settings.kafka.topics),
-                         loans)
-        total = count if count is not None else (duration if duration is not None else None)
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn() if count else
-                   TextColumn("{task.fields[sent]:,} sent"), TextColumn("{task.fields[speed]:,.0f} ev/s"),
-                   TimeElapsedColumn()]
-        started = time.monotonic()
-        with Progress(*columns, transient=False) as progress:
-            task = progress.add_task(f"{source} -> kafka", total=total, sent=0, speed=0.0)
-
-            def show(handed: int, stats: DeliveryStats) -> None:
-                elapsed = max(time.monotonic() - started, 1e-9)
-                done = handed if count is not None else (min(elapsed, duration) if duration else None)
-                progress.update(task, completed=done, sent=handed, speed=handed / elapsed)
-
-            summary = produce_events(events, producer, count=count, duration_s=duration, on_progress=show)
+        events = source_events(source, seed, rate or None, speedup, anomalies,
+                               topics_from_settings(settings.kafka.topics), loans)
+        heartbeats = heartbeats_for(producer, settings) if heartbeat else None
+        summary = send_with_progress(events, producer, f"{source} -> kafka", count=count, duration=duration,
+                                     heartbeats=heartbeats)
+        if heartbeats is not None and summary.heartbeat is not None and heartbeat_for:
+            click.echo(f"{summary.heartbeat.line()}; a round every {LULL_HEARTBEAT_INTERVAL_S:g} s "
+                       f"for {heartbeat_for:g} s ...")
+            keep_heartbeating(heartbeats, heartbeat_for)
         producer.close()
     except LoanRiskError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{summary.line()} seed={seed}{' (dry run)' if dry_run else ''}")
     if summary.failed or summary.pending:
         raise click.ClickException(f"{summary.failed + summary.pending} events were not delivered")
+    if summary.heartbeats_undelivered:
+        raise click.ClickException(f"{summary.heartbeats_undelivered} closing heartbeats were not delivered: the "
+                                   "windows holding the last events stay open until later events arrive")

@@ -2,7 +2,9 @@
 -- Event time comes from the payload (event_time_of, jvm/functions: one streaming read up to the field).
 -- A message whose event time is missing, unparseable or later than its Kafka timestamp plus
 -- flink.future_tolerance_s gets epoch 0 instead, so it can never advance the watermark (it is
--- dead-lettered anyway); watermarks allow ${watermark_delay_s} s of out-of-order events.
+-- dead-lettered anyway); watermarks allow ${watermark_delay_s} s of out-of-order events. A watermark
+-- heartbeat (contracts/heartbeat.py) carries the same field, so its event time moves the watermark too;
+-- 20_validate.sql drops the heartbeat itself.
 CREATE TEMPORARY TABLE kafka_loan_applications (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,

@@ -1,4 +1,4 @@
-"""The Kafka consumer-lag exporter (stack/lag_exporter.py) on 127.0.0.1:<prometheus.port + 1>."""
+"""The pipeline exporter (stack/lag_exporter.py: consumer lag, window freshness) on 127.0.0.1:<prometheus.port + 1>."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from stack.services.base import Service
 
 
 class LagExporter(Service):
-    """Serves loanrisk_kafka_consumer_lag for Prometheus's "loanrisk" scrape job."""
+    """Serves loanrisk_kafka_consumer_lag and loanrisk_window_age_seconds to Prometheus's "loanrisk" scrape job."""
 
     name = "lag_exporter"
 

@@ -1,4 +1,9 @@
-"""The Java parse_event function (jvm/functions) gives the reason contracts/validate.py gives, message by message."""
+"""The Java parse_event function (jvm/functions) gives the reason contracts/validate.py gives, message by message.
+
+Also the heartbeat's path through the job's first steps: the sources' event_time_of takes its event time,
+and the filter before validation (Flink's REGEXP is java.util.regex) matches what contracts/heartbeat.py
+calls a heartbeat.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ import re
 import subprocess
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from contracts.events import INPUT_EVENTS
-from contracts.flink_sql import parse_spec
+from contracts.flink_sql import parse_spec, source_event_time_spec
+from contracts.heartbeat import HEARTBEAT_CHARS, HEARTBEAT_PATTERN, encode_heartbeat, is_heartbeat, within_tolerance
 from contracts.validate import PAST_EVENT_TIME, PAST_LIMIT_MS, parse_json, parse_timestamp, validate_event
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import REPO_ROOT, Settings
@@ -26,17 +33,27 @@ NOW_MS = int(NOW.timestamp() * 1000)
 TOLERANCE = Settings().flink.future_tolerance  # the job's, as sql_params puts it into every spec
 
 
-def java_reasons(requests: list[tuple[str, str | None]],
-                 tolerance: timedelta = TOLERANCE) -> list[tuple[str | None, int]]:
-    """(reason, source event time ms) per (contract name, payload), from the jar's test harness."""
+def job_jars() -> tuple[Path, Path]:
+    """The built functions jar and Flink's dist jar (shaded Jackson), as the job's classpath has them."""
     s = Settings()
     jars = sorted((s.install_dir / "jars" / "functions").glob("*.jar"))
     dist = sorted((s.flink_home / "lib").glob("flink-dist-*.jar"))
     if not jars or not dist:
         pytest.fail("jvm/functions is not built: run `make setup` (riskctl setup)")
+    return jars[0], dist[0]
+
+
+def java_reasons(requests: list[tuple[str, str | None]],
+                 tolerance: timedelta = TOLERANCE) -> list[tuple[str | None, int]]:
+    """(reason, source event time ms) per (contract name, payload), from the jar's test harness.
+
+    The contract name "source" stands for the spec the Kafka source tables give event_time_of.
+    """
+    functions, dist = job_jars()
     specs = {name: parse_spec(c, tolerance) for name, c in CONTRACTS.items()}
+    specs["source"] = source_event_time_spec(tolerance)
     lines = "".join(json.dumps({"spec": specs[k], "payload": p, "ingested_ms": NOW_MS}) + "\n" for k, p in requests)
-    out = subprocess.run([java_bin(), "-cp", f"{jars[0]}:{dist[0]}", "loanrisk.flink.ValidateCli"], input=lines,
+    out = subprocess.run([java_bin(), "-cp", f"{functions}:{dist}", "loanrisk.flink.ValidateCli"], input=lines,
                          capture_output=True, text=True, encoding="utf-8", timeout=120, check=True).stdout
     rows = [line.split("\t") for line in out.splitlines()]
     assert len(rows) == len(requests)
@@ -145,6 +162,70 @@ def test_java_applies_the_tolerance_its_spec_carries(tolerance: timedelta) -> No
                 for t in (inside, past)]
     assert [python_reason(k, p, tolerance) for k, p in requests] == [None, "future_event_time"]
     assert java_reasons(requests, tolerance) == [(None, int(inside.timestamp() * 1000)), ("future_event_time", 0)]
+
+
+def test_the_sources_take_a_heartbeats_event_time_up_to_the_future_tolerance() -> None:
+    """What moves the watermark at the end of a replay: the heartbeat's time, cut to the limit when later."""
+    tolerance_ms = TOLERANCE // timedelta(milliseconds=1)
+    past = NOW_MS - 86_400_000 * 400                                    # a replay of history
+    limit, cut = within_tolerance(NOW_MS + tolerance_ms + 60_000, NOW_MS, tolerance_ms)
+    assert cut and limit == NOW_MS + tolerance_ms
+    times = [past, limit, limit + 1]
+    got = java_reasons([("source", encode_heartbeat(t).decode()) for t in times])
+    assert [ms for _, ms in got] == [past, limit, 0], "one past the tolerance must not move the watermark"
+
+
+# Flink's REGEXP(s, p) is Pattern.compile(p).matcher(s).find(0) (SqlFunctionUtils.regExp) and CHAR_LENGTH
+# counts code points: the job's filter (contracts.heartbeat.heartbeat_condition), in Java.
+HEARTBEAT_FILTER_JAVA = """
+import java.io.*;
+import java.nio.charset.StandardCharsets;
+import java.util.regex.Pattern;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+
+public class HeartbeatFilter {
+    public static void main(String[] args) throws Exception {
+        Pattern pattern = Pattern.compile(args[0]);
+        int chars = Integer.parseInt(args[1]);
+        ObjectMapper mapper = new ObjectMapper();
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+        String line;
+        while ((line = in.readLine()) != null) {
+            JsonNode node = mapper.readTree(line);
+            String s = node.isNull() ? null : node.asText();
+            boolean hit = s != null && s.codePointCount(0, s.length()) == chars && pattern.matcher(s).find(0);
+            out.println(hit ? "1" : "0");
+        }
+        out.flush();
+    }
+}
+"""
+
+
+def java_heartbeat_filter(payloads: list[str | None], tmp: Path) -> list[bool]:
+    """Whether the job's heartbeat filter drops each payload, evaluated by java.util.regex as Flink does."""
+    _, dist = job_jars()
+    source = tmp / "HeartbeatFilter.java"
+    source.write_text(HEARTBEAT_FILTER_JAVA)
+    lines = "".join(json.dumps(p) + "\n" for p in payloads)
+    out = subprocess.run([java_bin(), "-cp", str(dist), str(source), HEARTBEAT_PATTERN, str(HEARTBEAT_CHARS)],
+                         input=lines, capture_output=True, text=True, encoding="utf-8", timeout=120, check=True).stdout
+    return [line == "1" for line in out.splitlines()]
+
+
+def test_the_jobs_heartbeat_filter_drops_heartbeats_and_nothing_else(corpus: list, tmp_path: Path) -> None:
+    beat = encode_heartbeat(1_551_398_700_000).decode()
+    near_misses = [beat + "\n", beat + " ", " " + beat, beat.replace(":true", ": true"), beat.replace("Z", "+00:00"),
+                   beat.replace("2019", "２019"), beat.replace("true", "false"), beat[:-1] + ',"event_id":"x"}',
+                   json.dumps({"event_time": "2019-03-01T00:05:00.000Z", "heartbeat": True}),
+                   beat.replace("heartbeat", "heartbeaT")]
+    payloads = [p for _, p in corpus] + [beat, encode_heartbeat(0).decode()] + near_misses
+    java = java_heartbeat_filter(payloads, tmp_path)
+    python = [is_heartbeat(p) for p in payloads]
+    assert java == python
+    assert sum(java) == 2 and java[-len(near_misses) - 2:-len(near_misses)] == [True, True]
 
 
 def test_the_functions_module_builds_against_the_pinned_flink() -> None:

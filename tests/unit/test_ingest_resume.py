@@ -253,7 +253,8 @@ class RecordingProducer(NullEventProducer):
         self.sent: list[tuple[str, str | None, bytes]] = []
         self.lose = lose
 
-    def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+              timestamp_ms: int | None = None) -> None:
         self.sent.append((topic, key.decode() if key else None, value))
         if len(self.sent) > self.lose:
             self.stats.delivered += 1
