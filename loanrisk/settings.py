@@ -135,6 +135,14 @@ class FlinkSettings(BaseModel):
     buffer_debloat: bool = Field(
         True, description="Network buffer debloating: lower tail latency under backpressure (p99 11.5 s -> 4.5 s here), "
         "at some drain throughput (one A/B here: 4,871 -> 3,574 events/s)")
+    checkpoint_storage: Literal["s3", "local"] = Field(
+        "local", description="Where checkpoints and savepoints are kept: 's3' in the lake's bucket under "
+        "flink.checkpoint_prefix, beside the data they commit and as durable as it (what a cluster should use); "
+        "'local' under <stack.state_dir>/flink, the local stack's default: against s3proxy, Flink's S3 plugin "
+        "took over two minutes per checkpoint of a few hundred kilobytes (docs/RELIABILITY.md)")
+    checkpoint_prefix: str = Field(
+        "flink", min_length=1, description="Folder of the lake's bucket that holds checkpoints/<job name>/ and "
+        "savepoints/<job name>/ when checkpoint_storage is s3")
     restart_attempts: int = Field(1000, ge=0)
     restart_delay_ms: int = Field(2_000, ge=0)
     dedup_retention_s: int = Field(

@@ -15,7 +15,7 @@ from typing import Any
 from loanrisk.errors import StackError
 from loanrisk.settings import REPO_ROOT, KafkaSettings, Settings
 from contracts.flink_sql import scoring_fragments, sql_fragments
-from stack.flink_conf import flink_env
+from stack.flink_conf import flink_env, savepoint_dir
 
 
 def interval(seconds: int) -> str:
@@ -182,7 +182,7 @@ def cancel(settings: Settings, job_id: str) -> None:
 
 def stop_with_savepoint(settings: Settings, job_id: str, timeout_s: float = 120) -> str:
     """Stop the job with a savepoint; returns the savepoint path."""
-    target = f"file://{settings.state_dir / 'flink' / 'savepoints'}"
+    target = _savepoint_target(settings, job_id)
     trigger = rest(settings, f"/jobs/{job_id}/stop", method="POST", body={"targetDirectory": target,
                                                                           "drain": False})
     return _await_savepoint(settings, job_id, trigger["request-id"], timeout_s)
@@ -190,10 +190,15 @@ def stop_with_savepoint(settings: Settings, job_id: str, timeout_s: float = 120)
 
 def savepoint(settings: Settings, job_id: str, timeout_s: float = 120) -> str:
     """Trigger a savepoint and keep the job running; returns the savepoint path."""
-    target = f"file://{settings.state_dir / 'flink' / 'savepoints'}"
+    target = _savepoint_target(settings, job_id)
     trigger = rest(settings, f"/jobs/{job_id}/savepoints", method="POST",
                    body={"target-directory": target, "cancel-job": False})
     return _await_savepoint(settings, job_id, trigger["request-id"], timeout_s)
+
+
+def _savepoint_target(settings: Settings, job_id: str) -> str:
+    """The savepoint folder of the job's name, where `riskctl job resume` looks for it."""
+    return savepoint_dir(settings, str(rest(settings, f"/jobs/{job_id}").get("name") or "unnamed"))
 
 
 def _await_savepoint(settings: Settings, job_id: str, request_id: str, timeout_s: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -86,8 +87,27 @@ def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
     # The SQL client needs the gateway classes on its classpath: it loads lib/ and its own jar.
     for jar in jar_dirs["flink_opt"].glob("flink-sql-gateway-*.jar"):
         (home / "lib" / jar.name).symlink_to(jar)
+    # Flink loads a plugin only from a folder of its own under plugins/ (in lib/ it would clash).
+    for jar in jar_dirs["flink_plugins"].glob("*.jar") if "flink_plugins" in jar_dirs else ():
+        folder = home / "plugins" / plugin_folder(jar.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / jar.name).symlink_to(jar)
     (home / "log").mkdir(parents=True, exist_ok=True)
     return home
+
+
+def plugin_folder(jar_name: str) -> str:
+    """The plugins/ folder of a plugin jar, named as Flink's own distribution does: flink-s3-fs-hadoop-2.1.1.jar
+    -> s3-fs-hadoop."""
+    found = re.match(r"(.+?)-\d.*\.jar$", jar_name)
+    if found is None:
+        raise SetupError(f"{jar_name} is not named <artifact>-<version>.jar: pin it by Maven coordinates")
+    return found.group(1).removeprefix("flink-")
+
+
+def s3_plugin_installed(settings: Settings) -> bool:
+    """True when FLINK_HOME/plugins holds an S3 file system (the object store's s3:// scheme)."""
+    return any((settings.flink_home / "plugins").glob("s3-fs-*/*.jar"))
 
 
 def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float]:

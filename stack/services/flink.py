@@ -27,11 +27,16 @@ class FlinkCluster(Service):
         return {"rest": self.settings.flink.rest_port, "rpc": self.settings.flink.jobmanager_rpc_port}
 
     def prepare(self) -> None:
+        from stack.setup import s3_plugin_installed
         if not (self.settings.flink_home / "lib").exists():
             raise StackError("FLINK_HOME is not laid out: run `riskctl setup` first")
+        if self.settings.flink.checkpoint_storage == "s3" and not s3_plugin_installed(self.settings):
+            raise StackError(f"no S3 file system in {self.settings.flink_home / 'plugins'} for checkpoints on the "
+                             "object store: run `riskctl setup` (or set LOANRISK_FLINK__CHECKPOINT_STORAGE=local)")
         write_flink_config(self.settings)
-        for sub in ("checkpoints", "savepoints"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        if self.settings.flink.checkpoint_storage == "local":
+            for sub in ("checkpoints", "savepoints"):
+                (self.home / sub).mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "stack.supervisor", "--state", str(self.state)]

@@ -176,6 +176,15 @@ def kill_taskmanager(settings: Settings) -> int:
     return pid
 
 
+def kill_jobmanager(settings: Settings) -> int:
+    """kill -9 the JobManager recorded in the stack's PID file; returns its PID."""
+    from stack.process import PidFile
+    pid = PidFile(settings.state_dir / "run" / "flink-jobmanager.pid", "flink").read()
+    assert pid is not None, "no live JobManager PID in the stack's PID file"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, settings: Settings | None = None,
                job_id: str | None = None, every_s: float = 5.0) -> float:
     """Poll ``check``; returns seconds waited; fails with ``what`` on timeout or when the job died."""

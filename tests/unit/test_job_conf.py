@@ -30,3 +30,84 @@ def test_buffer_debloat_is_on_by_default_and_can_be_turned_off(monkeypatch) -> N
     assert flink_config(Settings())[key] is True
     monkeypatch.setenv("LOANRISK_FLINK__BUFFER_DEBLOAT", "false")
     assert flink_config(Settings())[key] is False
+
+
+def test_with_s3_storage_checkpoints_and_savepoints_go_to_the_lakes_bucket_and_outlive_a_cancel(  # type: ignore[no-untyped-def]
+        monkeypatch) -> None:
+    from stack.flink_conf import flink_config
+    monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
+    conf = flink_config(Settings())
+    assert conf["execution.checkpointing.dir"] == "s3://warehouse/flink/checkpoints"
+    assert conf["execution.checkpointing.savepoint-dir"] == "s3://warehouse/flink/savepoints"
+    assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+    assert conf["execution.checkpointing.num-retained"] >= 2
+
+
+def test_the_s3_file_system_follows_the_object_store_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from stack.flink_conf import flink_config
+    monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
+    monkeypatch.setenv("LOANRISK_S3__ENDPOINT", "http://127.0.0.1:19000")
+    monkeypatch.setenv("LOANRISK_S3__BUCKET", "lake2")
+    monkeypatch.setenv("LOANRISK_S3__ACCESS_KEY_ID", "ops")
+    monkeypatch.setenv("LOANRISK_S3__SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("LOANRISK_S3__REGION", "eu-west-1")
+    monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_PREFIX", "/ops/flink-state/")
+    conf = flink_config(Settings())
+    assert conf["s3.endpoint"] == "http://127.0.0.1:19000" and conf["s3.endpoint.region"] == "eu-west-1"
+    assert conf["s3.path.style.access"] is True  # s3proxy answers path-style requests only
+    assert (conf["s3.access-key"], conf["s3.secret-key"]) == ("ops", "s3cr3t-value")
+    # Only the configured keys: no fallback to the cloud's instance-metadata address.
+    assert conf["s3.aws.credentials.provider"] == "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+    assert conf["execution.checkpointing.dir"] == "s3://lake2/ops/flink-state/checkpoints"
+    assert conf["execution.checkpointing.savepoint-dir"] == "s3://lake2/ops/flink-state/savepoints"
+
+
+def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_no_s3_file_system(  # type: ignore[no-untyped-def]
+        monkeypatch, tmp_path) -> None:
+    from stack.flink_conf import flink_config
+    monkeypatch.setenv("LOANRISK_STACK__STATE_DIR", str(tmp_path))
+    conf = flink_config(Settings())
+    assert conf["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints"
+    assert conf["execution.checkpointing.savepoint-dir"] == f"file://{tmp_path}/flink/savepoints"
+    assert not [key for key in conf if key.startswith("s3.")]
+    job = job_flink_conf(Settings(), "loan-risk")
+    assert job["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints/loan-risk"
+
+
+def test_the_risk_job_keeps_its_checkpoints_and_savepoints_in_folders_named_after_it(  # type: ignore[no-untyped-def]
+        monkeypatch) -> None:
+    monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
+    conf = job_flink_conf(Settings(), "loan-risk")
+    assert conf["execution.checkpointing.dir"] == "s3://warehouse/flink/checkpoints/loan-risk"
+    assert conf["execution.checkpointing.savepoint-dir"] == "s3://warehouse/flink/savepoints/loan-risk"
+    assert job_flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
+
+
+def test_the_written_config_is_flink_yaml_readable_only_by_its_owner(  # type: ignore[no-untyped-def]
+        monkeypatch, tmp_path) -> None:
+    """It holds the object store's secret key."""
+    import stat
+
+    import yaml
+
+    from stack.flink_conf import write_flink_config
+    monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
+    monkeypatch.setenv("LOANRISK_STACK__STATE_DIR", str(tmp_path))
+    settings = Settings()
+    write_flink_config(settings)
+    path = settings.flink_conf_dir / "config.yaml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conf = yaml.safe_load(path.read_text())
+    assert conf["s3.secret-key"] == settings.s3.secret()
+    assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+
+
+def test_the_s3_plugin_goes_into_a_plugins_folder_of_its_own() -> None:
+    from stack.jvm import load_pins
+    from stack.setup import plugin_folder
+    flink_version, groups = load_pins()
+    plugins = next(g for g in groups if g.name == "flink_plugins")
+    (coord,) = [c for c in plugins.artifacts if ":flink-s3-fs-" in c]
+    _, artifact, version = coord.split(":")
+    assert version.rsplit(".", 1)[0] == flink_version.rsplit(".", 1)[0]  # the pinned Flink's minor line
+    assert plugin_folder(f"{artifact}-{version}.jar") == artifact.removeprefix("flink-")
