@@ -14,6 +14,7 @@ the Flink client's Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 TTL_KEY = "table.exec.state.ttl"
@@ -41,8 +42,8 @@ STATE_RETENTION: tuple[Retention, ...] = (
               "counts the copies the de-duplication drops, for as long as it drops them"),
     Retention("scorings done (per loan, trigger, event time)", "deduplicate", ("trigger", "loan_id", "event_time"),
               "dedup", "a lookup answered twice for the same trigger scores once"),
-    Retention("loans already alerted", "deduplicate", ("loan_id",), "loan",
-              "a loan alerts once in its life"),
+    Retention("loans scored, high and not high", "deduplicate", ("loan_id", "high_risk"), "loan",
+              "a loan alerts once in its life (its first high score)"),
     Retention("behaviour windows per customer", "over-aggregate", ("customer_id",), "behaviour",
               "the features read the closing window and the two before it"),
     Retention("outcome per loan (worst delay, first default)", "over-aggregate", ("loan_id",), "loan",
@@ -162,14 +163,10 @@ def _ttl(seconds: int) -> str:
     return f"{int(seconds) * 1000} ms"
 
 
-def apply_retention(plan: dict[str, Any], retentions: dict[str, int]) -> list[dict[str, Any]]:
-    """Write each stateful node's retention into ``plan`` (in place); returns one row per stateful node.
-
-    ``retentions`` maps the names used in STATE_RETENTION ("dedup", "behaviour", "loan") to seconds.
-    """
+def _matched(plan: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Retention]]:
+    """Every stateful node of ``plan`` with its STATE_RETENTION entry; a node without one is an error."""
     by_kind_key = {(r.kind, r.key): r for r in STATE_RETENTION}
     graph = _Plan(plan)
-    rows = []
     for node in plan.get("nodes", []):
         kind = node_kind(node)
         if kind not in STATEFUL_KINDS:
@@ -180,12 +177,33 @@ def apply_retention(plan: dict[str, Any], retentions: dict[str, int]) -> list[di
             raise UnknownStatefulOperator(
                 f"the job has a stateful operator with no stated retention ({describe(node, key)}); "
                 "add it to STATE_RETENTION in jobs/state_retention.py")
+        yield node, entry
+
+
+def _row(node: dict[str, Any], entry: Retention, ttl: str) -> dict[str, Any]:
+    return {"node": node.get("id"), "holds": entry.holds, "kind": entry.kind, "key": list(entry.key),
+            "retention": entry.retention, "ttl": ttl}
+
+
+def apply_retention(plan: dict[str, Any], retentions: dict[str, int]) -> list[dict[str, Any]]:
+    """Write each stateful node's retention into ``plan`` (in place); returns one row per stateful node.
+
+    ``retentions`` maps the names used in STATE_RETENTION ("dedup", "behaviour", "loan") to seconds.
+    """
+    rows = []
+    for node, entry in _matched(plan):
         ttl = _ttl(retentions[entry.retention])
         if node.get("state"):
             for state in node["state"]:
                 state["ttl"] = ttl
         else:
             node.setdefault("configuration", {})[TTL_KEY] = ttl
-        rows.append({"node": node.get("id"), "holds": entry.holds, "kind": kind, "key": list(entry.key),
-                     "retention": entry.retention, "ttl": ttl})
+        rows.append(_row(node, entry, ttl))
     return rows
+
+
+def retention_table(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per stateful node of a plan ``apply_retention`` wrote: what it holds and the retention it got."""
+    return [_row(node, entry, node["state"][0]["ttl"] if node.get("state") else
+                 node.get("configuration", {}).get(TTL_KEY, "job-wide"))
+            for node, entry in _matched(plan)]

@@ -125,7 +125,7 @@ def build() -> Dashboard:
                      .with_target(Sql(
                          "SELECT scored_at, loan_id, product, region, grade_band, probability, "
                          f"expected_loss_usd, reason_codes, model_version {SCORES} "
-                         "ORDER BY probability DESC, scored_at DESC LIMIT 25"))
+                         "ORDER BY probability DESC NULLS LAST, scored_at DESC LIMIT 25"))
                      .thresholds(PD_STEPS).height(8).span(12)
                      .override_by_name("probability", [_prop("unit", "percentunit"),
                                                        _prop("custom.cellOptions", {"type": "color-background"})])

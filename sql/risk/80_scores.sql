@@ -28,11 +28,12 @@ FROM (
   WHERE nth = 1
 ) AS s;
 
--- The first score of a loan at or above the alert threshold goes to the risk-alerts topic. Only high
--- scores reach the de-duplication, so it remembers alerted loans only (for the loan's life).
+-- The first score of a loan at or above the alert threshold goes to the risk-alerts topic. The filter
+-- comes after the de-duplication on purpose: a filter on the scorer's output before it makes the planner
+-- run a second scorer for this branch instead of sharing the one scorer.
 CREATE TEMPORARY VIEW risk_alerts AS
 SELECT loan_id, customer_id, event_time, `trigger`, model_version, probability, reason_codes, product, region
 FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id ORDER BY proc_time) AS nth
-  FROM (SELECT *, PROCTIME() AS proc_time FROM scored WHERE probability >= ${alert_threshold})
-) WHERE nth = 1;
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, high_risk ORDER BY proc_time) AS nth
+  FROM (SELECT *, probability >= ${alert_threshold} AS high_risk, PROCTIME() AS proc_time FROM scored)
+) WHERE nth = 1 AND high_risk;

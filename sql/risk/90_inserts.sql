@@ -44,11 +44,13 @@ SELECT `trigger`, loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(6)), CA
   expected_loss_usd, ${feature_names}, CAST(event_time AS DATE)
 FROM scored;
 
--- Only scored rows: a row the scorer left unscored (no model loaded) must not replace a loan's last score.
+-- A row the scorer left unscored (no model loaded) is upserted too, with NULL probability: the serving row
+-- says the latest trigger was not scored. No filter here: a filter on the scorer's output makes the
+-- planner run a second scorer for this sink instead of sharing the one scorer.
 INSERT INTO pg_loan_scores
 SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP(3)), `trigger`, model_version, probability,
   reason_codes, product, region, grade_band, exposure_usd, expected_loss_usd
-FROM scored WHERE probability IS NOT NULL;
+FROM scored;
 
 INSERT INTO risk_alerts_topic
 SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), `trigger`, model_version, probability,

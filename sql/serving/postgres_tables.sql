@@ -34,14 +34,17 @@ CREATE TABLE IF NOT EXISTS loan_scores_latest (
   customer_id TEXT NOT NULL,
   scored_at TIMESTAMPTZ NOT NULL,
   trigger TEXT NOT NULL,
-  model_version TEXT NOT NULL,
-  probability DOUBLE PRECISION NOT NULL,
+  model_version TEXT,  -- NULL with probability: the latest trigger came while no model could load
+  probability DOUBLE PRECISION,
   reason_codes TEXT,
   product TEXT, region TEXT, grade_band TEXT,
   exposure_usd DOUBLE PRECISION,
   expected_loss_usd DOUBLE PRECISION,
   written_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- Tables created while both were NOT NULL: an unscored row would fail the job's JDBC sink.
+ALTER TABLE loan_scores_latest ALTER COLUMN model_version DROP NOT NULL;
+ALTER TABLE loan_scores_latest ALTER COLUMN probability DROP NOT NULL;
 
 CREATE TABLE IF NOT EXISTS risk_by_window (
   window_start TIMESTAMPTZ NOT NULL,

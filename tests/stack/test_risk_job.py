@@ -32,6 +32,19 @@ def test_every_valid_event_lands_exactly_once_and_duplicates_are_dropped(risk_ru
     assert dups > 0, "the generator sent no duplicates: the test would prove nothing"
 
 
+def test_the_job_runs_one_scorer_and_each_stateful_operator_keeps_its_stated_retention(risk_run: RiskRun) -> None:
+    from jobs.state_retention import retention_table
+    plan = json.loads((risk_run.settings.state_dir / "run" / "plan-loan-risk.json").read_text())
+    scorers = [n["id"] for n in plan["nodes"] if n["type"].startswith("stream-exec-python-calc")]
+    assert len(scorers) == 1, f"the planner runs {len(scorers)} scorers (a filter on the score splits the plan)"
+    f = risk_run.settings.flink
+    want = {"dedup": f.dedup_retention_s, "behaviour": f.behaviour_retention, "loan": f.loan_retention_s}
+    rows = retention_table(plan)
+    assert {r["retention"] for r in rows} == set(want)
+    assert all(r["ttl"] == f"{want[r['retention']] * 1000} ms" for r in rows), rows
+    print(f"{len(rows)} stateful operators: " + ", ".join(f"{r['holds']} {r['ttl']}" for r in rows))
+
+
 def test_every_malformed_event_is_one_dead_letter_with_a_reason(risk_run: RiskRun) -> None:
     malformed = [m for m in risk_run.messages if m.anomaly.startswith("malformed")]
     dlq = risk_run.lake("dead_letters")

@@ -34,12 +34,12 @@ def test_a_row_type_with_nested_rows_and_quoted_names_gives_its_top_level_names(
 
 
 def test_each_known_operator_gets_its_own_retention_in_the_plan() -> None:
-    nodes = [_dedup(1, ["event_id", "e", "event_time"], [0]), _dedup(2, ["x", "loan_id"], [1]),
+    nodes = [_dedup(1, ["event_id", "e", "event_time"], [0]), _dedup(2, ["loan_id", "x", "high_risk"], [0, 2]),
              *_over_after_projection(3, 5)]
     plan = {"nodes": nodes, "edges": [{"source": 3, "target": 4}, {"source": 4, "target": 5}]}
     rows = apply_retention(plan, RETENTIONS)
     assert nodes[0]["state"][0]["ttl"] == "75000 ms"  # event ids: the de-duplication window
-    assert nodes[1]["state"][0]["ttl"] == "6480000 ms"  # alerted loans: the loan's life
+    assert nodes[1]["state"][0]["ttl"] == "6480000 ms"  # alert once per loan: the loan's life
     assert nodes[4]["configuration"]["table.exec.state.ttl"] == "6480000 ms"  # the outcome, found through $1
     assert [r["retention"] for r in rows] == ["dedup", "loan", "loan"]
 
