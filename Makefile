@@ -11,7 +11,7 @@ demo: setup
 	.venv/bin/riskctl demo
 
 test: setup
-	.venv/bin/python -m pytest -m "not full" -p no:cacheprovider
+	.venv/bin/python -m pytest -m "not full" -p no:cacheprovider --durations=25
 
 test-unit: setup
 	.venv/bin/python -m pytest tests/unit -p no:cacheprovider

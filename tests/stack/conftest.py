@@ -20,11 +20,14 @@ from ingestion.wire import ProducedEvent
 from loanrisk.settings import Settings
 
 # Modules that need a quiet cluster run before the long-running risk job is submitted; then the risk
-# job's module, the modules that read its output, and the fault and hostile-input modules after them.
-MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job", "test_warehouse", "test_flows",
-                "test_reliability", "test_security")
+# job's module, the compressed life's start (its months then run beside every later module), the
+# modules that read the job's output, the fault and hostile-input modules, and the life's checks.
+MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job", "start:test_compressed_life",
+                "test_warehouse", "test_flows", "test_reliability", "test_outages", "test_security",
+                "test_compressed_life")
 # Modules that disturb the running job (bursts of malformed events) run after every other module.
 MODULE_LAST = ("test_dashboards",)
+LIFE_START = "test_live_time_starts"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,6 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if name in MODULE_LAST:
             return len(MODULE_ORDER) + 1
+        if item.name.startswith(LIFE_START):
+            name = f"start:{name}"
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
     stack_items = [i for i in items if "tests/stack/" in str(i.path)]
     others = [i for i in items if "tests/stack/" not in str(i.path)]
@@ -40,6 +45,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 WINDOW_MINUTES = 1440
+# The session's job lives in compressed time: LIVE_DAY_S seconds of processing time stand for a day, so
+# behaviour history and loan outcomes are kept for their meaning's span scaled down (three behaviour
+# windows; a loan's life and label horizon), while a month of the compressed life (LIVE_MONTH_S) lasts
+# longer than the de-duplication window (DEDUP_RETENTION_S). Deduplication is not scaled: the suite's
+# bursts re-send copies seconds apart, and must still be de-duplicated.
+LIVE_DAY_S = 3
+LIVE_MONTH_S = 30 * LIVE_DAY_S
+DEDUP_RETENTION_S = 75
 ANOMALIES = AnomalyConfig(event_time_skew_s=2.0, out_of_order=0.02, max_disorder_s=120.0, late=0.003,
                           duplicates=0.01, malformed=0.01)
 
@@ -97,6 +110,10 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
     os.environ["LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS"] = "5000"
     os.environ["LOANRISK_MODEL__POLL_INTERVAL_S"] = "2"
     settings = Settings()
+    from loanrisk.settings import LOAN_RETENTION_DAYS
+    settings = settings.model_copy(update={"flink": settings.flink.model_copy(update={
+        "dedup_retention_s": DEDUP_RETENTION_S, "loan_retention_s": LOAN_RETENTION_DAYS * LIVE_DAY_S,
+        "behaviour_retention_s": 3 * settings.flink.behaviour_window_days * LIVE_DAY_S})})
     if settings.flink.scorer == "onnx":
         publish_champion(settings, seed=3, family="logistic_regression")
     messages = list(generate(GeneratorConfig(seed=20261126, customers=120, anomalies=ANOMALIES)))

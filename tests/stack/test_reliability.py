@@ -1,9 +1,9 @@
 """Reliability and security on the real stack, against the session's RUNNING risk job (after test_risk_job).
 
 Default tier: hostile input (>= 10,000 bad messages mixed into valid traffic), a corrupt and an
-incompatible champion, one TaskManager kill -9 mid-stream, PII seeding and an erasure request.
-Every test sends its own events (seeds and ids of its own) and asserts on those, plus the global
-exactly-once properties (no repeated id in any sink). Each prints its figures.
+incompatible champion, one TaskManager and one JobManager kill -9 mid-stream, PII seeding and an
+erasure request. Every test sends its own events (seeds and ids of its own) and asserts on those, plus
+the global exactly-once properties (no repeated id in any sink). Each prints its figures.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ingestion.wire import topics_from_settings
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, assert_exactly_once, exactly_once_report,
-    hostile_messages, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream, operator_metric,
-    prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream, wait_all_landed,
-    wait_until,
+    hostile_messages, kill_jobmanager, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream,
+    operator_metric, prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream,
+    wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -189,15 +189,39 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
         _point_champion(registry, good, incompatible)
 
 
+def _corrupt_champion(settings, good: str) -> str:  # noqa: ANN001 - Settings
+    """Register a copy of ``good`` with a model file that is not ONNX and point the champion at it."""
+    from models.registry import Registry
+    registry = Registry.from_settings(settings.model.registry(settings.s3))
+    model_bytes, meta = registry.load(good)
+    corrupt = registry.register(model_bytes, meta)
+    registry.store.write(version_path(registry.root, corrupt, MODEL_FILE), b"\x08\x07 this is not an ONNX model")
+    _point_champion(registry, corrupt, good)
+    return corrupt
+
+
 # The restart is read from the job's RESTARTING timestamp: the numRestarts metric lags while the
 # cluster fails over (its fetcher still asks the dead TaskManager), and REST calls may time out then.
+# The champion is corrupt when the TaskManager dies: the new Python workers start on the last good model.
 def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_once(risk_run: RiskRun) -> None:
+    from models.registry import Registry
     s, job = risk_run.settings, risk_run.job_id
-    # Event time after the session's other streams: behaviour and risk windows close during the run too.
     events = valid_stream(seed=5151, customers=30, start="2019-06-01T00:00:00Z")
     msgs = outgoing(events)
     before = exactly_once_report(s, [])
     restarts_before = restarts(s, job)
+    registry = Registry.from_settings(s.model.registry(s.s3))
+    good = str(registry.champion()["version"])
+    corrupt = _corrupt_champion(s, good)
+    try:
+        _kill_and_recover(risk_run, events, msgs, before, restarts_before, good, corrupt)
+    finally:
+        _point_champion(registry, good, corrupt)
+
+
+def _kill_and_recover(risk_run: RiskRun, events: list, msgs: list[Outgoing], before: dict, restarts_before: int,
+                      good: str, corrupt: str) -> None:
+    s, job = risk_run.settings, risk_run.job_id
     sent: list = []
     sender = threading.Thread(target=lambda: sent.append(send_tracked(s, msgs, pace_per_s=len(msgs) / 40)))
     sender.start()
@@ -209,17 +233,79 @@ def test_taskmanager_kill_mid_stream_recovers_by_itself_with_every_sink_exactly_
     running_s = wait_until(lambda: all_tasks_running(s, job), 300, "every task RUNNING again", s, job, 1)
     checkpoint_s = wait_until(lambda: last_checkpoint_ms(s, job) > killed_at * 1000, 300,
                               "a checkpoint completed after the kill", s, job, 1)
+    failovers_of_the_kill = restarts(s, job)
     sender.join(300)
     assert sent, "the producer did not finish"
     landed_s = wait_all_landed(s, job, events, 600, "every event of the stream landed after the kill")
     time.sleep(12)
     after = exactly_once_report(s, events)
-    print(f"\nTaskManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s: restart seen "
-          f"{restarted_s:.0f}s, tasks RUNNING {running_s + restarted_s:.0f}s, next checkpoint "
-          f"{checkpoint_s + running_s + restarted_s:.0f}s after the kill; all landed {landed_s:.0f}s after that; "
-          f"failovers {restarts_before} -> {restarts(s, job)}")
+    scores = lake(s, "scores", ("trigger", "loan_id", "model_version"))
+    versions = Counter(scores[scores["loan_id"].isin(application_ids(events)) & (scores["trigger"] == "application")]
+                       ["model_version"])
+    print(f"\nTaskManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s and champion "
+          f"{corrupt} corrupt: restart seen {restarted_s:.0f}s, tasks RUNNING {running_s + restarted_s:.0f}s, next "
+          f"checkpoint {checkpoint_s + running_s + restarted_s:.0f}s after the kill; all landed {landed_s:.0f}s after "
+          f"that; failovers {restarts_before} -> {failovers_of_the_kill} -> {restarts(s, job)}; application scores "
+          f"by model {dict(versions)}")
     print("exactly-once report:", after)
     assert_exactly_once(before, after, "TaskManager kill")
+    assert all_tasks_running(s, job)
+    assert set(versions) == {good}, "scores after the kill came from another model than the last good one"
+    assert restarts(s, job) == failovers_of_the_kill, "the job restarted again after recovering from the kill"
+
+
+# A standalone JobManager keeps no job across a restart (no high availability here): the supervisor starts a
+# new one, restarts the TaskManager, and resubmits the risk job from its latest checkpoint on the object
+# store, once, as a new job id, which the session's RiskRun then follows.
+def test_jobmanager_kill_mid_stream_resumes_the_job_from_its_checkpoint_by_itself_with_every_sink_exactly_once(
+        risk_run: RiskRun) -> None:
+    from riskctl.commands.job import RISK_JOB_NAME
+    from stack.flink_client import list_jobs, rest
+    from stack.flink_conf import checkpoint_dir
+    from stack.recovery import ALIVE, latest_restore_point
+    s, old_job = risk_run.settings, risk_run.job_id
+    events = valid_stream(seed=5353, customers=30, start="2019-09-01T00:00:00Z")
+    msgs = outgoing(events)
+    before = exactly_once_report(s, [])
+    wait_until(lambda: last_checkpoint_ms(s, old_job) > 0, 300, "a completed checkpoint to resume from", s, old_job, 1)
+    point = latest_restore_point(s, RISK_JOB_NAME)
+    assert point is not None and point.job_id == old_job, \
+        f"no checkpoint of job {old_job} under {checkpoint_dir(s, RISK_JOB_NAME)} (latest: {point})"
+    sent: list = []
+    sender = threading.Thread(target=lambda: sent.append(send_tracked(s, msgs, pace_per_s=len(msgs) / 40)))
+    sender.start()
+    time.sleep(10)
+    pid = kill_jobmanager(s)
+    resumed: list[str] = []
+
+    def live_risk_jobs() -> list[str]:
+        return [j["jid"] for j in list_jobs(s) if j["name"] == RISK_JOB_NAME and j["state"] in ALIVE]
+
+    def back() -> bool:
+        resumed[:] = [jid for jid in live_risk_jobs() if jid != old_job]
+        return bool(resumed) and all_tasks_running(s, resumed[0])
+
+    back_s = wait_until(back, 600, "the risk job RUNNING again under a new job id", every_s=2)
+    job = risk_run.job_id = resumed[0]
+    restored = (rest(s, f"/jobs/{job}/checkpoints").get("latest") or {}).get("restored") or {}
+    checkpoint_s = wait_until(lambda: last_checkpoint_ms(s, job) > 0, 300, "a checkpoint of the resumed job", s, job, 1)
+    sender.join(300)
+    assert sent, "the producer did not finish"
+    landed_s = wait_all_landed(s, job, events, 600, "every event of the stream landed after the JobManager kill")
+    time.sleep(12)
+    after = exactly_once_report(s, events)
+    said = [line for line in (s.state_dir / "logs" / "flink.log").read_text(errors="replace").splitlines()
+            if f"resumed {RISK_JOB_NAME} as job" in line]
+    print(f"\nJobManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s: job "
+          f"{old_job[:8]} -> {job[:8]} RUNNING {back_s:.0f}s after the kill, restored {restored.get('external_path')}; "
+          f"first checkpoint {checkpoint_s:.0f}s later; all landed {landed_s:.0f}s after that")
+    print("supervisor:", said[-1:] or "no resume line")
+    print("exactly-once report:", after)
+    assert_exactly_once(before, after, "JobManager kill")
+    assert restored.get("is_savepoint") is False, restored
+    assert f"/{RISK_JOB_NAME}/{old_job}/chk-" in str(restored.get("external_path")), restored
+    assert live_risk_jobs() == [job], "the risk job was resubmitted more than once"
+    assert len([line for line in said if job in line]) == 1
     assert all_tasks_running(s, job)
 
 
