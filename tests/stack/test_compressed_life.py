@@ -38,6 +38,7 @@ pytestmark = pytest.mark.stack
 MONTH_MS = 30 * 86_400_000
 DEFAULTED_DPD = 75
 MAINTENANCE_EVERY_S = 45
+HEARTBEATS_FOR_S = 120
 BEHAVIOUR_NAMES = FEATURE_NAMES[len(APPLICATION_FEATURE_NAMES):]
 
 
@@ -144,12 +145,17 @@ def _send_months(life: Life, run: RiskRun) -> None:
             life.sent.extend(zip(month, where))
             life.state_bytes.append((m, _checkpointed_state_bytes(s, run.job_id)))
         # The end of the life is a lull: heartbeats on every partition close its windows, and keep coming
-        # (as riskctl produce --heartbeat-for does) while the job catches up.
+        # for a while (as riskctl produce --heartbeat-for does) while the job catches up. Not longer:
+        # other tests read the input topics until they fall quiet.
         producer = make_producer(kafka=s.kafka)
         heartbeats = heartbeats_for(producer, s)
         heartbeats.close(max(e.event_time_ms for e in life.events))
         producer.poll(0)
-        heartbeats.keep_sending(life.stop)
+        quiet = threading.Event()
+        heartbeats.keep_sending(quiet)
+        life.stop.wait(HEARTBEATS_FOR_S)
+        quiet.set()
+        producer.flush(30)
     except Exception as exc:  # noqa: BLE001 - reported by the checks, not lost in a thread
         life.errors.append(f"sending month: {exc!r}")
     finally:
