@@ -104,7 +104,8 @@ def test_the_latest_checkpoint_on_an_s3_bucket(moto_endpoint: str) -> None:
     client = s3_client(s.s3)
     client.create_bucket(Bucket="resume-test")
     base = f"flink/checkpoints/{NAME}"
-    for key in (f"{base}/{JOB_A}/chk-9/_metadata", f"{base}/{JOB_A}/chk-9/state-1", f"{base}/{JOB_A}/chk-3/_metadata",
+    # chk-3 first: if the clock passes a second between the writes, chk-9 is still the newest.
+    for key in (f"{base}/{JOB_A}/chk-3/_metadata", f"{base}/{JOB_A}/chk-9/_metadata", f"{base}/{JOB_A}/chk-9/state-1",
                 f"{base}/{JOB_A}/chk-10/state-1", f"{base}/{JOB_A}/shared/",
                 f"flink/checkpoints/other/{JOB_B}/chk-50/_metadata"):
         client.put_object(Bucket="resume-test", Key=key, Body=b"x")
