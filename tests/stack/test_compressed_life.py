@@ -221,12 +221,21 @@ def _settled(life: Life, run: RiskRun) -> dict[str, Any]:
     reps = life.valid("repayment")
     want_records = reps.groupby("loan_id").size().to_dict()
 
-    def outcomes_final() -> bool:
-        rows = serving(s, "SELECT loan_id, repayment_records FROM loan_outcomes WHERE loan_id = ANY(%s)",
-                       (list(want_records),))
-        return dict(rows) == want_records
+    short: dict[str, tuple[int, int]] = {}
 
-    wait_until(outcomes_final, 300, "every repayment of the life in PostgreSQL loan_outcomes", s, run.job_id)
+    def outcomes_final() -> bool:
+        rows = dict(serving(s, "SELECT loan_id, repayment_records FROM loan_outcomes WHERE loan_id = ANY(%s)",
+                            (list(want_records),)))
+        short.clear()
+        short.update({k: (rows.get(k, 0), n) for k, n in want_records.items() if rows.get(k, 0) != n})
+        return not short
+
+    try:
+        wait_until(outcomes_final, 300, "every repayment of the life in PostgreSQL loan_outcomes", s, run.job_id)
+    except AssertionError as exc:
+        last = reps.sort_values("event_ms").groupby("loan_id")["event_ms"].last()
+        raise AssertionError(f"{exc}; (records in PostgreSQL, sent) per short loan, with its last repayment's "
+                             f"event time: {[(k, v, int(last[k])) for k, v in short.items()]}") from None
     last_window_end = max(e.event_time_ms for e in life.months[-1]) // MONTH_MS * MONTH_MS + MONTH_MS
     customers = set(life.valid("transaction")["customer_id"])
 
