@@ -51,7 +51,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SPACES: dict[str, dict[str, list[Any]]] = {
     # One axis: the L1 path (with budget 6 the default plus all of it). L1 drops features that only add
-    # noise (on Lending Club most carry none beyond interest_rate); C = 0.01 keeps none, 0.03 only interest_rate.
+    # noise; what each C keeps on Lending Club is in docs/MODELS.md.
     "logistic_regression": {"C": [0.01, 0.03, 0.1, 0.3, 1.0], "class_weight": [None], "transform": ["standard"],
                             "penalty": ["l1"]},
     "random_forest": {"n_estimators": [100, 200], "min_samples_leaf": [5, 20, 50, 100],
