@@ -9,7 +9,7 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    job's tasks RUNNING to the Iceberg commit of its last row, so Kafka in, Iceberg and PostgreSQL out,
    including the job's own warm-up but not its deployment. The rate after the first commit is printed
    beside it for reference only: rows processed while a slow first checkpoint is in flight are
-   committed after it, so that figure can overstate (one run showed 20,463 against 6,892 overall);
+   committed after it, so that figure can overstate (docs/PERFORMANCE.md);
 3. the floor: the same job with only its first sinks (validation, deduplication, raw lake, dead letters;
    ``--only-into``), i.e. what this machine allows before any feature, window or score (``--no-floor`` skips it);
 4. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
@@ -19,7 +19,7 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    moment it was handed to Kafka.
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
-Targets (issue 4): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
+Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
 """
 
 from __future__ import annotations
@@ -219,8 +219,8 @@ def latency(settings: Settings, rate: float, seconds: float, seed: int) -> dict[
     from loanrisk.serving import serving_connection
     producer = make_producer(kafka=settings.kafka)
     sent_at: dict[str, float] = {}
-    # Generated before the clock starts: generating on the fly took a share of the two cores from the job
-    # and the producer fell short of the rate.
+    # Generated before the clock starts: generating on the fly takes a share of the cores from the job
+    # and the producer falls short of the rate.
     stream = list(islice(generate(GeneratorConfig(seed=seed, customers=None, history_months=1,
                                                   start="2021-01-01T00:00:00Z")), int(rate * seconds) + 1))
     started = time.time()

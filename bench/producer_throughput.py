@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.producer_throughput --bootstrap 127.0.0.1:9092 [--events 200000]
 
 The events are generated first (not timed against the producers), then each client sends the same
-messages to fresh topics with the platform's settings (acks=all, idempotence, zstd, batching) and
+messages to fresh topics with the platform's settings (acks=all, idempotence, compression, batching) and
 is timed from the first send until flush returns. Target: >= 50,000 events/s from one process with
 the faster client.
 """

@@ -20,7 +20,7 @@ from ingestion.anomalies import NO_ANOMALIES, AnomalyConfig, with_anomalies
 from ingestion.behaviour import BehaviourConfig, Event, latent_onset, simulate
 from ingestion.merge import merge_lives
 from ingestion.pacing import Clock, Sleep, paced
-from ingestion.pii import stable_int
+from ingestion.fake_identities import stable_int
 from ingestion.synthetic_customers import Customer, Loan, draw_customer, draw_loan, rng_for
 from ingestion.timeutil import MS_PER_DAY, from_ms, parse_instant
 from ingestion.wire import DEFAULT_TOPICS, ProducedEvent

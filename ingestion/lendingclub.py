@@ -25,7 +25,7 @@ from ingestion.behaviour import BehaviourConfig, Event
 from ingestion.generator import outcomes_for
 from ingestion.merge import merge_lives
 from ingestion.pacing import Clock, Sleep, paced
-from ingestion.pii import account_number, person, stable_int
+from ingestion.fake_identities import account_number, person, stable_int
 from ingestion.synthetic_customers import VOLATILITY_RANGE, Customer, Loan, latent_pd, rng_for
 from ingestion.timeutil import add_months_ms, to_ms
 from ingestion.wire import DEFAULT_TOPICS, ProducedEvent

@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass, replace
 
-from ingestion.pii import account_number, person, stable_int
+from ingestion.fake_identities import account_number, person, stable_int
 
 REGION_WEIGHTS = {"northeast": 0.15, "midwest": 0.17, "south": 0.30, "west": 0.18, "india": 0.20}
 EMPLOYMENT_WEIGHTS = {"salaried": 0.55, "self_employed": 0.14, "gig": 0.14, "retired": 0.10, "unemployed": 0.07}

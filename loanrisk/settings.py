@@ -133,8 +133,8 @@ class FlinkSettings(BaseModel):
     parallelism: int = Field(2, ge=1)
     checkpoint_interval_ms: int = Field(10_000, ge=500)
     buffer_debloat: bool = Field(
-        True, description="Network buffer debloating: lower tail latency under backpressure (p99 11.5 s -> 4.5 s here), "
-        "at some drain throughput (one A/B here: 4,871 -> 3,574 events/s)")
+        True, description="Network buffer debloating: lower tail latency under backpressure, "
+        "at some drain throughput (docs/PERFORMANCE.md)")
     checkpoint_storage: Literal["s3", "local"] = Field(
         "local", description="Where checkpoints and savepoints are kept: 's3' in the lake's bucket under "
         "flink.checkpoint_prefix, beside the data they commit and as durable as it (what a cluster should use); "

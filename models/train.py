@@ -11,8 +11,8 @@ a noisy CV picks from) and gradient boosting is unweighted (sklearn's GradientBo
 has no class_weight, and sample weights passed through CalibratedClassifierCV would also weight the
 calibrator). Every final model is wrapped in a sigmoid (Platt) CalibratedClassifierCV, fitted on
 out-of-fold predictions without weights, so probabilities come back to the true prevalence whatever
-weighting the ranking model used. Isotonic is not used: skl2onnx's isotonic calibrator differed from
-scikit-learn by up to 0.09 in probability (measured), which the ONNX parity check refuses.
+weighting the ranking model used. Isotonic is not used: skl2onnx's isotonic calibrator does not match
+scikit-learn's probabilities closely enough to pass the ONNX parity check (docs/MODELS.md).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SPACES: dict[str, dict[str, list[Any]]] = {
     # One axis: the L1 path (with budget 6 the default plus all of it). L1 drops features that only add
-    # noise (on Lending Club most carry none beyond interest_rate); C = 0.01 keeps none, 0.03 only interest_rate.
+    # noise; what each C keeps on Lending Club is in docs/MODELS.md.
     "logistic_regression": {"C": [0.01, 0.03, 0.1, 0.3, 1.0], "class_weight": [None], "transform": ["standard"],
                             "penalty": ["l1"]},
     "random_forest": {"n_estimators": [100, 200], "min_samples_leaf": [5, 20, 50, 100],
@@ -112,8 +112,8 @@ def _classifier(family: str, params: dict[str, Any], seed: int) -> ClassifierMix
 def _wrap(family: str, params: dict[str, Any], clf: ClassifierMixin) -> ClassifierMixin:
     """Add the logistic regression's scaling (and optional quantile transform) in front of ``clf``.
 
-    Yeo-Johnson is not offered: its fitted lambdas (down to -9 on Lending Club) squeeze a feature
-    into a range float32 cannot resolve, and the ONNX parity check failed (9e-3) on it.
+    Yeo-Johnson is not offered: its fitted lambdas can squeeze a feature into a range float32 cannot
+    resolve, so the ONNX export fails the parity check (docs/MODELS.md).
     """
     if family != "logistic_regression":
         return clf
@@ -132,8 +132,8 @@ def ranking_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Cla
 def final_estimator(family: str, params: dict[str, Any], seed: int = 0) -> ClassifierMixin:
     """The model that is registered: the family's classifier inside a sigmoid CalibratedClassifierCV.
 
-    For logistic regression the scaler stays outside the calibrator (skl2onnx mis-converts a
-    calibrated Pipeline: measured differences of ~0.47 in probability).
+    For logistic regression the scaler stays outside the calibrator: skl2onnx mis-converts a
+    calibrated Pipeline (docs/MODELS.md).
     """
     cal = CalibratedClassifierCV(_classifier(family, params, seed), method=CALIBRATION, ensemble=False,
                                  cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=seed))

@@ -45,8 +45,8 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "state.backend.type": "hashmap",
         # Size network buffers to ~1 s of throughput: under backpressure an aligned checkpoint barrier then
         # waits behind less queued data, and a multi-input task (the scorer's union of applications with
-        # behaviour windows) is held for less time. p99 at 2,000 ev/s here: 11.5 s without, 4.5 s with;
-        # a backlog drains slower (4,871 -> 3,574 events/s in one A/B): a setting, latency first.
+        # behaviour windows) is held for less time. It costs drain throughput, so it is a setting, latency
+        # first (figures: docs/PERFORMANCE.md).
         "taskmanager.network.memory.buffer-debloat.enabled": f.buffer_debloat,
         # Durable checkpoints: kept when a job is cancelled or its JobManager dies, so `riskctl job resume`
         # (and the supervisor after a JobManager crash) can restore the job's state. Three retained: resume
@@ -59,13 +59,13 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": f.restart_attempts,
         "restart-strategy.fixed-delay.delay": f"{f.restart_delay_ms} ms",
-        # A loaded 2-core machine: give RPCs time rather than fail over on a slow deploy.
+        # A loaded small machine: give RPCs time rather than fail over on a slow deploy.
         "pekko.ask.timeout": "30 s",
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": f.prometheus_ports,
         "metrics.latency.interval": 0,
-        # Expose only what the dashboards, alert rules and tests read: unfiltered, the TaskManager
-        # served ~8,500 series (4 MB, 2.7 s to render) per 5 s scrape, over half a core of a 2-core machine.
+        # Expose only what the dashboards, alert rules and tests read: rendering every series on each
+        # scrape costs the TaskManager a large share of a core (docs/PERFORMANCE.md).
         "metrics.reporter.prom.filter.includes": list(PROMETHEUS_INCLUDES),
         "metrics.reporter.prom.scope.variables.excludes":
             "task_attempt_id;task_attempt_num;tm_id;host;task_id;operator_id",

@@ -52,9 +52,9 @@ def job_flink_conf(settings: Settings, name: str) -> dict[str, object]:
             "execution.checkpointing.dir": checkpoint_dir(settings, name),
             "execution.checkpointing.savepoint-dir": savepoint_dir(settings, name),
             "execution.checkpointing.mode": "EXACTLY_ONCE", "parallelism.default": f.parallelism,
-            # Aligned on purpose. Unaligned barriers cut p99 latency at 2,000 ev/s from 11.5 s to 3.7 s here
-            # (a barrier no longer waits behind the transaction backlog at the scorer's union), but Iceberg's
-            # FlinkSink loses data files on recovery from an unaligned checkpoint (apache/iceberg#15846).
+            # Aligned on purpose. Unaligned barriers would cut tail latency (a barrier would not wait behind
+            # the transaction backlog at the scorer's union), but Iceberg's FlinkSink can lose data files on
+            # recovery from an unaligned checkpoint (docs/RELIABILITY.md, Limits).
             "execution.checkpointing.unaligned.enabled": "false",
             "python.fn-execution.arrow.batch.size": f.python_batch_size,
             # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).

@@ -3,8 +3,8 @@
 -- the grade band used by the aggregates.
 -- The two inputs meet in one keyed step (a loan is scored once per trigger and event time) before the
 -- scorer, so one Python operator takes both: Python operators hold back watermarks until their bundle
--- is done but pass an idle status on at once, and with one scorer per input an idle input let the
--- risk windows close over re-scores still in the other scorer's bundle (they were dropped as late).
+-- is done but pass an idle status on at once, so with one scorer per input an idle input would let
+-- the risk windows close over re-scores still in the other scorer's bundle and drop them as late.
 CREATE TEMPORARY VIEW scored AS
 SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, region,
   COALESCE(grade, 'ungraded') AS grade_band, currency, amount_minor,

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS loan_scores_latest (
   expected_loss_usd DOUBLE PRECISION,
   written_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
--- Tables created while both were NOT NULL: an unscored row would fail the job's JDBC sink.
+-- An existing table may still declare both NOT NULL, and an unscored row would fail the job's JDBC sink.
 ALTER TABLE loan_scores_latest ALTER COLUMN model_version DROP NOT NULL;
 ALTER TABLE loan_scores_latest ALTER COLUMN probability DROP NOT NULL;
 

@@ -28,7 +28,7 @@ class Prometheus(Service):
     def prepare(self) -> None:
         import yaml
         (self.home / "data").mkdir(parents=True, exist_ok=True)
-        rules = REPO_ROOT / "grafana" / "alerts" / "prometheus-rules.yml"
+        rules = REPO_ROOT / "prometheus" / "rules" / "loan-risk.yml"
         exporter = self.settings.prometheus
         config = {
             "global": {"scrape_interval": f"{exporter.scrape_interval_s}s",

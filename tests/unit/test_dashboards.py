@@ -21,7 +21,7 @@ from grafana.render import query_panels
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "grafana" / "provisioning"
-RULES = REPO / "grafana" / "alerts" / "prometheus-rules.yml"
+RULES = REPO / "prometheus" / "rules" / "loan-risk.yml"
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)

@@ -33,7 +33,7 @@ def included(prom_name: str) -> bool:
 def used_metrics() -> set[str]:
     """Every Flink metric named in the built dashboards and the alert rules."""
     text = "".join(p.read_text() for p in [*(REPO_ROOT / "grafana" / "dashboards").glob("*.json"),
-                                            *(REPO_ROOT / "grafana" / "alerts").glob("*.yml")])
+                                            *(REPO_ROOT / "prometheus" / "rules").glob("*.yml")])
     return set(re.findall(r"flink_(?:jobmanager|taskmanager)_[A-Za-z_]+", text))
 
 

@@ -7,7 +7,7 @@ from riskctl.commands.job import job_flink_conf
 
 
 def test_job_conf_checkpoints_exactly_once_with_aligned_barriers() -> None:
-    """Iceberg's FlinkSink can lose data files on recovery from an unaligned checkpoint (apache/iceberg#15846)."""
+    """Iceberg's FlinkSink can lose data files on recovery from an unaligned checkpoint (docs/RELIABILITY.md)."""
     conf = job_flink_conf(Settings(), "loan-risk")
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
     assert conf["execution.checkpointing.interval"] == "10000 ms"

@@ -12,7 +12,7 @@ import pytest
 from loanrisk.settings import REPO_ROOT, Settings
 from stack.lag_exporter import WindowClock, WindowEnds, WindowFreshnessCollector, window_age
 
-RULES = REPO_ROOT / "grafana" / "alerts" / "prometheus-rules.yml"
+RULES = REPO_ROOT / "prometheus" / "rules" / "loan-risk.yml"
 DAY = 86_400.0
 WINDOW_END = 1_548_979_200.0  # 2019-02-01T00:00:00Z: replayed history, far behind the wall clock
 
