@@ -29,7 +29,7 @@ class DeploymentSpec:
 
     def schedule_text(self) -> str:
         """The schedule in words for `riskctl flows status`."""
-        return f"cron {self.cron} UTC" if self.cron else f"every {self.interval_s // 60} min"
+        return f"cron {self.cron} UTC" if self.cron else f"every {(self.interval_s or 0) // 60} min"
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (

@@ -57,7 +57,7 @@ def _workaround_merge_in_transaction() -> None:
     if getattr(original, "_loanrisk_workaround", False):
         return
 
-    def extract_comment_on_table(expression):  # noqa: ANN001, ANN202 - sqlglot Expr
+    def extract_comment_on_table(expression):
         new = original(expression)
         table_comment = new.args.get("table_comment")
         if table_comment is not None and table_comment[1] is None:
