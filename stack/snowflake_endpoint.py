@@ -87,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     import fakesnow.server as server
     from fakesnow.instance import FakeSnow
 
+    from loanrisk.logs import setup_logging
+    setup_logging()
     apply_emulator_workarounds()
     # Sessions that do not name FAKESNOW_DB_PATH share this instance: persistent on disk.
     server.shared_fs = FakeSnow(db_path=args.db_path)
     logging.getLogger("fakesnow").setLevel(logging.WARNING)
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning")
+    # log_config=None: uvicorn's records go through setup_logging's handler, not a format of its own.
+    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning", log_config=None)
     return 0
 
 
