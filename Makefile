@@ -21,9 +21,10 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -m "not full" -p no:cacheprovider --durations=25
 
-# Unit tests without the setup's jars; the few that run the job's Java functions are in `make test`.
+# Unit tests without `riskctl setup`; the few that read the Flink environment or run the job's Java
+# functions (marked setup) run in `make test`.
 test-unit: env
-	.venv/bin/python -m pytest tests/unit -m "not jvm" -p no:cacheprovider
+	.venv/bin/python -m pytest tests/unit -m "not setup" -p no:cacheprovider
 
 test-full: setup
 	.venv/bin/python -m pytest -p no:cacheprovider
