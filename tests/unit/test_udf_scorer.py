@@ -567,6 +567,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.setup  # runs the UDF in the Flink runtime environment
 def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained) -> None:
     """The UDF class in the Flink venv (pickled as shipped, fake FunctionContext), reading the registry on S3."""
     from loanrisk.settings import get_settings
