@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.dataset import lending_club  # noqa: E402
-from models.export import export_onnx, onnx_proba, parity, session  # noqa: E402
-from models.train import DEFAULTS, FAMILIES, boosting_name, final_estimator  # noqa: E402
+from models.dataset import lending_club
+from models.export import export_onnx, onnx_proba, parity, session
+from models.train import DEFAULTS, FAMILIES, boosting_name, final_estimator
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

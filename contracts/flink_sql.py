@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
@@ -20,7 +21,7 @@ from contracts.schema import TYPE_MAP, EventContract
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
 
-def _spec_json(fields: list[dict[str, object]], event_time_field: str, future_tolerance: timedelta) -> str:
+def _spec_json(fields: list[dict[str, Any]], event_time_field: str, future_tolerance: timedelta) -> str:
     """The spec text: the fields plus the limits every contract shares (size, future tolerance, oldest time)."""
     if future_tolerance < timedelta(0):
         raise ValueError(f"the future tolerance must not be negative, got {future_tolerance}")

@@ -139,7 +139,7 @@ def validate_event(raw: bytes | str | Mapping[str, Any], contract: EventContract
     for f in contract.fields:
         if present[f.name] is not None and not _range_ok(f, present[f.name]):
             return f"range:{f.name}"
-    event_time = parse_timestamp(present[contract.event_time_field])
+    event_time = parse_timestamp(present[contract.event_time_field])  # type: ignore[arg-type]  # required: checked above
     now = now or datetime.now(timezone.utc)
     limit = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)) + future_tolerance
     if event_time is not None and event_time > limit:

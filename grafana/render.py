@@ -63,7 +63,7 @@ def run_sql(settings: Settings, sql: str) -> pd.DataFrame:
     """One expanded SQL query as the read-only role."""
     from loanrisk.serving import serving_connection
     with serving_connection(settings, reader=True) as conn:
-        cur = conn.execute(sql)  # type: ignore[arg-type]
+        cur = conn.execute(sql)
         cols = [d.name for d in cur.description or []]
         return pd.DataFrame(cur.fetchall(), columns=cols)
 
@@ -119,7 +119,7 @@ def _unit_format(unit: str) -> dict:
     return {"percentunit": {"tickformat": ".1%"}, "currencyUSD": {"tickprefix": "$", "tickformat": ",.0f"}}.get(unit, {})
 
 
-def figure(res: PanelResult, width: int, height: int):  # noqa: ANN201 - plotly Figure
+def figure(res: PanelResult, width: int, height: int):
     """The panel drawn with plotly, sized like the panel on the Grafana grid."""
     import plotly.graph_objects as go
 
@@ -211,7 +211,7 @@ class PngWriter:
         # Local plotly.js and no MathJax: the bundled Chromium must not fetch anything from a CDN.
         self.scope = PlotlyScope(plotlyjs=str(plotlyjs), mathjax=False)
 
-    def png(self, fig) -> bytes:  # noqa: ANN001
+    def png(self, fig) -> bytes:
         """The figure as PNG bytes."""
         try:
             return self.scope.transform(fig.to_dict(), format="png", width=fig.layout.width,

@@ -204,7 +204,7 @@ class _Life:
 
     def run(self) -> Iterator[Event]:
         """All events of this borrower in time order."""
-        loan, c, cfg, rng = self.loan, self.c, self.cfg, self.rng
+        loan, cfg, rng = self.loan, self.cfg, self.rng
         orig = loan.origination_ms
         starts = [add_months_ms(orig, m) for m in range(-cfg.history_months, cfg.observe_months + 1)]
         self.push(orig, "application", 0)

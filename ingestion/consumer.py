@@ -63,7 +63,7 @@ class EventConsumer:
                     continue
                 raise KafkaException(err)
             key = msg.key()
-            out.append(ConsumedRecord(msg.topic(), msg.partition(), msg.offset(),
+            out.append(ConsumedRecord(msg.topic(), msg.partition(), msg.offset(),  # type: ignore[arg-type]  # set when no error
                                       key.decode() if key is not None else None, msg.value() or b"",
                                       msg.timestamp()[1]))
         self._uncommitted = self._uncommitted or bool(out)

@@ -50,6 +50,7 @@ def person(key: str, region: str) -> Person:
     local = (f"{first}.{last}", f"{first[0]}{last}", f"{first}{last[0]}{(h >> 20) % 100}",
              f"{first}_{last}{(h >> 20) % 1000}")[style].lower()
     email = None if (h >> 32) % 25 == 0 else f"{local}@{_DOMAINS[(h >> 24) % len(_DOMAINS)]}"
+    phone: str | None
     if region == "india":
         phone = f"+91 {9 - (h >> 36) % 3}{(h >> 40) % 10000:04d} {(h >> 12) % 100000:05d}"
     else:  # 555-01xx numbers are reserved for fiction in the North American plan.

@@ -20,8 +20,8 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jobs.sqlfiles import load  # noqa: E402
-from jobs.state_retention import apply_retention  # noqa: E402
+from jobs.sqlfiles import load
+from jobs.state_retention import apply_retention
 
 
 def main(argv: list[str] | None = None) -> int:

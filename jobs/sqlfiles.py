@@ -85,7 +85,8 @@ def strip_comments(text: str) -> str:
 
 def split_statements(text: str) -> list[str]:
     """Split on semicolons outside string literals; empty statements are dropped."""
-    parts, buf, in_str = [], [], False
+    buf: list[str] = []
+    parts, in_str = [], False
     for ch in strip_comments(text):
         if ch == "'":
             in_str = not in_str

@@ -13,7 +13,7 @@ _CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                  "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
 
 
-def catalog(settings: Settings):  # noqa: ANN201 - pyiceberg SqlCatalog
+def catalog(settings: Settings):
     """The lake's catalog, named as in Flink (the name is stored in every catalog row)."""
     for key, value in _CHECKSUM_ENV.items():
         os.environ.setdefault(key, value)

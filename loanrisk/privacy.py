@@ -45,7 +45,7 @@ class ErasureReport:
 
 def payload_names_customer(payload: str | None, customer_id: str) -> bool:
     """Whether a dead-letter payload contains ``customer_id`` (broken JSON included: it is text, not parsed)."""
-    return bool(payload) and customer_id in payload
+    return bool(payload) and customer_id in (payload or "")
 
 
 def _retry(action: Any) -> Any:

@@ -14,7 +14,7 @@ def ensure_serving_tables(settings: Settings) -> None:
     """Create the serving tables (idempotent) and let the reader role SELECT them, nothing more."""
     pg = settings.postgres
     with psycopg.connect(pg.dsn(pg.serving_db), autocommit=True) as conn:
-        conn.execute(SERVING_DDL.read_text())  # type: ignore[arg-type]
+        conn.execute(SERVING_DDL.read_text())
         conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
             sql.Identifier(pg.reader_user)))
 

@@ -106,7 +106,7 @@ class KafkaSettings(BaseModel):
         """
         if self.security_protocol == "PLAINTEXT":
             return {}
-        props = {"security.protocol": self.security_protocol}
+        props: dict[str, str] = {"security.protocol": self.security_protocol}
         if "SSL" in self.security_protocol and self.ssl_cafile:
             props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ssl_cafile)})
         if self.sasl_mechanism:
@@ -203,7 +203,7 @@ class PostgresSettings(BaseModel):
     reader_password_file: Path | None = Field(None, description="File holding the read-only role's password")
 
     @model_validator(mode="after")
-    def _scram_needs_passwords(self) -> "PostgresSettings":
+    def _scram_needs_passwords(self) -> PostgresSettings:
         if self.auth == "scram-sha-256" and self.password is None and self.password_file is None:
             raise ValueError("postgres.auth scram-sha-256 needs postgres.password or postgres.password_file")
         return self
@@ -425,11 +425,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings):  # type: ignore[override]
+                                   file_secret_settings):
         return init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings
 
     @model_validator(mode="after")
-    def _distinct_ports(self) -> "Settings":
+    def _distinct_ports(self) -> Settings:
         if self.kafka.port == self.kafka.controller_port:
             raise ValueError("kafka.port and kafka.controller_port must differ")
         return self

@@ -308,7 +308,7 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     except NoSuchTableError as exc:
         raise DatasetError(f"Iceberg table missing ({exc}); has the scoring job written {namespace}.scores "
                            f"and the outcome flow {namespace}.loan_outcomes?") from None
-    except Exception as exc:  # connection errors of the catalog database or object store
+    except Exception as exc:  # noqa: BLE001 - connection errors of the catalog database or object store
         raise DatasetError(f"cannot reach the Iceberg catalog: {type(exc).__name__}: {str(exc)[:200]}") from None
     present = {f.name for f in scores_t.schema().fields}
     cols = tuple(c for c in ("loan_id", "customer_id", "scored_at", "trigger", *FEATURE_NAMES) if c in present)

@@ -110,7 +110,7 @@ def baseline_probabilities(train: TrainingSet, test: TrainingSet) -> dict[str, n
     return out
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Per-fold a - b: mean, standard deviation, standard error, range and share of folds where a > b."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0

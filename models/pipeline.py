@@ -31,7 +31,7 @@ def alert_threshold() -> float:
     try:
         from loanrisk.settings import get_settings
         return float(get_settings().model.alert_threshold)
-    except Exception:  # settings are validated elsewhere; metrics must not fail on them
+    except Exception:  # noqa: BLE001 - settings are validated elsewhere; metrics must not fail on them
         return 0.5
 
 

@@ -38,13 +38,13 @@ _VERSION = re.compile(r"^v(\d{4,})$")
 class Store(Protocol):
     """Byte storage addressed by full registry paths."""
 
-    def read(self, path: str) -> bytes: ...  # noqa: D102 (KeyError when absent)
+    def read(self, path: str) -> bytes: ...
 
-    def write(self, path: str, data: bytes) -> None: ...  # noqa: D102
+    def write(self, path: str, data: bytes) -> None: ...
 
-    def create(self, path: str, data: bytes) -> None: ...  # noqa: D102 (FileExistsError when present)
+    def create(self, path: str, data: bytes) -> None: ...
 
-    def children(self, path: str) -> list[str]: ...  # noqa: D102 (names of direct sub-folders)
+    def children(self, path: str) -> list[str]: ...
 
 
 class LocalStore:
@@ -205,14 +205,14 @@ class Registry:
             return self.store.read(path)
         except KeyError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(f"cannot read {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
     def versions(self) -> list[str]:
         """Registered versions (those with metadata), oldest first."""
         try:
             names = self.store.children(f"{self.root}/{VERSIONS_PREFIX}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(f"cannot list {self.root}: {type(exc).__name__}: {str(exc)[:200]}") from None
         out = []
         for name in sorted(n for n in names if _VERSION.match(n)):
@@ -281,7 +281,7 @@ class Registry:
         check_model(model_bytes, metadata)
         try:
             names = self.store.children(f"{self.root}/{VERSIONS_PREFIX}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(f"cannot list {self.root}: {type(exc).__name__}: {str(exc)[:200]}") from None
         existing = [int(m.group(1)) for n in names if (m := _VERSION.match(n))]
         n = max(existing, default=0) + 1
@@ -300,7 +300,7 @@ class Registry:
                              json.dumps(meta, indent=2, sort_keys=True, default=_json_default).encode())
         except RegistryError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(f"cannot write a new version to {self.root}: {type(exc).__name__}: "
                                 f"{str(exc)[:200]}") from None
         return version
@@ -309,13 +309,13 @@ class Registry:
         """Write champion.json in one PUT, then champion_history.json from it."""
         try:
             self.store.write(champion_path(self.root), json.dumps(pointer, indent=2, sort_keys=True).encode())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(f"cannot write the champion pointer: {type(exc).__name__}: {str(exc)[:200]}") from None
         # Written after the pointer, so the history never names a version that did not become champion.
         history = {"champions": [*pointer["history"], pointer["version"]], "updated_at": pointer["promoted_at"]}
         try:
             self.store.write(champion_history_path(self.root), json.dumps(history, indent=2).encode())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
             raise RegistryError(
                 f"{pointer['version']} is champion, but {champion_history_path(self.root)} was not updated "
                 f"({type(exc).__name__}: {str(exc)[:200]}); the next promote or rollback rewrites it") from None

@@ -88,7 +88,7 @@ def score_table(scorer: Scorer, table: str, out: str | Path, catalog: Any = None
     cat = catalog if catalog is not None else load_catalog()
     try:
         frame = cat.load_table(table).scan(limit=limit).to_pandas()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the catalog and the object store raise their own types
         raise DatasetError(f"cannot read Iceberg table {table}: {type(exc).__name__}: {str(exc)[:200]}") from None
     scored = scorer.score(frame, reasons)
     write_frame(scored, out)

@@ -33,7 +33,7 @@ def server_reachable(settings: Settings | None = None, timeout_s: float = 3.0) -
 
     url = (settings or get_settings()).prefect.url.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - our configured URL
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             return resp.status == 200
     except OSError:
         return False

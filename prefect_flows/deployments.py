@@ -29,7 +29,7 @@ class DeploymentSpec:
 
     def schedule_text(self) -> str:
         """The schedule in words for `riskctl flows status`."""
-        return f"cron {self.cron} UTC" if self.cron else f"every {self.interval_s // 60} min"
+        return f"cron {self.cron} UTC" if self.cron else f"every {(self.interval_s or 0) // 60} min"
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -81,6 +81,8 @@ def serve(names: list[str] | None = None) -> None:
     """Serve the deployments in the foreground: schedules fire and triggered runs execute here."""
     from prefect import serve as prefect_serve
 
+    from loanrisk.logs import setup_logging
+    setup_logging()  # after prefect's import, which puts its own console handler on the root logger
     chosen = [spec(n) for n in names] if names else list(DEPLOYMENTS)
     prefect_serve(*[runner_deployment(d) for d in chosen], print_starting_message=True)
 

@@ -46,7 +46,7 @@ def pull(source: str, customer_id: str, max_pages: int | None, max_attempts: int
     with ExitStack() as stack:
         if source == "plaid":
             from ingestion.apis.plaid import PlaidClient, PlaidSource
-            client = stack.enter_context(PlaidClient.from_settings(settings,
+            client: Any = stack.enter_context(PlaidClient.from_settings(settings,
                                                                    retry=RetryPolicy(max_attempts=max_attempts)))
             api: Any = PlaidSource(client, os.environ["PLAID_ACCESS_TOKEN"], customers)
         else:

@@ -43,9 +43,15 @@ def task_options(retries: int | None = None, timeout_s: float | None = None) -> 
             "retry_condition_fn": retry_unless_deterministic, "log_prints": True}
 
 
+def log_as_configured(flow: Any, flow_run: Any, state: Any) -> None:
+    """A run starting: its process (one `flows serve` starts per run) logs in stack.log_format from here on."""
+    from loanrisk.logs import setup_logging
+    setup_logging()
+
+
 def flow_options(name: str, description: str) -> dict[str, Any]:
-    """Keyword arguments for ``@flow``: name, description, failure notification, printed lines as logs."""
+    """Keyword arguments for ``@flow``: name, description, log format, failure notification, printed lines as logs."""
     from prefect_flows.notify import notify_failure
 
-    return {"name": name, "description": description, "on_failure": [notify_failure], "log_prints": True,
-            "validate_parameters": True}
+    return {"name": name, "description": description, "on_running": [log_as_configured],
+            "on_failure": [notify_failure], "log_prints": True, "validate_parameters": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -28,9 +29,19 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.version_option(package_name="loan-risk", prog_name="riskctl")
+@click.option("-v", "--verbose", count=True, help="Log more: -v info, -vv debug (stderr; format: stack.log_format).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+              help="Log level, over -v.")
+def cli(verbose: int, log_level: str | None) -> None:
     """loan-risk: real-time loan default risk on Kafka, Flink, Iceberg, PostgreSQL and Snowflake."""
+    from loanrisk.logs import setup_logging
+    setup_logging(log_level or LOG_LEVELS[max(2 - verbose, 0)])
+    logging.getLogger("riskctl").debug("riskctl %s", " ".join(sys.argv[1:]))
 
 
 def _register() -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the platform environment (.venv) from requirements/platform.lock with uv and installs
-# loan-risk into it (editable), then runs `riskctl setup`. Safe to re-run: each step skips itself
-# when nothing changed.
+# loan-risk into it (editable), then runs `riskctl setup`; with --env-only it stops after .venv (what
+# lint and the unit tests need). Safe to re-run: each step skips itself when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -23,6 +23,9 @@ if [ "$(cat .venv/.lock-digest 2>/dev/null || true)" != "$want" ]; then
   .venv/bin/uv pip install -q -p .venv/bin/python uv=="$UV_VERSION"
   .venv/bin/uv pip install -q -p .venv/bin/python --no-deps -e .
   echo "$want" > .venv/.lock-digest
+fi
+if [ "${1:-}" = "--env-only" ]; then
+  exit 0
 fi
 echo "==> riskctl setup"
 .venv/bin/riskctl setup

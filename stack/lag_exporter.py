@@ -13,6 +13,7 @@ the same reason: it is what readers see, whatever state the job is in.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 import time
@@ -25,6 +26,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from loanrisk.settings import Settings, get_settings
+
+log = logging.getLogger("stack.lag_exporter")
 
 # librdkafka's OFFSET_INVALID: the group has committed nothing for the partition yet.
 NO_COMMIT = -1001
@@ -49,7 +52,8 @@ class ConsumerLagCollector(Collector):
         self._lock = threading.Lock()
         # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
         self._consumer = Consumer({**settings.kafka.client_config(), "group.id": self.group,
-                                   "enable.auto.commit": False, "client.id": "loanrisk-lag-exporter"})
+                                   "enable.auto.commit": False, "client.id": "loanrisk-lag-exporter",
+                                   "logger": logging.getLogger("stack.lag_exporter.librdkafka")})
 
     def _partitions(self) -> list:
         from confluent_kafka import TopicPartition
@@ -201,17 +205,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state", help="the service's state folder (marks the process for `stack down`)")
     parser.parse_args()
+    from loanrisk.logs import setup_logging
+    setup_logging()
     settings = get_settings()
     registry = CollectorRegistry()
     registry.register(ConsumerLagCollector(settings))
     registry.register(WindowFreshnessCollector(settings))
     server, thread = start_http_server(settings.prometheus.exporter_port, addr="127.0.0.1", registry=registry)
+    log.info("serving /metrics on 127.0.0.1:%d", settings.prometheus.exporter_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)
+    log.info("stopped")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def _workaround_merge_in_transaction() -> None:
     if getattr(original, "_loanrisk_workaround", False):
         return
 
-    def extract_comment_on_table(expression):  # noqa: ANN001, ANN202 - sqlglot Expr
+    def extract_comment_on_table(expression):
         new = original(expression)
         table_comment = new.args.get("table_comment")
         if table_comment is not None and table_comment[1] is None:
@@ -87,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     import fakesnow.server as server
     from fakesnow.instance import FakeSnow
 
+    from loanrisk.logs import setup_logging
+    setup_logging()
     apply_emulator_workarounds()
     # Sessions that do not name FAKESNOW_DB_PATH share this instance: persistent on disk.
     server.shared_fs = FakeSnow(db_path=args.db_path)
     logging.getLogger("fakesnow").setLevel(logging.WARNING)
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning")
+    # log_config=None: uvicorn's records go through setup_logging's handler, not a format of its own.
+    uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning", log_config=None)
     return 0
 
 

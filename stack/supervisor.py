@@ -14,6 +14,7 @@ was submitted with (stack/recovery.py decides which).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from stack.recovery import ALIVE, ResumePolicy, RestorePoint, Submission
 
 POLL_S = 2.0  # how often the keeper looks at the JobManager's jobs: a cancel this close to a crash is missed
 RESUBMIT_ATTEMPTS = 5
+log = logging.getLogger("stack.supervisor")
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Child:
 
 def say(message: str) -> None:
     """One line in the supervisor's log (the flink service log)."""
-    print(f"supervisor: {message}", flush=True)
+    log.info(message)
 
 
 class JobKeeper:
@@ -125,10 +127,10 @@ class JobKeeper:
         try:
             point = self.latest(name)
         except Exception as exc:  # noqa: BLE001 - the object store may be down: try again next round
-            say(f"cannot list the checkpoints of {name} yet ({type(exc).__name__}: {exc})")
+            log.warning(f"cannot list the checkpoints of {name} yet ({type(exc).__name__}: {exc})")
             return
         if point is None:
-            say(f"cannot resume {name}: it has no completed checkpoint or savepoint; `riskctl job submit` starts "
+            log.error(f"cannot resume {name}: it has no completed checkpoint or savepoint; `riskctl job submit` starts "
                 "it without state")
             with self.lock:
                 self.policy.settled(name)
@@ -138,12 +140,12 @@ class JobKeeper:
         except (StackError, OSError, ValueError) as exc:
             self.attempts[name] = self.attempts.get(name, 0) + 1
             if self.attempts[name] >= RESUBMIT_ATTEMPTS:
-                say(f"gave up resuming {name} after {self.attempts[name]} attempts ({exc}); resume it with "
+                log.error(f"gave up resuming {name} after {self.attempts[name]} attempts ({exc}); resume it with "
                     "`riskctl job resume`")
                 with self.lock:
                     self.policy.settled(name)
             else:
-                say(f"resubmitting {name} failed, trying again ({exc})")
+                log.warning(f"resubmitting {name} failed, trying again ({exc})")
             return
         self.attempts.pop(name, None)
         with self.lock:
@@ -155,14 +157,16 @@ class JobKeeper:
         while not stopping.wait(POLL_S):
             try:
                 self.tick()
-            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one bad round
-                say(f"job keeper round failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # the keeper must outlive any one bad round
+                log.warning("job keeper round failed: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
 def main() -> int:
     """Start both processes and restart them until asked to stop."""
     import argparse
     argparse.ArgumentParser(prog="stack.supervisor").add_argument("--state")  # recorded for `ps`, read via env
+    from loanrisk.logs import setup_logging
+    setup_logging()
     settings = get_settings()
     state = settings.state_dir
     env = flink_env(settings)
@@ -202,7 +206,7 @@ def main() -> int:
                 pass
             if not is_alive(child.pid):
                 child.restarts += 1
-                say(f"flink {child.role} pid {child.pid} exited; restarting")
+                log.warning(f"flink {child.role} pid {child.pid} exited; restarting")
                 if child is jobmanager:
                     keeper.jobmanager_lost()
                 # Back off when a process keeps dying right after start.

@@ -20,7 +20,7 @@ def snowflake_endpoint(db_dir: Path) -> Iterator[Settings]:
     """Run the endpoint as the stack does (a subprocess, stopped by PID); yields Settings pointing at it."""
     db_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(db_dir / "endpoint.log", "w")  # noqa: SIM115 - closed below
+    log = open(db_dir / "endpoint.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "stack.snowflake_endpoint", "--host", "127.0.0.1",
                              "--port", str(port), "--db-path", str(db_dir)], cwd=REPO_ROOT, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -41,7 +41,7 @@ def snowflake_endpoint(db_dir: Path) -> Iterator[Settings]:
         log.close()
 
 
-def local_lake(root: Path):  # noqa: ANN201 - pyiceberg SqlCatalog
+def local_lake(root: Path):
     """A pyiceberg SqlCatalog named like the lake's (SQLite file + local folder), namespace ``risk``."""
     from pyiceberg.catalog.sql import SqlCatalog
     root.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def local_lake(root: Path):  # noqa: ANN201 - pyiceberg SqlCatalog
     return cat
 
 
-def iceberg_schema(lake_table: str):  # noqa: ANN201 - pyiceberg Schema
+def iceberg_schema(lake_table: str):
     """The Iceberg schema of a lake table, built from the same column list the warehouse DDL uses."""
     from pyiceberg.schema import Schema
     from pyiceberg.types import (BooleanType, DateType, DoubleType, IntegerType, LongType, NestedField, StringType,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -121,7 +120,7 @@ def s3_get(uri: str, s3: S3Endpoint, timeout_s: float = 10.0) -> bytes:
         if exc.code == 404:
             raise ObjectNotFound(uri, detail) from None
         raise RegistryReadError(f"GET {uri} via {s3.endpoint}: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise RegistryReadError(f"GET {uri}: cannot reach {s3.endpoint} within {timeout_s:g}s: {reason}") from None
     except OSError as exc:

@@ -101,7 +101,7 @@ def _session(model_bytes: bytes, version: str) -> ort.InferenceSession:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
         return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several private exception types
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several private exception types
         raise ModelRejected(f"{version}: model.onnx does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
@@ -157,7 +157,7 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_
                         input_name=layout.onnx_input, output_name=layout.onnx_probabilities)
     try:
         probe = model.session.run([model.output_name], {model.input_name: reference[np.newaxis, :]})[0]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure rejects the model
         raise ModelRejected(f"{version}: the model fails on its reference row: {type(exc).__name__}: "
                             f"{str(exc)[:200]}") from None
     if np.shape(probe) != (1, 2) or not np.all(np.isfinite(probe)) or not (-1e-6 <= float(probe[0, 1]) <= 1 + 1e-6):
@@ -303,7 +303,7 @@ class Scorer:
             self._emit(f"champion pointer not readable, scoring with {model.version} from "
                        f"{self.layout.champion_history_file} instead: {pointer_error}{others}", True)
         elif model.version != champion:
-            self.last_reload_error = failed.get(champion) or self._refused.get(champion, "")
+            self.last_reload_error = failed.get(champion) or self._refused.get(champion, "")  # type: ignore[arg-type]
             self._emit(f"champion {champion} not loaded, scoring with earlier champion {model.version} instead: "
                        f"{self.last_reload_error}{others}", True)
         else:

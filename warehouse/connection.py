@@ -22,7 +22,7 @@ def connect_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def connect(settings: Settings):  # noqa: ANN201 - SnowflakeConnection
+def connect(settings: Settings):
     """A live connection to the configured Snowflake endpoint."""
     import snowflake.connector
     return snowflake.connector.connect(**connect_kwargs(settings))

@@ -125,7 +125,8 @@ def _lake_params() -> dict[str, object]:
 
 
 def _split_columns(body: str) -> list[str]:
-    parts, depth, buf = [], 0, []
+    buf: list[str] = []
+    parts, depth = [], 0
     for ch in body:
         depth += ch == "("
         depth -= ch == ")"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import barchart, dashboard as dash, histogram, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import Dashboard, DataSourceRef, VariableOption, VariableRefresh
+from grafana_foundation_sdk.models.dashboard import (Dashboard, DataSourceRef, FieldColorModeId, VariableOption,
+                                                      VariableRefresh)
 
 from grafana.panels import POSTGRES, Ids, Sql, steps
 from loanrisk.settings import ModelSettings
@@ -87,11 +88,12 @@ def build() -> Dashboard:
                          f"count(*) FILTER (WHERE probability >= {HIGH}) AS \"high\" "
                          f"{SCORES} GROUP BY 1 ORDER BY 1"))
                      .x_field("segment").stacking(common.StackingMode.NORMAL).unit("short")
-                     .color_scheme(dash.FieldColor().mode("palette-classic")).height(9).span(12))
+                     .color_scheme(dash.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC)).height(9).span(12))
          .with_panel(histogram.Panel().id(ids()).title("Default-probability histogram").datasource(POSTGRES)
                      .description("Latest probability of every loan in the range.")
                      .with_target(Sql(f"SELECT probability {SCORES}"))
-                     .bucket_size(0.02).unit("percentunit").min(0).max(1).thresholds(PD_STEPS)
+                     .bucket_size(0.02)  # type: ignore[arg-type]  # Grafana takes a fraction; the SDK says int
+                     .unit("percentunit").min(0).max(1).thresholds(PD_STEPS)
                      .height(9).span(12)))
     d = (d.with_row(dash.Row("Risk windows").id(ids()))
          .with_panel(_series(ids, "Applications", f"SELECT $__timeGroupAlias(window_start, $__interval), "
@@ -133,7 +135,7 @@ def build() -> Dashboard:
     return d.build()
 
 
-def _prop(key: str, value: object):  # noqa: ANN202 - DynamicConfigValue
+def _prop(key: str, value: object):
     from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
     return DynamicConfigValue(id_val=key, value=value)
 

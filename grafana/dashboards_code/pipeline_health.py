@@ -26,7 +26,7 @@ def _stat(ids: Ids, title: str, expr: str, unit: str, thresholds: dash.Threshold
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
 
 
-def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> timeseries.Panel:  # noqa: ANN002
+def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> timeseries.Panel:
     panel = (timeseries.Panel().id(ids()).title(title).description(description).datasource(PROMETHEUS)
              .unit(unit).height(8).span(12).fill_opacity(10))
     for t in targets:

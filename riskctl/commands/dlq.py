@@ -12,7 +12,7 @@ import click
 from loanrisk.settings import get_settings
 
 
-def _selection(topic: str | None, reason: str | None, ids: tuple[str, ...], limit: int | None):  # noqa: ANN202
+def _selection(topic: str | None, reason: str | None, ids: tuple[str, ...], limit: int | None):
     """The dead letters the options select; an unknown id is one clear error."""
     from ingestion.dead_letters import DeadLetterError, list_dead_letters
     frame = list_dead_letters(get_settings(), topic=topic, reason=reason, ids=None, limit=None)
@@ -25,7 +25,7 @@ def _selection(topic: str | None, reason: str | None, ids: tuple[str, ...], limi
     return frame.head(limit) if limit else frame
 
 
-def _filters(fn):  # noqa: ANN001, ANN202
+def _filters(fn):
     fn = click.option("--id", "ids", multiple=True, help="A dead letter id (or a unique prefix); repeatable.")(fn)
     fn = click.option("--reason", default=None, help="Reason prefix, e.g. 'missing:' or 'range:amount_minor'.")(fn)
     return click.option("--topic", default=None, help="Source topic, e.g. transactions.")(fn)
@@ -86,7 +86,7 @@ def dlq_export(topic: str | None, reason: str | None, ids: tuple[str, ...], limi
 @click.option("--corrections", type=click.File("r", encoding="utf-8"), default=None,
               help='JSON lines {"dlq_id": ..., "event": {...}} (from `dlq export`, edited).')
 @click.option("--dry-run", is_flag=True, help="Validate and report, send nothing.")
-def dlq_redrive(topic: str | None, reason: str | None, ids: tuple[str, ...], corrections, dry_run: bool) -> None:  # noqa: ANN001
+def dlq_redrive(topic: str | None, reason: str | None, ids: tuple[str, ...], corrections, dry_run: bool) -> None:
     """Re-send dead letters to their topics: corrected events, or originals that now pass the contract.
 
     Every event is validated first; one that still breaks its contract is refused and listed.

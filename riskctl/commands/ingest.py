@@ -17,7 +17,7 @@ from rich.table import Table
 from ingestion.apis import ApiSettings
 from ingestion.apis.http import RetryPolicy
 from ingestion.apis.mapping import CustomerLookup, customer_lookup
-from ingestion.apis.kafka_sink import SinkError, kafka_sink
+from ingestion.apis.kafka_sink import kafka_sink
 from ingestion.apis.runner import Event, IngestReport, Sink, Source, run_ingest
 from loanrisk.errors import ConfigError, LoanRiskError
 

@@ -261,6 +261,6 @@ def score_cmd(registry_uri: str | None, file: Path | None, table: str | None, ou
     if (file is None) == (table is None):
         raise click.UsageError("give exactly one of --file or --table")
     scorer = Scorer.from_registry(_registry(registry_uri), version)
-    n = score_file(scorer, file, out, reasons) if file is not None else score_table(scorer, table, out, limit=limit,
+    n = score_file(scorer, file, out, reasons) if file is not None else score_table(scorer, table, out, limit=limit,  # type: ignore[arg-type]
                                                                                     reasons=reasons)
     _out.print(f"scored {n} rows with {scorer.version} -> {out}")

@@ -54,14 +54,14 @@ class Service(ABC):
     def healthy(self) -> bool:
         """True when the service answers over its real protocol."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook
         """Write configuration and initialise storage (idempotent)."""
 
     def env(self) -> dict[str, str]:
         """Extra environment variables for the process."""
         return {}
 
-    def after_start(self) -> None:
+    def after_start(self) -> None:  # noqa: B027 - optional hook
         """Create what the platform needs inside the running service (idempotent)."""
 
     # -- shared life cycle --------------------------------------------------------------------

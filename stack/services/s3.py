@@ -48,7 +48,7 @@ class S3Endpoint(Service):
                 "org.gaul.s3proxy.Main",
                 "--properties", str(self.home / "s3proxy.conf")]
 
-    def client(self):  # noqa: ANN201 - boto3 client type is dynamic
+    def client(self):
         """A boto3 S3 client for this endpoint."""
         from loanrisk.objectstore import s3_client
         return s3_client(self.settings.s3, attempts=2)

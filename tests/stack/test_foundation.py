@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -50,7 +50,8 @@ def test_flink_run_moves_kafka_json_into_iceberg_and_pyiceberg_reads_exactly_tho
     params = write_params(s, "smoke", {"smoke_topic": topic, "smoke_table": table},
                           {"execution.checkpointing.interval": "5 s"})
     job_id = flink_run(s, REPO_ROOT / "jobs" / "run_sql.py",
-                       ["--sql-dir", str(REPO_ROOT / "sql" / "catalog"), "--sql-dir", str(REPO_ROOT / "sql" / "smoke"), "--params", str(params), "--name", "smoke"])
+                       ["--sql-dir", str(REPO_ROOT / "sql" / "catalog"), "--sql-dir", str(REPO_ROOT / "sql" / "smoke"),
+                        "--params", str(params), "--name", "smoke"])
     state = wait_for_state(s, job_id, {"FINISHED"}, 240)
     assert state == "FINISHED", job_exceptions(s, job_id)
     df = _catalog(s).load_table(f"smoke.{table}").scan().to_pandas()

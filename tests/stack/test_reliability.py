@@ -113,7 +113,7 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
     assert all(topic_keys[k] == 1 for k in bad), "dead-letter topic: a hostile message missing or repeated"
     assert not set(topic_keys) & good
 
-    for kind, (table, _) in LAKE_RAW.items():
+    for table, _ in LAKE_RAW.values():
         assert lake(s, table, ("event_id",))["event_id"].is_unique, f"{table} holds a repeated event id"
     scores = lake(s, "scores", ("trigger", "loan_id"))
     apps = scores[(scores["trigger"] == "application") & scores["loan_id"].isin(application_ids(events))]
@@ -124,7 +124,7 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
     assert all_tasks_running(s, job)
 
 
-def _point_champion(registry, version: str, previous: str) -> None:  # noqa: ANN001 - models.registry.Registry
+def _point_champion(registry, version: str, previous: str) -> None:
     """Move the champion pointer as a careless promotion would (no checks)."""
     pointer = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat(), "previous": previous,
                "history": [previous], "forced": True, "comparison": None}
@@ -160,7 +160,7 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
 
             def scored() -> bool:
                 df = lake(s, "scores", ("trigger", "loan_id", "model_version"))
-                return set(df[(df["trigger"] == "application") & df["loan_id"].isin(loans)]["loan_id"]) == loans
+                return set(df[(df["trigger"] == "application") & df["loan_id"].isin(loans)]["loan_id"]) == loans  # noqa: B023 - called at once
 
             wait_until(scored, 300, f"applications scored while {bad_version} is champion", s, job)
             df = lake(s, "scores", ("trigger", "loan_id", "model_version"))
@@ -189,7 +189,7 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
         _point_champion(registry, good, incompatible)
 
 
-def _corrupt_champion(settings, good: str) -> str:  # noqa: ANN001 - Settings
+def _corrupt_champion(settings, good: str) -> str:
     """Register a copy of ``good`` with a model file that is not ONNX and point the champion at it."""
     from models.registry import Registry
     registry = Registry.from_settings(settings.model.registry(settings.s3))
@@ -375,7 +375,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     assert all_tasks_running(s, job)
 
 
-def _sync_warehouse(s) -> None:  # noqa: ANN001
+def _sync_warehouse(s) -> None:
     """Load the lake into Snowflake with the warehouse loader, so Snowflake is searched with data in it."""
     try:
         from warehouse.loader import sync
@@ -390,7 +390,7 @@ def _sync_warehouse(s) -> None:  # noqa: ANN001
     print("warehouse sync:", getattr(report, "summary", lambda: report)())
 
 
-def _rows_of(s, customer_id: str) -> dict[str, int]:  # noqa: ANN001
+def _rows_of(s, customer_id: str) -> dict[str, int]:
     """Rows naming ``customer_id`` per lake table (dead-letter payloads included), serving and Snowflake table."""
     from loanrisk.lake import catalog
     out: dict[str, int] = {}
@@ -424,7 +424,7 @@ def _rows_of(s, customer_id: str) -> dict[str, int]:  # noqa: ANN001
     return out
 
 
-def _find_anywhere(s, values: set[str]) -> dict[str, list[str]]:  # noqa: ANN001
+def _find_anywhere(s, values: set[str]) -> dict[str, list[str]]:
     """Which of ``values`` appear in any text column of the lake, the serving database or Snowflake."""
     from loanrisk.lake import catalog
     found: dict[str, list[str]] = {}
@@ -444,7 +444,7 @@ def _find_anywhere(s, values: set[str]) -> dict[str, list[str]]:  # noqa: ANN001
     return found
 
 
-def _find_in_snowflake(s, values: set[str]) -> dict[str, list[str]]:  # noqa: ANN001
+def _find_in_snowflake(s, values: set[str]) -> dict[str, list[str]]:
     """The same search over every table of the Snowflake schema (none before the warehouse loader runs)."""
     try:
         from warehouse.connection import connect
@@ -475,12 +475,12 @@ def _pause(seconds: float) -> Callable[[], None]:
     return lambda: time.sleep(seconds)
 
 
-def _service(s, name: str):  # noqa: ANN001, ANN202 - a stack.services Service
+def _service(s, name: str):
     from stack.services import all_services
     return next(svc for svc in all_services(s) if svc.name == name)
 
 
-def _stop_for(s, name: str, seconds: float) -> None:  # noqa: ANN001
+def _stop_for(s, name: str, seconds: float) -> None:
     """Stop a stack service, wait, start it again (what an outage of that service looks like)."""
     svc = _service(s, name)
     assert svc.stop(), f"{name} did not stop"
@@ -488,7 +488,7 @@ def _stop_for(s, name: str, seconds: float) -> None:  # noqa: ANN001
     svc.start(timeout_s=180)
 
 
-def _freeze_for(s, name: str, seconds: float) -> None:  # noqa: ANN001
+def _freeze_for(s, name: str, seconds: float) -> None:
     """SIGSTOP a service for ``seconds``, then SIGCONT: it hangs instead of refusing connections."""
     import os
     import signal

@@ -162,7 +162,7 @@ def test_analyst_role_cannot_write_and_loader_role_can_in_postgresql(stack_setti
     roles = {sf.role: "wh_loader_check", sf.analyst_role: "wh_analyst_check"}
     schema, db = "warehouse_roles_check", stack_settings.postgres.serving_db
     pg_types = {row[2]: row[3] for row in TYPE_MAP.values()}
-    with pg_service._connect(db) as conn:  # noqa: SLF001 - the superuser connection of the stack's PostgreSQL
+    with pg_service._connect(db) as conn:
         try:
             for r in roles.values():
                 conn.execute(f"CREATE ROLE {r} NOLOGIN")

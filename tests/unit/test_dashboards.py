@@ -210,7 +210,7 @@ class _FakeGrafana(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(n)) if n else None
         self.calls.append((self.command, self.path, body, self.headers.get("Authorization", "")))
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._record()
         if self.path.startswith("/api/datasources/uid/loanrisk-prometheus"):
             return self._reply(200, {"uid": "loanrisk-prometheus"})
@@ -220,11 +220,11 @@ class _FakeGrafana(BaseHTTPRequestHandler):
             return self._reply(200, [])
         return self._reply(404, {"message": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._record()
         self._reply(200, {"status": "success", "uid": "x", "id": 1})
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._record()
         self._reply(200, {"message": "updated"})
 

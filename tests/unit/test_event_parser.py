@@ -125,6 +125,7 @@ def java(corpus: list) -> list[tuple[str | None, int]]:
     return java_reasons(corpus)
 
 
+@pytest.mark.setup
 def test_the_java_parser_names_the_same_first_broken_rule_as_the_python_reference(corpus: list, java: list) -> None:
     got = java
     mismatches = [(kind, (p or "")[:120], want, java) for (kind, p), (java, _) in zip(corpus, got)
@@ -136,6 +137,7 @@ def test_the_java_parser_names_the_same_first_broken_rule_as_the_python_referenc
                        "future_event_time", "past_event_time"}, reasons
 
 
+@pytest.mark.setup
 def test_the_source_event_time_is_the_payloads_or_epoch_zero_when_bad_or_in_the_future(corpus: list,
                                                                                       java: list) -> None:
     for (kind, p), (_, ms) in zip(corpus, java):
@@ -151,6 +153,7 @@ def test_the_source_event_time_is_the_payloads_or_epoch_zero_when_bad_or_in_the_
         assert ms == want or (event is None and ms == 0), (p[:200] if p else p, ms, want)
 
 
+@pytest.mark.setup
 @pytest.mark.parametrize("tolerance", [timedelta(0), timedelta(seconds=90), timedelta(days=1)],
                          ids=["zero", "90s", "1d"])
 def test_java_applies_the_tolerance_its_spec_carries(tolerance: timedelta) -> None:
@@ -164,6 +167,7 @@ def test_java_applies_the_tolerance_its_spec_carries(tolerance: timedelta) -> No
     assert java_reasons(requests, tolerance) == [(None, int(inside.timestamp() * 1000)), ("future_event_time", 0)]
 
 
+@pytest.mark.setup
 def test_the_sources_take_a_heartbeats_event_time_up_to_the_future_tolerance() -> None:
     """What moves the watermark at the end of a replay: the heartbeat's time, cut to the limit when later."""
     tolerance_ms = TOLERANCE // timedelta(milliseconds=1)
@@ -215,6 +219,7 @@ def java_heartbeat_filter(payloads: list[str | None], tmp: Path) -> list[bool]:
     return [line == "1" for line in out.splitlines()]
 
 
+@pytest.mark.setup
 def test_the_jobs_heartbeat_filter_drops_heartbeats_and_nothing_else(corpus: list, tmp_path: Path) -> None:
     beat = encode_heartbeat(1_551_398_700_000).decode()
     near_misses = [beat + "\n", beat + " ", " " + beat, beat.replace(":true", ": true"), beat.replace("Z", "+00:00"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from loanrisk.settings import REPO_ROOT, Settings
 from stack.flink_conf import PROMETHEUS_INCLUDES, flink_config
 
@@ -43,6 +45,7 @@ def test_every_flink_metric_the_dashboards_and_alerts_read_is_exported() -> None
     assert not [m for m in sorted(used) if not included(m)]
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_the_filter_drops_the_bulk_and_the_config_carries_it() -> None:
     for dropped in ("flink_taskmanager_job_task_mailboxLatencyMs", "flink_taskmanager_job_task_operator_numBytesOut",
                     "flink_taskmanager_job_task_operator_currentOutputWatermark"):

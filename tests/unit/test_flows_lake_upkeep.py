@@ -20,7 +20,7 @@ LATER = timedelta(hours=2)  # every file is older than the default safety age th
 
 
 @pytest.fixture()
-def table(tmp_path: Path):  # noqa: ANN201 - pyiceberg Table
+def table(tmp_path: Path):
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
@@ -39,12 +39,12 @@ def table(tmp_path: Path):  # noqa: ANN201 - pyiceberg Table
     return tbl
 
 
-def _rows(tbl) -> list[tuple]:  # noqa: ANN001
+def _rows(tbl) -> list[tuple]:
     t = tbl.refresh().scan().to_arrow()
     return sorted(zip(t["id"].to_pylist(), t["v"].to_pylist(), t["d"].to_pylist()))
 
 
-def test_compaction_rewrites_small_files_into_one_per_partition_and_keeps_every_row(table) -> None:  # noqa: ANN001
+def test_compaction_rewrites_small_files_into_one_per_partition_and_keeps_every_row(table) -> None:
     before, files_before = _rows(table), table.inspect.files().num_rows
     later = datetime.now(timezone.utc) + timedelta(hours=2)  # every file is older than the safety age then
     report = compact(table, min_files=3, now=later)
@@ -55,20 +55,20 @@ def test_compaction_rewrites_small_files_into_one_per_partition_and_keeps_every_
     assert files.num_rows == 2
 
 
-def test_compaction_leaves_partitions_with_young_files_alone(table) -> None:  # noqa: ANN001
+def test_compaction_leaves_partitions_with_young_files_alone(table) -> None:
     files_before = table.inspect.files().num_rows
     report = compact(table, min_files=3)  # files were written just now: younger than the default hour
     assert report.compacted_partitions == 0
     assert table.refresh().inspect.files().num_rows == files_before
 
 
-def _append(tbl, ids: list[int], day: date, props: dict[str, str] | None = None) -> None:  # noqa: ANN001
+def _append(tbl, ids: list[int], day: date, props: dict[str, str] | None = None) -> None:
     """Another writer's commit (the running job's, when ``props`` holds its checkpoint summary)."""
     tbl.refresh().append(pa.table({"id": pa.array(ids, pa.int64()), "v": [f"late{i}" for i in ids],
                                    "d": [day] * len(ids)}), snapshot_properties=props or {})
 
 
-def _compacted_files(tbl) -> tuple[list, list]:  # noqa: ANN001
+def _compacted_files(tbl) -> tuple[list, list]:
     """The day-1 partition's files as compaction would read them, and their rows written as one new file."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
     candidates = compaction_candidates(tbl, 3, timedelta(hours=1), datetime.now(timezone.utc) + LATER)
@@ -78,7 +78,7 @@ def _compacted_files(tbl) -> tuple[list, list]:  # noqa: ANN001
     return old, list(_dataframe_to_data_files(tbl.metadata, rows, tbl.io))
 
 
-def test_a_commit_landing_while_compaction_runs_is_kept(table) -> None:  # noqa: ANN001
+def test_a_commit_landing_while_compaction_runs_is_kept(table) -> None:
     old, new = _compacted_files(table)
     _append(table, [100, 101], date(2018, 1, 1))  # the job commits into the same partition meanwhile
     assert rewrite_files(table, old, new)
@@ -87,7 +87,7 @@ def test_a_commit_landing_while_compaction_runs_is_kept(table) -> None:  # noqa:
     assert {f.file_path for f in new} <= set(table.refresh().inspect.files().column("file_path").to_pylist())
 
 
-def test_compaction_gives_up_when_a_file_it_replaces_was_rewritten_meanwhile(table) -> None:  # noqa: ANN001
+def test_compaction_gives_up_when_a_file_it_replaces_was_rewritten_meanwhile(table) -> None:
     from pyiceberg.expressions import EqualTo
     old, new = _compacted_files(table)
     table.refresh().delete(EqualTo("id", 0))  # an erasure rewrites one of the files compaction read
@@ -96,7 +96,7 @@ def test_compaction_gives_up_when_a_file_it_replaces_was_rewritten_meanwhile(tab
     assert 0 not in ids and len(ids) == 11, "the erased row came back or a row was lost"
 
 
-def test_expiry_keeps_the_chain_back_to_the_jobs_last_commit(table) -> None:  # noqa: ANN001
+def test_expiry_keeps_the_chain_back_to_the_jobs_last_commit(table) -> None:
     _append(table, [200], date(2018, 1, 3), {FLINK_CHECKPOINT_KEY: "41", "flink.job-id": "job"})
     job_commit = table.refresh().current_snapshot().snapshot_id
     _append(table, [201], date(2018, 1, 3))  # e.g. a redrive written after the job's last commit
@@ -109,7 +109,7 @@ def test_expiry_keeps_the_chain_back_to_the_jobs_last_commit(table) -> None:  # 
     assert len(_rows(table)) == 14
 
 
-def test_expiry_keeps_young_snapshots_and_the_current_one(table) -> None:  # noqa: ANN001
+def test_expiry_keeps_young_snapshots_and_the_current_one(table) -> None:
     n = len(table.snapshots())
     expire_snapshots(table, timedelta(hours=1))
     assert len(table.refresh().snapshots()) == n
@@ -120,7 +120,7 @@ def test_expiry_keeps_young_snapshots_and_the_current_one(table) -> None:  # noq
     assert len(_rows(fresh)) == 12
 
 
-def test_orphan_cleanup_deletes_only_old_unreferenced_files(table) -> None:  # noqa: ANN001
+def test_orphan_cleanup_deletes_only_old_unreferenced_files(table) -> None:
     data_dir = Path(table.location().replace("file://", "")) / "data"
     old_orphan, young_orphan = data_dir / "old-orphan.parquet", data_dir / "young-orphan.parquet"
     for p in (old_orphan, young_orphan):

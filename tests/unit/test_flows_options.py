@@ -8,7 +8,7 @@ from loanrisk.settings import get_settings
 
 
 @pytest.fixture()
-def fast_retries(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def fast_retries(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LOANRISK_PREFECT__TASK_RETRIES", "4")
     monkeypatch.setenv("LOANRISK_PREFECT__RETRY_DELAY_S", "3")
     monkeypatch.setenv("LOANRISK_PREFECT__TASK_TIMEOUT_S", "120")
@@ -47,7 +47,7 @@ def test_retry_condition_skips_configuration_and_data_errors_only() -> None:
     from models.errors import DatasetError, RegistryError
     from prefect_flows.options import retry_unless_deterministic
 
-    def failed(exc: BaseException):  # noqa: ANN202
+    def failed(exc: BaseException):
         return Failed(data=exc)
     assert retry_unless_deterministic(None, None, failed(ConnectionError("refused"))) is True
     assert retry_unless_deterministic(None, None, failed(RegistryError("S3 down"))) is True

@@ -122,7 +122,7 @@ def test_gig_and_self_employed_salaries_are_irregular(decoded: list[dict]) -> No
         if len(amounts) >= 4:
             cv[employment[customer]].append(statistics.pstdev(amounts) / statistics.mean(amounts))
     salaried = statistics.median(cv["salaried"])
-    print(f"median monthly salary CV: " + ", ".join(f"{k}={statistics.median(v):.3f}" for k, v in cv.items()))
+    print("median monthly salary CV: " + ", ".join(f"{k}={statistics.median(v):.3f}" for k, v in cv.items()))
     assert statistics.median(cv["gig"]) > 4 * salaried
     assert statistics.median(cv["self_employed"]) > 4 * salaried
     paydays = statistics.median(len(days[c]) for c, t in employment.items() if t == "salaried" and c in days)

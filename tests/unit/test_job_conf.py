@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from loanrisk.settings import Settings
 from riskctl.commands.job import job_flink_conf
 
@@ -24,6 +26,7 @@ def test_job_conf_follows_environment_overrides(monkeypatch) -> None:  # type: i
     assert conf["python.fn-execution.bundle.time"] == 40
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_buffer_debloat_is_on_by_default_and_can_be_turned_off(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from stack.flink_conf import flink_config
     key = "taskmanager.network.memory.buffer-debloat.enabled"
@@ -32,6 +35,7 @@ def test_buffer_debloat_is_on_by_default_and_can_be_turned_off(monkeypatch) -> N
     assert flink_config(Settings())[key] is False
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_with_s3_storage_checkpoints_and_savepoints_go_to_the_lakes_bucket_and_outlive_a_cancel(  # type: ignore[no-untyped-def]
         monkeypatch) -> None:
     from stack.flink_conf import flink_config
@@ -43,6 +47,7 @@ def test_with_s3_storage_checkpoints_and_savepoints_go_to_the_lakes_bucket_and_o
     assert conf["execution.checkpointing.num-retained"] >= 2
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_the_s3_file_system_follows_the_object_store_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from stack.flink_conf import flink_config
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
@@ -62,6 +67,7 @@ def test_the_s3_file_system_follows_the_object_store_settings(monkeypatch) -> No
     assert conf["execution.checkpointing.savepoint-dir"] == "s3://lake2/ops/flink-state/savepoints"
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_no_s3_file_system(  # type: ignore[no-untyped-def]
         monkeypatch, tmp_path) -> None:
     from stack.flink_conf import flink_config
@@ -74,6 +80,7 @@ def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_
     assert job["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints/loan-risk"
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_the_risk_job_keeps_its_checkpoints_and_savepoints_in_folders_named_after_it(  # type: ignore[no-untyped-def]
         monkeypatch) -> None:
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
@@ -83,6 +90,7 @@ def test_the_risk_job_keeps_its_checkpoints_and_savepoints_in_folders_named_afte
     assert job_flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
 
 
+@pytest.mark.setup  # flink_config reads the Flink environment's default config
 def test_the_written_config_is_flink_yaml_readable_only_by_its_owner(  # type: ignore[no-untyped-def]
         monkeypatch, tmp_path) -> None:
     """It holds the object store's secret key."""

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("ingestion.generator")
 
-from models.synthetic import train_on_generated  # noqa: E402
+from models.synthetic import train_on_generated
 
 
 def test_model_trained_on_generated_data_holds_on_a_later_month() -> None:

@@ -12,7 +12,7 @@ from loanrisk.settings import Settings
 
 
 @pytest.fixture()
-def lake(tmp_path: Path):  # noqa: ANN201 - pyiceberg SqlCatalog
+def lake(tmp_path: Path):
     from pyiceberg.catalog.sql import SqlCatalog
     cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=f"file://{tmp_path / 'wh'}")
     cat.create_namespace("risk")
@@ -27,11 +27,11 @@ def lake(tmp_path: Path):  # noqa: ANN201 - pyiceberg SqlCatalog
     return cat
 
 
-def _files(table) -> set[str]:  # noqa: ANN001
+def _files(table) -> set[str]:
     return set(table.inspect.all_files().column("file_path").to_pylist())
 
 
-def test_erasure_deletes_the_customer_everywhere_in_the_lake_and_purges_old_files(lake) -> None:  # noqa: ANN001
+def test_erasure_deletes_the_customer_everywhere_in_the_lake_and_purges_old_files(lake) -> None:
     scores = lake.load_table("risk.scores")
     files_before = _files(scores)
     report = ErasureReport("c1")
@@ -48,14 +48,14 @@ def test_erasure_deletes_the_customer_everywhere_in_the_lake_and_purges_old_file
     assert gone and not any(Path(p.removeprefix("file://")).exists() for p in gone)
 
 
-def test_erasure_is_idempotent(lake) -> None:  # noqa: ANN001
+def test_erasure_is_idempotent(lake) -> None:
     erase_lake(Settings(), "c1", ErasureReport("c1"), cat=lake)
     again = ErasureReport("c1")
     erase_lake(Settings(), "c1", again, cat=lake)
     assert again.removed == {"lake.scores": 0, "lake.dead_letters": 0} and not again.failed
 
 
-def test_erasure_keeps_the_jobs_latest_commit_so_a_restored_job_does_not_commit_twice(lake) -> None:  # noqa: ANN001
+def test_erasure_keeps_the_jobs_latest_commit_so_a_restored_job_does_not_commit_twice(lake) -> None:
     scores = lake.load_table("risk.scores")
     scores.append(pa.table({"loan_id": ["l-c4"], "customer_id": ["c4"]}),
                   snapshot_properties={"flink.max-committed-checkpoint-id": "7", "flink.job-id": "j"})

@@ -36,7 +36,7 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def _client(endpoint: str):  # noqa: ANN202 (boto3 client)
+def _client(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id=KEYS["access_key_id"], aws_secret_access_key=KEYS["secret_access_key"])
 
@@ -107,7 +107,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
     seen: list[tuple[str, dict[str, str]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         type(self).seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         ok = self.path.endswith("/ok")
         body = b"payload" if ok else b"<Error><Code>AccessDenied</Code><Message>Denied here</Message></Error>"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.moto_s3 import free_port, moto_server
+from tests.moto_s3 import moto_server
 from sklearn.linear_model import LogisticRegression
 
 from contracts.features import FEATURE_NAMES, feature_schema_hash
@@ -138,7 +138,7 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def _client(endpoint: str):  # noqa: ANN202 (boto3 client)
+def _client(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name=KEYS["region"],
                         aws_access_key_id=KEYS["access_key_id"], aws_secret_access_key=KEYS["secret_access_key"])
 
@@ -567,6 +567,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.setup  # runs the UDF in the Flink runtime environment
 def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained) -> None:
     """The UDF class in the Flink venv (pickled as shipped, fake FunctionContext), reading the registry on S3."""
     from loanrisk.settings import get_settings

@@ -40,7 +40,7 @@ def repayments(lake_table, first: int, n: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=lake_table.schema().as_arrow())
 
 
-def new_lake(tmp_path: Path):  # noqa: ANN201
+def new_lake(tmp_path: Path):
     lake = local_lake(tmp_path / "lake")
     return lake, lake.create_table("risk.raw_repayments", iceberg_schema("raw_repayments"))
 
@@ -73,9 +73,9 @@ def fresh(endpoint: Settings) -> Settings:
 class _EmptyLake:
     """A lake whose table has no snapshot: lets the fixture create the warehouse tables without loading."""
 
-    def load_table(self, _name: str):  # noqa: ANN202
+    def load_table(self, _name: str):
         class _T:
-            def current_snapshot(self):  # noqa: ANN202
+            def current_snapshot(self):
                 return None
         return _T()
 
