@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from loanrisk.settings import Settings
-from riskctl.commands.job import job_flink_conf
+from jobs.params import flink_conf
 
 
 def test_job_conf_checkpoints_exactly_once_with_aligned_barriers() -> None:
     """Iceberg's FlinkSink can lose data files on recovery from an unaligned checkpoint (apache/iceberg#15846)."""
-    conf = job_flink_conf(Settings(), "loan-risk")
+    conf = flink_conf(Settings(), "loan-risk")
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
     assert conf["execution.checkpointing.interval"] == "10000 ms"
     assert conf["execution.checkpointing.unaligned.enabled"] == "false"
@@ -19,7 +19,7 @@ def test_job_conf_checkpoints_exactly_once_with_aligned_barriers() -> None:
 def test_job_conf_follows_environment_overrides(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS", "2500")
     monkeypatch.setenv("LOANRISK_FLINK__PYTHON_BUNDLE_TIME_MS", "40")
-    conf = job_flink_conf(Settings(), "x")
+    conf = flink_conf(Settings(), "x")
     assert conf["execution.checkpointing.interval"] == "2500 ms"
     assert conf["python.fn-execution.bundle.time"] == 40
 
@@ -70,17 +70,17 @@ def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_
     assert conf["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints"
     assert conf["execution.checkpointing.savepoint-dir"] == f"file://{tmp_path}/flink/savepoints"
     assert not [key for key in conf if key.startswith("s3.")]
-    job = job_flink_conf(Settings(), "loan-risk")
+    job = flink_conf(Settings(), "loan-risk")
     assert job["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints/loan-risk"
 
 
 def test_the_risk_job_keeps_its_checkpoints_and_savepoints_in_folders_named_after_it(  # type: ignore[no-untyped-def]
         monkeypatch) -> None:
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
-    conf = job_flink_conf(Settings(), "loan-risk")
+    conf = flink_conf(Settings(), "loan-risk")
     assert conf["execution.checkpointing.dir"] == "s3://warehouse/flink/checkpoints/loan-risk"
     assert conf["execution.checkpointing.savepoint-dir"] == "s3://warehouse/flink/savepoints/loan-risk"
-    assert job_flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
+    assert flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
 
 
 def test_the_written_config_is_flink_yaml_readable_only_by_its_owner(  # type: ignore[no-untyped-def]
