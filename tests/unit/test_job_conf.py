@@ -111,3 +111,30 @@ def test_the_s3_plugin_goes_into_a_plugins_folder_of_its_own() -> None:
     _, artifact, version = coord.split(":")
     assert version.rsplit(".", 1)[0] == flink_version.rsplit(".", 1)[0]  # the pinned Flink's minor line
     assert plugin_folder(f"{artifact}-{version}.jar") == artifact.removeprefix("flink-")
+
+
+def test_one_configured_alert_threshold_reaches_the_sql_the_udf_and_the_sql_client() -> None:
+    """The job's parameters come from one builder: the SQL flags, the UDF explains and `riskctl sql` agree."""
+    import json
+
+    from jobs.params import risk_job_params
+    from jobs.sql_client import init_statements
+    from loanrisk.settings import override
+    settings = override(Settings(), model={"alert_threshold": 0.3})
+    params = risk_job_params(settings)
+    udf = json.loads(str(params.flink_conf["pipeline.global-job-parameters"]))
+    assert params.sql["alert_threshold"] == 0.3 and udf["model.alert_threshold"] == "0.3"
+    (client_params,) = [s for s in init_statements(settings) if "pipeline.global-job-parameters" in s]
+    assert json.loads(client_params.split(" = ", 1)[1].strip("'").replace("''", "'")) == udf
+
+
+def test_the_params_file_is_what_run_sql_reads_and_only_its_owner_can(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import stat
+
+    from jobs.params import risk_job_params
+    path = risk_job_params(Settings(), "x", savepoint="file:///sp/1").write(tmp_path / "params.json")
+    data = json.loads(path.read_text())
+    assert set(data) == {"sql", "flink_conf", "state_retention"}
+    assert data["flink_conf"]["execution.state-recovery.path"] == "file:///sp/1"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
