@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from ingestion.generator import GeneratorConfig, generate
-from loanrisk.settings import REPO_ROOT, Settings, get_settings
+from bench.cpu_split import cores_between, cpu_by_service, service_roots  # noqa: E402
+from ingestion.generator import GeneratorConfig, generate  # noqa: E402
+from loanrisk.settings import REPO_ROOT, Settings, override  # noqa: E402
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
@@ -54,14 +54,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def settings_for(variant: str, tag: str | None = None) -> Settings:
+def settings_for(base: Settings, variant: str, tag: str | None = None) -> Settings:
     """The stack's settings with the variant's scorer, consumer group and Iceberg namespace (named by ``tag``)."""
     tag = tag or variant
-    os.environ["LOANRISK_FLINK__SCORER"] = variant
-    os.environ["LOANRISK_FLINK__CONSUMER_GROUP"] = f"bench-{tag}"
-    os.environ["LOANRISK_CATALOG__NAMESPACE"] = "bench_" + tag.replace("-", "_")
-    get_settings.cache_clear()
-    return Settings()
+    return override(base, flink={"scorer": variant, "consumer_group": f"bench-{tag}"},
+                    catalog={"namespace": "bench_" + tag.replace("-", "_")})
 
 
 def preload(settings: Settings, events: int, seed: int) -> dict[str, int]:
@@ -87,17 +84,16 @@ def tasks_running(settings: Settings, job_id: str) -> bool:
 
 def raw_rows(settings: Settings) -> int:
     """Rows committed in the three raw Iceberg tables of the settings' namespace."""
-    from riskctl.commands.demo import lake_counts
-    got = lake_counts(settings)
-    return got["raw_loan_applications"] + got["raw_transactions"] + got["raw_repayments"]
+    from loanrisk.lake import committed_rows
+    return sum(committed_rows(settings, ("raw_loan_applications", "raw_transactions", "raw_repayments")).values())
 
 
-def warm_up(seconds: float) -> None:
+def warm_up(base: Settings, seconds: float) -> None:
     """Run the job (built-in scorer, its own consumer group and namespace) for ``seconds``, then cancel it, so
     the first measured variant does not pay the TaskManager JVM's JIT warm-up alone."""
-    from riskctl.commands.job import submit_risk_job
+    from jobs.submit import submit_risk_job
     from stack.flink_client import cancel
-    settings = settings_for("builtin", tag="warmup")
+    settings = settings_for(base, "builtin", tag="warmup")
     job_id = submit_risk_job(settings, name="bench-warmup")
     started = time.perf_counter()
     while not tasks_running(settings, job_id) and time.perf_counter() - started < 600:
@@ -108,12 +104,12 @@ def warm_up(seconds: float) -> None:
     time.sleep(5)
 
 
-def drain(variant: str, events: int, timeout_s: float) -> dict[str, Any]:
+def drain(base: Settings, variant: str, events: int, timeout_s: float) -> dict[str, Any]:
     """Submit the job with ``variant`` (or the ``floor``), time it draining the backlog; returns the figures."""
-    from riskctl.commands.job import submit_risk_job
+    from jobs.submit import submit_risk_job
     from stack.flink_client import job_exceptions, job_state
     floor = variant == "floor"
-    settings = settings_for("builtin", tag="floor") if floor else settings_for(variant)
+    settings = settings_for(base, "builtin", tag="floor") if floor else settings_for(base, variant)
     submitted = time.perf_counter()
     job_id = submit_risk_job(settings, name=f"bench-{variant}", only_into=FLOOR_SINKS if floor else ())
     while not tasks_running(settings, job_id):
@@ -272,26 +268,27 @@ def main(argv: list[str] | None = None) -> int:
     if sorted(order) != sorted(VARIANTS):
         parser.error(f"--order must name each of {', '.join(VARIANTS)} once")
 
-    from riskctl.commands.demo import ensure_champion
+    from models.first_champion import ensure_champion
     from stack import isolated
     from stack.flink_client import cancel
     from stack.manager import down, up
     install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
     state = install / "bench-stacks" / f"run-{os.getpid()}"
+    # The stack's own processes (the Flink supervisor) read their settings from the environment they inherit,
+    # so the isolated stack's ports and folders go there once; in this process the settings are passed on.
     os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
-    get_settings.cache_clear()
     base = Settings()
     results: list[dict[str, Any]] = []
     try:
         up(base, progress=log)
-        ensure_champion(base)
+        ensure_champion(base, say=log)
         counts = preload(base, args.events, seed=11)
         n = sum(counts.values())
         if args.warmup > 0:
-            warm_up(args.warmup)
+            warm_up(base, args.warmup)
         lat: dict[str, Any] = {}
         for variant in [*order, *(["floor"] if args.floor else [])]:  # the floor last, outside --order
-            r = drain(variant, n, args.timeout)
+            r = drain(base, variant, n, args.timeout)
             results.append(r)
             if variant == "onnx":  # the product's job, still running: the latency run
                 lat = latency(r["settings"], args.rate, args.seconds, seed=12)
@@ -299,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(5)
         from models.synthetic import train_on_generated
         model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
-        plain = plain_consumer(settings_for("onnx"), model, args.plain_budget, n)
+        plain = plain_consumer(settings_for(base, "onnx"), model, args.plain_budget, n)
     finally:
         down(base, progress=log)
         shutil.rmtree(state, ignore_errors=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from grafana.build import load
+from grafana.build import dashboards
 from loanrisk.errors import LoanRiskError
+from loanrisk.settings import Settings
 
 PROVISIONING = Path(__file__).resolve().parent / "provisioning"
 DATASOURCES_YAML = PROVISIONING / "datasources" / "datasources.yaml"
@@ -43,8 +44,10 @@ def provisioned_datasources(path: Path = DATASOURCES_YAML) -> list[dict[str, Any
     return out
 
 
-def publish(url: str, token: str, folder: str = "loan-risk", overrides: dict[str, str] | None = None) -> list[str]:
-    """Create or update every datasource, the folder and both dashboards; returns one line per object."""
+def publish(settings: Settings, url: str, token: str, folder: str = "loan-risk",
+            overrides: dict[str, str] | None = None) -> list[str]:
+    """Create or update every datasource, the folder and both dashboards (built for ``settings``); returns one line
+    per object."""
     from grafana_client import GrafanaApi
     from grafana_client.client import GrafanaClientError, GrafanaException
 
@@ -65,7 +68,7 @@ def publish(url: str, token: str, folder: str = "loan-risk", overrides: dict[str
                 done.append(f"datasource {ds['uid']} created")
         if not any(f.get("uid") == FOLDER_UID for f in api.folder.get_all_folders()):
             api.folder.create_folder(folder, uid=FOLDER_UID)
-        for name, model in load().items():
+        for name, model in dashboards(settings).items():
             api.dashboard.update_dashboard({"dashboard": {**model, "id": None}, "folderUid": FOLDER_UID,
                                             "overwrite": True, "message": "riskctl dashboards publish"})
             done.append(f"dashboard {model['uid']} ({name}) published")

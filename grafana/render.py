@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 
 from grafana import macros
-from grafana.build import load
+from grafana.build import dashboards
 from grafana.panels import POSTGRES_UID, PROMETHEUS_UID
 from loanrisk.errors import LoanRiskError
 from loanrisk.settings import Settings
@@ -241,7 +241,7 @@ def render(settings: Settings, out_dir: Path, start: datetime | None = None, end
     now = datetime.now(timezone.utc)
     prom_window = (now - timedelta(minutes=prom_minutes), now)
     writer, written = PngWriter(), []
-    for name, dashboard in load().items():
+    for name, dashboard in dashboards(settings).items():
         values = macros.variable_values(dashboard)
         tiles = []
         for panel in query_panels(dashboard):

@@ -21,6 +21,20 @@ def catalog(settings: Settings):
     return SqlCatalog(settings.catalog.name, **settings.iceberg_catalog_properties())
 
 
+def committed_rows(settings: Settings, tables: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Rows committed so far in each of the namespace's ``tables`` (0 for a table not created yet)."""
+    cat = catalog(settings)
+    counts = {}
+    for name in tables:
+        try:
+            tbl = cat.load_table(f"{settings.catalog.namespace}.{name}")
+            snap = tbl.current_snapshot()
+            counts[name] = int(snap.summary.get("total-records", 0)) if snap and snap.summary else 0
+        except Exception:  # noqa: BLE001 - table not created yet
+            counts[name] = 0
+    return counts
+
+
 # The Flink committer records its last committed checkpoint in the snapshot summary under this key.
 FLINK_CHECKPOINT_KEY = "flink.max-committed-checkpoint-id"
 

@@ -27,12 +27,9 @@ from models.train import CALIBRATION, CLASS_WEIGHTING, FAMILIES, TrainedModel, b
 
 
 def alert_threshold() -> float:
-    """The operating threshold from settings (0.5 when settings cannot be read)."""
-    try:
-        from loanrisk.settings import get_settings
-        return float(get_settings().model.alert_threshold)
-    except Exception:  # noqa: BLE001 - settings are validated elsewhere; metrics must not fail on them
-        return 0.5
+    """The operating threshold, settings.model.alert_threshold: the one the job alerts at, or a ConfigError."""
+    from loanrisk.settings import get_settings
+    return float(get_settings().model.alert_threshold)
 
 
 def _versions() -> dict[str, str]:

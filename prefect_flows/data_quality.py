@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from loanrisk.errors import LoanRiskError
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 from prefect_flows.quality.checks import CheckResult, summary
 from prefect_flows.quality.suite import TABLES, commit_history, content_checks, metadata_checks
 
@@ -29,7 +29,7 @@ def table_snapshots(table: Any) -> list[tuple[int, str, int]]:
     return out
 
 
-@task(name="check-table", task_run_name="check-{table}", cache_policy=NO_CACHE, **task_options())
+@task(name="check-table", task_run_name="check-{table}", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_ratio: float) -> list[CheckResult]:
     """Read one lake table (current snapshot) and run its content and metadata checks."""
     from loanrisk.lake import catalog
@@ -60,7 +60,7 @@ def data_quality(tables: list[str] | None = None, namespace: str | None = None, 
     unknown = [t for t in chosen if t not in TABLES]
     if unknown:
         raise DataQualityError(f"no checks for {', '.join(unknown)}; known tables: {', '.join(TABLES)}")
-    results = [r for t in chosen for r in check_table(t, ns, max_staleness_h, min_volume_ratio)]
+    results = [r for t in chosen for r in with_policy(check_table)(t, ns, max_staleness_h, min_volume_ratio)]
     text = summary(results)
     if any(not r.passed for r in results):
         raise DataQualityError(text)

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 
 SOURCES = ("plaid", "razorpayx")
 
@@ -25,7 +25,7 @@ def _configured(source: str, env: dict[str, str]) -> list[str]:
     return [v for v in need if not env.get(v)]
 
 
-@task(name="pull-api", task_run_name="pull-{source}", cache_policy=NO_CACHE, **task_options())
+@task(name="pull-api", task_run_name="pull-{source}", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def pull(source: str, customer_id: str, max_pages: int | None, max_attempts: int) -> str:
     """Deliver new pages of ``source`` to Kafka from its saved cursor; returns the run's summary line."""
     from contextlib import ExitStack
@@ -69,4 +69,4 @@ def ingest_apis(sources: list[str] | None = None, customer_id: str = "api-custom
     bad = [s for s in chosen if s not in SOURCES]
     if bad:
         raise ValueError(f"unknown source {', '.join(bad)}; choose from {', '.join(SOURCES)}")
-    return [pull(s, customer_id, max_pages, max_attempts) for s in chosen]
+    return [with_policy(pull)(s, customer_id, max_pages, max_attempts) for s in chosen]

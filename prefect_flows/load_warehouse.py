@@ -7,10 +7,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 
 
-@task(name="sync-to-snowflake", cache_policy=NO_CACHE, **task_options())
+@task(name="sync-to-snowflake", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def sync_tables(tables: list[str] | None) -> str:
     """Run the exactly-once loader; returns its report as text."""
     from warehouse.loader import sync  # imported here: the loader lands separately
@@ -27,4 +27,4 @@ def sync_tables(tables: list[str] | None) -> str:
 @flow(**flow_options("load_warehouse", "Load new lake rows into Snowflake (exactly once)."))
 def load_warehouse(tables: list[str] | None = None) -> str:
     """Sync ``tables`` (default: every table the loader knows) from Iceberg to Snowflake."""
-    return sync_tables(tables)
+    return with_policy(sync_tables)(tables)

@@ -8,10 +8,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from prefect_flows.lake_upkeep import UpkeepReport, compact, expire_snapshots, remove_orphans, s3_lister_deleter
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 
 
-@task(name="upkeep-table", task_run_name="upkeep-{table}", cache_policy=NO_CACHE, **task_options())
+@task(name="upkeep-table", task_run_name="upkeep-{table}", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def upkeep(table: str, namespace: str, min_files: int, do_compact: bool) -> str:
     """Compact, expire and clean one table (safety ages from settings.prefect)."""
     from loanrisk.lake import catalog
@@ -39,4 +39,4 @@ def maintain_lake(tables: list[str] | None = None, namespace: str | None = None,
     s = get_settings()
     ns = namespace or s.catalog.namespace
     chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
-    return [upkeep(t, ns, min_files, compact_files) for t in chosen]
+    return [with_policy(upkeep)(t, ns, min_files, compact_files) for t in chosen]

@@ -1,11 +1,17 @@
-"""Task options every flow shares: retries with exponential backoff and a timeout, from settings.prefect."""
+"""Task options every flow shares: retries with exponential backoff and a timeout, from settings.prefect.
+
+The settings are read when a flow runs (``with_policy``), not when its module is imported: a flow module
+imports without a valid configuration, and a run takes the settings of the process that runs it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from loanrisk.errors import ConfigError
-from loanrisk.settings import get_settings
+from loanrisk.settings import PrefectSettings, get_settings
+
+T = TypeVar("T")
 
 
 def retry_delays(retries: int, first_delay_s: float) -> list[float]:
@@ -34,13 +40,22 @@ def retry_unless_deterministic(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
-def task_options(retries: int | None = None, timeout_s: float | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``@task``: retries, exponential retry delays, jitter, timeout, retry condition."""
-    p = get_settings().prefect
+# What every ``@task`` gets where it is defined; the rest of the policy comes from the settings at run time.
+TASK_DEFAULTS: dict[str, Any] = {"retry_condition_fn": retry_unless_deterministic, "log_prints": True}
+
+
+def task_options(retries: int | None = None, timeout_s: float | None = None,
+                 prefect: PrefectSettings | None = None) -> dict[str, Any]:
+    """Task options: retries, exponential retry delays, jitter, timeout, retry condition (``prefect``: the settings)."""
+    p = prefect or get_settings().prefect
     n = p.task_retries if retries is None else retries
     return {"retries": n, "retry_delay_seconds": retry_delays(n, p.retry_delay_s), "retry_jitter_factor": 0.2,
-            "timeout_seconds": p.task_timeout_s if timeout_s is None else timeout_s,
-            "retry_condition_fn": retry_unless_deterministic, "log_prints": True}
+            "timeout_seconds": p.task_timeout_s if timeout_s is None else timeout_s, **TASK_DEFAULTS}
+
+
+def with_policy(task: T, retries: int | None = None, timeout_s: float | None = None) -> T:
+    """``task`` with the retry and timeout policy of the settings; a flow calls it as it runs."""
+    return task.with_options(**task_options(retries, timeout_s))  # type: ignore[attr-defined,no-any-return]
 
 
 def log_as_configured(flow: Any, flow_run: Any, state: Any) -> None:

@@ -9,11 +9,11 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 from prefect_flows.risk_report import ReportInputs, render
 
 
-@task(name="read-scores-and-outcomes", cache_policy=NO_CACHE, **task_options())
+@task(name="read-scores-and-outcomes", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def read_inputs(days: int) -> ReportInputs:
     """The last ``days`` days of scores (by score time, up to the latest score) and mature outcomes."""
     from models.dataset import label_outcomes
@@ -52,7 +52,7 @@ def read_inputs(days: int) -> ReportInputs:
                         champion=str(pointer["version"]) if pointer else None, threshold=s.model.alert_threshold)
 
 
-@task(name="render-report", cache_policy=NO_CACHE, **task_options(retries=0))
+@task(name="render-report", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def write(inputs: ReportInputs, title: str) -> str:
     """Render the HTML report under <state dir>/reports/risk-<date>/."""
     from loanrisk.settings import get_settings
@@ -66,5 +66,6 @@ def write(inputs: ReportInputs, title: str) -> str:
 @flow(**flow_options("report", "The daily risk report: HTML with plots under the state dir's reports folder."))
 def report(days: int = 30) -> str:
     """Read the lake and the registry, render the report; returns the HTML path."""
-    inputs = read_inputs(days)
-    return write(inputs, f"Daily risk report {datetime.now(timezone.utc):%Y-%m-%d} (last {days} days of scores)")
+    inputs = with_policy(read_inputs)(days)
+    title = f"Daily risk report {datetime.now(timezone.utc):%Y-%m-%d} (last {days} days of scores)"
+    return with_policy(write, retries=0)(inputs, title)

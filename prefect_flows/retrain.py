@@ -15,12 +15,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
-from prefect_flows.options import flow_options, task_options
+from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 
 Source = Literal["iceberg", "generated", "lendingclub"]
 
 
-@task(name="load-training-set", cache_policy=NO_CACHE, **task_options())
+@task(name="load-training-set", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def load_training_set(source: Source, generated_customers: int = 3000, seed: int = 0) -> Any:
     """The TrainingSet of ``source``."""
     from models import dataset
@@ -37,7 +37,7 @@ def load_training_set(source: Source, generated_customers: int = 3000, seed: int
     return ts
 
 
-@task(name="train-and-export", cache_policy=NO_CACHE, **task_options(retries=0))
+@task(name="train-and-export", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def train(ts: Any, families: list[str], budget: int, seed: int) -> Any:
     """Search, calibrate, fit, export to ONNX and check parity (models.pipeline.train_candidate)."""
     from models.pipeline import train_candidate
@@ -59,7 +59,7 @@ def comparison_rows(ts: Any, cand: Any) -> Any:
     return cand.holdout if cand.holdout is not None else ts
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, **task_options())
+@task(name="evaluate", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def evaluate(ts: Any, cand: Any) -> dict[str, Any]:
     """ROC AUC of the challenger and of the current champion on the same comparison rows."""
     from sklearn.metrics import roc_auc_score
@@ -90,7 +90,7 @@ def evaluate(ts: Any, cand: Any) -> dict[str, Any]:
     return out
 
 
-@task(name="register", cache_policy=NO_CACHE, **task_options())
+@task(name="register", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def register(cand: Any) -> str:
     """Register the candidate (parity and feature checks apply); returns the new version."""
     from models.registry import Registry
@@ -101,7 +101,7 @@ def register(cand: Any) -> str:
     return version
 
 
-@task(name="promote-if-better", cache_policy=NO_CACHE, **task_options())
+@task(name="promote-if-better", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def promote_if_better(version: str, ts: Any, cand: Any) -> dict[str, Any]:
     """Promote ``version`` when it beats the champion by settings.model.promotion_margin on the same rows."""
     from models.errors import PromotionRefused
@@ -128,12 +128,13 @@ def retrain(source: Source = "iceberg", families: list[str] | None = None, budge
 
     log = get_run_logger()
     try:
-        ts = load_training_set(source, generated_customers, seed)
-        cand = train(ts, list(families or FAMILIES), budget, seed)
+        ts = with_policy(load_training_set)(source, generated_customers, seed)
+        cand = with_policy(train, retries=0)(ts, list(families or FAMILIES), budget, seed)
     except (DatasetError, ModelError) as exc:
         log.warning("retrain skipped: %s", exc)
         return Completed(message=f"skipped: {exc}")
-    result: dict[str, Any] = {"evaluation": evaluate(ts, cand), "version": register(cand)}
-    result["promotion"] = (promote_if_better(result["version"], ts, cand) if promote
+    result: dict[str, Any] = {"evaluation": with_policy(evaluate)(ts, cand),
+                              "version": with_policy(register)(cand)}
+    result["promotion"] = (with_policy(promote_if_better)(result["version"], ts, cand) if promote
                            else {"promoted": False, "reason": "promote=False"})
     return result

@@ -44,20 +44,25 @@ def cli(verbose: int, log_level: str | None) -> None:
     logging.getLogger("riskctl").debug("riskctl %s", " ".join(sys.argv[1:]))
 
 
+class CommandModuleMissing(LoanRiskError):
+    """A command module of COMMANDS, or a package it needs, cannot be imported."""
+
+
 def _register() -> None:
     for module, attr in COMMANDS:
         try:
-            cli.add_command(getattr(importlib.import_module(module), attr))
+            loaded = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(module.rsplit(".", 1)[0]):
-                continue  # a command module not written yet
-            raise
+            raise CommandModuleMissing(
+                f"riskctl cannot load its command module {module}: no module named {exc.name!r}; run `make setup` "
+                "to install the platform environment, or remove the module from COMMANDS in riskctl/main.py") from exc
+        cli.add_command(getattr(loaded, attr))
 
 
 def main() -> None:
     """Run the CLI; errors of ours print one line and exit 2."""
-    _register()
     try:
+        _register()
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

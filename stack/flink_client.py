@@ -13,80 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from loanrisk.errors import StackError
-from loanrisk.settings import REPO_ROOT, KafkaSettings, Settings
-from contracts.flink_sql import scoring_fragments, sql_fragments
+from loanrisk.settings import REPO_ROOT, Settings
 from stack.flink_conf import flink_env, savepoint_dir
-
-
-def interval(seconds: int) -> str:
-    """A Flink SQL day-to-second interval literal (no precision limits to trip over)."""
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{secs:02d}' DAY TO SECOND"
-
-
-def kafka_security_options(kafka: KafkaSettings) -> str:
-    """Kafka table options (``'properties.security.protocol' = 'SSL', ...``, each followed by a comma) or ''."""
-    return "".join(f"'properties.{key}' = '{value.replace(chr(39), chr(39) * 2)}', "
-                   for key, value in kafka.java_properties().items())
-
-
-def sql_params(settings: Settings) -> dict[str, object]:
-    """The ``${name}`` values every sql/ file may use, derived from the settings."""
-    pg, s3, k, f = settings.postgres, settings.s3, settings.kafka, settings.flink
-    return {
-        "catalog_name": settings.catalog.name,
-        "namespace": settings.catalog.namespace,
-        "catalog_jdbc_url": pg.jdbc_url(pg.catalog_db),
-        "catalog_jdbc_user": pg.user,
-        "catalog_jdbc_password": pg.secret(),
-        "serving_jdbc_url": pg.jdbc_url(pg.serving_db),
-        "serving_jdbc_user": pg.user,
-        "serving_jdbc_password": pg.secret(),
-        "warehouse": settings.catalog.warehouse(s3),
-        "s3_endpoint": s3.url,
-        "s3_access_key_id": s3.access_key_id,
-        "s3_secret_access_key": s3.secret(),
-        "s3_region": s3.region,
-        "kafka_bootstrap": k.bootstrap,
-        "kafka_security": kafka_security_options(k),
-        "consumer_group": f.consumer_group,
-        "topic_applications": k.topics.applications,
-        "topic_transactions": k.topics.transactions,
-        "topic_repayments": k.topics.repayments,
-        "topic_dead_letters": k.topics.dead_letters,
-        "topic_alerts": k.topics.alerts,
-        "kafka_max_message_bytes": k.max_message_bytes,
-        "window_minutes": f.window_minutes,
-        "alert_threshold": settings.model.alert_threshold,
-        "lgd": settings.model.lgd,
-        "pii_hash_key": settings.privacy.key(),
-        "behaviour_window_days": f.behaviour_window_days,
-        "behaviour_window_min": f.behaviour_window_days * 1440,
-        "watermark_delay_s": f.watermark_delay_s,
-        "watermark_delay": interval(f.watermark_delay_s),
-        "risk_window": interval(f.window_minutes * 60),
-        "behaviour_window": interval(f.behaviour_window_days * 86400),
-        "behaviour_range": interval(2 * f.behaviour_window_days * 86400),
-        "behaviour_range_days": 2 * f.behaviour_window_days,
-        **sql_fragments(settings.privacy.key(), f.future_tolerance),
-        **scoring_fragments(f.scorer),
-    }
-
-
-def write_params(settings: Settings, name: str, extra_sql: dict[str, object] | None = None,
-                 flink_conf: dict[str, object] | None = None, state_retention: dict[str, int] | None = None) -> Path:
-    """Write the job's parameter file (mode 0600: it holds credentials) and return its path."""
-    path = settings.state_dir / "run" / f"params-{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, object] = {"sql": {**sql_params(settings), **(extra_sql or {})}, "flink_conf": flink_conf or {}}
-    if state_retention is not None:
-        data["state_retention"] = state_retention
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    return path
 
 
 def flink_run(settings: Settings, job: Path, job_args: list[str], py_files: list[Path] | None = None) -> str:

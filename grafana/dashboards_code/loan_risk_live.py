@@ -9,17 +9,16 @@ from grafana_foundation_sdk.models.dashboard import (Dashboard, DataSourceRef, F
                                                       VariableRefresh)
 
 from grafana.panels import POSTGRES, Ids, Sql, steps
-from loanrisk.settings import ModelSettings
+from loanrisk.settings import Settings
 
 UID = "loanrisk-live"
-# The job's alert threshold (default, so the generated JSON does not depend on the environment).
-HIGH = float(ModelSettings.model_fields["alert_threshold"].default)
+# Where "medium" risk starts; "high" starts at the job's alert threshold (settings.model.alert_threshold).
+MEDIUM = 0.2
 # Multi-value filters: '__all' is the custom "All" value, inserted raw by Grafana.
 FILTERS = ("('__all' IN ($product) OR product IN ($product)) AND ('__all' IN ($region) OR region IN ($region)) "
            "AND ('__all' IN ($grade) OR grade_band IN ($grade))")
 SCORES = f"FROM loan_scores_latest WHERE $__timeFilter(scored_at) AND {FILTERS}"
 WINDOWS = f"FROM risk_by_window WHERE $__timeFilter(window_start) AND {FILTERS}"
-PD_STEPS = steps((None, "green"), (0.2, "orange"), (HIGH, "red"))
 SHARE_STEPS = steps((None, "green"), (0.05, "orange"), (0.15, "red"))
 
 
@@ -50,8 +49,11 @@ def _series(ids: Ids, title: str, sql: str, unit: str, description: str) -> time
             .span_nulls(True))
 
 
-def build() -> Dashboard:
-    """The dashboard model."""
+def build(settings: Settings) -> Dashboard:
+    """The dashboard model; a probability is high risk from the alert threshold the job alerts at."""
+    high = float(settings.model.alert_threshold)
+    medium = min(MEDIUM, high)
+    pd_steps = steps((None, "green"), (medium, "orange"), (high, "red"))
     ids = Ids()
     d = (dash.Dashboard("Loan risk, live").uid(UID).tags(["loan-risk", "serving"]).refresh("30s")
          .time("now-24h", "now").timezone("utc").readonly()
@@ -64,9 +66,9 @@ def build() -> Dashboard:
          .with_panel(_stat(ids, "Loans scored", f"SELECT count(*) AS loans {SCORES}", "short",
                            steps((None, "blue"))))
          .with_panel(_stat(ids, "Mean default probability", f"SELECT avg(probability) AS mean_probability {SCORES}",
-                           "percentunit", PD_STEPS))
+                           "percentunit", pd_steps))
          .with_panel(_stat(ids, "High-risk share",
-                           f"SELECT avg(CASE WHEN probability >= {HIGH} THEN 1.0 ELSE 0.0 END) AS high_risk_share "
+                           f"SELECT avg(CASE WHEN probability >= {high} THEN 1.0 ELSE 0.0 END) AS high_risk_share "
                            f"{SCORES}", "percentunit", SHARE_STEPS))
          .with_panel(_stat(ids, "Expected loss", f"SELECT coalesce(sum(expected_loss_usd), 0) AS expected_loss {SCORES}",
                            "currencyUSD", steps((None, "green"), (1e6, "orange"), (5e6, "red"))))
@@ -80,12 +82,12 @@ def build() -> Dashboard:
                      .height(4).span(8)))
     d = (d.with_row(dash.Row("Distribution").id(ids()))
          .with_panel(barchart.Panel().id(ids()).title("Risk distribution by $segment").datasource(POSTGRES)
-                     .description(f"Loans per segment and risk band (high = probability >= {HIGH:g}).")
+                     .description(f"Loans per segment and risk band (high = probability >= {high:g}).")
                      .with_target(Sql(
                          f"SELECT $segment AS segment, "
-                         f"count(*) FILTER (WHERE probability < 0.2) AS \"low (< 20%)\", "
-                         f"count(*) FILTER (WHERE probability >= 0.2 AND probability < {HIGH}) AS \"medium\", "
-                         f"count(*) FILTER (WHERE probability >= {HIGH}) AS \"high\" "
+                         f"count(*) FILTER (WHERE probability < {medium}) AS \"low (< {medium:.0%})\", "
+                         f"count(*) FILTER (WHERE probability >= {medium} AND probability < {high}) AS \"medium\", "
+                         f"count(*) FILTER (WHERE probability >= {high}) AS \"high\" "
                          f"{SCORES} GROUP BY 1 ORDER BY 1"))
                      .x_field("segment").stacking(common.StackingMode.NORMAL).unit("short")
                      .color_scheme(dash.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC)).height(9).span(12))
@@ -93,7 +95,7 @@ def build() -> Dashboard:
                      .description("Latest probability of every loan in the range.")
                      .with_target(Sql(f"SELECT probability {SCORES}"))
                      .bucket_size(0.02)  # type: ignore[arg-type]  # Grafana takes a fraction; the SDK says int
-                     .unit("percentunit").min(0).max(1).thresholds(PD_STEPS)
+                     .unit("percentunit").min(0).max(1).thresholds(pd_steps)
                      .height(9).span(12)))
     d = (d.with_row(dash.Row("Risk windows").id(ids()))
          .with_panel(_series(ids, "Applications", f"SELECT $__timeGroupAlias(window_start, $__interval), "
@@ -104,12 +106,12 @@ def build() -> Dashboard:
                              f"sum(mean_probability * scored_loans) / nullif(sum(scored_loans), 0) AS mean_probability "
                              f"{WINDOWS} GROUP BY 1 ORDER BY 1", "percentunit",
                              "Mean probability of the loans scored in each window, weighted by loans.")
-                     .thresholds(PD_STEPS).thresholds_style(cb.GraphThresholdsStyleConfig()
+                     .thresholds(pd_steps).thresholds_style(cb.GraphThresholdsStyleConfig()
                                                             .mode(common.GraphThresholdsStyleMode.LINE)))
          .with_panel(_series(ids, "High-risk share", f"SELECT $__timeGroupAlias(window_start, $__interval), "
                              f"sum(high_risk_share * scored_loans) / nullif(sum(scored_loans), 0) AS high_risk_share "
                              f"{WINDOWS} GROUP BY 1 ORDER BY 1", "percentunit",
-                             f"Share of scored loans with probability >= {HIGH:g}.")
+                             f"Share of scored loans with probability >= {high:g}.")
                      .thresholds(SHARE_STEPS).thresholds_style(cb.GraphThresholdsStyleConfig()
                                                                .mode(common.GraphThresholdsStyleMode.LINE)))
          .with_panel(_series(ids, "Expected loss", f"SELECT $__timeGroupAlias(window_start, $__interval), "
@@ -128,7 +130,7 @@ def build() -> Dashboard:
                          "SELECT scored_at, loan_id, product, region, grade_band, probability, "
                          f"expected_loss_usd, reason_codes, model_version {SCORES} "
                          "ORDER BY probability DESC NULLS LAST, scored_at DESC LIMIT 25"))
-                     .thresholds(PD_STEPS).height(8).span(12)
+                     .thresholds(pd_steps).height(8).span(12)
                      .override_by_name("probability", [_prop("unit", "percentunit"),
                                                        _prop("custom.cellOptions", {"type": "color-background"})])
                      .override_by_name("expected_loss_usd", [_prop("unit", "currencyUSD")])))

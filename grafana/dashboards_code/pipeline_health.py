@@ -12,6 +12,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import Dashboard, VariableOption, VariableRefresh
 
 from grafana.panels import PROMETHEUS, Ids, prom, steps
+from loanrisk.settings import Settings
 
 UID = "loanrisk-pipeline"
 OP = "flink_taskmanager_job_task_operator"
@@ -34,7 +35,7 @@ def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> time
     return panel
 
 
-def build() -> Dashboard:
+def build(settings: Settings) -> Dashboard:  # noqa: ARG001 - every dashboard is built from the settings
     """The dashboard model."""
     ids = Ids()
     d = (dash.Dashboard("Pipeline health").uid(UID).tags(["loan-risk", "flink", "kafka"]).refresh("30s")

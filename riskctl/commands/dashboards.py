@@ -18,15 +18,16 @@ def dashboards() -> None:
 @dashboards.command("build")
 @click.option("--check", is_flag=True, help="Only check that grafana/dashboards/*.json is up to date (exit 1 if not).")
 def build_cmd(check: bool) -> None:
-    """Regenerate grafana/dashboards/*.json from grafana/dashboards_code/."""
+    """Regenerate grafana/dashboards/*.json from grafana/dashboards_code/ for the settings (alert threshold)."""
     from grafana.build import stale_files, write
+    settings = get_settings()
     if check:
-        stale = stale_files()
+        stale = stale_files(settings)
         if stale:
             raise click.ClickException(f"stale dashboard JSON: {', '.join(stale)}; run `riskctl dashboards build`")
         click.echo("dashboards up to date")
         return
-    for path in write():
+    for path in write(settings):
         click.echo(f"wrote {path.relative_to(REPO_ROOT)}")
 
 
@@ -46,7 +47,7 @@ def publish_cmd(url: str | None, postgres_url: str | None, prometheus_url: str |
     if not token:
         raise click.ClickException("no Grafana token: set GRAFANA_TOKEN (a service-account token with Editor rights)")
     overrides = {k: v for k, v in ((POSTGRES_UID, postgres_url), (PROMETHEUS_UID, prometheus_url)) if v}
-    for line in publish(url, token, settings.grafana.folder, overrides):
+    for line in publish(settings, url, token, settings.grafana.folder, overrides):
         click.echo(line)
 
 

@@ -11,7 +11,8 @@ import time
 
 import click
 
-from loanrisk.settings import Settings, get_settings
+from loanrisk.settings import Settings, get_settings, override
+from models.first_champion import ensure_champion
 
 LAKE_TABLES = ("raw_loan_applications", "raw_transactions", "raw_repayments", "dead_letters", "scores")
 REFRESH_S = 5.0
@@ -19,17 +20,8 @@ REFRESH_S = 5.0
 
 def lake_counts(settings: Settings) -> dict[str, int]:
     """Rows committed so far in each lake table the job writes (0 before the first commit)."""
-    from loanrisk.lake import catalog
-    cat = catalog(settings)
-    counts = {}
-    for name in LAKE_TABLES:
-        try:
-            tbl = cat.load_table(f"{settings.catalog.namespace}.{name}")
-            snap = tbl.current_snapshot()
-            counts[name] = int(snap.summary.get("total-records", 0)) if snap and snap.summary else 0
-        except Exception:  # noqa: BLE001 - table not created yet
-            counts[name] = 0
-    return counts
+    from loanrisk.lake import committed_rows
+    return committed_rows(settings, LAKE_TABLES)
 
 
 def kafka_counts(settings: Settings) -> dict[str, int]:
@@ -63,27 +55,11 @@ def serving_summary(settings: Settings) -> dict[str, object]:
                                         f"mean PD {float(mean_pd or 0):.3f} EL ${float(loss or 0):,.0f}{waiting}"}
 
 
-def ensure_champion(settings: Settings) -> str:
-    """The champion's version; trains and promotes one on generated loans when the registry is empty."""
-    from models.registry import Registry
-    registry = Registry.from_settings(settings.model.registry(settings.s3))
-    champion = registry.champion()
-    if champion:
-        return str(champion["version"])
-    click.echo("no champion model yet: training logistic regression on generated loans ...")
-    from models.synthetic import train_on_generated
-    result = train_on_generated(customers=1500, seed=7, families=["logistic_regression"], budget=2)
-    version = result["candidate"].register(registry)
-    registry.promote(version, force=True)
-    click.echo(f"champion {version} (holdout ROC AUC {result['roc_auc']:.3f})")
-    return version
-
-
 def demo_settings(settings: Settings) -> Settings:
     """The settings with a one-day risk window unless one is configured: replayed history spans months."""
     if "window_minutes" in settings.flink.model_fields_set:
         return settings
-    return settings.model_copy(update={"flink": settings.flink.model_copy(update={"window_minutes": 1440})})
+    return override(settings, flink={"window_minutes": 1440})
 
 
 @click.command()
@@ -97,11 +73,12 @@ def demo(loans: int, rate: float, watch: float) -> None:
     from ingestion.producer import LULL_HEARTBEAT_INTERVAL_S, heartbeats_for, make_producer
     from ingestion.timeutil import iso_ms
     from ingestion.wire import topics_from_settings
-    from riskctl.commands.job import RISK_JOB_NAME, submit_risk_job
+    from jobs.params import RISK_JOB_NAME
+    from jobs.submit import submit_risk_job
     from riskctl.commands.produce import send_with_progress, source_events
     from stack.flink_client import list_jobs
     settings = demo_settings(get_settings())
-    click.echo(f"model: {ensure_champion(settings)}")
+    click.echo(f"model: {ensure_champion(settings, say=click.echo)}")
     running = [j for j in list_jobs(settings) if j["name"] == RISK_JOB_NAME and j["state"] == "RUNNING"]
     if running:
         click.echo(f"risk job already running: {running[0]['jid']} (its windows must be the ones configured here: "

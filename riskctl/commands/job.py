@@ -3,77 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from loanrisk.settings import REPO_ROOT, Settings, get_settings
-
-RISK_JOB_NAME = "loan-risk"
-RISK_SQL = ("catalog", "risk")
-
-
-def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None,
-                    only_into: tuple[str, ...] = ()) -> str:
-    """Submit the risk job (sql/catalog + sql/risk as one statement set), from ``savepoint`` if given; returns the id.
-
-    ``only_into``: table-name globs; only the INSERTs into those are submitted (the benchmark's floor).
-    """
-    from loanrisk.serving import ensure_serving_tables
-    from stack.flink_client import flink_run, write_params
-    from stack.recovery import Submission, record_submission
-    ensure_serving_tables(settings)
-    conf = job_flink_conf(settings, name)
-    if savepoint:
-        # The same SQL compiles to the same operator ids, so the state maps back (settings may differ).
-        conf["execution.state-recovery.path"] = savepoint
-    params = write_params(settings, name, flink_conf=conf, state_retention=state_retention(settings))
-    args: list[str] = ["--plan-out", str(params.with_name(f"plan-{name}.json"))]
-    for folder in RISK_SQL:
-        args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
-    for glob in only_into:
-        args += ["--only-into", glob]
-    entry, args = REPO_ROOT / "jobs" / "run_sql.py", [*args, "--params", str(params), "--name", name]
-    py_files = [REPO_ROOT / "jobs", REPO_ROOT / "udfs"] if (REPO_ROOT / "udfs").exists() else [REPO_ROOT / "jobs"]
-    job_id = flink_run(settings, entry, args, py_files=py_files)
-    # What the supervisor resubmits, from its latest checkpoint, if the JobManager dies under it.
-    record_submission(settings, Submission(name, job_id, str(entry), args, [str(p) for p in py_files], str(params)))
-    return job_id
-
-
-def job_flink_conf(settings: Settings, name: str) -> dict[str, object]:
-    """The risk job's Flink configuration from the settings (checkpointing, parallelism, Python bundles)."""
-    from stack.flink_conf import checkpoint_dir, savepoint_dir
-    f = settings.flink
-    return {"pipeline.global-job-parameters": udf_job_parameters(settings),
-            "execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
-            # One folder per job name (Flink adds <job id>/chk-<n>): `riskctl job resume` and the supervisor
-            # find every job id's checkpoints of this job there, and only this job's.
-            "execution.checkpointing.dir": checkpoint_dir(settings, name),
-            "execution.checkpointing.savepoint-dir": savepoint_dir(settings, name),
-            "execution.checkpointing.mode": "EXACTLY_ONCE", "parallelism.default": f.parallelism,
-            # Aligned on purpose. Unaligned barriers would cut tail latency (a barrier would not wait behind
-            # the transaction backlog at the scorer's union), but Iceberg's FlinkSink can lose data files on
-            # recovery from an unaligned checkpoint (docs/RELIABILITY.md, Limits).
-            "execution.checkpointing.unaligned.enabled": "false",
-            "python.fn-execution.arrow.batch.size": f.python_batch_size,
-            # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).
-            "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name}
-
-
-def state_retention(settings: Settings) -> dict[str, int]:
-    """Seconds of state per retention name of jobs/state_retention.py."""
-    f = settings.flink
-    return {"dedup": f.dedup_retention_s, "behaviour": f.behaviour_retention, "loan": f.loan_retention_s}
-
-
-def udf_job_parameters(settings: Settings) -> str:
-    """The scorer UDF's settings as a JSON map (Flink 2.1 accepts it; the k:v,k:v form breaks on URIs)."""
-    s3 = settings.s3
-    params = {"model.registry_uri": settings.model.registry(s3), "model.poll_interval_s": settings.model.poll_interval_s,
-              "model.alert_threshold": settings.model.alert_threshold, "s3.endpoint": s3.url, "s3.region": s3.region,
-              "s3.access_key_id": s3.access_key_id, "s3.secret_access_key": s3.secret()}
-    return json.dumps({k: str(v) for k, v in params.items()})
+from jobs.params import RISK_JOB_NAME
+from jobs.submit import plan_path, submit_risk_job
+from loanrisk.settings import Settings, get_settings
 
 
 @click.group()
@@ -97,8 +32,7 @@ def job_submit(savepoint: str | None) -> None:
 def _echo_retention(settings: Settings) -> None:
     """The state retention of every stateful operator of the plan just submitted."""
     from jobs.state_retention import retention_table
-    plan = settings.state_dir / "run" / f"plan-{RISK_JOB_NAME}.json"
-    for row in retention_table(json.loads(plan.read_text())):
+    for row in retention_table(json.loads(plan_path(settings).read_text())):
         click.echo(f"  state kept {_duration(row['ttl']):>7}  {row['holds']} (node {row['node']})")
 
 
@@ -174,6 +108,3 @@ def job_savepoint(job_id: str, stop: bool) -> None:
     if stop:
         mark_stopped(settings, job_id)
     click.echo(f"savepoint: {path}")
-
-
-__all__ = ["job", "submit_risk_job", "Path"]

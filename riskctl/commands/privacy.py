@@ -18,7 +18,7 @@ def privacy() -> None:
               help="Also delete from Snowflake tables that have a CUSTOMER_ID column.")
 def privacy_erase(customer_id: str, warehouse: bool) -> None:
     """Remove CUSTOMER's rows from the lake (dead letters included), PostgreSQL and Snowflake."""
-    from loanrisk.privacy import ErasureError, erase_customer
+    from erasure.customer import ErasureError, erase_customer
     report = erase_customer(get_settings(), customer_id, warehouse=warehouse)
     for line in report.lines():
         click.echo(line)

@@ -18,7 +18,7 @@ from loanrisk.settings import get_settings
 def sql(script: Path | None) -> None:
     """Open Flink's SQL client, e.g. `SELECT * FROM lake.risk.scores` works at once."""
     from stack.flink_conf import flink_env
-    from stack.sql_client import client_command
+    from jobs.sql_client import client_command
     settings = get_settings()
     env = {**os.environ, **flink_env(settings)}
     sys.exit(subprocess.call(client_command(settings, script), env=env))

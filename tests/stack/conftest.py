@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,16 +103,15 @@ def offline_probabilities(settings: Settings, version: str, rows: pd.DataFrame) 
 @pytest.fixture(scope="session")
 def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
     """Produce a generated stream with anomalies, run the job until every event has landed."""
-    from riskctl.commands.job import submit_risk_job
+    from jobs.submit import submit_risk_job
+    from loanrisk.lake import committed_rows
+    from loanrisk.settings import LOAN_RETENTION_DAYS, override
     from stack.flink_client import cancel, job_exceptions, job_state
-    os.environ["LOANRISK_FLINK__WINDOW_MINUTES"] = str(WINDOW_MINUTES)
-    os.environ["LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS"] = "5000"
-    os.environ["LOANRISK_MODEL__POLL_INTERVAL_S"] = "2"
-    settings = Settings()
-    from loanrisk.settings import LOAN_RETENTION_DAYS
-    settings = settings.model_copy(update={"flink": settings.flink.model_copy(update={
+    settings = override(stack_settings, flink={
+        "window_minutes": WINDOW_MINUTES, "checkpoint_interval_ms": 5000,
         "dedup_retention_s": DEDUP_RETENTION_S, "loan_retention_s": LOAN_RETENTION_DAYS * LIVE_DAY_S,
-        "behaviour_retention_s": 3 * settings.flink.behaviour_window_days * LIVE_DAY_S})})
+        "behaviour_retention_s": 3 * stack_settings.flink.behaviour_window_days * LIVE_DAY_S},
+        model={"poll_interval_s": 2.0})
     if settings.flink.scorer == "onnx":
         publish_champion(settings, seed=3, family="logistic_regression")
     messages = list(generate(GeneratorConfig(seed=20261126, customers=120, anomalies=ANOMALIES)))
@@ -128,11 +126,10 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
             "raw_transactions": len(run.valid("transaction")),
             "raw_repayments": len(run.valid("repayment")),
             "dead_letters": sum(m.anomaly.startswith("malformed") for m in messages)}
-    from riskctl.commands.demo import lake_counts
     deadline = time.monotonic() + 420
     got: dict[str, int] = {}
     while time.monotonic() < deadline:
-        got = lake_counts(settings)
+        got = committed_rows(settings, (*want, "scores"))
         if all(got.get(k, 0) >= v for k, v in want.items()):
             break
         # A failover (RESTARTING) is allowed: recovery from the checkpoint is part of what is tested.
@@ -146,9 +143,6 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
     finally:
         if job_state(settings, run.job_id) not in {"FAILED", "CANCELED", "FINISHED"}:
             cancel(settings, run.job_id)  # the job the run follows now (a test may have resumed it as a new job)
-        for var in ("LOANRISK_FLINK__WINDOW_MINUTES", "LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS",
-                    "LOANRISK_MODEL__POLL_INTERVAL_S"):
-            os.environ.pop(var, None)
 
 
 def new_applications_score_with(run: RiskRun, version: str, seed: int, customers: int, timeout_s: float) -> int:

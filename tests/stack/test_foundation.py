@@ -17,7 +17,8 @@ import pytest
 from confluent_kafka import Producer
 
 from loanrisk.settings import REPO_ROOT, Settings
-from stack.flink_client import flink_run, job_exceptions, wait_for_state, write_params
+from jobs.params import write_params
+from stack.flink_client import flink_run, job_exceptions, wait_for_state
 from stack.process import is_alive
 from stack.services import all_services
 from stack.services.flink import FlinkCluster

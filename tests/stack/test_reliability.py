@@ -259,7 +259,7 @@ def _kill_and_recover(risk_run: RiskRun, events: list, msgs: list[Outgoing], bef
 # store, once, as a new job id, which the session's RiskRun then follows.
 def test_jobmanager_kill_mid_stream_resumes_the_job_from_its_checkpoint_by_itself_with_every_sink_exactly_once(
         risk_run: RiskRun) -> None:
-    from riskctl.commands.job import RISK_JOB_NAME
+    from jobs.params import RISK_JOB_NAME
     from stack.flink_client import list_jobs, rest
     from stack.flink_conf import checkpoint_dir
     from stack.recovery import ALIVE, latest_restore_point
@@ -504,7 +504,7 @@ def _freeze_for(s, name: str, seconds: float) -> None:
 def _savepoint_and_resume(risk_run: RiskRun) -> None:
     """Stop the job with a savepoint and submit the same SQL again from it (a configuration change: a new
     checkpoint interval); the fixture then follows the new job id."""
-    from riskctl.commands.job import submit_risk_job
+    from jobs.submit import submit_risk_job
     from stack.flink_client import stop_with_savepoint
     path = stop_with_savepoint(risk_run.settings, risk_run.job_id, timeout_s=300)
     changed = risk_run.settings.model_copy(update={"flink": risk_run.settings.flink.model_copy(

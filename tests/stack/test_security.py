@@ -143,7 +143,7 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
     from ingestion.generator import GeneratorConfig, generate
     from ingestion.producer import make_producer, produce_events
     from loanrisk.settings import KafkaSettings
-    from stack.flink_client import kafka_security_options
+    from jobs.params import kafka_security_options
     from stack.isolated import free_port_block
     from stack.java import java_home
     from stack.services.kafka import KafkaBroker, ensure_topics

@@ -18,6 +18,7 @@ from grafana import macros
 from grafana.build import DASHBOARD_DIR, load, render_json, stale_files
 from grafana.publish import provisioned_datasources
 from grafana.render import query_panels
+from loanrisk.settings import Settings, override
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "grafana" / "provisioning"
@@ -53,16 +54,28 @@ def datasource_uids(d: dict) -> set[str]:
 
 
 def test_committed_dashboard_json_is_what_the_code_builds() -> None:
-    assert stale_files() == [], "run `riskctl dashboards build` and commit grafana/dashboards/*.json"
+    assert stale_files(Settings()) == [], "run `riskctl dashboards build` and commit grafana/dashboards/*.json"
 
 
 def test_build_check_fails_on_stale_json(tmp_path: Path) -> None:
-    for name, text in render_json().items():
+    for name, text in render_json(Settings()).items():
         (tmp_path / name).write_text(text)
-    assert stale_files(tmp_path) == []
-    first = sorted(render_json())[0]
+    assert stale_files(Settings(), tmp_path) == []
+    first = sorted(render_json(Settings()))[0]
     (tmp_path / first).write_text((tmp_path / first).read_text().replace('"30s"', '"1m"'))
-    assert stale_files(tmp_path) == [first]
+    assert stale_files(Settings(), tmp_path) == [first]
+
+
+def test_the_risk_panels_turn_red_at_the_configured_alert_threshold() -> None:
+    """A job alerting at 0.3 gets dashboards that call 0.3 high risk, in colours and in queries."""
+    from grafana.build import dashboards as build_dashboards
+    live = build_dashboards(override(Settings(), model={"alert_threshold": 0.3}))["loan-risk-live.json"]
+    red = {step["value"] for p in all_panels(live)
+           for step in p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+           if step["color"] == "red"}
+    assert 0.3 in red and 0.5 not in red
+    sql = " ".join(t.get("rawSql", "") for p in all_panels(live) for t in p.get("targets", []))
+    assert "probability >= 0.3" in sql and "probability >= 0.5" not in sql
 
 
 def test_dashboard_uids_are_unique_and_panel_ids_unique_within_each(dashboards: dict[str, dict]) -> None:
@@ -126,7 +139,7 @@ def test_provider_points_at_the_mounted_dashboard_folder() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
-    assert sorted(p.name for p in DASHBOARD_DIR.glob("*.json")) == sorted(render_json())
+    assert sorted(p.name for p in DASHBOARD_DIR.glob("*.json")) == sorted(render_json(Settings()))
 
 
 def test_postgres_datasource_reads_as_the_reader_role() -> None:
@@ -239,7 +252,7 @@ def test_publish_pushes_datasources_folder_and_dashboards_with_the_token(monkeyp
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _FakeGrafana.calls = []
     try:
-        lines = publish(f"http://127.0.0.1:{server.server_port}", "tok-123")
+        lines = publish(Settings(), f"http://127.0.0.1:{server.server_port}", "tok-123")
     finally:
         server.shutdown()
     calls = _FakeGrafana.calls

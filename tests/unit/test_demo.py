@@ -9,7 +9,7 @@ from contracts.heartbeat import HEARTBEAT_KEY, is_heartbeat
 from ingestion.producer import NullEventProducer
 from loanrisk.settings import Settings
 from riskctl.commands import demo as demo_module
-from riskctl.commands.job import RISK_JOB_NAME
+from jobs.params import RISK_JOB_NAME
 
 
 class Recorder(NullEventProducer):
@@ -35,7 +35,7 @@ def test_the_demo_ends_its_replay_with_heartbeats_and_sends_rounds_while_it_watc
         monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
     ticks: list[int] = []
-    monkeypatch.setattr(demo_module, "ensure_champion", lambda settings: "v0001")
+    monkeypatch.setattr(demo_module, "ensure_champion", lambda settings, say=None: "v0001")
     monkeypatch.setattr("stack.flink_client.list_jobs", lambda settings: [{"name": RISK_JOB_NAME, "state": "RUNNING",
                                                                            "jid": "j1"}])
     monkeypatch.setattr("ingestion.producer.make_producer", lambda *a, **k: recorder)

@@ -34,10 +34,34 @@ def test_every_flow_task_carries_the_shared_policy() -> None:
         flow = load_flow(d.flow)
         assert flow.on_failure_hooks, f"{d.flow} has no failure hook"
     from prefect_flows import data_quality, ingest_apis, maintain_lake, retrain
-    for t in (retrain.load_training_set, retrain.register, data_quality.check_table, ingest_apis.pull,
-              maintain_lake.upkeep):
+    from prefect_flows.options import retry_unless_deterministic, with_policy
+    for task in (retrain.load_training_set, retrain.register, data_quality.check_table, ingest_apis.pull,
+                 maintain_lake.upkeep):
+        assert task.retry_condition_fn is retry_unless_deterministic, task.name
+        t = with_policy(task)
         assert t.retries == s.task_retries and t.timeout_seconds == s.task_timeout_s, t.name
         assert len(t.retry_delay_seconds) == s.task_retries
+
+
+def test_importing_a_flow_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow takes the settings of the process that runs it, when it runs; an invalid one still imports."""
+    import importlib
+    import sys
+
+    from loanrisk.errors import ConfigError
+    from prefect_flows.deployments import DEPLOYMENTS
+
+    monkeypatch.setenv("LOANRISK_PREFECT__TASK_RETRIES", "many")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError):
+            get_settings()
+        for name in [m for m in sys.modules if m.startswith("prefect_flows.")]:
+            monkeypatch.delitem(sys.modules, name)
+        for d in DEPLOYMENTS:
+            importlib.import_module(f"prefect_flows.{d.flow}")
+    finally:
+        get_settings.cache_clear()
 
 
 def test_retry_condition_skips_configuration_and_data_errors_only() -> None:

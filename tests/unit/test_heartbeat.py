@@ -72,7 +72,7 @@ def test_no_event_any_source_sends_is_taken_for_a_heartbeat() -> None:
 
 
 def test_the_risk_job_drops_heartbeats_in_each_validation_view_before_parsing() -> None:
-    from stack.flink_client import sql_params
+    from jobs.params import sql_params
     views = {s.text.split()[3]: s.text for s in load(REPO_ROOT / "sql" / "risk", sql_params(Settings()))
              if s.text.startswith("CREATE TEMPORARY VIEW checked_")}
     assert set(views) == {"checked_loan_applications", "checked_transactions", "checked_repayments"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from loanrisk.settings import Settings
-from riskctl.commands.job import job_flink_conf
+from jobs.params import flink_conf
 
 
 def test_job_conf_checkpoints_exactly_once_with_aligned_barriers() -> None:
     """Iceberg's FlinkSink can lose data files on recovery from an unaligned checkpoint (docs/RELIABILITY.md)."""
-    conf = job_flink_conf(Settings(), "loan-risk")
+    conf = flink_conf(Settings(), "loan-risk")
     assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
     assert conf["execution.checkpointing.interval"] == "10000 ms"
     assert conf["execution.checkpointing.unaligned.enabled"] == "false"
@@ -21,7 +21,7 @@ def test_job_conf_checkpoints_exactly_once_with_aligned_barriers() -> None:
 def test_job_conf_follows_environment_overrides(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_INTERVAL_MS", "2500")
     monkeypatch.setenv("LOANRISK_FLINK__PYTHON_BUNDLE_TIME_MS", "40")
-    conf = job_flink_conf(Settings(), "x")
+    conf = flink_conf(Settings(), "x")
     assert conf["execution.checkpointing.interval"] == "2500 ms"
     assert conf["python.fn-execution.bundle.time"] == 40
 
@@ -76,7 +76,7 @@ def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_
     assert conf["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints"
     assert conf["execution.checkpointing.savepoint-dir"] == f"file://{tmp_path}/flink/savepoints"
     assert not [key for key in conf if key.startswith("s3.")]
-    job = job_flink_conf(Settings(), "loan-risk")
+    job = flink_conf(Settings(), "loan-risk")
     assert job["execution.checkpointing.dir"] == f"file://{tmp_path}/flink/checkpoints/loan-risk"
 
 
@@ -84,10 +84,10 @@ def test_local_checkpoint_storage_is_the_default_in_the_stack_state_folder_with_
 def test_the_risk_job_keeps_its_checkpoints_and_savepoints_in_folders_named_after_it(  # type: ignore[no-untyped-def]
         monkeypatch) -> None:
     monkeypatch.setenv("LOANRISK_FLINK__CHECKPOINT_STORAGE", "s3")
-    conf = job_flink_conf(Settings(), "loan-risk")
+    conf = flink_conf(Settings(), "loan-risk")
     assert conf["execution.checkpointing.dir"] == "s3://warehouse/flink/checkpoints/loan-risk"
     assert conf["execution.checkpointing.savepoint-dir"] == "s3://warehouse/flink/savepoints/loan-risk"
-    assert job_flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
+    assert flink_conf(Settings(), "bench-floor")["execution.checkpointing.dir"].endswith("/bench-floor")
 
 
 @pytest.mark.setup  # flink_config reads the Flink environment's default config
@@ -119,3 +119,30 @@ def test_the_s3_plugin_goes_into_a_plugins_folder_of_its_own() -> None:
     _, artifact, version = coord.split(":")
     assert version.rsplit(".", 1)[0] == flink_version.rsplit(".", 1)[0]  # the pinned Flink's minor line
     assert plugin_folder(f"{artifact}-{version}.jar") == artifact.removeprefix("flink-")
+
+
+def test_one_configured_alert_threshold_reaches_the_sql_the_udf_and_the_sql_client() -> None:
+    """The job's parameters come from one builder: the SQL flags, the UDF explains and `riskctl sql` agree."""
+    import json
+
+    from jobs.params import risk_job_params
+    from jobs.sql_client import init_statements
+    from loanrisk.settings import override
+    settings = override(Settings(), model={"alert_threshold": 0.3})
+    params = risk_job_params(settings)
+    udf = json.loads(str(params.flink_conf["pipeline.global-job-parameters"]))
+    assert params.sql["alert_threshold"] == 0.3 and udf["model.alert_threshold"] == "0.3"
+    (client_params,) = [s for s in init_statements(settings) if "pipeline.global-job-parameters" in s]
+    assert json.loads(client_params.split(" = ", 1)[1].strip("'").replace("''", "'")) == udf
+
+
+def test_the_params_file_is_what_run_sql_reads_and_only_its_owner_can(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import stat
+
+    from jobs.params import risk_job_params
+    path = risk_job_params(Settings(), "x", savepoint="file:///sp/1").write(tmp_path / "params.json")
+    data = json.loads(path.read_text())
+    assert set(data) == {"sql", "flink_conf", "state_retention"}
+    assert data["flink_conf"]["execution.state-recovery.path"] == "file:///sp/1"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -133,7 +133,7 @@ def test_submitting_the_risk_job_records_how_to_submit_it_again(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import loanrisk.serving
     import stack.flink_client
-    from riskctl.commands.job import submit_risk_job
+    from jobs.submit import submit_risk_job
     runs: list[tuple[Path, list[str]]] = []
     monkeypatch.setattr(loanrisk.serving, "ensure_serving_tables", lambda settings: None)
     monkeypatch.setattr(stack.flink_client, "flink_run", lambda settings, job, args, py_files=None:

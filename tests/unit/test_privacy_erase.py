@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from loanrisk.privacy import ErasureReport, erase_lake
+from erasure.customer import ErasureReport, erase_lake
 from loanrisk.settings import Settings
 
 

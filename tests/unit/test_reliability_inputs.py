@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from contracts.validate import MAX_PAYLOAD_CHARS, TOO_LARGE, validate_event
 from contracts.events import INPUT_EVENTS
 from ingestion.wire import DEFAULT_TOPICS
-from loanrisk.privacy import ErasureReport, payload_names_customer
+from erasure.customer import ErasureReport, payload_names_customer
 from tests.stack.reliability_helpers import (
     CATEGORIES, LAKE_RAW, Outgoing, hostile_messages, mixed_stream, valid_stream,
 )

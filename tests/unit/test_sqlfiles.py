@@ -25,7 +25,7 @@ def test_render_refuses_missing_parameters() -> None:
 
 def test_every_sql_folder_renders_with_the_settings_parameters() -> None:
     from loanrisk.settings import Settings
-    from stack.flink_client import sql_params
+    from jobs.params import sql_params
     params = {**sql_params(Settings()), "smoke_topic": "t", "smoke_table": "t"}
     folders = {p.parent for p in (REPO_ROOT / "sql").rglob("*.sql")} - {REPO_ROOT / "sql" / "warehouse"}
     assert folders
@@ -39,7 +39,7 @@ def test_every_sql_folder_renders_with_the_settings_parameters() -> None:
 def rendered_tolerances_ms() -> dict[str, set[int]]:
     """future_tolerance_ms of every spec literal parse_event and event_time_of get in the rendered risk job."""
     from loanrisk.settings import Settings
-    from stack.flink_client import sql_params
+    from jobs.params import sql_params
     found: dict[str, set[int]] = {"parse_event": set(), "event_time_of": set()}
     for stmt in load(REPO_ROOT / "sql" / "risk", sql_params(Settings())):
         for fn, literal in re.findall(r"\b(parse_event|event_time_of)\([^']*'((?:[^']|'')*)'", stmt.text):
@@ -78,7 +78,7 @@ def test_insert_targets_and_the_only_into_filter_over_the_risk_job() -> None:
     """`run_sql --only-into` keeps the INSERTs into matching tables: the bench's floor keeps the raw lake only."""
     from jobs.sqlfiles import Statement
     from loanrisk.settings import Settings
-    from stack.flink_client import sql_params
+    from jobs.params import sql_params
     assert Statement("f", "INSERT INTO lake.`risk`.`scores` SELECT 1").insert_target == "scores"
     assert Statement("f", "insert into pg_loan_scores\nSELECT 1").insert_target == "pg_loan_scores"
     assert Statement("f", "CREATE TABLE scores (a INT)").insert_target is None

@@ -52,7 +52,7 @@ def test_a_stateful_operator_nobody_stated_a_retention_for_stops_the_submission(
 
 def test_every_declared_retention_names_a_value_the_job_passes() -> None:
     from loanrisk.settings import Settings
-    from riskctl.commands.job import state_retention
+    from jobs.params import state_retention
     values = state_retention(Settings())
     assert {r.retention for r in STATE_RETENTION} <= set(values)
     assert values["loan"] > values["behaviour"] > values["dedup"] > 0

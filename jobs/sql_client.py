@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jobs.params import sql_params, udf_job_parameters
 from jobs.sqlfiles import load
 from loanrisk.settings import REPO_ROOT, Settings
-from stack.flink_client import sql_params
 
 INIT_FOLDERS = ("catalog", "risk")
 
@@ -15,18 +15,14 @@ INIT_FOLDERS = ("catalog", "risk")
 def init_statements(settings: Settings) -> list[str]:
     """Every statement of the risk job except its INSERTs, plus what the client needs for the UDF."""
     params = sql_params(settings)
+    job_parameters = udf_job_parameters(settings).replace("'", "''")
     head = [f"SET 'python.files' = '{REPO_ROOT / 'udfs'}'",
             f"SET 'python.executable' = '{settings.flink_python}'",
             "SET 'sql-client.execution.result-mode' = 'tableau'",
-            f"SET 'pipeline.global-job-parameters' = '{_job_parameters(settings)}'"]
+            f"SET 'pipeline.global-job-parameters' = '{job_parameters}'"]
     body = [stmt.text for folder in INIT_FOLDERS for stmt in load(REPO_ROOT / "sql" / folder, params)
             if not stmt.is_insert]
     return head + body
-
-
-def _job_parameters(settings: Settings) -> str:
-    from riskctl.commands.job import udf_job_parameters
-    return udf_job_parameters(settings).replace("'", "''")
 
 
 def write_init_file(settings: Settings) -> Path:

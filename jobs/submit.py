@@ -1,0 +1,41 @@
+"""Submits the risk job (sql/catalog + sql/risk as one statement set) with `flink run` and records how,
+so the supervisor can submit it again from its latest checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loanrisk.settings import REPO_ROOT, Settings
+from jobs.params import RISK_JOB_NAME, params_path, risk_job_params
+
+RISK_SQL = ("catalog", "risk")
+ENTRY = REPO_ROOT / "jobs" / "run_sql.py"
+
+
+def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None,
+                    only_into: tuple[str, ...] = ()) -> str:
+    """Submit the risk job, from ``savepoint`` if given; returns the job id.
+
+    ``only_into``: table-name globs; only the INSERTs into those are submitted (the benchmark's floor).
+    """
+    from loanrisk.serving import ensure_serving_tables
+    from stack import flink_client
+    from stack.recovery import Submission, record_submission
+    ensure_serving_tables(settings)
+    params = risk_job_params(settings, name, savepoint).write(params_path(settings, name))
+    args: list[str] = ["--plan-out", str(plan_path(settings, name))]
+    for folder in RISK_SQL:
+        args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
+    for glob in only_into:
+        args += ["--only-into", glob]
+    args += ["--params", str(params), "--name", name]
+    py_files = [REPO_ROOT / "jobs", REPO_ROOT / "udfs"] if (REPO_ROOT / "udfs").exists() else [REPO_ROOT / "jobs"]
+    job_id = flink_client.flink_run(settings, ENTRY, args, py_files=py_files)
+    # What the supervisor resubmits, from its latest checkpoint, if the JobManager dies under it.
+    record_submission(settings, Submission(name, job_id, str(ENTRY), args, [str(p) for p in py_files], str(params)))
+    return job_id
+
+
+def plan_path(settings: Settings, name: str = RISK_JOB_NAME) -> Path:
+    """The compiled plan jobs/run_sql.py writes for the job named ``name`` (read for its state retention)."""
+    return settings.state_dir / "run" / f"plan-{name}.json"
