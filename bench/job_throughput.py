@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cpu_split import cores_between, cpu_by_service, service_roots  # noqa: E402
-from ingestion.generator import GeneratorConfig, generate  # noqa: E402
-from loanrisk.settings import REPO_ROOT, Settings, override  # noqa: E402
+from bench.cpu_split import cores_between, cpu_by_service, service_roots
+from ingestion.generator import GeneratorConfig, generate
+from loanrisk.settings import REPO_ROOT, Settings, override
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);

@@ -55,7 +55,7 @@ def task_options(retries: int | None = None, timeout_s: float | None = None,
 
 def with_policy(task: T, retries: int | None = None, timeout_s: float | None = None) -> T:
     """``task`` with the retry and timeout policy of the settings; a flow calls it as it runs."""
-    return task.with_options(**task_options(retries, timeout_s))  # type: ignore[attr-defined,no-any-return]
+    return task.with_options(**task_options(retries, timeout_s))  # type: ignore[attr-defined]
 
 
 def log_as_configured(flow: Any, flow_run: Any, state: Any) -> None:

@@ -35,7 +35,7 @@ def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> time
     return panel
 
 
-def build(settings: Settings) -> Dashboard:  # noqa: ARG001 - every dashboard is built from the settings
+def build(settings: Settings) -> Dashboard:
     """The dashboard model."""
     ids = Ids()
     d = (dash.Dashboard("Pipeline health").uid(UID).tags(["loan-risk", "flink", "kafka"]).refresh("30s")
