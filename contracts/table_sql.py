@@ -38,12 +38,13 @@ def jdbc_columns_ddl(t: ServingTable) -> str:
 
 def _select(columns: tuple[Column, ...], type_of: dict[str, str]) -> str:
     # Times are cast to the sink's precision; a column written from a differently named one is cast
-    # to its own type (the date partition of an event time).
+    # to its own type (the date partition of an event time). Each is named as its column, so the plan's
+    # sink fields keep the table's names.
     exprs = []
     for c in columns:
         src = flink_name(c.written_from)
         cast = c.type == "timestamp" or c.source is not None
-        exprs.append(f"CAST({src} AS {type_of[c.name]})" if cast else src)
+        exprs.append(f"CAST({src} AS {type_of[c.name]}) AS {flink_name(c.name)}" if cast else src)
     return ", ".join(exprs)
 
 
