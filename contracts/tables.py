@@ -20,7 +20,11 @@ from contracts.schema import TYPE_MAP, EventContract, LogicalType
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: logical type, nullability, and the view column it is written from when named otherwise."""
+    """A table column: logical type, nullability, and the view column it is written from when named otherwise.
+
+    ``pg_type_override`` replaces the PostgreSQL type TYPE_MAP gives; ``pg_default`` makes it a column
+    PostgreSQL fills itself (the job's JDBC table leaves it out).
+    """
 
     name: str
     type: LogicalType
