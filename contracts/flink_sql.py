@@ -1,10 +1,11 @@
-"""Flink SQL fragments derived from the contracts: parse specs, typed projections and lake columns.
+"""Flink SQL fragments derived from the contracts: parse specs, typed projections and table declarations.
 
 sql/ files use them as ``${<event>_spec}`` (the contract for the Java ``parse_event`` function, which
-validates in the order of contracts/validate.py), ``${<event>_columns}`` and ``${<event>_lake_columns}``,
-so the schema lives once, in contracts/events.py. Every spec :func:`sql_fragments` renders carries the
-same future tolerance, so ``parse_event`` dead-letters exactly the events ``event_time_of`` keeps from
-advancing the watermark. ``${payload_is_heartbeat}`` is the watermark heartbeat test of contracts/heartbeat.py.
+validates in the order of contracts/validate.py) and ``${<event>_columns}``, so the schema lives once, in
+contracts/events.py; the tables' columns and INSERT lists come from contracts/table_sql.py. Every spec
+:func:`sql_fragments` renders carries the same future tolerance, so ``parse_event`` dead-letters exactly
+the events ``event_time_of`` keeps from advancing the watermark. ``${payload_is_heartbeat}`` is the
+watermark heartbeat test of contracts/heartbeat.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from contracts.events import INPUT_EVENTS
 from contracts.features import FEATURE_NAMES
 from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.heartbeat import heartbeat_condition
-from contracts.schema import TYPE_MAP, EventContract
+from contracts.schema import EventContract
+from contracts.table_sql import table_fragments
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
 
@@ -58,13 +60,6 @@ def projection(c: EventContract, pii_key: str) -> str:
     return ",\n  ".join(cols)
 
 
-def lake_columns(c: EventContract) -> str:
-    """Column definitions of the raw Iceberg table (nullable, as Iceberg evolves more easily that way)."""
-    cols = [f"{f.name} {TYPE_MAP[f.type][0]}" for f in c.fields]
-    cols += ["ingested_at TIMESTAMP_LTZ(6)", "event_date DATE"]
-    return ",\n  ".join(cols)
-
-
 def sql_fragments(pii_key: str, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dict[str, str]:
     """Every fragment, keyed by the parameter name the sql/ files use.
 
@@ -74,11 +69,9 @@ def sql_fragments(pii_key: str, future_tolerance: timedelta = DEFAULT_FUTURE_TOL
     for c in INPUT_EVENTS:
         out[f"{c.name}_columns"] = projection(c, pii_key.replace("'", "''"))
         out[f"{c.name}_spec"] = parse_spec(c, future_tolerance).replace("'", "''")
-        out[f"{c.name}_lake_columns"] = lake_columns(c)
-        out[f"{c.name}_names"] = ", ".join(c.names)
     out["source_event_time_spec"] = source_event_time_spec(future_tolerance).replace("'", "''")
     out["payload_is_heartbeat"] = heartbeat_condition("payload")
-    return out
+    return {**out, **table_fragments()}
 
 
 SCORE_ROW = "ROW<probability DOUBLE, model_version STRING, reason_codes STRING>"
@@ -103,6 +96,5 @@ def scoring_fragments(scorer: str) -> dict[str, str]:
     return {
         "score_call": call,
         "feature_names": features,
-        "feature_columns_ddl": ", ".join(f"{n} DOUBLE" for n in FEATURE_NAMES),
         "fx_usd_per_minor": f"(CASE currency {fx} ELSE CAST(NULL AS DOUBLE) END)",
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class MissingParameter(KeyError):
     """A ``${name}`` in a SQL file has no value."""
 
 
-def render(text: str, params: dict[str, object]) -> str:
+def render(text: str, params: Mapping[str, object]) -> str:
     """Replace every ``${name}`` with its parameter value."""
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)

@@ -10,11 +10,18 @@ from loanrisk.settings import REPO_ROOT, Settings
 SERVING_DDL = REPO_ROOT / "sql" / "serving" / "postgres_tables.sql"
 
 
+def serving_ddl() -> str:
+    """sql/serving/postgres_tables.sql with each table's DDL rendered from contracts/tables.py."""
+    from contracts.table_sql import table_fragments
+    from jobs.sqlfiles import render
+    return render(SERVING_DDL.read_text(), table_fragments())
+
+
 def ensure_serving_tables(settings: Settings) -> None:
     """Create the serving tables (idempotent) and let the reader role SELECT them, nothing more."""
     pg = settings.postgres
     with psycopg.connect(pg.dsn(pg.serving_db), autocommit=True) as conn:
-        conn.execute(SERVING_DDL.read_text())
+        conn.execute(serving_ddl())
         conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
             sql.Identifier(pg.reader_user)))
 

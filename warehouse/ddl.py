@@ -1,7 +1,7 @@
-"""Snowflake DDL derived from the lake's Iceberg table definitions, plus the loader and analyst roles.
+"""Snowflake DDL rendered from the lake's table declarations, plus the loader and analyst roles.
 
-One source of truth: the Flink DDL of the lake tables (sql/risk/40_lake_tables.sql, whose raw-table
-columns come from contracts/) is rendered and parsed here, and every column is mapped to its
+One source of truth: each warehouse table copies a lake table declared in contracts/tables.py (the same
+declaration the Flink DDL of sql/risk/40_lake_tables.sql is rendered from), and every column maps to its
 Snowflake type through contracts.schema.TYPE_MAP. `python -m warehouse.ddl` prints the script kept in
 sql/warehouse/00_schema.sql (a test checks the file is current).
 
@@ -11,43 +11,14 @@ behaviour window); the exact feature vector each score used is kept as RISK_SCOR
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-from contracts.schema import TYPE_MAP
+from contracts.tables import (BEHAVIOUR_HISTORY, LAKE_TABLES, OUTCOME_HISTORY, RAW_LOAN_APPLICATIONS,
+                              RAW_REPAYMENTS, RAW_TRANSACTIONS, RISK_HISTORY, SCORES, Column, LakeTable)
 from loanrisk.settings import REPO_ROOT, Settings
 
-LAKE_DDL = REPO_ROOT / "sql" / "risk" / "40_lake_tables.sql"
 SCHEMA_SQL = REPO_ROOT / "sql" / "warehouse" / "00_schema.sql"
 CONTROL_TABLE = "LOADER_CONTROL"
-
-# Flink type -> Snowflake type and Iceberg type name, from the one type map of the contracts.
-FLINK_TO_SNOWFLAKE: dict[str, str] = {row[0]: row[2] for row in TYPE_MAP.values()}
-FLINK_TO_ICEBERG: dict[str, str] = {row[0]: row[1] for row in TYPE_MAP.values()}
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column of a warehouse table: lake name, Flink (lake) type and Snowflake type."""
-
-    name: str
-    flink_type: str
-
-    @property
-    def sf_name(self) -> str:
-        """The Snowflake column name (upper case, as unquoted identifiers resolve)."""
-        return self.name.upper()
-
-    @property
-    def snowflake_type(self) -> str:
-        """The Snowflake type matching the lake column's type."""
-        return FLINK_TO_SNOWFLAKE[self.flink_type]
-
-    @property
-    def iceberg_type(self) -> str:
-        """The Iceberg type name the lake table has for this column."""
-        return FLINK_TO_ICEBERG[self.flink_type]
 
 
 @dataclass(frozen=True)
@@ -55,15 +26,20 @@ class WarehouseTable:
     """A Snowflake table loaded from one lake table, merged by ``key``, clustered by ``cluster_by``."""
 
     name: str
-    lake_table: str
+    lake: LakeTable
     key: tuple[str, ...]
     cluster_by: tuple[str, ...]
     doc: str
 
     @property
-    def columns(self) -> list[Column]:
+    def lake_table(self) -> str:
+        """The name of the lake table it copies."""
+        return self.lake.name
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
         """The lake table's columns, in order."""
-        return lake_columns()[self.lake_table]
+        return self.lake.columns
 
     @property
     def stage_table(self) -> str:
@@ -79,19 +55,19 @@ class WarehouseTable:
 # Clustering only where a table grows large and is filtered by the column: the raw events and scores by
 # day; the small aggregate and outcome tables are not clustered (clustering costs credits to maintain).
 TABLES: tuple[WarehouseTable, ...] = (
-    WarehouseTable("LOAN_APPLICATIONS", "raw_loan_applications", ("event_id",), ("event_date",),
+    WarehouseTable("LOAN_APPLICATIONS", RAW_LOAN_APPLICATIONS, ("event_id",), ("event_date",),
                    "Valid loan applications (PII hashed), one row per event."),
-    WarehouseTable("TRANSACTIONS", "raw_transactions", ("event_id",), ("event_date", "customer_id"),
+    WarehouseTable("TRANSACTIONS", RAW_TRANSACTIONS, ("event_id",), ("event_date", "customer_id"),
                    "Valid bank transactions, one row per event."),
-    WarehouseTable("REPAYMENTS", "raw_repayments", ("event_id",), ("event_date",),
+    WarehouseTable("REPAYMENTS", RAW_REPAYMENTS, ("event_id",), ("event_date",),
                    "Valid installment records, one row per event."),
-    WarehouseTable("LOAN_RISK_FEATURES", "customer_behaviour_windows", ("customer_id", "behaviour_as_of"),
+    WarehouseTable("LOAN_RISK_FEATURES", BEHAVIOUR_HISTORY, ("customer_id", "behaviour_as_of"),
                    ("window_date",), "Behaviour features per customer and closed behaviour window."),
-    WarehouseTable("RISK_SCORES", "scores", ("loan_id", "trigger", "scored_at"), ("scored_date",),
+    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger", "scored_at"), ("scored_date",),
                    "Every scoring: probability, model version, exposure and the feature row scored."),
-    WarehouseTable("RISK_BY_WINDOW", "risk_by_window", ("window_start", "product", "region", "grade_band"), (),
+    WarehouseTable("RISK_BY_WINDOW", RISK_HISTORY, ("window_start", "product", "region", "grade_band"), (),
                    "Risk aggregates per tumbling window and segment."),
-    WarehouseTable("LOAN_OUTCOMES", "loan_outcomes", ("loan_id", "repayment_records"), (),
+    WarehouseTable("LOAN_OUTCOMES", OUTCOME_HISTORY, ("loan_id", "repayment_records"), (),
                    "Outcome history per loan (latest observed_until per loan is its outcome)."),
 )
 
@@ -119,42 +95,9 @@ def table(name: str) -> WarehouseTable:
     raise ConfigError(f"no warehouse table {name!r}; known: {known}")
 
 
-def _lake_params() -> dict[str, object]:
-    from contracts.flink_sql import scoring_fragments, sql_fragments
-    return {"catalog_name": "lake", "namespace": "risk", **sql_fragments(""), **scoring_fragments("builtin")}
-
-
-def _split_columns(body: str) -> list[str]:
-    buf: list[str] = []
-    parts, depth = [], 0
-    for ch in body:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append("".join(buf).strip())
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf).strip())
-    return [p for p in parts if p]
-
-
-@lru_cache(maxsize=1)
-def lake_columns() -> dict[str, list[Column]]:
-    """Columns of every lake table, parsed from the rendered Flink DDL (sql/risk/40_lake_tables.sql)."""
-    from jobs.sqlfiles import render, split_statements
-    out: dict[str, list[Column]] = {}
-    pattern = re.compile(r"CREATE TABLE IF NOT EXISTS \S+\.(\w+)\s*\((.*)\)\s*PARTITIONED BY", re.S | re.I)
-    for stmt in split_statements(render(LAKE_DDL.read_text(), _lake_params())):
-        m = pattern.search(stmt)
-        if not m:
-            continue
-        cols = []
-        for part in _split_columns(m.group(2)):
-            name, _, ftype = part.partition(" ")
-            cols.append(Column(name.strip("`"), " ".join(ftype.split()).upper()))
-        out[m.group(1)] = cols
-    return out
+def lake_columns() -> dict[str, tuple[Column, ...]]:
+    """Columns of every lake table, by table name (from contracts/tables.py)."""
+    return {t.name: t.columns for t in LAKE_TABLES}
 
 
 def q(name: str) -> str:

@@ -114,7 +114,7 @@ def _record_batches(lake_table: Any, t: WarehouseTable, p: Plan, loaded: int | N
     missing = [n for n in names if n not in lake_names]
     if missing:
         raise WarehouseError(f"{t.name}: lake table {t.lake_table} has no column(s) {', '.join(missing)}; "
-                             "sql/risk/40_lake_tables.sql and the lake disagree")
+                             "contracts/tables.py and the lake disagree")
     if p.mode == "incremental":
         scan = lake_table.incremental_append_scan(from_snapshot_id_exclusive=loaded,
                                                   to_snapshot_id_inclusive=p.target, selected_fields=names)

@@ -17,13 +17,8 @@ GROUP BY source_topic, event_id
 HAVING COUNT(*) > 1;
 
 CREATE TEMPORARY TABLE pg_repeated_events (
-  source_topic STRING, event_id STRING, repeats BIGINT, last_seen_at TIMESTAMP(3),
-  PRIMARY KEY (source_topic, event_id) NOT ENFORCED
-) WITH (
-  'connector' = 'jdbc', 'url' = '${serving_jdbc_url}', 'table-name' = 'repeated_events',
-  'username' = '${serving_jdbc_user}', 'password' = '${serving_jdbc_password}',
-  'sink.buffer-flush.interval' = '1 s', 'sink.max-retries' = '10'
-);
+  ${pg_repeated_events_columns}
+) WITH ('table-name' = '${pg_repeated_events_table}') LIKE serving_jdbc;
 
 INSERT INTO pg_repeated_events
-SELECT source_topic, event_id, repeats, CAST(last_seen_at AS TIMESTAMP(3)) FROM repeated_events;
+SELECT ${pg_repeated_events_select} FROM repeated_events;

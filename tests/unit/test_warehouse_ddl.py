@@ -1,42 +1,27 @@
-"""Snowflake DDL: derived from the lake's table definitions, current on disk, and the roles' grants separated."""
+"""Snowflake DDL: rendered from the lake's table declarations, current on disk, and the roles' grants separated."""
 
 from __future__ import annotations
 
 import re
 
-from contracts.schema import TYPE_MAP
 from loanrisk.settings import Settings
-from warehouse.ddl import SCHEMA_SQL, TABLES, create_table_sql, lake_columns, schema_script
+from warehouse.ddl import SCHEMA_SQL, TABLES, create_table_sql, schema_script
 
 GRANT = re.compile(r"^GRANT (?P<privs>.+?) ON (?P<target>.+?) TO ROLE (?P<role>\w+);$", re.M)
 WRITE_PRIVILEGES = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "OWNERSHIP", "ALL", "ALL PRIVILEGES", "CREATE TABLE",
                     "MODIFY", "CREATE SCHEMA", "CREATE STAGE", "APPLY", "MANAGE GRANTS"}
 
 
-def _created_columns(sql: str) -> dict[str, str]:
-    body = sql[sql.index("(\n") + 2: sql.index("\n)")]
-    cols = {}
-    for line in body.split(",\n"):
-        name, typ = line.strip().split(" ", 1)
-        cols[name.strip('"')] = typ
-    return cols
-
-
-def test_every_lake_column_has_a_snowflake_column_of_the_matching_type() -> None:
-    iceberg_to_snowflake = {row[1]: row[2] for row in TYPE_MAP.values()}
-    flink_to_iceberg = {row[0]: row[1] for row in TYPE_MAP.values()}
+def test_every_lake_column_has_a_snowflake_column_of_the_matching_type_in_order() -> None:
     for t in TABLES:
-        created = _created_columns(create_table_sql(t))
-        lake = lake_columns()[t.lake_table]
-        assert len(created) == len(lake), t.name
-        for col in lake:
-            iceberg_type = flink_to_iceberg[col.flink_type]
-            assert created[col.name.upper()] == iceberg_to_snowflake[iceberg_type], (t.name, col.name)
+        want = ",\n  ".join(f'"{c.name.upper()}" {c.snowflake_type}' for c in t.lake.columns)
+        assert f"(\n  {want}\n)" in create_table_sql(t), t.name
 
 
-def test_the_warehouse_covers_the_lake_tables_of_the_issue() -> None:
-    assert {t.lake_table for t in TABLES} == set(lake_columns()) - {"dead_letters"}
-    assert len(lake_columns()["scores"]) > 30  # the feature columns rendered into the scores table
+def test_the_scores_table_carries_the_feature_columns() -> None:
+    from contracts.features import FEATURE_NAMES
+    scores = next(t for t in TABLES if t.lake_table == "scores")
+    assert set(FEATURE_NAMES) <= {c.name for c in scores.columns}
 
 
 def test_keys_and_clustering_columns_are_columns_of_their_table() -> None:

@@ -1,0 +1,93 @@
+"""DDL and INSERT select lists rendered from the table declarations of contracts/tables.py.
+
+sql/ files use them as parameters (jobs/sqlfiles.py), keyed by the Flink table name:
+``${<lake table>_columns}`` and ``${<lake table>_partition}`` in the Iceberg DDL,
+``${<jdbc table>_columns}`` (with its primary key) and ``${<jdbc table>_table}`` in the JDBC DDL,
+``${<table>_select}`` for the SELECT list of the INSERT writing it, and ``${<serving table>_postgres}``
+for the PostgreSQL DDL of sql/serving/. The Snowflake DDL is rendered by warehouse/ddl.py.
+"""
+
+from __future__ import annotations
+
+from contracts.tables import LAKE_TABLES, SERVING_TABLES, Column, LakeTable, ServingTable
+
+# The JDBC connector has no TIMESTAMP_LTZ: the job writes UTC times as TIMESTAMP(3) (session and JVM in UTC).
+JDBC_TIMESTAMP = "TIMESTAMP(3)"
+
+
+def flink_name(name: str) -> str:
+    """A Flink SQL identifier, quoted so reserved words (``trigger``) need no list."""
+    return f"`{name}`"
+
+
+def _jdbc_type(c: Column) -> str:
+    return JDBC_TIMESTAMP if c.type == "timestamp" else c.flink_type
+
+
+def lake_columns_ddl(t: LakeTable) -> str:
+    """Column definitions of the Iceberg table (nullable, as Iceberg evolves more easily that way)."""
+    return ",\n  ".join(f"{flink_name(c.name)} {c.flink_type}" for c in t.columns)
+
+
+def jdbc_columns_ddl(t: ServingTable) -> str:
+    """Column definitions and primary key of the Flink JDBC table (upserts need the key)."""
+    cols = [f"{flink_name(c.name)} {_jdbc_type(c)}" for c in t.sink_columns]
+    cols.append(f"PRIMARY KEY ({', '.join(flink_name(k) for k in t.primary_key)}) NOT ENFORCED")
+    return ",\n  ".join(cols)
+
+
+def _select(columns: tuple[Column, ...], type_of: dict[str, str]) -> str:
+    # Times are cast to the sink's precision; a column written from a differently named one is cast
+    # to its own type (the date partition of an event time). Each is named as its column, so the plan's
+    # sink fields keep the table's names.
+    exprs = []
+    for c in columns:
+        src = flink_name(c.written_from)
+        cast = c.type == "timestamp" or c.source is not None
+        exprs.append(f"CAST({src} AS {type_of[c.name]}) AS {flink_name(c.name)}" if cast else src)
+    return ", ".join(exprs)
+
+
+def lake_select(t: LakeTable) -> str:
+    """The SELECT list of the INSERT into the lake table, in its column order."""
+    return _select(t.columns, {c.name: c.flink_type for c in t.columns})
+
+
+def jdbc_select(t: ServingTable) -> str:
+    """The SELECT list of the INSERT into the JDBC table, in its column order."""
+    return _select(t.sink_columns, {c.name: _jdbc_type(c) for c in t.sink_columns})
+
+
+def postgres_ddl(t: ServingTable) -> str:
+    """CREATE TABLE IF NOT EXISTS for the serving table, then DROP NOT NULL for its relaxed columns."""
+    cols = []
+    for c in t.columns:
+        col = f"{c.name} {c.postgres_type}"
+        if not c.nullable:
+            col += " NOT NULL"
+        if c.pg_default is not None:
+            col += f" DEFAULT {c.pg_default}"
+        cols.append(col)
+    cols.append(f"PRIMARY KEY ({', '.join(t.primary_key)})")
+    body = ",\n  ".join(cols)
+    stmts = [f"CREATE TABLE IF NOT EXISTS {t.name} (\n  {body}\n)"]
+    stmts += [f"ALTER TABLE {t.name} ALTER COLUMN {n} DROP NOT NULL" for n in t.relaxed]
+    return ";\n".join(stmts)
+
+
+def table_fragments() -> dict[str, str]:
+    """Every table parameter, keyed by the name the sql/ files use."""
+    pairs: list[tuple[str, str]] = []
+    for lake in LAKE_TABLES:
+        pairs += [(f"{lake.name}_columns", lake_columns_ddl(lake)),
+                  (f"{lake.name}_partition", flink_name(lake.partitioned_by)),
+                  (f"{lake.name}_select", lake_select(lake))]
+    for serving in SERVING_TABLES:
+        pairs += [(f"{serving.flink_name}_columns", jdbc_columns_ddl(serving)),
+                  (f"{serving.flink_name}_table", serving.name),
+                  (f"{serving.flink_name}_select", jdbc_select(serving)),
+                  (f"{serving.name}_postgres", postgres_ddl(serving))]
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("two tables render to the same parameter name; rename one")
+    return out

@@ -1,0 +1,233 @@
+"""The lake and serving tables the job writes, each declared once; contracts/table_sql.py renders their DDL.
+
+A lake table is an Iceberg table partitioned by a date column; its columns are what Flink writes and what
+the warehouse copies to Snowflake (warehouse/ddl.py). A serving table is a PostgreSQL table the job upserts
+through a Flink JDBC table. Where a lake table keeps the history of a serving table, it is derived from it
+(:func:`lake_history`), so a column added to the serving table reaches the lake and Snowflake as well.
+
+Names, types and column order are those of the tables already on disk: Iceberg and PostgreSQL keep
+existing tables (``CREATE TABLE IF NOT EXISTS``), so a change here must be a deliberate schema migration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts.events import DEAD_LETTER, LOAN_APPLICATION, REPAYMENT, TRANSACTION
+from contracts.features import FEATURE_NAMES
+from contracts.schema import TYPE_MAP, EventContract, LogicalType
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: logical type, nullability, and the view column it is written from when named otherwise.
+
+    ``pg_type_override`` replaces the PostgreSQL type TYPE_MAP gives; ``pg_default`` makes it a column
+    PostgreSQL fills itself (the job's JDBC table leaves it out).
+    """
+
+    name: str
+    type: LogicalType
+    nullable: bool = True
+    source: str | None = None
+    pg_type_override: str | None = None
+    pg_default: str | None = None
+
+    @property
+    def written_from(self) -> str:
+        """The column of the view the job writes this column from."""
+        return self.source or self.name
+
+    @property
+    def flink_type(self) -> str:
+        """The Flink type of the lake column (lake columns are all nullable)."""
+        return TYPE_MAP[self.type][0]
+
+    @property
+    def iceberg_type(self) -> str:
+        """The Iceberg type name of the lake column."""
+        return TYPE_MAP[self.type][1]
+
+    @property
+    def snowflake_type(self) -> str:
+        """The Snowflake type of the warehouse column."""
+        return TYPE_MAP[self.type][2]
+
+    @property
+    def postgres_type(self) -> str:
+        """The PostgreSQL type of the serving column."""
+        return self.pg_type_override or TYPE_MAP[self.type][3]
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """An Iceberg table of the lake, partitioned by one of its (date) columns."""
+
+    name: str
+    columns: tuple[Column, ...]
+    partitioned_by: str
+
+    def __post_init__(self) -> None:
+        if self.partitioned_by not in self.names:
+            raise ValueError(f"{self.name}: partition column {self.partitioned_by!r} is not a column")
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in table order."""
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class ServingTable:
+    """A PostgreSQL serving table and the Flink JDBC table the job upserts it through.
+
+    ``relaxed`` names columns created NOT NULL by earlier versions: existing tables get DROP NOT NULL.
+    Columns with a ``pg_default`` are filled by PostgreSQL and are not part of the Flink table.
+    """
+
+    name: str
+    flink_name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    relaxed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        unknown = [n for n in (*self.primary_key, *self.relaxed) if n not in names]
+        if unknown:
+            raise ValueError(f"{self.name}: {unknown} are not columns")
+        nullable_keys = [c.name for c in self.columns if c.name in self.primary_key and c.nullable]
+        if nullable_keys:
+            raise ValueError(f"{self.name}: primary key columns {nullable_keys} must be declared nullable=False")
+
+    @property
+    def sink_columns(self) -> tuple[Column, ...]:
+        """The columns the job writes (all but those PostgreSQL fills itself), in table order."""
+        return tuple(c for c in self.columns if c.pg_default is None)
+
+
+def _required(name: str, type_: LogicalType, **kw: object) -> Column:
+    return Column(name, type_, nullable=False, **kw)  # type: ignore[arg-type]
+
+
+def lake_history(serving: ServingTable, name: str, partition: str, partition_from: str) -> LakeTable:
+    """The lake table keeping every row the job upserts into ``serving``, plus its date partition column."""
+    return LakeTable(name, serving.sink_columns + (Column(partition, "date", source=partition_from),), partition)
+
+
+def raw_events(contract: EventContract, name: str) -> LakeTable:
+    """The lake table of one input event: the contract's fields, ingestion time and the event date."""
+    fields = tuple(Column(f.name, f.type) for f in contract.fields)
+    return LakeTable(name, fields + (Column("ingested_at", "timestamp"),
+                                     Column("event_date", "date", source=contract.event_time_field)), "event_date")
+
+
+# --- Serving tables (PostgreSQL, upserted by primary key; the job also looks two of them up) ---
+
+CUSTOMER_BEHAVIOUR = ServingTable(
+    "customer_behaviour_windows", "pg_customer_behaviour",
+    (_required("customer_id", "string"),
+     # Created without time zone in existing deployments; the lookup join reads it as TIMESTAMP(3) in UTC.
+     _required("behaviour_as_of", "timestamp", pg_type_override="TIMESTAMP"),
+     *(_required(n, "double") for n in ("income_stability", "debit_minor_last", "balance_mean_minor_last",
+                                        "dpd_current", "dpd_max", "dpd_mean", "late_payments", "missed_payments",
+                                        "behaviour_windows"))),
+    ("customer_id", "behaviour_as_of"))
+
+APPLICATIONS_ACTIVE = ServingTable(
+    "loan_applications_active", "pg_applications_active",
+    (_required("customer_id", "string"), _required("loan_id", "string"),
+     _required("applied_at", "timestamp", source="event_time"),
+     Column("product", "string"), Column("region", "string"), Column("grade", "string"),
+     Column("currency", "string"), Column("amount_minor", "long"), Column("monthly_income_minor", "double"),
+     *(Column(n, "double") for n in ("debt_to_income", "loan_to_income", "installment_to_income",
+                                     "credit_utilization", "interest_rate", "term_months", "emp_length_years",
+                                     "delinquencies_2y", "inquiries_12m", "is_secured", "loan_to_value"))),
+    ("customer_id",))
+
+LOAN_SCORES_LATEST = ServingTable(
+    "loan_scores_latest", "pg_loan_scores",
+    (_required("loan_id", "string"), _required("customer_id", "string"),
+     _required("scored_at", "timestamp", source="event_time"), _required("trigger", "string"),
+     # NULL with probability: the latest trigger came while no model could load.
+     Column("model_version", "string"), Column("probability", "double"), Column("reason_codes", "string"),
+     Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
+     Column("exposure_usd", "double"), Column("expected_loss_usd", "double"),
+     _required("written_at", "timestamp", pg_default="now()")),
+    ("loan_id",),
+    # Tables created while both were NOT NULL: an unscored row would fail the job's JDBC sink.
+    relaxed=("model_version", "probability"))
+
+RISK_BY_WINDOW = ServingTable(
+    "risk_by_window", "pg_risk_by_window",
+    (_required("window_start", "timestamp"), _required("window_end", "timestamp"),
+     _required("product", "string"), _required("region", "string"), _required("grade_band", "string"),
+     _required("applications", "long"), _required("scored_loans", "long"),
+     Column("mean_probability", "double"), Column("max_probability", "double"),
+     Column("high_risk_share", "double"), Column("expected_loss_usd", "double")),
+    ("window_start", "product", "region", "grade_band"))
+
+REPAYMENTS_BY_WINDOW = ServingTable(
+    "repayments_by_window", "pg_repayments_by_window",
+    (_required("window_start", "timestamp"), _required("window_end", "timestamp"),
+     _required("repayments", "long"), _required("late_payments", "long"), _required("missed_payments", "long")),
+    ("window_start",))
+
+LOAN_OUTCOMES = ServingTable(
+    "loan_outcomes", "pg_loan_outcomes",
+    (_required("loan_id", "string"), _required("customer_id", "string"), Column("first_due_date", "date"),
+     _required("max_days_past_due", "int"), Column("first_default_date", "date"),
+     _required("observed_until", "timestamp"), _required("repayment_records", "long")),
+    ("loan_id",))
+
+REPEATED_EVENTS = ServingTable(
+    "repeated_events", "pg_repeated_events",
+    (_required("source_topic", "string"), _required("event_id", "string"), _required("repeats", "long"),
+     _required("last_seen_at", "timestamp")),
+    ("source_topic", "event_id"))
+
+SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR, APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
+                                            RISK_BY_WINDOW, REPAYMENTS_BY_WINDOW, LOAN_OUTCOMES, REPEATED_EVENTS)
+
+# --- Lake tables (Iceberg, append-only, partitioned by day) ---
+
+RAW_LOAN_APPLICATIONS = raw_events(LOAN_APPLICATION, "raw_loan_applications")
+RAW_TRANSACTIONS = raw_events(TRANSACTION, "raw_transactions")
+RAW_REPAYMENTS = raw_events(REPAYMENT, "raw_repayments")
+
+DEAD_LETTERS = LakeTable(
+    "dead_letters",
+    tuple(Column(f.name, f.type) for f in DEAD_LETTER.fields)
+    + (Column("received_date", "date", source=DEAD_LETTER.event_time_field),),
+    "received_date")
+
+BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR, "customer_behaviour_windows", "window_date", "behaviour_as_of")
+
+# One row per scoring (trigger 'application' or 'behaviour_window'), with the exact feature row scored.
+SCORES = LakeTable(
+    "scores",
+    (Column("trigger", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
+     Column("scored_at", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
+     Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
+     Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),
+     Column("model_version", "string"), Column("reason_codes", "string"), Column("exposure_usd", "double"),
+     Column("expected_loss_usd", "double"),
+     *(Column(n, "double") for n in FEATURE_NAMES),
+     Column("scored_date", "date", source="event_time")),
+    "scored_date")
+
+RISK_HISTORY = lake_history(RISK_BY_WINDOW, "risk_by_window", "window_date", "window_start")
+
+# Append-only outcome history: the row with the latest observed_until per loan is its outcome.
+OUTCOME_HISTORY = lake_history(LOAN_OUTCOMES, "loan_outcomes", "observed_date", "observed_until")
+
+LAKE_TABLES: tuple[LakeTable, ...] = (RAW_LOAN_APPLICATIONS, RAW_TRANSACTIONS, RAW_REPAYMENTS, DEAD_LETTERS,
+                                      BEHAVIOUR_HISTORY, SCORES, RISK_HISTORY, OUTCOME_HISTORY)
+
+
+def lake_table(name: str) -> LakeTable:
+    """The lake table called ``name``."""
+    for t in LAKE_TABLES:
+        if t.name == name:
+            return t
+    raise KeyError(f"no lake table {name!r}; known: {', '.join(t.name for t in LAKE_TABLES)}")

@@ -1,0 +1,118 @@
+"""Lake and serving tables are declared once (contracts/tables.py); every DDL and INSERT list follows them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from contracts.events import DEAD_LETTER, INPUT_EVENTS
+from contracts.features import FEATURE_NAMES
+from contracts.table_sql import (jdbc_columns_ddl, jdbc_select, lake_columns_ddl, lake_select, postgres_ddl,
+                                 table_fragments)
+from contracts.tables import (LAKE_TABLES, RISK_BY_WINDOW, SCORES, SERVING_TABLES, Column, LakeTable,
+                              ServingTable, lake_history)
+from loanrisk.settings import REPO_ROOT
+from warehouse.ddl import TABLES, create_table_sql, table
+
+# Columns of the tables already on disk (Iceberg, the job's JDBC tables, PostgreSQL), taken from the DDL
+# that was written by hand before the declarations: existing tables must keep working, so a change to
+# them is a schema migration and updates this file on purpose.
+ON_DISK = json.loads((REPO_ROOT / "tests" / "unit" / "tables_on_disk.json").read_text())
+
+
+def jdbc_type(c: Column) -> str:
+    """The type the Flink JDBC table gives the column."""
+    return "TIMESTAMP(3)" if c.type == "timestamp" else c.flink_type
+
+
+def postgres_column(c: Column) -> str:
+    """The column's PostgreSQL type with its constraints, as tables_on_disk.json writes it."""
+    return " ".join([c.postgres_type] + ([] if c.nullable else ["NOT NULL"])
+                    + ([f"DEFAULT {c.pg_default.upper()}"] if c.pg_default else []))
+
+
+def test_lake_tables_keep_the_columns_on_disk() -> None:
+    assert {t.name: [[c.name, c.flink_type] for c in t.columns] for t in LAKE_TABLES} == ON_DISK["iceberg"]
+
+
+def test_jdbc_tables_keep_the_columns_and_keys_of_the_job() -> None:
+    declared = {t.flink_name: {"columns": [[c.name, jdbc_type(c)] for c in t.sink_columns],
+                               "primary_key": list(t.primary_key)} for t in SERVING_TABLES}
+    assert declared == ON_DISK["flink_jdbc"]
+
+
+def test_postgres_tables_keep_their_columns_keys_and_nullability() -> None:
+    declared = {t.name: {"columns": [[c.name, postgres_column(c)] for c in t.columns],
+                         "primary_key": list(t.primary_key)} for t in SERVING_TABLES}
+    assert declared == ON_DISK["postgres"]
+    assert {t.name: list(t.relaxed) for t in SERVING_TABLES if t.relaxed} == ON_DISK["postgres_dropped_not_null"]
+
+
+def test_a_relaxed_column_is_nullable_and_migrated_after_its_table() -> None:
+    for t in SERVING_TABLES:
+        ddl = postgres_ddl(t)
+        for name in t.relaxed:
+            assert next(c for c in t.columns if c.name == name).nullable, (t.name, name)
+            assert ddl.index(f"ALTER TABLE {t.name} ALTER COLUMN {name} DROP NOT NULL") > ddl.index("CREATE TABLE")
+
+
+def test_raw_and_dead_letter_tables_carry_every_contract_field_in_order() -> None:
+    lake = {t.name: t for t in LAKE_TABLES}
+    for contract in INPUT_EVENTS:
+        raw = next(t for t in LAKE_TABLES if t.name == f"raw_{contract.topic.replace('-', '_')}")
+        assert raw.names[:len(contract.fields)] == contract.names
+        assert [c.type for c in raw.columns[:len(contract.fields)]] == [f.type for f in contract.fields]
+    assert lake["dead_letters"].names[:-1] == DEAD_LETTER.names
+
+
+def test_the_scores_table_holds_the_features_in_contract_order() -> None:
+    assert SCORES.names[-len(FEATURE_NAMES) - 1:-1] == FEATURE_NAMES
+
+
+def test_a_primary_key_column_must_be_declared_required() -> None:
+    with pytest.raises(ValueError, match="nullable=False"):
+        ServingTable("t", "pg_t", (Column("id", "string"),), ("id",))
+
+
+def test_a_partition_must_be_a_column() -> None:
+    with pytest.raises(ValueError, match="partition column"):
+        LakeTable("t", (Column("id", "string"),), "day")
+
+
+def widened(serving: ServingTable, column: Column) -> ServingTable:
+    """A copy of ``serving`` with ``column`` added after its last column the job writes."""
+    return replace(serving, columns=serving.sink_columns + (column,) + tuple(
+        c for c in serving.columns if c not in serving.sink_columns))
+
+
+def test_a_column_added_to_a_serving_table_reaches_every_ddl_and_insert() -> None:
+    serving = widened(RISK_BY_WINDOW, Column("median_probability", "double"))
+    lake = lake_history(serving, "risk_by_window", "window_date", "window_start")
+    warehouse = replace(table("RISK_BY_WINDOW"), lake=lake)
+    assert "`median_probability` DOUBLE,\n  `window_date` DATE" in lake_columns_ddl(lake)
+    assert "`median_probability` DOUBLE,\n  PRIMARY KEY" in jdbc_columns_ddl(serving)
+    assert "median_probability DOUBLE PRECISION,\n  PRIMARY KEY" in postgres_ddl(serving)
+    assert '"MEDIAN_PROBABILITY" FLOAT,\n  "WINDOW_DATE" DATE' in create_table_sql(warehouse)
+    assert lake_select(lake).endswith("`median_probability`, CAST(`window_start` AS DATE) AS `window_date`")
+    assert jdbc_select(serving).endswith("`expected_loss_usd`, `median_probability`")
+
+
+def test_inserts_cast_times_to_the_sink_precision_and_derive_the_partition() -> None:
+    lake = lake_select(SCORES).split(", ")
+    assert lake[SCORES.names.index("scored_at")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `scored_at`"
+    assert lake[-1] == "CAST(`event_time` AS DATE) AS `scored_date`"
+    assert jdbc_select(RISK_BY_WINDOW).startswith("CAST(`window_start` AS TIMESTAMP(3)) AS `window_start`")
+
+
+def test_the_job_sql_uses_every_table_declaration() -> None:
+    text = "\n".join(p.read_text() for p in (REPO_ROOT / "sql").rglob("*.sql"))
+    for name in table_fragments():
+        assert f"${{{name}}}" in text, f"{name}: declared but no sql/ file uses it"
+
+
+def test_every_warehouse_table_copies_a_declared_lake_table() -> None:
+    assert {t.lake_table for t in TABLES} == {t.name for t in LAKE_TABLES} - {"dead_letters"}
+    for t in TABLES:
+        assert t.lake in LAKE_TABLES
