@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -15,7 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from udfs.registry_reader import RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
+from contracts.features import feature_schema_hash
+from contracts.registry_layout import CHAMPION_HISTORY_FILE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
+from udfs.registry_reader import RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
 
 MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
 MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
@@ -27,11 +28,6 @@ class ModelRejected(ValueError):
 
 
 _LOAD_ERRORS = (ModelRejected, RegistryReadError, ValueError)  # what loading a version can fail with
-
-
-def schema_hash(names: Sequence[str]) -> str:
-    """The feature-list hash stored as ``feature_schema_hash`` (same formula as contracts/features.py)."""
-    return hashlib.sha256(json.dumps(list(names)).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def _feature_list(metadata: Mapping[str, Any], version: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ModelRejected(f"{version}: metadata.json feature_names repeats a feature")
     declared = metadata.get("feature_schema_hash")
-    if declared is not None and declared != schema_hash(names):
+    if declared is not None and declared != feature_schema_hash(names):
         raise ModelRejected(f"{version}: feature_schema_hash {declared} does not match feature_names")
     return names
 
@@ -105,27 +101,27 @@ def _session(model_bytes: bytes, version: str) -> ort.InferenceSession:
         raise ModelRejected(f"{version}: model.onnx does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
-def _check_signature(sess: ort.InferenceSession, k: int, layout: RegistryLayout, version: str) -> None:
-    """Input float [N, k] named ``layout.onnx_input``; output ``layout.onnx_probabilities`` [N, 2]."""
+def _check_signature(sess: ort.InferenceSession, k: int, version: str) -> None:
+    """Input float [N, k] named ONNX_INPUT; output ONNX_PROBABILITIES [N, 2]."""
     inputs = sess.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != layout.onnx_input:
-        raise ModelRejected(f"{version}: ONNX inputs {[i.name for i in inputs]}, expected [{layout.onnx_input}]")
+    if len(inputs) != 1 or inputs[0].name != ONNX_INPUT:
+        raise ModelRejected(f"{version}: ONNX inputs {[i.name for i in inputs]}, expected [{ONNX_INPUT}]")
     inp = inputs[0]
     if inp.type != "tensor(float)" or len(inp.shape) != 2 or inp.shape[1] != k or isinstance(inp.shape[0], int):
         raise ModelRejected(f"{version}: ONNX input {inp.name} is {inp.type} {inp.shape}, expected "
                             f"tensor(float) [N, {k}] for its {k} features")
     outputs = {o.name: o for o in sess.get_outputs()}
-    out = outputs.get(layout.onnx_probabilities)
+    out = outputs.get(ONNX_PROBABILITIES)
     if out is None:
-        raise ModelRejected(f"{version}: ONNX outputs {list(outputs)} lack {layout.onnx_probabilities}")
+        raise ModelRejected(f"{version}: ONNX outputs {list(outputs)} lack {ONNX_PROBABILITIES}")
     shape = list(out.shape)
     wrong_width = len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 2
     if out.type not in ("tensor(float)", "tensor(double)") or len(shape) != 2 or wrong_width:
         raise ModelRejected(f"{version}: ONNX output {out.name} is {out.type} {out.shape}, expected [N, 2]")
 
 
-def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_columns: Sequence[str],
-               layout: RegistryLayout = RegistryLayout()) -> LoadedModel:
+def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
+               feature_columns: Sequence[str]) -> LoadedModel:
     """Validate a version's files against the stream's columns and open it (ModelRejected when unfit)."""
     try:
         metadata = json.loads(metadata_bytes)
@@ -141,20 +137,20 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_
         raise ModelRejected(f"{version}: the model needs features the stream does not provide: {', '.join(missing)}")
     reference = _reference(metadata, names, version)
     sess = _session(model_bytes, version)
-    raw = sess.get_modelmeta().custom_metadata_map.get(layout.onnx_meta_features)
+    raw = sess.get_modelmeta().custom_metadata_map.get(ONNX_META_FEATURES)
     try:
         embedded = json.loads(raw) if raw is not None else None
     except ValueError:
         embedded = None
     if not isinstance(embedded, list):
-        raise ModelRejected(f"{version}: ONNX metadata_props has no JSON list {layout.onnx_meta_features!r}")
+        raise ModelRejected(f"{version}: ONNX metadata_props has no JSON list {ONNX_META_FEATURES!r}")
     if embedded != names:
         raise ModelRejected(f"{version}: ONNX feature_names differ from metadata.json ({_names_diff(embedded, names)})")
-    _check_signature(sess, len(names), layout, version)
+    _check_signature(sess, len(names), version)
     cols = list(feature_columns)
     model = LoadedModel(version=version, feature_names=tuple(names), reference=reference,
                         columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess,
-                        input_name=layout.onnx_input, output_name=layout.onnx_probabilities)
+                        input_name=ONNX_INPUT, output_name=ONNX_PROBABILITIES)
     try:
         probe = model.session.run([model.output_name], {model.input_name: reference[np.newaxis, :]})[0]
     except Exception as exc:
@@ -190,18 +186,16 @@ class Scorer:
     def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
                  alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] | None = None, layout: RegistryLayout = RegistryLayout(),
-                 timeout_s: float = 10.0) -> None:
+                 log: Callable[[str], None] | None = None, timeout_s: float = 10.0) -> None:
         self.feature_columns = list(feature_columns)
         if len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("feature_columns repeats a name")
         self.poll_interval_s = float(poll_interval_s)
         self.alert_threshold = float(alert_threshold)
         self.top_reasons = int(top_reasons)
-        self.layout = layout
         self._clock = clock
         self._log = log
-        self._reader = RegistryReader(registry_uri, s3=s3, layout=layout, timeout_s=timeout_s)
+        self._reader = RegistryReader(registry_uri, s3=s3, timeout_s=timeout_s)
         self.model_load_failures = 0
         self.registry_poll_failures = 0
         self.model_unavailable_rows = 0
@@ -228,7 +222,7 @@ class Scorer:
     def _load(self, version: str) -> LoadedModel:
         """Fetch and validate ``version``."""
         model_bytes, metadata_bytes = self._reader.model_files(version)
-        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns, self.layout)
+        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns)
         self.model_loads += 1
         return model
 
@@ -301,7 +295,7 @@ class Scorer:
         if pointer_error is not None:
             self.last_reload_error = pointer_error
             self._emit(f"champion pointer not readable, scoring with {model.version} from "
-                       f"{self.layout.champion_history_file} instead: {pointer_error}{others}", True)
+                       f"{CHAMPION_HISTORY_FILE} instead: {pointer_error}{others}", True)
         elif model.version != champion:
             self.last_reload_error = failed.get(champion) or self._refused.get(champion, "")
             self._emit(f"champion {champion} not loaded, scoring with earlier champion {model.version} instead: "
