@@ -39,16 +39,28 @@ class LoadedModel:
     reference: np.ndarray  # float32 [k], metadata feature_reference in feature_names order
     columns: np.ndarray  # int [k], position of each model feature among the stream's feature columns
     session: ort.InferenceSession
-    input_name: str
-    output_name: str
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) (float64) for a float32 [n, k] matrix in the model's feature order."""
-        out = np.empty(len(X), dtype=np.float64)
-        for start in range(0, len(X), MAX_BATCH_ROWS):
-            chunk = np.ascontiguousarray(X[start:start + MAX_BATCH_ROWS], dtype=np.float32)
-            out[start:start + len(chunk)] = self.session.run([self.output_name], {self.input_name: chunk})[0][:, 1]
-        return out
+        return predict_proba(self.session, X)
+
+
+def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
+    """A one-thread CPU session: every Flink slot runs its own Python worker, and they share the cores."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def predict_proba(session: ort.InferenceSession, X: np.ndarray) -> np.ndarray:
+    """P(default) (float64) from the registry's ONNX signature for float rows ``X``."""
+    out = np.empty(len(X), dtype=np.float64)
+    for start in range(0, len(X), MAX_BATCH_ROWS):
+        chunk = np.ascontiguousarray(X[start:start + MAX_BATCH_ROWS], dtype=np.float32)
+        out[start:start + len(chunk)] = session.run([ONNX_PROBABILITIES], {ONNX_INPUT: chunk})[0][:, 1]
+    return out
 
 
 def _names_diff(a: Sequence[str], b: Sequence[str]) -> str:
@@ -90,13 +102,9 @@ def _reference(metadata: Mapping[str, Any], names: Sequence[str], version: str) 
 
 
 def _session(model_bytes: bytes, version: str) -> ort.InferenceSession:
-    """A one-thread CPU session."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    """The version's session (ModelRejected when the bytes are no loadable model)."""
     try:
-        return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx_session(model_bytes)
     except Exception as exc:  # onnxruntime raises several private exception types
         raise ModelRejected(f"{version}: model.onnx does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
 
@@ -127,6 +135,14 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
         metadata = json.loads(metadata_bytes)
     except ValueError as exc:
         raise ModelRejected(f"{version}: metadata.json is not JSON: {exc}") from None
+    return open_model(version, model_bytes, metadata, feature_columns)
+
+
+def open_model(version: str, model_bytes: bytes, metadata: Any, feature_columns: Sequence[str]) -> LoadedModel:
+    """Validate a model and its parsed metadata against ``feature_columns`` and open it (ModelRejected when unfit).
+
+    The one loading path of both scorers: the stream's (here) and the batch one (models/score.py).
+    """
     if not isinstance(metadata, dict):
         raise ModelRejected(f"{version}: metadata.json is not an object")
     if metadata.get("version") not in (None, version):
@@ -149,10 +165,9 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
     _check_signature(sess, len(names), version)
     cols = list(feature_columns)
     model = LoadedModel(version=version, feature_names=tuple(names), reference=reference,
-                        columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess,
-                        input_name=ONNX_INPUT, output_name=ONNX_PROBABILITIES)
+                        columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess)
     try:
-        probe = model.session.run([model.output_name], {model.input_name: reference[np.newaxis, :]})[0]
+        probe = sess.run([ONNX_PROBABILITIES], {ONNX_INPUT: reference[np.newaxis, :]})[0]
     except Exception as exc:
         raise ModelRejected(f"{version}: the model fails on its reference row: {type(exc).__name__}: "
                             f"{str(exc)[:200]}") from None
@@ -162,18 +177,34 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
     return model
 
 
-def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[str]:
-    """Per row of ``X`` (probabilities ``p``): the top features whose reset to the reference lowers p most."""
+def impacts(model: LoadedModel, X: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """An [n, k] array: how far each row's probability ``p`` drops when one feature is set to its reference.
+
+    ``impact_j = p(x) - p(x with x_j := reference_j)``, the reference being the training mean stored as
+    ``feature_reference``; all k perturbed copies go through the model in one batch.
+    """
+    X = np.asarray(X, dtype=np.float32)
     n, k = X.shape
-    if n == 0 or top <= 0:
-        return [""] * n
     batch = np.repeat(X[np.newaxis, :, :], k, axis=0)  # [k, n, k]: copy j has feature j at its reference
     for j in range(k):
         batch[j, :, j] = model.reference[j]
-    drop = p[np.newaxis, :] - model.predict(batch.reshape(k * n, k)).reshape(k, n)  # [k, n]
-    order = np.argsort(-drop, axis=0, kind="stable")[:top]  # [top, n]
+    perturbed = model.predict(batch.reshape(k * n, k)).reshape(k, n)
+    return (np.asarray(p, dtype=np.float64)[np.newaxis, :] - perturbed).T
+
+
+def top_reasons(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
+    """Per row of ``X`` (probabilities ``p``): up to ``top`` (feature, impact) pairs above MIN_IMPACT, largest first."""
+    if len(X) == 0 or top <= 0:
+        return [[] for _ in range(len(X))]
+    drop = impacts(model, X, p)
+    order = np.argsort(-drop, axis=1, kind="stable")[:, :top]
     names = model.feature_names
-    return [",".join(names[j] for j in order[:, i] if drop[j, i] > MIN_IMPACT) for i in range(n)]
+    return [[(names[j], float(row[j])) for j in idx if row[j] > MIN_IMPACT] for row, idx in zip(drop, order)]
+
+
+def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[str]:
+    """The stream's reason codes: per row, the top features' names, comma-separated."""
+    return [",".join(name for name, _ in row) for row in top_reasons(model, X, p, top)]
 
 
 class Scorer:
