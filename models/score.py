@@ -1,4 +1,4 @@
-"""Batch scoring with a registered model through the stream's scoring core (udfs/scorer.py), for frames, files and tables.
+"""Batch scoring with a registered model by the stream's own scorer (udfs/scorer.py): frames, files and tables.
 
 Input rows either carry the contract feature columns already (as ``risk.scores`` or the Flink
 features do) or are loan applications in the canonical schema, from which the application
