@@ -8,6 +8,7 @@ from pathlib import Path
 from jobs.params import sql_params, udf_job_parameters
 from jobs.sqlfiles import load
 from loanrisk.settings import REPO_ROOT, Settings
+from udfs import WORKER_PACKAGES
 
 INIT_FOLDERS = ("catalog", "risk")
 
@@ -16,7 +17,8 @@ def init_statements(settings: Settings) -> list[str]:
     """Every statement of the risk job except its INSERTs, plus what the client needs for the UDF."""
     params = sql_params(settings)
     job_parameters = udf_job_parameters(settings).replace("'", "''")
-    head = [f"SET 'python.files' = '{REPO_ROOT / 'udfs'}'",
+    python_files = ",".join(str(REPO_ROOT / name) for name in WORKER_PACKAGES)
+    head = [f"SET 'python.files' = '{python_files}'",
             f"SET 'python.executable' = '{settings.flink_python}'",
             "SET 'sql-client.execution.result-mode' = 'tableau'",
             f"SET 'pipeline.global-job-parameters' = '{job_parameters}'"]

@@ -29,7 +29,7 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     for glob in only_into:
         args += ["--only-into", glob]
     args += ["--params", str(params), "--name", name]
-    py_files = [REPO_ROOT / "jobs", REPO_ROOT / "udfs"] if (REPO_ROOT / "udfs").exists() else [REPO_ROOT / "jobs"]
+    py_files = risk_job_python_files()
     job_id = flink_client.flink_run(settings, ENTRY, args, py_files=py_files)
     # What the supervisor resubmits, from its latest checkpoint, if the JobManager dies under it.
     record_submission(settings, Submission(name, job_id, str(ENTRY), args, [str(p) for p in py_files], str(params)))
@@ -39,3 +39,9 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
 def plan_path(settings: Settings, name: str = RISK_JOB_NAME) -> Path:
     """The compiled plan jobs/run_sql.py writes for the job named ``name`` (read for its state retention)."""
     return settings.state_dir / "run" / f"plan-{name}.json"
+
+
+def risk_job_python_files() -> list[Path]:
+    """The folders shipped with the risk job (-pyfs): jobs/ for the entry point, and what the UDFs import."""
+    from udfs import WORKER_PACKAGES
+    return [REPO_ROOT / "jobs", *(REPO_ROOT / name for name in WORKER_PACKAGES)]

@@ -10,6 +10,8 @@ import numpy as np
 from contracts.registry_layout import ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
 from contracts.features import feature_schema_hash
 from models.errors import ModelError, ParityError
+# Parity, holdout metrics and batch scores come from the session and prediction the stream's workers run.
+from udfs.scorer import onnx_session as session, predict_proba as onnx_proba
 
 PARITY_TOLERANCE = 1e-5
 
@@ -46,22 +48,6 @@ def _rename_output(model: Any, old: str, new: str) -> None:
     for out in model.graph.output:
         if out.name == old:
             out.name = new
-
-
-def session(model_bytes: bytes) -> Any:
-    """An onnxruntime session on the CPU, one thread (the stream's setting)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def onnx_proba(sess: Any, X: np.ndarray) -> np.ndarray:
-    """P(default) from an onnxruntime session for float rows ``X``."""
-    out = sess.run([ONNX_PROBABILITIES], {ONNX_INPUT: np.ascontiguousarray(X, dtype=np.float32)})[0]
-    return np.asarray(out[:, 1], dtype=np.float64)
 
 
 def onnx_metadata(model_bytes: bytes) -> dict[str, str]:

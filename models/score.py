@@ -1,4 +1,4 @@
-"""Batch scoring with a registered model through onnxruntime: the stream's path, for frames, files and tables.
+"""Batch scoring with a registered model by the stream's own scorer (udfs/scorer.py): frames, files and tables.
 
 Input rows either carry the contract feature columns already (as ``risk.scores`` or the Flink
 features do) or are loan applications in the canonical schema, from which the application
@@ -18,21 +18,22 @@ import pandas as pd
 from contracts.features import APPLICATION_FEATURE_NAMES
 from models.compat import check_model
 from models.dataset import FEATURE_INPUTS, application_features, read_table_file
-from models.errors import DatasetError
-from models.export import onnx_proba, session
-from models.reasons import reason_codes
+from models.errors import DatasetError, ModelError
 from models.registry import Registry
+from udfs.scorer import ModelRejected, open_model, top_reasons
 
 
 class Scorer:
-    """One registered model loaded into onnxruntime, with its feature list and reference values."""
+    """One registered model, checked against the contract and opened the way the stream's workers open it."""
 
     def __init__(self, model_bytes: bytes, metadata: dict[str, Any]) -> None:
         self.feature_names = check_model(model_bytes, metadata)
         self.metadata = metadata
         self.version = str(metadata.get("version", "?"))
-        self.reference = {k: float(v) for k, v in (metadata.get("feature_reference") or {}).items()}
-        self._session = session(model_bytes)
+        try:
+            self.model = open_model(self.version, model_bytes, metadata, self.feature_names)
+        except ModelRejected as exc:
+            raise ModelError(f"the stream would refuse this model: {exc}") from None
 
     @classmethod
     def from_registry(cls, registry: Registry, version: str | None = None) -> Scorer:
@@ -59,16 +60,17 @@ class Scorer:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) for a float matrix in the model's feature order."""
-        return onnx_proba(self._session, X)
+        return self.model.predict(X)
 
     def score(self, frame: pd.DataFrame, reasons: int = 3) -> pd.DataFrame:
         """``frame`` plus ``default_probability``, ``model_version`` and (when ``reasons``) ``reason_codes`` JSON."""
         X = self.features(frame)
         out = frame.reset_index(drop=True).copy()
-        out["default_probability"] = self.predict(X)
+        p = self.predict(X)
+        out["default_probability"] = p
         out["model_version"] = self.version
-        if reasons and self.reference:
-            codes = reason_codes(self.predict, X, self.feature_names, self.reference, top=reasons)
+        if reasons:
+            codes = top_reasons(self.model, X, p, reasons)
             out["reason_codes"] = [json.dumps([{"feature": f, "impact": round(v, 6)} for f, v in row]) for row in codes]
         return out
 

@@ -13,15 +13,8 @@ import pandas as pd
 from pyflink.table import DataTypes, Row
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
+from contracts.features import FEATURE_NAMES
 from udfs.scorer import Scorer
-
-# The model's candidate inputs in contract order (contracts/features.py FEATURE_NAMES; a test checks equality).
-FEATURE_NAMES: list[str] = [
-    "debt_to_income", "loan_to_income", "installment_to_income", "credit_utilization", "interest_rate",
-    "term_months", "emp_length_years", "delinquencies_2y", "inquiries_12m", "is_secured", "loan_to_value",
-    "income_stability", "spend_to_income", "balance_to_income", "dpd_current", "dpd_max", "dpd_mean",
-    "late_payments", "missed_payments", "behaviour_windows",
-]
 
 # Job parameters read in open() (pipeline.global-job-parameters) and their defaults.
 JOB_PARAMETERS: dict[str, str] = {

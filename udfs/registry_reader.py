@@ -12,25 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from contracts.registry_layout import METADATA_FILE, MODEL_FILE, champion_history_path, champion_path, version_path
 from udfs.sigv4 import sign
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ERROR_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the object store is reached directly
-
-
-@dataclass(frozen=True)
-class RegistryLayout:
-    """Registry file names and ONNX names (values of contracts/registry_layout.py, passed in, not imported)."""
-
-    versions_prefix: str = "versions"
-    model_file: str = "model.onnx"
-    metadata_file: str = "metadata.json"
-    champion_file: str = "champion.json"
-    champion_history_file: str = "champion_history.json"
-    onnx_input: str = "features"
-    onnx_probabilities: str = "probabilities"
-    onnx_meta_features: str = "feature_names"
 
 
 @dataclass(frozen=True)
@@ -145,42 +132,36 @@ def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.
 class RegistryReader:
     """The champion pointer, the champion history and a version's files under one registry root."""
 
-    def __init__(self, root: str, *, s3: S3Endpoint | Mapping[str, Any] | None = None,
-                 layout: RegistryLayout = RegistryLayout(), timeout_s: float = 10.0) -> None:
+    def __init__(self, root: str, *, s3: S3Endpoint | Mapping[str, Any] | None = None, timeout_s: float = 10.0) -> None:
         if not root:
             raise ValueError("the registry root is empty")
         self.root = root.rstrip("/")
         self.s3 = S3Endpoint.from_mapping(s3) if isinstance(s3, Mapping) else s3
         if self.root.startswith("s3://") and self.s3 is None:
             raise ValueError(f"registry {self.root} needs S3 settings (endpoint, region, access key, secret)")
-        self.layout = layout
         self.timeout_s = timeout_s
 
-    def uri(self, *parts: str) -> str:
-        """The full URI of ``parts`` below the root."""
-        return "/".join([self.root, *parts])
-
-    def read(self, *parts: str) -> bytes:
-        """The bytes of the file at ``parts`` below the root."""
-        return read_bytes(self.uri(*parts), s3=self.s3, timeout_s=self.timeout_s)
+    def read(self, uri: str) -> bytes:
+        """The bytes of the registry file at ``uri``."""
+        return read_bytes(uri, s3=self.s3, timeout_s=self.timeout_s)
 
     def champion(self) -> dict[str, Any]:
         """The parsed champion pointer (ObjectNotFound before the first promotion)."""
-        raw = self.read(self.layout.champion_file)
+        uri = champion_path(self.root)
         try:
-            pointer = json.loads(raw)
+            pointer = json.loads(self.read(uri))
         except ValueError as exc:
-            raise RegistryReadError(f"{self.uri(self.layout.champion_file)} is not JSON: {exc}") from None
+            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
         version = pointer.get("version") if isinstance(pointer, dict) else None
         if not isinstance(version, str) or not _VERSION_NAME.match(version):
-            raise RegistryReadError(f"{self.uri(self.layout.champion_file)} has no valid version: {version!r}")
+            raise RegistryReadError(f"{uri} has no valid version: {version!r}")
         return pointer
 
     def champion_history(self) -> list[str]:
         """champion_history.json's champions, oldest first (the last was champion when it was written)."""
-        uri = self.uri(self.layout.champion_history_file)
+        uri = champion_history_path(self.root)
         try:
-            doc = json.loads(self.read(self.layout.champion_history_file))
+            doc = json.loads(self.read(uri))
         except ValueError as exc:
             raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("champions"), list):
@@ -192,12 +173,11 @@ class RegistryReader:
         return str(self.champion()["version"])
 
     def version_file(self, version: str, name: str) -> bytes:
-        """One file of a version (``model_file`` or ``metadata_file``)."""
+        """One file of a version (``MODEL_FILE`` or ``METADATA_FILE``)."""
         if not _VERSION_NAME.match(version):
             raise ValueError(f"invalid version name {version!r}")
-        return self.read(self.layout.versions_prefix, version, name)
+        return self.read(version_path(self.root, version, name))
 
     def model_files(self, version: str) -> tuple[bytes, bytes]:
         """(model.onnx bytes, metadata.json bytes) of ``version``."""
-        return (self.version_file(version, self.layout.model_file),
-                self.version_file(version, self.layout.metadata_file))
+        return self.version_file(version, MODEL_FILE), self.version_file(version, METADATA_FILE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -15,7 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from udfs.registry_reader import RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
+from contracts.features import feature_schema_hash
+from contracts.registry_layout import CHAMPION_HISTORY_FILE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
+from udfs.registry_reader import RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
 
 MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
 MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
@@ -29,11 +30,6 @@ class ModelRejected(ValueError):
 _LOAD_ERRORS = (ModelRejected, RegistryReadError, ValueError)  # what loading a version can fail with
 
 
-def schema_hash(names: Sequence[str]) -> str:
-    """The feature-list hash stored as ``feature_schema_hash`` (same formula as contracts/features.py)."""
-    return hashlib.sha256(json.dumps(list(names)).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class LoadedModel:
     """One validated model version, ready to score."""
@@ -43,16 +39,28 @@ class LoadedModel:
     reference: np.ndarray  # float32 [k], metadata feature_reference in feature_names order
     columns: np.ndarray  # int [k], position of each model feature among the stream's feature columns
     session: ort.InferenceSession
-    input_name: str
-    output_name: str
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) (float64) for a float32 [n, k] matrix in the model's feature order."""
-        out = np.empty(len(X), dtype=np.float64)
-        for start in range(0, len(X), MAX_BATCH_ROWS):
-            chunk = np.ascontiguousarray(X[start:start + MAX_BATCH_ROWS], dtype=np.float32)
-            out[start:start + len(chunk)] = self.session.run([self.output_name], {self.input_name: chunk})[0][:, 1]
-        return out
+        return predict_proba(self.session, X)
+
+
+def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
+    """A one-thread CPU session: every Flink slot runs its own Python worker, and they share the cores."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def predict_proba(session: ort.InferenceSession, X: np.ndarray) -> np.ndarray:
+    """P(default) (float64) from the registry's ONNX signature for float rows ``X``."""
+    out = np.empty(len(X), dtype=np.float64)
+    for start in range(0, len(X), MAX_BATCH_ROWS):
+        chunk = np.ascontiguousarray(X[start:start + MAX_BATCH_ROWS], dtype=np.float32)
+        out[start:start + len(chunk)] = session.run([ONNX_PROBABILITIES], {ONNX_INPUT: chunk})[0][:, 1]
+    return out
 
 
 def _names_diff(a: Sequence[str], b: Sequence[str]) -> str:
@@ -71,7 +79,7 @@ def _feature_list(metadata: Mapping[str, Any], version: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ModelRejected(f"{version}: metadata.json feature_names repeats a feature")
     declared = metadata.get("feature_schema_hash")
-    if declared is not None and declared != schema_hash(names):
+    if declared is not None and declared != feature_schema_hash(names):
         raise ModelRejected(f"{version}: feature_schema_hash {declared} does not match feature_names")
     return names
 
@@ -94,43 +102,47 @@ def _reference(metadata: Mapping[str, Any], names: Sequence[str], version: str) 
 
 
 def _session(model_bytes: bytes, version: str) -> ort.InferenceSession:
-    """A one-thread CPU session."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    """The version's session (ModelRejected when the bytes are no loadable model)."""
     try:
-        return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx_session(model_bytes)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several private exception types
         raise ModelRejected(f"{version}: model.onnx does not load: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
-def _check_signature(sess: ort.InferenceSession, k: int, layout: RegistryLayout, version: str) -> None:
-    """Input float [N, k] named ``layout.onnx_input``; output ``layout.onnx_probabilities`` [N, 2]."""
+def _check_signature(sess: ort.InferenceSession, k: int, version: str) -> None:
+    """Input float [N, k] named ONNX_INPUT; output ONNX_PROBABILITIES [N, 2]."""
     inputs = sess.get_inputs()
-    if len(inputs) != 1 or inputs[0].name != layout.onnx_input:
-        raise ModelRejected(f"{version}: ONNX inputs {[i.name for i in inputs]}, expected [{layout.onnx_input}]")
+    if len(inputs) != 1 or inputs[0].name != ONNX_INPUT:
+        raise ModelRejected(f"{version}: ONNX inputs {[i.name for i in inputs]}, expected [{ONNX_INPUT}]")
     inp = inputs[0]
     if inp.type != "tensor(float)" or len(inp.shape) != 2 or inp.shape[1] != k or isinstance(inp.shape[0], int):
         raise ModelRejected(f"{version}: ONNX input {inp.name} is {inp.type} {inp.shape}, expected "
                             f"tensor(float) [N, {k}] for its {k} features")
     outputs = {o.name: o for o in sess.get_outputs()}
-    out = outputs.get(layout.onnx_probabilities)
+    out = outputs.get(ONNX_PROBABILITIES)
     if out is None:
-        raise ModelRejected(f"{version}: ONNX outputs {list(outputs)} lack {layout.onnx_probabilities}")
+        raise ModelRejected(f"{version}: ONNX outputs {list(outputs)} lack {ONNX_PROBABILITIES}")
     shape = list(out.shape)
     wrong_width = len(shape) == 2 and isinstance(shape[1], int) and shape[1] != 2
     if out.type not in ("tensor(float)", "tensor(double)") or len(shape) != 2 or wrong_width:
         raise ModelRejected(f"{version}: ONNX output {out.name} is {out.type} {out.shape}, expected [N, 2]")
 
 
-def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_columns: Sequence[str],
-               layout: RegistryLayout = RegistryLayout()) -> LoadedModel:
+def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
+               feature_columns: Sequence[str]) -> LoadedModel:
     """Validate a version's files against the stream's columns and open it (ModelRejected when unfit)."""
     try:
         metadata = json.loads(metadata_bytes)
     except ValueError as exc:
         raise ModelRejected(f"{version}: metadata.json is not JSON: {exc}") from None
+    return open_model(version, model_bytes, metadata, feature_columns)
+
+
+def open_model(version: str, model_bytes: bytes, metadata: Any, feature_columns: Sequence[str]) -> LoadedModel:
+    """Validate a model and its parsed metadata against ``feature_columns`` and open it (ModelRejected when unfit).
+
+    The one loading path of both scorers: the stream's (here) and the batch one (models/score.py).
+    """
     if not isinstance(metadata, dict):
         raise ModelRejected(f"{version}: metadata.json is not an object")
     if metadata.get("version") not in (None, version):
@@ -141,22 +153,21 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_
         raise ModelRejected(f"{version}: the model needs features the stream does not provide: {', '.join(missing)}")
     reference = _reference(metadata, names, version)
     sess = _session(model_bytes, version)
-    raw = sess.get_modelmeta().custom_metadata_map.get(layout.onnx_meta_features)
+    raw = sess.get_modelmeta().custom_metadata_map.get(ONNX_META_FEATURES)
     try:
         embedded = json.loads(raw) if raw is not None else None
     except ValueError:
         embedded = None
     if not isinstance(embedded, list):
-        raise ModelRejected(f"{version}: ONNX metadata_props has no JSON list {layout.onnx_meta_features!r}")
+        raise ModelRejected(f"{version}: ONNX metadata_props has no JSON list {ONNX_META_FEATURES!r}")
     if embedded != names:
         raise ModelRejected(f"{version}: ONNX feature_names differ from metadata.json ({_names_diff(embedded, names)})")
-    _check_signature(sess, len(names), layout, version)
+    _check_signature(sess, len(names), version)
     cols = list(feature_columns)
     model = LoadedModel(version=version, feature_names=tuple(names), reference=reference,
-                        columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess,
-                        input_name=layout.onnx_input, output_name=layout.onnx_probabilities)
+                        columns=np.asarray([cols.index(n) for n in names], dtype=np.intp), session=sess)
     try:
-        probe = model.session.run([model.output_name], {model.input_name: reference[np.newaxis, :]})[0]
+        probe = sess.run([ONNX_PROBABILITIES], {ONNX_INPUT: reference[np.newaxis, :]})[0]
     except Exception as exc:  # noqa: BLE001 - any failure rejects the model
         raise ModelRejected(f"{version}: the model fails on its reference row: {type(exc).__name__}: "
                             f"{str(exc)[:200]}") from None
@@ -166,18 +177,34 @@ def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes, feature_
     return model
 
 
-def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[str]:
-    """Per row of ``X`` (probabilities ``p``): the top features whose reset to the reference lowers p most."""
+def impacts(model: LoadedModel, X: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """An [n, k] array: how far each row's probability ``p`` drops when one feature is set to its reference.
+
+    ``impact_j = p(x) - p(x with x_j := reference_j)``, the reference being the training mean stored as
+    ``feature_reference``; all k perturbed copies go through the model in one batch.
+    """
+    X = np.asarray(X, dtype=np.float32)
     n, k = X.shape
-    if n == 0 or top <= 0:
-        return [""] * n
     batch = np.repeat(X[np.newaxis, :, :], k, axis=0)  # [k, n, k]: copy j has feature j at its reference
     for j in range(k):
         batch[j, :, j] = model.reference[j]
-    drop = p[np.newaxis, :] - model.predict(batch.reshape(k * n, k)).reshape(k, n)  # [k, n]
-    order = np.argsort(-drop, axis=0, kind="stable")[:top]  # [top, n]
+    perturbed = model.predict(batch.reshape(k * n, k)).reshape(k, n)
+    return (np.asarray(p, dtype=np.float64)[np.newaxis, :] - perturbed).T
+
+
+def top_reasons(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[list[tuple[str, float]]]:
+    """Per row of ``X`` (probabilities ``p``): up to ``top`` (feature, impact) pairs above MIN_IMPACT, largest first."""
+    if len(X) == 0 or top <= 0:
+        return [[] for _ in range(len(X))]
+    drop = impacts(model, X, p)
+    order = np.argsort(-drop, axis=1, kind="stable")[:, :top]
     names = model.feature_names
-    return [",".join(names[j] for j in order[:, i] if drop[j, i] > MIN_IMPACT) for i in range(n)]
+    return [[(names[j], float(row[j])) for j in idx if row[j] > MIN_IMPACT] for row, idx in zip(drop, order)]
+
+
+def reason_codes(model: LoadedModel, X: np.ndarray, p: np.ndarray, top: int) -> list[str]:
+    """The stream's reason codes: per row, the top features' names, comma-separated."""
+    return [",".join(name for name, _ in row) for row in top_reasons(model, X, p, top)]
 
 
 class Scorer:
@@ -190,18 +217,16 @@ class Scorer:
     def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
                  alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] | None = None, layout: RegistryLayout = RegistryLayout(),
-                 timeout_s: float = 10.0) -> None:
+                 log: Callable[[str], None] | None = None, timeout_s: float = 10.0) -> None:
         self.feature_columns = list(feature_columns)
         if len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("feature_columns repeats a name")
         self.poll_interval_s = float(poll_interval_s)
         self.alert_threshold = float(alert_threshold)
         self.top_reasons = int(top_reasons)
-        self.layout = layout
         self._clock = clock
         self._log = log
-        self._reader = RegistryReader(registry_uri, s3=s3, layout=layout, timeout_s=timeout_s)
+        self._reader = RegistryReader(registry_uri, s3=s3, timeout_s=timeout_s)
         self.model_load_failures = 0
         self.registry_poll_failures = 0
         self.model_unavailable_rows = 0
@@ -228,7 +253,7 @@ class Scorer:
     def _load(self, version: str) -> LoadedModel:
         """Fetch and validate ``version``."""
         model_bytes, metadata_bytes = self._reader.model_files(version)
-        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns, self.layout)
+        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns)
         self.model_loads += 1
         return model
 
@@ -301,7 +326,7 @@ class Scorer:
         if pointer_error is not None:
             self.last_reload_error = pointer_error
             self._emit(f"champion pointer not readable, scoring with {model.version} from "
-                       f"{self.layout.champion_history_file} instead: {pointer_error}{others}", True)
+                       f"{CHAMPION_HISTORY_FILE} instead: {pointer_error}{others}", True)
         elif model.version != champion:
             self.last_reload_error = failed.get(champion) or self._refused.get(champion, "")  # type: ignore[arg-type]
             self._emit(f"champion {champion} not loaded, scoring with earlier champion {model.version} instead: "

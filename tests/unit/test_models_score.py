@@ -11,10 +11,10 @@ import pytest
 
 from models.dataset import application_features, from_applications
 from models.pipeline import Candidate, train_candidate
-from models.reasons import MIN_IMPACT, impacts, reason_codes
 from models.registry import Registry
 from models.score import Scorer, score_file
 from models.synthetic import toy_applications
+from udfs.scorer import MIN_IMPACT, impacts, top_reasons
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,14 @@ def test_reason_codes_are_the_probability_drop_at_the_reference(scorer: Scorer, 
     ref = cand.metadata["feature_reference"]
     names = cand.metadata["feature_names"]
     assert set(ref) == set(names)
-    got = impacts(scorer.predict, X, names, ref)
+    got = impacts(scorer.model, X, scorer.predict(X))
     est = cand.trained.estimator  # independent check with scikit-learn, one feature at a time
     base = est.predict_proba(X.astype(np.float64))[:, 1]
     for j, name in enumerate(names):
         Xj = X.copy()
         Xj[:, j] = ref[name]
         np.testing.assert_allclose(got[:, j], base - est.predict_proba(Xj.astype(np.float64))[:, 1], atol=1e-5)
-    codes = reason_codes(scorer.predict, X, names, ref, top=3)
+    codes = top_reasons(scorer.model, X, scorer.predict(X), 3)
     for row, imp in zip(codes, got):
         assert [f for f, _ in row] == [names[j] for j in np.argsort(-imp, kind="stable")[:3] if imp[j] > MIN_IMPACT]
     scored = scorer.score(apps, reasons=3)
@@ -68,23 +68,21 @@ def test_score_file_via_the_champion(tmp_path: Path, cand: Candidate) -> None:
     assert n == 30 and out["default_probability"].between(0, 1).all() and (out["model_version"] == "v0001").all()
 
 
-def test_the_streaming_scorer_loads_a_registered_model_and_agrees(tmp_path: Path, cand: Candidate) -> None:
-    udf = pytest.importorskip("udfs.scorer")
+def test_batch_and_stream_scores_agree_on_a_registered_champion(tmp_path: Path, cand: Candidate) -> None:
+    """The batch scorer and the Flink workers' scorer give the same probabilities and reason codes."""
     from contracts.features import FEATURE_NAMES
+    from udfs.scorer import Scorer as StreamScorer
 
     reg = Registry(str(tmp_path / "reg"))
-    version = cand.register(reg)
-    files = f"{reg.root}/versions/{version}"
-    loaded = udf.load_model(version, Path(f"{files}/model.onnx").read_bytes(),
-                            Path(f"{files}/metadata.json").read_bytes(), FEATURE_NAMES)
-    ours = Scorer.from_registry(reg, version)
-    X = ours.features(toy_applications(50, seed=35))
-    p = loaded.predict(X)
-    np.testing.assert_array_equal(p, ours.predict(X))
-    stream_codes = udf.reason_codes(loaded, X, p, 3)
-    batch_codes = [",".join(f for f, _ in row) for row in reason_codes(ours.predict, X, ours.feature_names,
-                                                                        ours.reference, top=3)]
-    assert stream_codes == batch_codes
+    reg.promote(cand.register(reg))
+    features = application_features(toy_applications(50, seed=35))
+    batch = Scorer.from_registry(reg).score(features, reasons=3)
+    stream_input = features.reindex(columns=FEATURE_NAMES, fill_value=0.0)  # the stream offers every feature
+    stream = StreamScorer(reg.root, FEATURE_NAMES, alert_threshold=0.0).score(stream_input)
+    np.testing.assert_array_equal(stream["probability"].to_numpy(), batch["default_probability"].to_numpy())
+    assert (stream["model_version"] == batch["model_version"]).all()
+    batch_codes = [",".join(r["feature"] for r in json.loads(s)) for s in batch["reason_codes"]]
+    assert stream["reason_codes"].tolist() == batch_codes and any(batch_codes)
 
 
 def test_score_an_iceberg_table(tmp_path: Path, scorer: Scorer) -> None:

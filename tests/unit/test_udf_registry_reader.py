@@ -21,7 +21,7 @@ from botocore.credentials import Credentials
 
 import contracts.registry_layout as contract
 from udfs.registry_reader import (
-    ObjectNotFound, RegistryLayout, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions, read_bytes,
+    ObjectNotFound, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions, read_bytes,
 )
 from udfs.sigv4 import sign
 
@@ -45,18 +45,17 @@ def _s3(endpoint: str) -> S3Endpoint:
     return S3Endpoint(endpoint=endpoint, region="us-east-1", **KEYS)
 
 
-def test_layout_defaults_are_the_contract() -> None:
-    layout = RegistryLayout()
-    assert (layout.versions_prefix, layout.model_file, layout.metadata_file, layout.champion_file,
-            layout.champion_history_file) == (contract.VERSIONS_PREFIX, contract.MODEL_FILE, contract.METADATA_FILE,
-                                              contract.CHAMPION_FILE, contract.CHAMPION_HISTORY_FILE)
-    assert (layout.onnx_input, layout.onnx_probabilities, layout.onnx_meta_features) == (
-        contract.ONNX_INPUT, contract.ONNX_PROBABILITIES, contract.ONNX_META_FEATURES)
-    reader = RegistryReader("s3://b/models", s3={"endpoint": "http://h:1", **KEYS})
-    assert reader.uri(layout.champion_file) == contract.champion_path("s3://b/models")
-    assert reader.uri(layout.champion_history_file) == contract.champion_history_path("s3://b/models")
-    assert reader.uri(layout.versions_prefix, "v0002", layout.model_file) == contract.version_path(
-        "s3://b/models", "v0002", contract.MODEL_FILE)
+def test_the_reader_reads_the_files_at_the_contract_paths(tmp_path: Path) -> None:
+    root = str(tmp_path / "reg")
+    for path, body in ((contract.champion_path(root), b'{"version": "v0002"}'),
+                       (contract.champion_history_path(root), b'{"champions": ["v0001", "v0002"]}'),
+                       (contract.version_path(root, "v0002", contract.MODEL_FILE), b"onnx"),
+                       (contract.version_path(root, "v0002", contract.METADATA_FILE), b"{}")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(body)
+    reader = RegistryReader(root)
+    assert reader.champion_version() == "v0002" and reader.champion_history() == ["v0001", "v0002"]
+    assert reader.model_files("v0002") == (b"onnx", b"{}")
 
 
 def test_sigv4_reproduces_the_aws_documentation_example() -> None:
