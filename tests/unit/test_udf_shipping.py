@@ -71,7 +71,7 @@ def test_the_udfs_load_in_the_flink_environment_from_the_shipped_folders_and_nee
 def test_the_risk_job_and_the_sql_client_ship_those_folders() -> None:
     from loanrisk.settings import Settings
     from jobs.submit import risk_job_python_files
-    from stack.sql_client import init_statements
+    from jobs.sql_client import init_statements
 
     assert risk_job_python_files() == [REPO / "jobs", *(REPO / name for name in WORKER_PACKAGES)]
     files = ",".join(str(REPO / name) for name in WORKER_PACKAGES)
