@@ -23,13 +23,16 @@ GROUP BY window_start, window_end;
 
 -- Outcomes per loan, maintained from repayments as an append-only history: each repayment record
 -- appends the loan's running worst delay, first day 60+ days past due, and how far it is observed
--- (the latest row per loan is its outcome; the default rule itself lives in contracts/outcomes.py).
+-- (the row with the most records per loan is its outcome; the default rule lives in contracts/outcomes.py).
+-- In arrival order, not event time: every aggregate here is order-free, so a repayment that arrives after
+-- the watermark passed it (an API delivering hours late, a dead letter redriven days later, a partition
+-- that was idle) still counts, where an event-time OVER would drop it as late and lose a label.
 CREATE TEMPORARY VIEW loan_outcomes AS
 SELECT loan_id, customer_id,
   MIN(due_date) OVER w AS first_due_date,
   MAX(days_past_due) OVER w AS max_days_past_due,
   MIN(IF(days_past_due >= 60, CAST(event_time AS DATE), CAST(NULL AS DATE))) OVER w AS first_default_date,
-  event_time AS observed_until,
+  MAX(event_time) OVER w AS observed_until,
   COUNT(*) OVER w AS repayment_records
 FROM valid_repayments
-WINDOW w AS (PARTITION BY loan_id ORDER BY event_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+WINDOW w AS (PARTITION BY loan_id ORDER BY proc_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);

@@ -51,6 +51,10 @@ WINDOW_MINUTES = 1440
 # bursts re-send copies seconds apart, and must still be de-duplicated.
 LIVE_DAY_S = 3
 LIVE_MONTH_S = 30 * LIVE_DAY_S
+# The watermark delay compressed the same way: live, 300 s of delay absorb 300 s of skew between producers
+# and partitions; compressed, 300 s of event time pass in a hundredth of a wall second, less than two
+# partitions' consumers drift apart. One wall second of skew is a third of a compressed day.
+WATERMARK_DELAY_S = 86_400 // LIVE_DAY_S
 DEDUP_RETENTION_S = 75
 ANOMALIES = AnomalyConfig(event_time_skew_s=2.0, out_of_order=0.02, max_disorder_s=120.0, late=0.003,
                           duplicates=0.01, malformed=0.01)
@@ -108,7 +112,7 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
     from loanrisk.settings import LOAN_RETENTION_DAYS, override
     from stack.flink_client import cancel, job_exceptions, job_state
     settings = override(stack_settings, flink={
-        "window_minutes": WINDOW_MINUTES, "checkpoint_interval_ms": 5000,
+        "window_minutes": WINDOW_MINUTES, "checkpoint_interval_ms": 5000, "watermark_delay_s": WATERMARK_DELAY_S,
         "dedup_retention_s": DEDUP_RETENTION_S, "loan_retention_s": LOAN_RETENTION_DAYS * LIVE_DAY_S,
         "behaviour_retention_s": 3 * stack_settings.flink.behaviour_window_days * LIVE_DAY_S},
         model={"poll_interval_s": 2.0})

@@ -11,7 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,13 @@ class Outgoing:
 
 # -- sending and reading --------------------------------------------------------------------------
 def send_tracked(settings: Settings, messages: list[Outgoing], *, pace_per_s: float | None = None,
+                 due_s: Sequence[float] | None = None,
                  stop: threading.Event | None = None) -> list[tuple[str, int, int] | None]:
-    """Send in order (idempotent producer); returns each message's (topic, partition, offset)."""
+    """Send in order (idempotent producer); returns each message's (topic, partition, offset).
+
+    ``pace_per_s`` spreads the messages evenly; ``due_s`` gives each one its own send time, in seconds
+    after the call (one already due goes at once).
+    """
     from confluent_kafka import Producer
     conf = settings.kafka.client_config()
     conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4",
@@ -64,6 +69,14 @@ def send_tracked(settings: Settings, messages: list[Outgoing], *, pace_per_s: fl
 
     started = time.monotonic()
     for i, m in enumerate(messages):
+        if due_s is not None:
+            wait = due_s[i] - (time.monotonic() - started)
+            if wait > 0:
+                producer.poll(0)
+                if stop is not None and stop.wait(wait):
+                    break
+                if stop is None:
+                    time.sleep(wait)
         if stop is not None and stop.is_set():
             break
         while True:
