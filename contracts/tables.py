@@ -148,7 +148,7 @@ APPLICATIONS_ACTIVE = ServingTable(
 LOAN_SCORES_LATEST = ServingTable(
     "loan_scores_latest", "pg_loan_scores",
     (_required("loan_id", "string"), _required("customer_id", "string"),
-     _required("scored_at", "timestamp", source="event_time"), _required("trigger", "string"),
+     _required("trigger_time", "timestamp", source="event_time"), _required("trigger", "string"),
      # NULL with probability: the latest trigger came while no model could load.
      Column("model_version", "string"), Column("probability", "double"), Column("reason_codes", "string"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
@@ -207,7 +207,7 @@ BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR, "customer_behaviour_windows
 SCORES = LakeTable(
     "scores",
     (Column("trigger", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
-     Column("scored_at", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
+     Column("trigger_time", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
      Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),
      Column("model_version", "string"), Column("reason_codes", "string"), Column("exposure_usd", "double"),

@@ -18,7 +18,7 @@ from models.report import new_figure, save_png
 class ReportInputs:
     """What the report is drawn from: score rows, labelled application scores, metadata per version."""
 
-    scores: pd.DataFrame  # trigger, loan_id, scored_at, probability, model_version
+    scores: pd.DataFrame  # trigger, loan_id, trigger_time, probability, model_version
     labelled: pd.DataFrame  # loan_id, probability, model_version, defaulted (mature labels only)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> metadata.json
     champion: str | None = None
@@ -32,7 +32,7 @@ def _fig() -> tuple[Any, Any]:
 
 def daily(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per day: scores, applications, mean probability and high-risk share."""
-    s = scores.assign(day=pd.to_datetime(scores["scored_at"], utc=True).dt.floor("D"))
+    s = scores.assign(day=pd.to_datetime(scores["trigger_time"], utc=True).dt.floor("D"))
     return s.groupby("day").agg(scores=("probability", "size"),
                                 applications=("trigger", lambda t: int((t == "application").sum())),
                                 mean_probability=("probability", "mean"),

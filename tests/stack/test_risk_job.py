@@ -108,7 +108,7 @@ def test_window_aggregates_equal_a_pandas_computation_over_the_scored_events(ris
     scores = risk_run.lake("scores")
     agg = risk_run.lake("risk_by_window")
     threshold = risk_run.settings.model.alert_threshold
-    scores["window_start"] = pd.to_datetime(scores["scored_at"], utc=True).dt.floor(f"{WINDOW_MINUTES}min")
+    scores["window_start"] = pd.to_datetime(scores["trigger_time"], utc=True).dt.floor(f"{WINDOW_MINUTES}min")
     late_apps = {m.event_id for m in risk_run.messages if m.anomaly == "late" and m.kind == "loan_application"}
     late_loans = set(risk_run.valid("loan_application").set_index("event_id").loc[
         list(late_apps & set(risk_run.valid("loan_application")["event_id"]))]["application_id"]) if late_apps else set()

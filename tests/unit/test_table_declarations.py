@@ -101,7 +101,7 @@ def test_a_column_added_to_a_serving_table_reaches_every_ddl_and_insert() -> Non
 
 def test_inserts_cast_times_to_the_sink_precision_and_derive_the_partition() -> None:
     lake = lake_select(SCORES).split(", ")
-    assert lake[SCORES.names.index("scored_at")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `scored_at`"
+    assert lake[SCORES.names.index("trigger_time")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `trigger_time`"
     assert lake[-1] == "CAST(`event_time` AS DATE) AS `scored_date`"
     assert jdbc_select(RISK_BY_WINDOW).startswith("CAST(`window_start` AS TIMESTAMP(3)) AS `window_start`")
 
