@@ -16,7 +16,7 @@ JDBC_TIMESTAMP = "TIMESTAMP(3)"
 
 
 def flink_name(name: str) -> str:
-    """A Flink SQL identifier, quoted so reserved words (``trigger``) need no list."""
+    """A Flink SQL identifier, quoted so a name that is a reserved word needs no special case."""
     return f"`{name}`"
 
 

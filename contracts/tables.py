@@ -148,7 +148,7 @@ APPLICATIONS_ACTIVE = ServingTable(
 LOAN_SCORES_LATEST = ServingTable(
     "loan_scores_latest", "pg_loan_scores",
     (_required("loan_id", "string"), _required("customer_id", "string"),
-     _required("trigger_time", "timestamp", source="event_time"), _required("trigger", "string"),
+     _required("trigger_time", "timestamp", source="event_time"), _required("trigger_kind", "string"),
      # NULL with probability: the latest trigger came while no model could load.
      Column("model_version", "string"), Column("probability", "double"), Column("reason_codes", "string"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
@@ -203,10 +203,10 @@ DEAD_LETTERS = LakeTable(
 
 BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR, "customer_behaviour_windows", "window_date", "behaviour_as_of")
 
-# One row per scoring (trigger 'application' or 'behaviour_window'), with the exact feature row scored.
+# One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 SCORES = LakeTable(
     "scores",
-    (Column("trigger", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
+    (Column("trigger_kind", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
      Column("trigger_time", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
      Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),

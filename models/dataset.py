@@ -243,8 +243,8 @@ def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids
                       source: str = "iceberg") -> TrainingSet:
     """Point-in-time training rows: each loan's first application-time score row joined to its mature label."""
     need = {"loan_id", "trigger_time"}
-    if "trigger" in scores.columns:
-        scores = scores[scores["trigger"] == "application"]
+    if "trigger_kind" in scores.columns:
+        scores = scores[scores["trigger_kind"] == "application"]
     missing = sorted((need | set(APPLICATION_FEATURE_NAMES)) - set(scores.columns))
     if missing:
         raise DatasetError(f"{source}: score rows lack columns {', '.join(missing)}")
@@ -294,7 +294,7 @@ def _scan(table: Any, row_filter: Any = None, selected: tuple[str, ...] = ("*",)
 
 
 def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingSet:
-    """The training set from ``<ns>.scores`` (trigger='application') and ``<ns>.loan_outcomes``."""
+    """The training set from ``<ns>.scores`` (trigger_kind='application') and ``<ns>.loan_outcomes``."""
     from pyiceberg.exceptions import NoSuchTableError
     from pyiceberg.expressions import EqualTo
 
@@ -311,8 +311,8 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     except Exception as exc:  # noqa: BLE001 - connection errors of the catalog database or object store
         raise DatasetError(f"cannot reach the Iceberg catalog: {type(exc).__name__}: {str(exc)[:200]}") from None
     present = {f.name for f in scores_t.schema().fields}
-    cols = tuple(c for c in ("loan_id", "customer_id", "trigger_time", "trigger", *FEATURE_NAMES) if c in present)
-    scores, s_id = _scan(scores_t, EqualTo("trigger", "application"), cols)
+    cols = tuple(c for c in ("loan_id", "customer_id", "trigger_time", "trigger_kind", *FEATURE_NAMES) if c in present)
+    scores, s_id = _scan(scores_t, EqualTo("trigger_kind", "application"), cols)
     o_present = {f.name for f in outcomes_t.schema().fields}
     outcomes, o_id = _scan(outcomes_t, None, tuple(c for c in ("loan_id", "origination_time", "max_days_past_due",
                                                                "first_default_date", "observed_until")

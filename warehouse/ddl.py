@@ -63,7 +63,7 @@ TABLES: tuple[WarehouseTable, ...] = (
                    "Valid installment records, one row per event."),
     WarehouseTable("LOAN_RISK_FEATURES", BEHAVIOUR_HISTORY, ("customer_id", "behaviour_as_of"),
                    ("window_date",), "Behaviour features per customer and closed behaviour window."),
-    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger", "trigger_time"), ("scored_date",),
+    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger_kind", "trigger_time"), ("scored_date",),
                    "Every scoring: probability, model version, exposure and the feature row scored."),
     WarehouseTable("RISK_BY_WINDOW", RISK_HISTORY, ("window_start", "product", "region", "grade_band"), (),
                    "Risk aggregates per tumbling window and segment."),

@@ -34,7 +34,7 @@ CREATE TEMPORARY TABLE pg_loan_outcomes (
 ) WITH ('table-name' = '${pg_loan_outcomes_table}') LIKE serving_jdbc;
 
 CREATE TEMPORARY TABLE risk_alerts_topic (
-  loan_id STRING, customer_id STRING, trigger_time TIMESTAMP(3), `trigger` STRING, model_version STRING,
+  loan_id STRING, customer_id STRING, trigger_time TIMESTAMP(3), trigger_kind STRING, model_version STRING,
   probability DOUBLE, reason_codes STRING, product STRING, region STRING
 ) WITH (
   'connector' = 'kafka',

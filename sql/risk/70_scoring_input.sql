@@ -31,7 +31,7 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
 FROM valid_loan_applications;
 
 CREATE TEMPORARY VIEW application_scoring_input AS
-SELECT 'application' AS `trigger`, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
+SELECT 'application' AS trigger_kind, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
   a.currency, a.amount_minor,
   CAST(COALESCE(b0.behaviour_as_of, b1.behaviour_as_of) AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
@@ -54,7 +54,7 @@ LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b1
   ON a.customer_id = b1.customer_id AND a.previous_slot = b1.behaviour_as_of;
 
 CREATE TEMPORARY VIEW window_scoring_input AS
-SELECT 'behaviour_window' AS `trigger`, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,
+SELECT 'behaviour_window' AS trigger_kind, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,
   a.region, a.grade, a.currency, a.amount_minor, w.behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
   a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,

@@ -45,7 +45,7 @@ SELECT ${pg_loan_scores_select}
 FROM scored;
 
 INSERT INTO risk_alerts_topic
-SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), `trigger`, model_version, probability,
+SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), trigger_kind, model_version, probability,
   reason_codes, product, region
 FROM risk_alerts;
 
