@@ -124,8 +124,8 @@ def raw_events(contract: EventContract, name: str) -> LakeTable:
 
 # --- Serving tables (PostgreSQL, upserted by primary key; the job also looks two of them up) ---
 
-CUSTOMER_BEHAVIOUR = ServingTable(
-    "customer_behaviour_windows", "pg_customer_behaviour",
+CUSTOMER_BEHAVIOUR_WINDOWS = ServingTable(
+    "customer_behaviour_windows", "pg_customer_behaviour_windows",
     (_required("customer_id", "string"),
      # Created without time zone in existing deployments; the lookup join reads it as TIMESTAMP(3) in UTC.
      _required("behaviour_as_of", "timestamp", pg_type_override="TIMESTAMP"),
@@ -186,7 +186,7 @@ REPEATED_EVENTS = ServingTable(
      _required("last_seen_at", "timestamp")),
     ("source_topic", "event_id"))
 
-SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR, APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
+SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR_WINDOWS, APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
                                             RISK_BY_WINDOW, REPAYMENTS_BY_WINDOW, LOAN_OUTCOMES, REPEATED_EVENTS)
 
 # --- Lake tables (Iceberg, append-only, partitioned by day) ---
@@ -201,7 +201,7 @@ DEAD_LETTERS = LakeTable(
     + (Column("received_date", "date", source=DEAD_LETTER.event_time_field),),
     "received_date")
 
-BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR, "customer_behaviour_windows", "window_date", "behaviour_as_of")
+BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR_WINDOWS, "customer_behaviour_windows", "window_date", "behaviour_as_of")
 
 # One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 SCORES = LakeTable(

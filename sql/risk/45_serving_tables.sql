@@ -3,9 +3,9 @@
 -- reads two of them in lookup joins. Each takes the connection LIKE serving_jdbc (15_serving_jdbc.sql)
 -- and overrides the target table and, where it differs, the flushing. The JDBC connector has no
 -- TIMESTAMP_LTZ: times are TIMESTAMP(3) in UTC (session and JVM time zone).
-CREATE TEMPORARY TABLE pg_customer_behaviour (
-  ${pg_customer_behaviour_columns}
-) WITH ('table-name' = '${pg_customer_behaviour_table}',
+CREATE TEMPORARY TABLE pg_customer_behaviour_windows (
+  ${pg_customer_behaviour_windows_columns}
+) WITH ('table-name' = '${pg_customer_behaviour_windows_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 

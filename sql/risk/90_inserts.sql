@@ -23,11 +23,11 @@ FROM dead_letters;
 
 INSERT INTO ${catalog_name}.${namespace}.customer_behaviour_windows
 SELECT ${customer_behaviour_windows_select}
-FROM customer_behaviour;
+FROM customer_behaviour_windows;
 
-INSERT INTO pg_customer_behaviour
-SELECT ${pg_customer_behaviour_select}
-FROM customer_behaviour;
+INSERT INTO pg_customer_behaviour_windows
+SELECT ${pg_customer_behaviour_windows_select}
+FROM customer_behaviour_windows;
 
 INSERT INTO pg_applications_active
 SELECT ${pg_applications_active_select}
