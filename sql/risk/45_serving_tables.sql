@@ -9,15 +9,15 @@ CREATE TEMPORARY TABLE pg_customer_behaviour_windows (
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
-CREATE TEMPORARY TABLE pg_applications_active (
-  ${pg_applications_active_columns}
-) WITH ('table-name' = '${pg_applications_active_table}',
+CREATE TEMPORARY TABLE pg_loan_applications_active (
+  ${pg_loan_applications_active_columns}
+) WITH ('table-name' = '${pg_loan_applications_active_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
-CREATE TEMPORARY TABLE pg_loan_scores (
-  ${pg_loan_scores_columns}
-) WITH ('table-name' = '${pg_loan_scores_table}',
+CREATE TEMPORARY TABLE pg_loan_scores_latest (
+  ${pg_loan_scores_latest_columns}
+) WITH ('table-name' = '${pg_loan_scores_latest_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 

@@ -63,6 +63,6 @@ SELECT 'behaviour_window' AS trigger_kind, a.loan_id, w.customer_id, w.window_ti
   COALESCE(w.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,
   w.dpd_current, w.dpd_max, w.dpd_mean, w.late_payments, w.missed_payments, w.behaviour_windows
 FROM (SELECT *, PROCTIME() AS lookup_time FROM customer_behaviour_windows) AS w
-JOIN pg_applications_active FOR SYSTEM_TIME AS OF w.lookup_time AS a
+JOIN pg_loan_applications_active FOR SYSTEM_TIME AS OF w.lookup_time AS a
   ON w.customer_id = a.customer_id
 WHERE w.behaviour_as_of > CAST(a.applied_at AS TIMESTAMP_LTZ(3));
