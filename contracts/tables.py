@@ -138,7 +138,7 @@ CUSTOMER_BEHAVIOUR_WINDOWS = ServingTable(
                                         "behaviour_windows"))),
     ("customer_id", "behaviour_as_of"))
 
-APPLICATIONS_ACTIVE = ServingTable(
+LOAN_APPLICATIONS_ACTIVE = ServingTable(
     "loan_applications_active",
     (_required("customer_id", "string"), _required("loan_id", "string"),
      _required("applied_at", "timestamp", source="event_time"),
@@ -190,7 +190,7 @@ REPEATED_EVENTS = ServingTable(
      _required("last_seen_at", "timestamp")),
     ("source_topic", "event_id"))
 
-SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR_WINDOWS, APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
+SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR_WINDOWS, LOAN_APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
                                             RISK_BY_WINDOW, REPAYMENTS_BY_WINDOW, LOAN_OUTCOMES, REPEATED_EVENTS)
 
 # --- Lake tables (Iceberg, append-only, partitioned by day) ---
