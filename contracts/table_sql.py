@@ -2,7 +2,8 @@
 
 sql/ files use them as parameters (jobs/sqlfiles.py), keyed by the Flink table name:
 ``${<lake table>_columns}`` and ``${<lake table>_partition}`` in the Iceberg DDL,
-``${<jdbc table>_columns}`` (with its primary key) and ``${<jdbc table>_table}`` in the JDBC DDL,
+``${<jdbc table>_columns}`` (with its primary key) and ``${<jdbc table>_table}`` in the JDBC DDL (the JDBC
+table of serving table ``t`` is ``pg_t``),
 ``${<table>_select}`` for the SELECT list of the INSERT writing it, and ``${<serving table>_postgres}``
 for the PostgreSQL DDL of sql/serving/. The Snowflake DDL is rendered by warehouse/ddl.py.
 """
@@ -16,7 +17,7 @@ JDBC_TIMESTAMP = "TIMESTAMP(3)"
 
 
 def flink_name(name: str) -> str:
-    """A Flink SQL identifier, quoted so reserved words (``trigger``) need no list."""
+    """A Flink SQL identifier, quoted so a name that is a reserved word needs no special case."""
     return f"`{name}`"
 
 
@@ -83,9 +84,9 @@ def table_fragments() -> dict[str, str]:
                   (f"{lake.name}_partition", flink_name(lake.partitioned_by)),
                   (f"{lake.name}_select", lake_select(lake))]
     for serving in SERVING_TABLES:
-        pairs += [(f"{serving.flink_name}_columns", jdbc_columns_ddl(serving)),
-                  (f"{serving.flink_name}_table", serving.name),
-                  (f"{serving.flink_name}_select", jdbc_select(serving)),
+        pairs += [(f"{serving.jdbc_table}_columns", jdbc_columns_ddl(serving)),
+                  (f"{serving.jdbc_table}_table", serving.name),
+                  (f"{serving.jdbc_table}_select", jdbc_select(serving)),
                   (f"{serving.name}_postgres", postgres_ddl(serving))]
     out = dict(pairs)
     if len(out) != len(pairs):

@@ -86,7 +86,6 @@ class ServingTable:
     """
 
     name: str
-    flink_name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     relaxed: tuple[str, ...] = ()
@@ -99,6 +98,11 @@ class ServingTable:
         nullable_keys = [c.name for c in self.columns if c.name in self.primary_key and c.nullable]
         if nullable_keys:
             raise ValueError(f"{self.name}: primary key columns {nullable_keys} must be declared nullable=False")
+
+    @property
+    def jdbc_table(self) -> str:
+        """The name of the Flink JDBC table that stands for this table in the job."""
+        return f"pg_{self.name}"
 
     @property
     def sink_columns(self) -> tuple[Column, ...]:
@@ -124,8 +128,8 @@ def raw_events(contract: EventContract, name: str) -> LakeTable:
 
 # --- Serving tables (PostgreSQL, upserted by primary key; the job also looks two of them up) ---
 
-CUSTOMER_BEHAVIOUR = ServingTable(
-    "customer_behaviour_windows", "pg_customer_behaviour",
+CUSTOMER_BEHAVIOUR_WINDOWS = ServingTable(
+    "customer_behaviour_windows",
     (_required("customer_id", "string"),
      # Created without time zone in existing deployments; the lookup join reads it as TIMESTAMP(3) in UTC.
      _required("behaviour_as_of", "timestamp", pg_type_override="TIMESTAMP"),
@@ -134,8 +138,8 @@ CUSTOMER_BEHAVIOUR = ServingTable(
                                         "behaviour_windows"))),
     ("customer_id", "behaviour_as_of"))
 
-APPLICATIONS_ACTIVE = ServingTable(
-    "loan_applications_active", "pg_applications_active",
+LOAN_APPLICATIONS_ACTIVE = ServingTable(
+    "loan_applications_active",
     (_required("customer_id", "string"), _required("loan_id", "string"),
      _required("applied_at", "timestamp", source="event_time"),
      Column("product", "string"), Column("region", "string"), Column("grade", "string"),
@@ -146,9 +150,9 @@ APPLICATIONS_ACTIVE = ServingTable(
     ("customer_id",))
 
 LOAN_SCORES_LATEST = ServingTable(
-    "loan_scores_latest", "pg_loan_scores",
+    "loan_scores_latest",
     (_required("loan_id", "string"), _required("customer_id", "string"),
-     _required("scored_at", "timestamp", source="event_time"), _required("trigger", "string"),
+     _required("trigger_time", "timestamp", source="event_time"), _required("trigger_kind", "string"),
      # NULL with probability: the latest trigger came while no model could load.
      Column("model_version", "string"), Column("probability", "double"), Column("reason_codes", "string"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
@@ -159,7 +163,7 @@ LOAN_SCORES_LATEST = ServingTable(
     relaxed=("model_version", "probability"))
 
 RISK_BY_WINDOW = ServingTable(
-    "risk_by_window", "pg_risk_by_window",
+    "risk_by_window",
     (_required("window_start", "timestamp"), _required("window_end", "timestamp"),
      _required("product", "string"), _required("region", "string"), _required("grade_band", "string"),
      _required("applications", "long"), _required("scored_loans", "long"),
@@ -168,25 +172,25 @@ RISK_BY_WINDOW = ServingTable(
     ("window_start", "product", "region", "grade_band"))
 
 REPAYMENTS_BY_WINDOW = ServingTable(
-    "repayments_by_window", "pg_repayments_by_window",
+    "repayments_by_window",
     (_required("window_start", "timestamp"), _required("window_end", "timestamp"),
      _required("repayments", "long"), _required("late_payments", "long"), _required("missed_payments", "long")),
     ("window_start",))
 
 LOAN_OUTCOMES = ServingTable(
-    "loan_outcomes", "pg_loan_outcomes",
+    "loan_outcomes",
     (_required("loan_id", "string"), _required("customer_id", "string"), Column("first_due_date", "date"),
      _required("max_days_past_due", "int"), Column("first_default_date", "date"),
      _required("observed_until", "timestamp"), _required("repayment_records", "long")),
     ("loan_id",))
 
 REPEATED_EVENTS = ServingTable(
-    "repeated_events", "pg_repeated_events",
+    "repeated_events",
     (_required("source_topic", "string"), _required("event_id", "string"), _required("repeats", "long"),
      _required("last_seen_at", "timestamp")),
     ("source_topic", "event_id"))
 
-SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR, APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
+SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR_WINDOWS, LOAN_APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
                                             RISK_BY_WINDOW, REPAYMENTS_BY_WINDOW, LOAN_OUTCOMES, REPEATED_EVENTS)
 
 # --- Lake tables (Iceberg, append-only, partitioned by day) ---
@@ -201,13 +205,13 @@ DEAD_LETTERS = LakeTable(
     + (Column("received_date", "date", source=DEAD_LETTER.event_time_field),),
     "received_date")
 
-BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR, "customer_behaviour_windows", "window_date", "behaviour_as_of")
+BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR_WINDOWS, "customer_behaviour_windows", "window_date", "behaviour_as_of")
 
-# One row per scoring (trigger 'application' or 'behaviour_window'), with the exact feature row scored.
+# One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 SCORES = LakeTable(
     "scores",
-    (Column("trigger", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
-     Column("scored_at", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
+    (Column("trigger_kind", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
+     Column("trigger_time", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
      Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),
      Column("model_version", "string"), Column("reason_codes", "string"), Column("exposure_usd", "double"),

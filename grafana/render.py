@@ -23,7 +23,7 @@ from loanrisk.settings import Settings
 
 CELL_W, CELL_H = 60, 34  # pixels per Grafana grid column and row
 # Time columns of the serving tables that the SQL panels filter on.
-TIME_COLUMNS = {"loan_scores_latest": "scored_at", "risk_by_window": "window_start",
+TIME_COLUMNS = {"loan_scores_latest": "trigger_time", "risk_by_window": "window_start",
                 "repayments_by_window": "window_start"}
 
 

@@ -40,7 +40,7 @@ STATE_RETENTION: tuple[Retention, ...] = (
               "a repeated event id is dropped while remembered"),
     Retention("repeats per event id", "group-aggregate", ("source_topic", "event_id"), "dedup",
               "counts the copies the de-duplication drops, for as long as it drops them"),
-    Retention("scorings done (per loan, trigger, event time)", "deduplicate", ("trigger", "loan_id", "event_time"),
+    Retention("scorings done (per loan, trigger kind, event time)", "deduplicate", ("trigger_kind", "loan_id", "event_time"),
               "dedup", "a lookup answered twice for the same trigger scores once"),
     Retention("loans scored, high and not high", "deduplicate", ("loan_id", "high_risk"), "loan",
               "a loan alerts once in its life (its first high score)"),

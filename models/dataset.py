@@ -242,25 +242,25 @@ def label_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
 def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids: dict[str, int] | None = None,
                       source: str = "iceberg") -> TrainingSet:
     """Point-in-time training rows: each loan's first application-time score row joined to its mature label."""
-    need = {"loan_id", "scored_at"}
-    if "trigger" in scores.columns:
-        scores = scores[scores["trigger"] == "application"]
+    need = {"loan_id", "trigger_time"}
+    if "trigger_kind" in scores.columns:
+        scores = scores[scores["trigger_kind"] == "application"]
     missing = sorted((need | set(APPLICATION_FEATURE_NAMES)) - set(scores.columns))
     if missing:
         raise DatasetError(f"{source}: score rows lack columns {', '.join(missing)}")
     names = [n for n in FEATURE_NAMES if n in scores.columns]
-    first = (scores.assign(scored_at=pd.to_datetime(scores["scored_at"], utc=True))
-             .sort_values(["loan_id", "scored_at"], kind="stable").drop_duplicates("loan_id", keep="first"))
+    first = (scores.assign(trigger_time=pd.to_datetime(scores["trigger_time"], utc=True))
+             .sort_values(["loan_id", "trigger_time"], kind="stable").drop_duplicates("loan_id", keep="first"))
     if first.empty or outcomes.empty:
         raise DatasetError(f"{source}: no loan has both an application-time score row and a mature label yet")
     if "origination_time" not in outcomes.columns:
         # The lake's outcome history has no origination time: it is the application's event time,
-        # which the application-time score row carries as scored_at (loan id = application id).
-        outcomes = outcomes.merge(first[["loan_id", "scored_at"]].rename(columns={"scored_at": "origination_time"}),
+        # which the application-time score row carries as trigger_time (loan id = application id).
+        outcomes = outcomes.merge(first[["loan_id", "trigger_time"]].rename(columns={"trigger_time": "origination_time"}),
                                   on="loan_id", how="inner")
     labels = label_outcomes(outcomes)
     labels = labels[labels["mature"]].drop_duplicates("loan_id", keep="last")
-    rows = first.merge(labels, on="loan_id", how="inner").sort_values(["scored_at", "loan_id"], kind="stable")
+    rows = first.merge(labels, on="loan_id", how="inner").sort_values(["trigger_time", "loan_id"], kind="stable")
     if rows.empty:
         raise DatasetError(f"{source}: no loan has both an application-time score row and a mature label yet")
     rows = rows.reset_index(drop=True)
@@ -268,7 +268,7 @@ def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids
     if nulls:
         raise DatasetError(f"{source}: null feature values in {', '.join(nulls)} (the contract gives neutral values)")
     return TrainingSet(features=rows[names].astype("float64"), label=rows[LABEL].to_numpy(dtype=np.int8),
-                       source=source, ids=rows["loan_id"].astype("string"), time=rows["scored_at"],
+                       source=source, ids=rows["loan_id"].astype("string"), time=rows["trigger_time"],
                        snapshot_ids=dict(snapshot_ids or {}))
 
 
@@ -294,7 +294,7 @@ def _scan(table: Any, row_filter: Any = None, selected: tuple[str, ...] = ("*",)
 
 
 def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingSet:
-    """The training set from ``<ns>.scores`` (trigger='application') and ``<ns>.loan_outcomes``."""
+    """The training set from ``<ns>.scores`` (trigger_kind='application') and ``<ns>.loan_outcomes``."""
     from pyiceberg.exceptions import NoSuchTableError
     from pyiceberg.expressions import EqualTo
 
@@ -311,8 +311,8 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     except Exception as exc:  # noqa: BLE001 - connection errors of the catalog database or object store
         raise DatasetError(f"cannot reach the Iceberg catalog: {type(exc).__name__}: {str(exc)[:200]}") from None
     present = {f.name for f in scores_t.schema().fields}
-    cols = tuple(c for c in ("loan_id", "customer_id", "scored_at", "trigger", *FEATURE_NAMES) if c in present)
-    scores, s_id = _scan(scores_t, EqualTo("trigger", "application"), cols)
+    cols = tuple(c for c in ("loan_id", "customer_id", "trigger_time", "trigger_kind", *FEATURE_NAMES) if c in present)
+    scores, s_id = _scan(scores_t, EqualTo("trigger_kind", "application"), cols)
     o_present = {f.name for f in outcomes_t.schema().fields}
     outcomes, o_id = _scan(outcomes_t, None, tuple(c for c in ("loan_id", "origination_time", "max_days_past_due",
                                                                "first_default_date", "observed_until")

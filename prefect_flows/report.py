@@ -15,7 +15,7 @@ from prefect_flows.risk_report import ReportInputs, render
 
 @task(name="read-scores-and-outcomes", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def read_inputs(days: int) -> ReportInputs:
-    """The last ``days`` days of scores (by score time, up to the latest score) and mature outcomes."""
+    """The last ``days`` days of scores (by trigger time, up to the latest one) and mature outcomes."""
     from models.dataset import label_outcomes
     from models.registry import Registry
     from loanrisk.lake import catalog
@@ -25,16 +25,16 @@ def read_inputs(days: int) -> ReportInputs:
     cat = catalog(s)
     ns = s.catalog.namespace
     scores = cat.load_table(f"{ns}.scores").scan(
-        selected_fields=("trigger", "loan_id", "scored_at", "probability", "model_version")).to_pandas()
+        selected_fields=("trigger_kind", "loan_id", "trigger_time", "probability", "model_version")).to_pandas()
     if not scores.empty:
-        t = pd.to_datetime(scores["scored_at"], utc=True)
+        t = pd.to_datetime(scores["trigger_time"], utc=True)
         scores = scores[t >= t.max() - pd.Timedelta(days=days)].reset_index(drop=True)
     outcomes = cat.load_table(f"{ns}.loan_outcomes").scan(
         selected_fields=("loan_id", "first_default_date", "observed_until")).to_pandas()
-    apps = scores[scores["trigger"] == "application"].sort_values("scored_at").drop_duplicates("loan_id")
+    apps = scores[scores["trigger_kind"] == "application"].sort_values("trigger_time").drop_duplicates("loan_id")
     labelled = pd.DataFrame(columns=["loan_id", "probability", "model_version", "defaulted"])
     if not apps.empty and not outcomes.empty:
-        o = outcomes.merge(apps[["loan_id", "scored_at"]].rename(columns={"scored_at": "origination_time"}),
+        o = outcomes.merge(apps[["loan_id", "trigger_time"]].rename(columns={"trigger_time": "origination_time"}),
                            on="loan_id")
         lab = label_outcomes(o)
         lab = lab[lab["mature"]].drop_duplicates("loan_id")[["loan_id", "defaulted"]]

@@ -18,7 +18,7 @@ from models.report import new_figure, save_png
 class ReportInputs:
     """What the report is drawn from: score rows, labelled application scores, metadata per version."""
 
-    scores: pd.DataFrame  # trigger, loan_id, scored_at, probability, model_version
+    scores: pd.DataFrame  # trigger_kind, loan_id, trigger_time, probability, model_version
     labelled: pd.DataFrame  # loan_id, probability, model_version, defaulted (mature labels only)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> metadata.json
     champion: str | None = None
@@ -32,9 +32,9 @@ def _fig() -> tuple[Any, Any]:
 
 def daily(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Per day: scores, applications, mean probability and high-risk share."""
-    s = scores.assign(day=pd.to_datetime(scores["scored_at"], utc=True).dt.floor("D"))
+    s = scores.assign(day=pd.to_datetime(scores["trigger_time"], utc=True).dt.floor("D"))
     return s.groupby("day").agg(scores=("probability", "size"),
-                                applications=("trigger", lambda t: int((t == "application").sum())),
+                                applications=("trigger_kind", lambda t: int((t == "application").sum())),
                                 mean_probability=("probability", "mean"),
                                 high_risk_share=("probability", lambda p: float((p >= threshold).mean()))).reset_index()
 
@@ -126,7 +126,7 @@ def render(inputs: ReportInputs, out_dir: Path, title: str) -> Path:
                   "trained on": (meta.get("training_data") or {}).get("source", "-"),
                   "CV ROC AUC": (meta.get("metrics") or {}).get("cv", {}).get("roc_auc_mean", "-")}
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{len(inputs.scores)} scores, {int((inputs.scores['trigger'] == 'application').sum())} applications, "
+             f"<p>{len(inputs.scores)} scores, {int((inputs.scores['trigger_kind'] == 'application').sum())} applications, "
              f"{len(inputs.labelled)} loans with mature outcomes.</p>",
              "<h2>Model in use</h2><table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                                       for k, v in model_rows.items()) + "</table>",

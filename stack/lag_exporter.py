@@ -142,7 +142,7 @@ def read_window_ends(settings: Settings, timeout_s: float = 5.0) -> WindowEnds:
     # Not loanrisk.serving.serving_connection: a scrape must answer, so the connection gets a timeout.
     with psycopg.connect(pg.dsn(pg.serving_db, reader=True), connect_timeout=max(int(timeout_s), 1)) as conn:
         conn.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")
-        newest_score = conn.execute("SELECT max(scored_at) FROM loan_scores_latest").fetchone()[0]
+        newest_score = conn.execute("SELECT max(trigger_time) FROM loan_scores_latest").fetchone()[0]
         risk = conn.execute("SELECT window_start, window_end FROM risk_by_window "
                             "ORDER BY window_start DESC LIMIT 1").fetchone()
         # TIMESTAMP without zone, written in UTC by the job: read it as UTC.

@@ -5,8 +5,8 @@ declaration the Flink DDL of sql/risk/40_lake_tables.sql is rendered from), and 
 Snowflake type through contracts.schema.TYPE_MAP. `python -m warehouse.ddl` prints the script kept in
 sql/warehouse/00_schema.sql (a test checks the file is current).
 
-Feature table: LOAN_RISK_FEATURES holds customer_behaviour_windows (one row per customer and closed
-behaviour window); the exact feature vector each score used is kept as RISK_SCORES' feature columns.
+Behaviour features: CUSTOMER_BEHAVIOUR_WINDOWS, one row per customer and closed behaviour window; the exact
+feature vector each score used is kept as RISK_SCORES' feature columns.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ TABLES: tuple[WarehouseTable, ...] = (
                    "Valid bank transactions, one row per event."),
     WarehouseTable("REPAYMENTS", RAW_REPAYMENTS, ("event_id",), ("event_date",),
                    "Valid installment records, one row per event."),
-    WarehouseTable("LOAN_RISK_FEATURES", BEHAVIOUR_HISTORY, ("customer_id", "behaviour_as_of"),
+    WarehouseTable("CUSTOMER_BEHAVIOUR_WINDOWS", BEHAVIOUR_HISTORY, ("customer_id", "behaviour_as_of"),
                    ("window_date",), "Behaviour features per customer and closed behaviour window."),
-    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger", "scored_at"), ("scored_date",),
+    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger_kind", "trigger_time"), ("scored_date",),
                    "Every scoring: probability, model version, exposure and the feature row scored."),
     WarehouseTable("RISK_BY_WINDOW", RISK_HISTORY, ("window_start", "product", "region", "grade_band"), (),
                    "Risk aggregates per tumbling window and segment."),

@@ -17,7 +17,7 @@ MEDIUM = 0.2
 # Multi-value filters: '__all' is the custom "All" value, inserted raw by Grafana.
 FILTERS = ("('__all' IN ($product) OR product IN ($product)) AND ('__all' IN ($region) OR region IN ($region)) "
            "AND ('__all' IN ($grade) OR grade_band IN ($grade))")
-SCORES = f"FROM loan_scores_latest WHERE $__timeFilter(scored_at) AND {FILTERS}"
+SCORES = f"FROM loan_scores_latest WHERE $__timeFilter(trigger_time) AND {FILTERS}"
 WINDOWS = f"FROM risk_by_window WHERE $__timeFilter(window_start) AND {FILTERS}"
 SHARE_STEPS = steps((None, "green"), (0.05, "orange"), (0.15, "red"))
 
@@ -75,7 +75,7 @@ def build(settings: Settings) -> Dashboard:
          .with_panel(stat.Panel().id(ids()).title("Model version in use").datasource(POSTGRES)
                      .description("The champion that scored the most recent loan (and how many loans it scored).")
                      .with_target(Sql(f"SELECT model_version, count(*) AS loans {SCORES} "
-                                      "GROUP BY model_version ORDER BY max(scored_at) DESC LIMIT 1"))
+                                      "GROUP BY model_version ORDER BY max(trigger_time) DESC LIMIT 1"))
                      .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"])
                                      .fields("/^model_version$/"))
                      .text_mode(common.BigValueTextMode.VALUE).color_mode(common.BigValueColorMode.NONE)
@@ -127,9 +127,9 @@ def build(settings: Settings) -> Dashboard:
          .with_panel(table.Panel().id(ids()).title("Riskiest recent loans").datasource(POSTGRES)
                      .description("Highest probabilities in the range, with the model's reason codes.")
                      .with_target(Sql(
-                         "SELECT scored_at, loan_id, product, region, grade_band, probability, "
+                         "SELECT trigger_time, loan_id, product, region, grade_band, probability, "
                          f"expected_loss_usd, reason_codes, model_version {SCORES} "
-                         "ORDER BY probability DESC NULLS LAST, scored_at DESC LIMIT 25"))
+                         "ORDER BY probability DESC NULLS LAST, trigger_time DESC LIMIT 25"))
                      .thresholds(pd_steps).height(8).span(12)
                      .override_by_name("probability", [_prop("unit", "percentunit"),
                                                        _prop("custom.cellOptions", {"type": "color-background"})])

@@ -18,7 +18,7 @@ RAW_TABLES: dict[str, EventContract] = {"raw_loan_applications": LOAN_APPLICATIO
                                         "raw_transactions": TRANSACTION, "raw_repayments": REPAYMENT}
 BEHAVIOUR_COLUMNS = ("customer_id", "behaviour_as_of", "income_stability", "dpd_current", "dpd_max", "dpd_mean",
                      "late_payments", "missed_payments", "behaviour_windows")
-SCORE_COLUMNS = ("trigger", "loan_id", "customer_id", "scored_at", "probability", "model_version", *FEATURE_NAMES)
+SCORE_COLUMNS = ("trigger_kind", "loan_id", "customer_id", "trigger_time", "probability", "model_version", *FEATURE_NAMES)
 TABLES: tuple[str, ...] = (*RAW_TABLES, "customer_behaviour_windows", "scores")
 
 
@@ -50,12 +50,12 @@ def behaviour_checks(table: str, frame: pd.DataFrame) -> list[CheckResult]:
 def score_checks(table: str, frame: pd.DataFrame) -> list[CheckResult]:
     """Scores: schema, keys and model version present, probability in [0, 1], one application score per loan."""
     out = [check_schema(table, frame, SCORE_COLUMNS)]
-    out += [check_not_null(table, frame, c) for c in ("trigger", "loan_id", "scored_at", "probability",
+    out += [check_not_null(table, frame, c) for c in ("trigger_kind", "loan_id", "trigger_time", "probability",
                                                       "model_version")]
     out.append(check_range(table, frame, "probability", 0, 1))
-    out.append(check_choices(table, frame, "trigger", ["application", "behaviour_window"]))
-    if "trigger" in frame.columns:
-        apps = frame[frame["trigger"] == "application"]
+    out.append(check_choices(table, frame, "trigger_kind", ["application", "behaviour_window"]))
+    if "trigger_kind" in frame.columns:
+        apps = frame[frame["trigger_kind"] == "application"]
         out.append(check_unique(f"{table}[application]", apps, ["loan_id"]))
     out += [check_range(table, frame, c, 0) for c in ("debt_to_income", "loan_to_income", "credit_utilization",
                                                       "dpd_max") if c in frame.columns]

@@ -43,7 +43,7 @@ def serving_summary(settings: Settings) -> dict[str, object]:
                 "SELECT window_start, max(window_end), sum(applications), sum(scored_loans), "
                 "sum(mean_probability * scored_loans) / nullif(sum(scored_loans), 0), sum(expected_loss_usd) "
                 "FROM risk_by_window GROUP BY window_start ORDER BY window_start DESC LIMIT 1").fetchone()
-            newest_score = conn.execute("SELECT max(scored_at) FROM loan_scores_latest").fetchone()[0]
+            newest_score = conn.execute("SELECT max(trigger_time) FROM loan_scores_latest").fetchone()[0]
     except Exception:  # noqa: BLE001 - tables not there before the first submit
         return {"alerts": 0, "window": "-"}
     waiting = f"  (scores up to {newest_score:%Y-%m-%d %H:%M} wait for their window)" if newest_score and (

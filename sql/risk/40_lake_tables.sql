@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.customer_behaviour_windo
 ) PARTITIONED BY (${customer_behaviour_windows_partition})
   WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
 
--- One row per scoring (trigger 'application' or 'behaviour_window'), with the exact feature row scored.
+-- One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.scores (
   ${scores_columns}
 ) PARTITIONED BY (${scores_partition})

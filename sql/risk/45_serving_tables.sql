@@ -3,21 +3,21 @@
 -- reads two of them in lookup joins. Each takes the connection LIKE serving_jdbc (15_serving_jdbc.sql)
 -- and overrides the target table and, where it differs, the flushing. The JDBC connector has no
 -- TIMESTAMP_LTZ: times are TIMESTAMP(3) in UTC (session and JVM time zone).
-CREATE TEMPORARY TABLE pg_customer_behaviour (
-  ${pg_customer_behaviour_columns}
-) WITH ('table-name' = '${pg_customer_behaviour_table}',
+CREATE TEMPORARY TABLE pg_customer_behaviour_windows (
+  ${pg_customer_behaviour_windows_columns}
+) WITH ('table-name' = '${pg_customer_behaviour_windows_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
-CREATE TEMPORARY TABLE pg_applications_active (
-  ${pg_applications_active_columns}
-) WITH ('table-name' = '${pg_applications_active_table}',
+CREATE TEMPORARY TABLE pg_loan_applications_active (
+  ${pg_loan_applications_active_columns}
+) WITH ('table-name' = '${pg_loan_applications_active_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
-CREATE TEMPORARY TABLE pg_loan_scores (
-  ${pg_loan_scores_columns}
-) WITH ('table-name' = '${pg_loan_scores_table}',
+CREATE TEMPORARY TABLE pg_loan_scores_latest (
+  ${pg_loan_scores_latest_columns}
+) WITH ('table-name' = '${pg_loan_scores_latest_table}',
         'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
@@ -34,7 +34,7 @@ CREATE TEMPORARY TABLE pg_loan_outcomes (
 ) WITH ('table-name' = '${pg_loan_outcomes_table}') LIKE serving_jdbc;
 
 CREATE TEMPORARY TABLE risk_alerts_topic (
-  loan_id STRING, customer_id STRING, scored_at TIMESTAMP(3), `trigger` STRING, model_version STRING,
+  loan_id STRING, customer_id STRING, trigger_time TIMESTAMP(3), trigger_kind STRING, model_version STRING,
   probability DOUBLE, reason_codes STRING, product STRING, region STRING
 ) WITH (
   'connector' = 'kafka',

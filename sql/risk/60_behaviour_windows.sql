@@ -34,7 +34,7 @@ GROUP BY customer_id, window_start, window_end, window_time;
 
 -- Features over the last 3 window slots (the closing one and the two before): a slot without
 -- salary counts as zero salary, so income stability = 1 - stddev/mean over exactly 3 slots.
-CREATE TEMPORARY VIEW customer_behaviour AS
+CREATE TEMPORARY VIEW customer_behaviour_windows AS
 SELECT customer_id, CAST(window_end AS TIMESTAMP_LTZ(3)) AS behaviour_as_of, window_time,
   CASE WHEN s1 > 0 THEN GREATEST(0.0, LEAST(1.0,
        1 - SQRT(GREATEST(s2 / 3 - (s1 / 3) * (s1 / 3), 0.0)) / (s1 / 3))) ELSE 0.0 END AS income_stability,

@@ -31,7 +31,7 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
 FROM valid_loan_applications;
 
 CREATE TEMPORARY VIEW application_scoring_input AS
-SELECT 'application' AS `trigger`, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
+SELECT 'application' AS trigger_kind, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
   a.currency, a.amount_minor,
   CAST(COALESCE(b0.behaviour_as_of, b1.behaviour_as_of) AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
@@ -48,13 +48,13 @@ SELECT 'application' AS `trigger`, a.loan_id, a.customer_id, a.event_time, a.pro
   COALESCE(b0.missed_payments, b1.missed_payments, 0.0) AS missed_payments,
   COALESCE(b0.behaviour_windows, b1.behaviour_windows, 0.0) AS behaviour_windows
 FROM application_features AS a
-LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b0
+LEFT JOIN pg_customer_behaviour_windows FOR SYSTEM_TIME AS OF a.lookup_time AS b0
   ON a.customer_id = b0.customer_id AND a.closed_slot = b0.behaviour_as_of
-LEFT JOIN pg_customer_behaviour FOR SYSTEM_TIME AS OF a.lookup_time AS b1
+LEFT JOIN pg_customer_behaviour_windows FOR SYSTEM_TIME AS OF a.lookup_time AS b1
   ON a.customer_id = b1.customer_id AND a.previous_slot = b1.behaviour_as_of;
 
 CREATE TEMPORARY VIEW window_scoring_input AS
-SELECT 'behaviour_window' AS `trigger`, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,
+SELECT 'behaviour_window' AS trigger_kind, a.loan_id, w.customer_id, w.window_time AS event_time, a.product,
   a.region, a.grade, a.currency, a.amount_minor, w.behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
   a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
@@ -62,7 +62,7 @@ SELECT 'behaviour_window' AS `trigger`, a.loan_id, w.customer_id, w.window_time 
   COALESCE(w.debit_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS spend_to_income,
   COALESCE(w.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,
   w.dpd_current, w.dpd_max, w.dpd_mean, w.late_payments, w.missed_payments, w.behaviour_windows
-FROM (SELECT *, PROCTIME() AS lookup_time FROM customer_behaviour) AS w
-JOIN pg_applications_active FOR SYSTEM_TIME AS OF w.lookup_time AS a
+FROM (SELECT *, PROCTIME() AS lookup_time FROM customer_behaviour_windows) AS w
+JOIN pg_loan_applications_active FOR SYSTEM_TIME AS OF w.lookup_time AS a
   ON w.customer_id = a.customer_id
 WHERE w.behaviour_as_of > CAST(a.applied_at AS TIMESTAMP_LTZ(3));

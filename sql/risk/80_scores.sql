@@ -6,7 +6,7 @@
 -- is done but pass an idle status on at once, so with one scorer per input an idle input would let
 -- the risk windows close over re-scores still in the other scorer's bundle and drop them as late.
 CREATE TEMPORARY VIEW scored AS
-SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, region,
+SELECT trigger_kind, loan_id, customer_id, event_time, behaviour_as_of, product, region,
   COALESCE(grade, 'ungraded') AS grade_band, currency, amount_minor,
   s.r.probability AS probability, s.r.model_version AS model_version, s.r.reason_codes AS reason_codes,
   amount_minor * ${fx_usd_per_minor} AS exposure_usd,
@@ -15,7 +15,7 @@ SELECT `trigger`, loan_id, customer_id, event_time, behaviour_as_of, product, re
 FROM (
   SELECT *, ${score_call} AS r
   FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, `trigger`, event_time ORDER BY proc_time) AS nth
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, trigger_kind, event_time ORDER BY proc_time) AS nth
     FROM (
       SELECT *, PROCTIME() AS proc_time
       FROM (
@@ -32,7 +32,7 @@ FROM (
 -- comes after the de-duplication on purpose: a filter on the scorer's output before it makes the planner
 -- run a second scorer for this branch instead of sharing the one scorer.
 CREATE TEMPORARY VIEW risk_alerts AS
-SELECT loan_id, customer_id, event_time, `trigger`, model_version, probability, reason_codes, product, region
+SELECT loan_id, customer_id, event_time, trigger_kind, model_version, probability, reason_codes, product, region
 FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, high_risk ORDER BY proc_time) AS nth
   FROM (SELECT *, probability >= ${alert_threshold} AS high_risk, PROCTIME() AS proc_time FROM scored)

@@ -3,7 +3,7 @@
 -- A row left unscored (NULL probability: no model loaded) counts as an application, never as a score.
 CREATE TEMPORARY VIEW risk_by_window AS
 SELECT window_start, window_end, product, region, grade_band,
-  SUM(IF(`trigger` = 'application', 1, 0)) AS applications,
+  SUM(IF(trigger_kind = 'application', 1, 0)) AS applications,
   COUNT(DISTINCT IF(probability IS NULL, CAST(NULL AS STRING), loan_id)) AS scored_loans,
   AVG(probability) AS mean_probability,
   MAX(probability) AS max_probability,

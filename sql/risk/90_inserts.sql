@@ -23,14 +23,14 @@ FROM dead_letters;
 
 INSERT INTO ${catalog_name}.${namespace}.customer_behaviour_windows
 SELECT ${customer_behaviour_windows_select}
-FROM customer_behaviour;
+FROM customer_behaviour_windows;
 
-INSERT INTO pg_customer_behaviour
-SELECT ${pg_customer_behaviour_select}
-FROM customer_behaviour;
+INSERT INTO pg_customer_behaviour_windows
+SELECT ${pg_customer_behaviour_windows_select}
+FROM customer_behaviour_windows;
 
-INSERT INTO pg_applications_active
-SELECT ${pg_applications_active_select}
+INSERT INTO pg_loan_applications_active
+SELECT ${pg_loan_applications_active_select}
 FROM application_features;
 
 INSERT INTO ${catalog_name}.${namespace}.scores
@@ -40,12 +40,12 @@ FROM scored;
 -- A row the scorer left unscored (no model loaded) is upserted too, with NULL probability: the serving row
 -- says the latest trigger was not scored. No filter here: a filter on the scorer's output makes the
 -- planner run a second scorer for this sink instead of sharing the one scorer.
-INSERT INTO pg_loan_scores
-SELECT ${pg_loan_scores_select}
+INSERT INTO pg_loan_scores_latest
+SELECT ${pg_loan_scores_latest_select}
 FROM scored;
 
 INSERT INTO risk_alerts_topic
-SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), `trigger`, model_version, probability,
+SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), trigger_kind, model_version, probability,
   reason_codes, product, region
 FROM risk_alerts;
 

@@ -164,7 +164,7 @@ def new_applications_score_with(run: RiskRun, version: str, seed: int, customers
     rows = pd.DataFrame()
     while time.monotonic() < deadline:
         scores = run.lake("scores")
-        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger"] == "application")]
+        rows = scores[scores["loan_id"].isin(new_ids) & (scores["trigger_kind"] == "application")]
         if len(rows) == len(new_ids):
             break
         time.sleep(5)

@@ -257,8 +257,8 @@ def wait_all_landed(settings: Settings, job_id: str, events: list[ProducedEvent]
     def complete() -> bool:
         if any(landed(settings, events).values()):
             return False
-        df = lake(settings, "scores", ("trigger", "loan_id"))
-        return loans <= set(df[df["trigger"] == "application"]["loan_id"])
+        df = lake(settings, "scores", ("trigger_kind", "loan_id"))
+        return loans <= set(df[df["trigger_kind"] == "application"]["loan_id"])
 
     return wait_until(complete, timeout_s, what, settings, job_id, 10)
 
@@ -286,8 +286,8 @@ def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict
         want = {e.event_id for e in events if e.kind == kind}
         report[f"{table}.repeated_ids"] = int(ids.duplicated().sum())
         report[f"{table}.missing"] = len(want - set(ids))
-    scores = lake(settings, "scores", ("trigger", "loan_id"))
-    apps = scores[scores["trigger"] == "application"]["loan_id"]
+    scores = lake(settings, "scores", ("trigger_kind", "loan_id"))
+    apps = scores[scores["trigger_kind"] == "application"]["loan_id"]
     loans = application_ids(events)
     report["scores.application_rows_repeated"] = int(apps.duplicated().sum())
     report["scores.applications_missing"] = len(loans - set(apps))

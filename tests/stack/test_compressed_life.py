@@ -342,7 +342,7 @@ def test_each_life_loan_that_ever_scored_high_alerted_exactly_once(
     alerts = Counter(r.key.decode() if isinstance(r.key, bytes) else r.key
                      for r in read_topic(s, s.kafka.topics.alerts))
     got = {k: n for k, n in alerts.items() if k in loans}
-    windows_scored = scores.groupby("loan_id")["trigger"].apply(lambda t: int((t == "behaviour_window").sum()))
+    windows_scored = scores.groupby("loan_id")["trigger_kind"].apply(lambda t: int((t == "behaviour_window").sum()))
     print(f"life loans: {len(loans)}, re-scored {int(windows_scored.sum())} times on window closes; "
           f"{len(expected)} ever at or above {s.model.alert_threshold}; alerts {got}")
     assert set(got) == expected

@@ -115,8 +115,8 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
 
     for table, _ in LAKE_RAW.values():
         assert lake(s, table, ("event_id",))["event_id"].is_unique, f"{table} holds a repeated event id"
-    scores = lake(s, "scores", ("trigger", "loan_id"))
-    apps = scores[(scores["trigger"] == "application") & scores["loan_id"].isin(application_ids(events))]
+    scores = lake(s, "scores", ("trigger_kind", "loan_id"))
+    apps = scores[(scores["trigger_kind"] == "application") & scores["loan_id"].isin(application_ids(events))]
     assert apps["loan_id"].is_unique and set(apps["loan_id"]) == application_ids(events)
     assert repeated() == dup_ids, "repeated event ids were not all counted"
     assert restarts(s, job) == restarts_before, "hostile input made the job restart"
@@ -159,11 +159,11 @@ def test_a_corrupt_or_incompatible_champion_leaves_scoring_on_the_last_good_mode
             loans = application_ids(apps)
 
             def scored() -> bool:
-                df = lake(s, "scores", ("trigger", "loan_id", "model_version"))
-                return set(df[(df["trigger"] == "application") & df["loan_id"].isin(loans)]["loan_id"]) == loans  # noqa: B023 - called at once
+                df = lake(s, "scores", ("trigger_kind", "loan_id", "model_version"))
+                return set(df[(df["trigger_kind"] == "application") & df["loan_id"].isin(loans)]["loan_id"]) == loans  # noqa: B023 - called at once
 
             wait_until(scored, 300, f"applications scored while {bad_version} is champion", s, job)
-            df = lake(s, "scores", ("trigger", "loan_id", "model_version"))
+            df = lake(s, "scores", ("trigger_kind", "loan_id", "model_version"))
             versions = set(df[df["loan_id"].isin(loans)]["model_version"])
             print(f"champion {bad_version} ({'corrupt' if n == 0 else 'incompatible'}): {len(loans)} new "
                   f"applications scored with {sorted(versions)}")
@@ -239,8 +239,8 @@ def _kill_and_recover(risk_run: RiskRun, events: list, msgs: list[Outgoing], bef
     landed_s = wait_all_landed(s, job, events, 600, "every event of the stream landed after the kill")
     time.sleep(12)
     after = exactly_once_report(s, events)
-    scores = lake(s, "scores", ("trigger", "loan_id", "model_version"))
-    versions = Counter(scores[scores["loan_id"].isin(application_ids(events)) & (scores["trigger"] == "application")]
+    scores = lake(s, "scores", ("trigger_kind", "loan_id", "model_version"))
+    versions = Counter(scores[scores["loan_id"].isin(application_ids(events)) & (scores["trigger_kind"] == "application")]
                        ["model_version"])
     print(f"\nTaskManager kill -9 (pid {pid}) with the producer sending {len(msgs)} events over 40 s and champion "
           f"{corrupt} corrupt: restart seen {restarted_s:.0f}s, tasks RUNNING {running_s + restarted_s:.0f}s, next "

@@ -66,17 +66,17 @@ def test_no_raw_pii_reaches_the_lake(risk_run: RiskRun) -> None:
 
 def test_every_application_has_exactly_one_application_score(risk_run: RiskRun) -> None:
     scores = risk_run.lake("scores")
-    app_scores = scores[scores["trigger"] == "application"]
+    app_scores = scores[scores["trigger_kind"] == "application"]
     assert app_scores["loan_id"].is_unique
     assert set(app_scores["loan_id"]) == set(risk_run.valid("loan_application")["application_id"])
     assert app_scores["probability"].between(0, 1).all()
-    assert (scores["trigger"] == "behaviour_window").any(), "no active loan was re-scored on a window close"
+    assert (scores["trigger_kind"] == "behaviour_window").any(), "no active loan was re-scored on a window close"
 
 
 def test_streaming_application_features_equal_the_pandas_reference(risk_run: RiskRun) -> None:
     apps = risk_run.valid("loan_application")
     ref = application_features(apps)
-    got = risk_run.lake("scores").query("trigger == 'application'").set_index("loan_id")[APPLICATION_FEATURE_NAMES]
+    got = risk_run.lake("scores").query("trigger_kind == 'application'").set_index("loan_id")[APPLICATION_FEATURE_NAMES]
     got = got.loc[ref.index]
     np.testing.assert_allclose(got.to_numpy(float), ref.to_numpy(float), rtol=1e-9, atol=1e-9)
 
@@ -98,7 +98,7 @@ def test_streaming_behaviour_features_equal_the_pandas_reference(risk_run: RiskR
         ref = behaviour_features(apps, txns, reps, as_of)
         for name in behaviour_names:
             if abs(float(ref.loc[row["customer_id"], name]) - float(row[name])) > 1e-6:
-                mismatches.append((row["loan_id"], row["trigger"], name, float(row[name]),
+                mismatches.append((row["loan_id"], row["trigger_kind"], name, float(row[name]),
                                    float(ref.loc[row["customer_id"], name])))
     print(f"compared {len(rows)} scored rows x {len(behaviour_names)} behaviour features")
     assert not mismatches, mismatches[:10]
@@ -108,13 +108,13 @@ def test_window_aggregates_equal_a_pandas_computation_over_the_scored_events(ris
     scores = risk_run.lake("scores")
     agg = risk_run.lake("risk_by_window")
     threshold = risk_run.settings.model.alert_threshold
-    scores["window_start"] = pd.to_datetime(scores["scored_at"], utc=True).dt.floor(f"{WINDOW_MINUTES}min")
+    scores["window_start"] = pd.to_datetime(scores["trigger_time"], utc=True).dt.floor(f"{WINDOW_MINUTES}min")
     late_apps = {m.event_id for m in risk_run.messages if m.anomaly == "late" and m.kind == "loan_application"}
     late_loans = set(risk_run.valid("loan_application").set_index("event_id").loc[
         list(late_apps & set(risk_run.valid("loan_application")["event_id"]))]["application_id"]) if late_apps else set()
     key = ["window_start", "product", "region", "grade_band"]
     skip = set(map(tuple, scores[scores["loan_id"].isin(late_loans)][key].drop_duplicates().to_numpy()))
-    expected = scores.groupby(key).agg(applications=("trigger", lambda t: int((t == "application").sum())),
+    expected = scores.groupby(key).agg(applications=("trigger_kind", lambda t: int((t == "application").sum())),
                                        scored_loans=("loan_id", "nunique"), mean_probability=("probability", "mean"),
                                        max_probability=("probability", "max"),
                                        high_risk_share=("probability", lambda p: float((p >= threshold).mean())),

@@ -70,7 +70,7 @@ def test_after_sync_every_table_has_the_lakes_row_count_and_keys(risk_run: RiskR
     report = sync(risk_run.settings, progress=print)
     counts = {t.name: _compare_with_lake(risk_run, t) for t in TABLES}
     print(report.summary(), counts)
-    for name in ("LOAN_APPLICATIONS", "TRANSACTIONS", "REPAYMENTS", "LOAN_RISK_FEATURES", "RISK_SCORES",
+    for name in ("LOAN_APPLICATIONS", "TRANSACTIONS", "REPAYMENTS", "CUSTOMER_BEHAVIOUR_WINDOWS", "RISK_SCORES",
                  "RISK_BY_WINDOW", "LOAN_OUTCOMES"):
         assert counts[name] > 0, f"the pipeline left {name} empty"
     again = sync(risk_run.settings)

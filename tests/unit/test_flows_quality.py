@@ -17,9 +17,9 @@ NOW = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
 
 
 def _scores(n: int = 6) -> pd.DataFrame:
-    frame = pd.DataFrame({"trigger": ["application"] * n, "loan_id": [f"l{i}" for i in range(n)],
+    frame = pd.DataFrame({"trigger_kind": ["application"] * n, "loan_id": [f"l{i}" for i in range(n)],
                           "customer_id": [f"c{i}" for i in range(n)],
-                          "scored_at": pd.date_range("2018-01-01", periods=n, tz="UTC"),
+                          "trigger_time": pd.date_range("2018-01-01", periods=n, tz="UTC"),
                           "probability": np.linspace(0.01, 0.9, n), "model_version": "v0001"})
     for name in FEATURE_NAMES:
         frame[name] = 0.5

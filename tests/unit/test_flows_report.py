@@ -15,11 +15,11 @@ def _inputs(seed: int = 0) -> ReportInputs:
     rng = np.random.default_rng(seed)
     n = 400
     p1, p2 = rng.beta(2, 20, n), rng.beta(2, 6, n)
-    scores = pd.DataFrame({"trigger": np.where(rng.random(2 * n) < 0.7, "application", "behaviour_window"),
+    scores = pd.DataFrame({"trigger_kind": np.where(rng.random(2 * n) < 0.7, "application", "behaviour_window"),
                            "loan_id": [f"l{i}" for i in range(2 * n)],
-                           "scored_at": pd.date_range("2018-01-01", periods=2 * n, freq="h", tz="UTC"),
+                           "trigger_time": pd.date_range("2018-01-01", periods=2 * n, freq="h", tz="UTC"),
                            "probability": np.concatenate([p1, p2]), "model_version": ["v0001"] * n + ["v0002"] * n})
-    labelled = scores[scores["trigger"] == "application"].iloc[::2][["loan_id", "probability", "model_version"]].copy()
+    labelled = scores[scores["trigger_kind"] == "application"].iloc[::2][["loan_id", "probability", "model_version"]].copy()
     labelled["defaulted"] = (rng.random(len(labelled)) < labelled["probability"]).astype(float)
     meta = {"v0001": {"score_reference": score_reference(rng.beta(2, 20, 2000)), "family": "random_forest"},
             "v0002": {"score_reference": score_reference(rng.beta(2, 20, 2000))}}

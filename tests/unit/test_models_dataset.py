@@ -124,7 +124,7 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
                                   ("c", "2018-02-01", "application", 0.3), ("d", "2018-03-01", "application", 0.4),
                                   ("e", "2018-03-02", "application", 0.6)]:
         row = {n: 0.0 for n in FEATURE_NAMES}
-        row.update(loan_id=loan, customer_id=f"cus-{loan}", scored_at=_ts(when), trigger=trig, debt_to_income=dti)
+        row.update(loan_id=loan, customer_id=f"cus-{loan}", trigger_time=_ts(when), trigger_kind=trig, debt_to_income=dti)
         rows.append(row)
     scores = pd.DataFrame(rows)
     outcomes = pd.DataFrame({

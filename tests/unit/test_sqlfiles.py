@@ -80,7 +80,7 @@ def test_insert_targets_and_the_only_into_filter_over_the_risk_job() -> None:
     from loanrisk.settings import Settings
     from jobs.params import sql_params
     assert Statement("f", "INSERT INTO lake.`risk`.`scores` SELECT 1").insert_target == "scores"
-    assert Statement("f", "insert into pg_loan_scores\nSELECT 1").insert_target == "pg_loan_scores"
+    assert Statement("f", "insert into pg_loan_scores_latest\nSELECT 1").insert_target == "pg_loan_scores_latest"
     assert Statement("f", "CREATE TABLE scores (a INT)").insert_target is None
     stmts = load(REPO_ROOT / "sql" / "risk", sql_params(Settings()))
     every = [s.insert_target for s in stmts if s.inserts_into(())]

@@ -38,7 +38,7 @@ def test_lake_tables_keep_the_columns_on_disk() -> None:
 
 
 def test_jdbc_tables_keep_the_columns_and_keys_of_the_job() -> None:
-    declared = {t.flink_name: {"columns": [[c.name, jdbc_type(c)] for c in t.sink_columns],
+    declared = {t.jdbc_table: {"columns": [[c.name, jdbc_type(c)] for c in t.sink_columns],
                                "primary_key": list(t.primary_key)} for t in SERVING_TABLES}
     assert declared == ON_DISK["flink_jdbc"]
 
@@ -73,7 +73,7 @@ def test_the_scores_table_holds_the_features_in_contract_order() -> None:
 
 def test_a_primary_key_column_must_be_declared_required() -> None:
     with pytest.raises(ValueError, match="nullable=False"):
-        ServingTable("t", "pg_t", (Column("id", "string"),), ("id",))
+        ServingTable("t", (Column("id", "string"),), ("id",))
 
 
 def test_a_partition_must_be_a_column() -> None:
@@ -101,7 +101,7 @@ def test_a_column_added_to_a_serving_table_reaches_every_ddl_and_insert() -> Non
 
 def test_inserts_cast_times_to_the_sink_precision_and_derive_the_partition() -> None:
     lake = lake_select(SCORES).split(", ")
-    assert lake[SCORES.names.index("scored_at")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `scored_at`"
+    assert lake[SCORES.names.index("trigger_time")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `trigger_time`"
     assert lake[-1] == "CAST(`event_time` AS DATE) AS `scored_date`"
     assert jdbc_select(RISK_BY_WINDOW).startswith("CAST(`window_start` AS TIMESTAMP(3)) AS `window_start`")
 
