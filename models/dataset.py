@@ -220,6 +220,17 @@ def lending_club() -> TrainingSet:
 
 
 # -- Iceberg ---------------------------------------------------------------------------------------
+def latest_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """One row per loan from the outcome history: the one observed furthest, with the most records.
+
+    The history is appended in arrival order, so a late repayment adds a row with a later record count
+    but the same observed_until; a scan returns the rows in file order, not history order.
+    """
+    order = [c for c in ("observed_until", "repayment_records") if c in outcomes.columns]
+    return (outcomes.sort_values(["loan_id", *order], kind="stable")
+            .drop_duplicates("loan_id", keep="last").reset_index(drop=True))
+
+
 def label_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
     """loan_id, defaulted, mature per loan from ``risk.loan_outcomes`` rows, by ``contracts.outcomes``."""
     from contracts.outcomes import DEFAULT_DEFINITION, loan_outcome
@@ -258,8 +269,8 @@ def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids
         # which the application-time score row carries as trigger_time (loan id = application id).
         outcomes = outcomes.merge(first[["loan_id", "trigger_time"]].rename(columns={"trigger_time": "origination_time"}),
                                   on="loan_id", how="inner")
-    labels = label_outcomes(outcomes)
-    labels = labels[labels["mature"]].drop_duplicates("loan_id", keep="last")
+    labels = label_outcomes(latest_outcomes(outcomes))
+    labels = labels[labels["mature"]]
     rows = first.merge(labels, on="loan_id", how="inner").sort_values(["trigger_time", "loan_id"], kind="stable")
     if rows.empty:
         raise DatasetError(f"{source}: no loan has both an application-time score row and a mature label yet")
@@ -315,7 +326,8 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     scores, s_id = _scan(scores_t, EqualTo("trigger_kind", "application"), cols)
     o_present = {f.name for f in outcomes_t.schema().fields}
     outcomes, o_id = _scan(outcomes_t, None, tuple(c for c in ("loan_id", "origination_time", "max_days_past_due",
-                                                               "first_default_date", "observed_until")
+                                                               "first_default_date", "observed_until",
+                                                               "repayment_records")
                                                    if c in o_present))
     snaps = {k: v for k, v in ((f"{namespace}.scores", s_id), (f"{namespace}.loan_outcomes", o_id)) if v is not None}
     return from_score_frames(scores, outcomes, snapshot_ids=snaps, source="iceberg")

@@ -16,7 +16,7 @@ from prefect_flows.risk_report import ReportInputs, render
 @task(name="read-scores-and-outcomes", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def read_inputs(days: int) -> ReportInputs:
     """The last ``days`` days of scores (by trigger time, up to the latest one) and mature outcomes."""
-    from models.dataset import label_outcomes
+    from models.dataset import label_outcomes, latest_outcomes
     from models.registry import Registry
     from loanrisk.lake import catalog
     from loanrisk.settings import get_settings
@@ -30,14 +30,14 @@ def read_inputs(days: int) -> ReportInputs:
         t = pd.to_datetime(scores["trigger_time"], utc=True)
         scores = scores[t >= t.max() - pd.Timedelta(days=days)].reset_index(drop=True)
     outcomes = cat.load_table(f"{ns}.loan_outcomes").scan(
-        selected_fields=("loan_id", "first_default_date", "observed_until")).to_pandas()
+        selected_fields=("loan_id", "first_default_date", "observed_until", "repayment_records")).to_pandas()
     apps = scores[scores["trigger_kind"] == "application"].sort_values("trigger_time").drop_duplicates("loan_id")
     labelled = pd.DataFrame(columns=["loan_id", "probability", "model_version", "defaulted"])
     if not apps.empty and not outcomes.empty:
         o = outcomes.merge(apps[["loan_id", "trigger_time"]].rename(columns={"trigger_time": "origination_time"}),
                            on="loan_id")
-        lab = label_outcomes(o)
-        lab = lab[lab["mature"]].drop_duplicates("loan_id")[["loan_id", "defaulted"]]
+        lab = label_outcomes(latest_outcomes(o))
+        lab = lab[lab["mature"]][["loan_id", "defaulted"]]
         labelled = apps[["loan_id", "probability", "model_version"]].merge(lab, on="loan_id")
         labelled["defaulted"] = labelled["defaulted"].astype(float)
     reg = Registry.from_settings()

@@ -12,7 +12,7 @@ import pytest
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
 from models.dataset import (
     LC_LEAKING_COLUMNS, application_features, from_applications, from_file, from_iceberg, from_score_frames,
-    lending_club_applications, lending_club_raw, sub_grade_rank,
+    latest_outcomes, lending_club_applications, lending_club_raw, sub_grade_rank,
 )
 from models.errors import DatasetError
 from models.synthetic import toy_applications
@@ -149,6 +149,20 @@ def test_score_rows_are_point_in_time_and_labels_mature() -> None:
     a = ts.features[(ts.ids == "a").to_numpy()]
     assert a["debt_to_income"].item() == 0.1  # the first application-time row, not later ones
     assert ts.feature_names == FEATURE_NAMES
+
+
+def test_a_loans_label_comes_from_its_latest_history_row_whatever_the_scan_order() -> None:
+    scores, outcomes = _frames()
+    # b's history: the row with the default arrived last (a late repayment: same observed_until, one record
+    # more), and the scan returns it first.
+    history = outcomes.assign(repayment_records=[12, 13, 12, 12, 12])
+    earlier_b = history[history["loan_id"] == "b"].assign(repayment_records=12, max_days_past_due=0,
+                                                           first_default_date=pd.NaT)
+    scrambled = pd.concat([history, earlier_b]).reset_index(drop=True)
+    ts = from_score_frames(scores, scrambled)
+    assert dict(zip(ts.ids, ts.label))["b"] == 1
+    latest = latest_outcomes(scrambled).set_index("loan_id")
+    assert latest.loc["b", "repayment_records"] == 13 and len(latest) == 5
 
 
 def test_from_iceberg_reads_tables_and_records_snapshot_ids(tmp_path: Path) -> None:
