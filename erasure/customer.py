@@ -49,12 +49,17 @@ def payload_names_customer(payload: str | None, customer_id: str) -> bool:
 
 
 def _retry(action: Any) -> Any:
-    """Run ``action`` again after an Iceberg commit conflict with the job's own commits."""
-    from pyiceberg.exceptions import CommitFailedException
+    """Run ``action`` again after an Iceberg commit conflict with the job's commits or lake maintenance.
+
+    A ValidationException is the conflict a delete must not commit through: files that may hold the
+    customer were added (by the job, or a compaction rewriting them) after the delete read the table.
+    ``action`` refreshes the table, so the next attempt reads and deletes those rows too.
+    """
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
     for attempt in range(COMMIT_ATTEMPTS):
         try:
             return action()
-        except CommitFailedException:
+        except (CommitFailedException, ValidationException):
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
             time.sleep(1 + attempt)

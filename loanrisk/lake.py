@@ -37,6 +37,16 @@ def committed_rows(settings: Settings, tables: tuple[str, ...] | list[str]) -> d
 
 # The Flink committer records its last committed checkpoint in the snapshot summary under this key.
 FLINK_CHECKPOINT_KEY = "flink.max-committed-checkpoint-id"
+# Compaction (prefect_flows/lake_upkeep.py) marks its commits so: they replace files by files holding
+# exactly the same rows, so readers that follow changes (the warehouse loader) can step over them.
+COMPACTION_PROPERTY = ("loanrisk.maintenance", "compaction")
+
+
+def is_compaction(snapshot: Any) -> bool:
+    """Whether ``snapshot`` is a compaction's rewrite: no row added or removed."""
+    key, value = COMPACTION_PROPERTY
+    props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+    return bool(props.get(key) == value)
 
 
 def job_commit_chain(table: Any) -> list[int]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from loanrisk.lake import COMPACTION_PROPERTY
+
 Lister = Callable[[str], Iterable[tuple[str, datetime]]]
 ORPHAN_BATCH = 1000  # paths handed to the deleter at a time
 Deleter = Callable[[list[str]], None]  # deletes a batch of paths
@@ -107,7 +109,7 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8)
             return False
         try:
             with head.transaction() as tx:
-                with tx.update_snapshot(snapshot_properties={"loanrisk.maintenance": "compaction"}).overwrite() as ow:
+                with tx.update_snapshot(snapshot_properties=dict([COMPACTION_PROPERTY])).overwrite() as ow:
                     for f in old:
                         ow.delete_data_file(f)
                     for f in new:

@@ -1,8 +1,8 @@
 """The exactly-once loader: new Iceberg snapshots -> staged Parquet batches -> MERGE by key into Snowflake.
 
 Per table: read the last completely loaded snapshot from LOADER_CONTROL; if every snapshot since is an
-append, read only the rows those appends added (incremental), otherwise (the recorded snapshot was
-expired or the table was compacted, overwritten or deleted from) read the whole current snapshot (full).
+append or a compaction, read only the rows the appends added (incremental), otherwise (the recorded
+snapshot was expired or the table was overwritten or deleted from) read the whole current snapshot (full).
 Rows go in batches: each is written as Parquet, PUT to the stage table's stage, COPYed into it, then
 MERGEd by key into the target in one transaction with an appended control row; the control row that
 completes the snapshot is committed with the last batch (and, for a full load, with the deletion of
@@ -84,7 +84,12 @@ class Plan:
 
 
 def plan(lake_table: Any, loaded: int | None) -> Plan:
-    """Incremental when every snapshot after ``loaded`` up to the current one is an append, else full."""
+    """Incremental when every snapshot after ``loaded`` up to the current one is an append, else full.
+
+    A compaction's commit rewrites rows without changing them: the incremental scan skips it (it reads
+    only appends), so a daily compaction does not turn the next load into a full one.
+    """
+    from loanrisk.lake import is_compaction
     current = lake_table.current_snapshot()
     if current is None:
         return Plan("empty", None)
@@ -103,7 +108,7 @@ def plan(lake_table: Any, loaded: int | None) -> Plan:
         snap = parent
     for s in reversed(chain):
         op = s.summary.operation.value if s.summary is not None else "unknown"
-        if op != "append":
+        if op != "append" and not is_compaction(s):
             return Plan("full", current.snapshot_id, f"snapshot {s.snapshot_id} is a {op}")
     return Plan("incremental", current.snapshot_id)
 

@@ -63,3 +63,39 @@ def test_erasure_keeps_the_jobs_latest_commit_so_a_restored_job_does_not_commit_
     erase_lake(Settings(), "c1", ErasureReport("c1"), cat=lake)
     kept = {s.snapshot_id for s in lake.load_table("risk.scores").snapshots()}
     assert flink_commit in kept and len(kept) == 2  # the job's commit and the erasure on top of it
+
+
+class _JobCommitsDuringTheDelete:
+    """A real table whose first delete is overtaken by a commit of the customer's rows through another handle."""
+
+    def __init__(self, table, other_handle) -> None:
+        self._table, self._other, self.overtaken = table, other_handle, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._table, name)
+
+    def refresh(self):
+        self._table.refresh()
+        return self
+
+    def delete(self, row_filter) -> None:
+        if not self.overtaken:
+            self.overtaken = True
+            self._other.append(pa.table({"loan_id": ["l-c1-late"], "customer_id": ["c1"]}))
+        self._table.delete(row_filter)
+
+
+def test_a_delete_overtaken_by_a_commit_of_the_customers_rows_is_redone_and_removes_them_too(lake) -> None:
+    scores = _JobCommitsDuringTheDelete(lake.load_table("risk.scores"), lake.load_table("risk.scores"))
+
+    class Catalog:
+        def list_tables(self, ns):
+            return [("risk", "scores")]
+
+        def load_table(self, ident):
+            return scores
+
+    report = ErasureReport("c1")
+    erase_lake(Settings(), "c1", report, cat=Catalog())
+    assert scores.overtaken and not report.failed, report.failed
+    assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
