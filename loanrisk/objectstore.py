@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from loanrisk.settings import S3Settings
@@ -19,3 +20,23 @@ def s3_client(s3: S3Settings, attempts: int = 3) -> Any:
                                       connect_timeout=5, read_timeout=30,
                                       request_checksum_calculation="when_required",
                                       response_checksum_validation="when_required"))
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under ``prefix`` (its ListObjectsV2 entry), each once, directory markers left out.
+
+    Pages are chained with StartAfter (the last key seen), not the continuation token: s3proxy returns
+    the token of a key holding ``=`` (an Iceberg partition folder) URL-encoded, and given it back it
+    serves the same page again, so botocore's paginator stops with "the same next token was received
+    twice" on any listing longer than a page.
+    """
+    after = ""
+    while True:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **({"StartAfter": after} if after else {}))
+        contents = page.get("Contents", [])
+        for obj in contents:
+            if not obj["Key"].endswith("/"):
+                yield obj
+        if not page.get("IsTruncated") or not contents:
+            return
+        after = contents[-1]["Key"]

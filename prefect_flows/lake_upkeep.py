@@ -198,7 +198,7 @@ def _norm(path: str) -> str:
 
 def s3_lister_deleter(s3_settings: Any) -> tuple[Lister, Deleter]:
     """List and delete objects on the configured S3 store (boto3)."""
-    from loanrisk.objectstore import s3_client
+    from loanrisk.objectstore import list_objects, s3_client
 
     client = s3_client(s3_settings)
 
@@ -208,9 +208,8 @@ def s3_lister_deleter(s3_settings: Any) -> tuple[Lister, Deleter]:
 
     def lister(location: str) -> Iterable[tuple[str, datetime]]:
         bucket, prefix = split(location.rstrip("/") + "/")
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield f"s3://{bucket}/{obj['Key']}", obj["LastModified"]
+        for obj in list_objects(client, bucket, prefix):
+            yield f"s3://{bucket}/{obj['Key']}", obj["LastModified"]
 
     def delete(uri: str) -> None:
         bucket, key = split(uri)

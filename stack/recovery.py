@@ -53,16 +53,11 @@ def list_metadata(settings: Settings, folder_uri: str) -> list[tuple[str, float]
     """Every ``_metadata`` file under ``folder_uri`` (s3:// or file://, or a plain path), with its time."""
     parsed = urlparse(folder_uri)
     if parsed.scheme in ("s3", "s3a"):
-        from loanrisk.objectstore import s3_client
+        from loanrisk.objectstore import list_objects, s3_client
         client = s3_client(settings.s3)
         prefix = parsed.path.lstrip("/").rstrip("/") + "/"
-        found = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/" + METADATA):
-                    found.append((f"{parsed.scheme}://{parsed.netloc}/{obj['Key']}",
-                                  obj["LastModified"].timestamp()))
-        return found
+        return [(f"{parsed.scheme}://{parsed.netloc}/{obj['Key']}", obj["LastModified"].timestamp())
+                for obj in list_objects(client, parsed.netloc, prefix) if obj["Key"].endswith("/" + METADATA)]
     root = Path(parsed.path if parsed.scheme == "file" else folder_uri)
     if not root.is_dir():
         return []

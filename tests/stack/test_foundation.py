@@ -75,6 +75,26 @@ def test_snowflake_connector_round_trips_a_row_over_http(stack_settings: Setting
     assert row[3].replace(tzinfo=None) == datetime(2026, 1, 2, 3, 4, 5)
 
 
+def test_maintenance_lists_a_prefix_longer_than_a_page_with_partition_folders_each_object_once(
+        stack_settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loanrisk.objectstore import s3_client
+    from prefect_flows.lake_upkeep import s3_lister_deleter
+    s3 = stack_settings.s3
+    client = s3_client(s3)
+    root = f"listing-{uuid.uuid4().hex[:8]}/data"
+    # Over one page (1000 keys), with the page boundary inside an Iceberg-style "name=value" folder.
+    keys = [f"{root}/event_date=2018-08-{day:02d}/f-{i:04d}.parquet" for day in (1, 2, 3) for i in range(380)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=s3.bucket, Key=k, Body=b"x"), keys))
+    lister, deleter = s3_lister_deleter(s3)
+    listed = [uri for uri, _ in lister(f"s3://{s3.bucket}/{root}")]
+    assert sorted(listed) == sorted(f"s3://{s3.bucket}/{k}" for k in keys)
+    deleter(listed)
+    assert not list(lister(f"s3://{s3.bucket}/{root}"))
+
+
 def test_stack_up_with_a_taken_port_exits_nonzero_with_one_line(stack_settings: Settings, tmp_path: Path) -> None:
     import socket
     env = {**os.environ, "LOANRISK_STACK__STATE_DIR": str(tmp_path / "state")}
