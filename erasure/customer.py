@@ -85,6 +85,19 @@ def _expirable(table: Any) -> list[int]:
     return [s.snapshot_id for s in table.snapshots() if s.snapshot_id not in keep]
 
 
+def _read_again(action: Any) -> Any:
+    """Run ``action`` again when a file it read was gone: lake maintenance compacted the rows into new
+    files and removed the old ones (snapshot expiry, orphan clean-up) after this request loaded the table."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            return action()
+        except FileNotFoundError:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(1 + attempt)
+    return None
+
+
 def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
     """Expire the snapshots that may go and delete the data files no remaining snapshot uses."""
     table.refresh()
@@ -95,7 +108,10 @@ def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
     still = _file_paths(table, every_snapshot=True)
     gone = before - still
     for path in gone:
-        table.io.delete(path)
+        try:
+            table.io.delete(path)
+        except FileNotFoundError:
+            pass  # lake maintenance removed it first
     return len(gone)
 
 
@@ -105,21 +121,29 @@ def _erase_lake_table(table: Any, customer_id: str) -> int:
     names = {f.name for f in table.schema().fields}
     if CUSTOMER_COLUMN not in names and table.name()[-1] != DEAD_LETTERS:
         return -1
-    if not _file_paths(table):
-        return 0  # nothing written yet (scanning a table without data files fails in pyarrow)
-    if CUSTOMER_COLUMN in names:
-        row_filter: Any = EqualTo(CUSTOMER_COLUMN, customer_id)
-        n = len(table.scan(row_filter=row_filter, selected_fields=(CUSTOMER_COLUMN,)).to_arrow())
-    elif table.name()[-1] == DEAD_LETTERS:
-        rows = table.scan(selected_fields=("dlq_id", "payload")).to_arrow().to_pylist()
-        ids = sorted({r["dlq_id"] for r in rows if payload_names_customer(r["payload"], customer_id)})
-        row_filter, n = In("dlq_id", ids), len(ids)
-    before = _file_paths(table, every_snapshot=True)
-    if n:
-        _retry(lambda: table.refresh().delete(row_filter))
-    # Always: a repeated request also expires what the job's last commit kept alive the first time.
-    _purge_unreferenced_files(table, before)
-    return n
+
+    def count_and_delete() -> tuple[int, set[str] | None]:
+        table.refresh()
+        if not _file_paths(table):
+            return 0, None  # nothing written yet (scanning a table without data files fails in pyarrow)
+        if CUSTOMER_COLUMN in names:
+            row_filter: Any = EqualTo(CUSTOMER_COLUMN, customer_id)
+            n = len(table.scan(row_filter=row_filter, selected_fields=(CUSTOMER_COLUMN,)).to_arrow())
+        else:
+            rows = table.scan(selected_fields=("dlq_id", "payload")).to_arrow().to_pylist()
+            ids = sorted({r["dlq_id"] for r in rows if payload_names_customer(r["payload"], customer_id)})
+            row_filter, n = In("dlq_id", ids), len(ids)
+        before = _file_paths(table, every_snapshot=True)
+        if n:
+            _retry(lambda: table.refresh().delete(row_filter))
+        return n, before
+
+    # Counted again on a retry only when nothing was deleted: a failed attempt commits nothing.
+    n, before = _read_again(count_and_delete)
+    if before is not None:
+        # Always: a repeated request also expires what the job's last commit kept alive the first time.
+        _read_again(lambda: _purge_unreferenced_files(table, before))
+    return int(n)
 
 
 def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat: Any = None) -> None:

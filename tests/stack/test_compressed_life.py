@@ -53,6 +53,13 @@ class MaintenanceTally:
     orphans_deleted: int = 0
     conflicts: int = 0
     errors: list[str] = field(default_factory=list)
+    runs_since_error: int = 0
+
+
+# A pass that meets a service the outage tests stopped fails, as maintain_lake's run would; the next
+# pass is its retry. Any other error fails the check.
+UNAVAILABLE = ("AdminShutdown", "Could not connect", "Connection refused", "connection failed",
+               "EndpointConnectionError", "Connect timeout", "server closed the connection")
 
 
 @dataclass
@@ -218,8 +225,10 @@ def _maintain(life: Life, settings: Settings) -> None:
                 tally.orphans_deleted += report.orphans_deleted
                 tally.conflicts += sum("changed during compaction" in n for n in report.notes)
             tally.runs += 1
+            tally.runs_since_error += 1
         except Exception as exc:  # noqa: BLE001 - a failed pass is reported by the checks
             tally.errors.append(repr(exc)[:300])
+            tally.runs_since_error = 0
 
 
 @pytest.fixture(scope="session")
@@ -405,5 +414,7 @@ def test_every_life_message_is_one_raw_row_or_one_counted_repeat_with_maintenanc
     print(f"reconciliation per topic: {per_topic}")
     print(f"maintenance beside the job: {tally}")
     print(f"checkpointed state bytes by month: {life.state_bytes}")
-    assert not tally.errors, tally.errors[:3]
+    unexpected = [e for e in tally.errors if not any(u in e for u in UNAVAILABLE)]
+    assert not unexpected, unexpected[:3]
+    assert tally.runs_since_error >= 1, "no maintenance pass completed after the last failed one"
     assert tally.runs >= 3 and tally.compacted_partitions > 0 and tally.expired_snapshots > 0, tally

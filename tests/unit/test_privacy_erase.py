@@ -99,3 +99,47 @@ def test_a_delete_overtaken_by_a_commit_of_the_customers_rows_is_redone_and_remo
     erase_lake(Settings(), "c1", report, cat=Catalog())
     assert scores.overtaken and not report.failed, report.failed
     assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
+
+
+class _MaintainedDuringTheScan:
+    """A real table whose first scan reads metadata that lake maintenance has just made stale: the files
+    were rewritten, the old snapshots expired and the old files removed through another handle."""
+
+    def __init__(self, table, other_handle) -> None:
+        self._table, self._other, self.maintained = table, other_handle, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._table, name)
+
+    def refresh(self):
+        self._table.refresh()
+        return self
+
+    def scan(self, *args, **kwargs):
+        if not self.maintained:
+            from datetime import timedelta
+
+            from prefect_flows.lake_upkeep import expire_snapshots, local_lister_deleter, remove_orphans
+            self.maintained = True
+            other = self._other
+            other.overwrite(other.scan().to_arrow())  # same rows, new files, as a compaction commits them
+            expire_snapshots(other.refresh(), timedelta(0))
+            remove_orphans(other.refresh(), *local_lister_deleter(), timedelta(0))
+        return self._table.scan(*args, **kwargs)
+
+
+def test_an_erasure_whose_files_maintenance_removed_meanwhile_reads_the_table_again(lake) -> None:
+    scores = _MaintainedDuringTheScan(lake.load_table("risk.scores"), lake.load_table("risk.scores"))
+
+    class Catalog:
+        def list_tables(self, ns):
+            return [("risk", "scores")]
+
+        def load_table(self, ident):
+            return scores
+
+    report = ErasureReport("c1")
+    erase_lake(Settings(), "c1", report, cat=Catalog())
+    assert scores.maintained and not report.failed, report.failed
+    assert report.removed == {"lake.scores": 2}
+    assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
