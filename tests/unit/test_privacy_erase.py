@@ -65,11 +65,12 @@ def test_erasure_keeps_the_jobs_latest_commit_so_a_restored_job_does_not_commit_
     assert flink_commit in kept and len(kept) == 2  # the job's commit and the erasure on top of it
 
 
-class _JobCommitsDuringTheDelete:
-    """A real table whose first delete is overtaken by a commit of the customer's rows through another handle."""
+class _OtherWriterInterferes:
+    """A real scores table, loaded twice: the erasure works on the first handle while ``interfere``
+    commits through the second, once, at the moment a subclass picks."""
 
-    def __init__(self, table, other_handle) -> None:
-        self._table, self._other, self.overtaken = table, other_handle, False
+    def __init__(self, lake) -> None:
+        self._table, self._other, self.done = lake.load_table("risk.scores"), lake.load_table("risk.scores"), False
 
     def __getattr__(self, name: str):
         return getattr(self._table, name)
@@ -78,68 +79,68 @@ class _JobCommitsDuringTheDelete:
         self._table.refresh()
         return self
 
+    def interfere_once(self) -> None:
+        if not self.done:
+            self.done = True
+            self.interfere(self._other)
+
+    def interfere(self, other) -> None:
+        raise NotImplementedError
+
+    def erase(self, customer_id: str) -> ErasureReport:
+        """``erase_lake`` over a catalog holding only this table."""
+        table = self
+
+        class Catalog:
+            def list_tables(self, ns):
+                return [("risk", "scores")]
+
+            def load_table(self, ident):
+                return table
+
+        report = ErasureReport(customer_id)
+        erase_lake(Settings(), customer_id, report, cat=Catalog())
+        return report
+
+
+class _JobCommitsDuringTheDelete(_OtherWriterInterferes):
+    """The job commits a row of the customer after the delete read the table."""
+
+    def interfere(self, other) -> None:
+        other.append(pa.table({"loan_id": ["l-c1-late"], "customer_id": ["c1"]}))
+
     def delete(self, row_filter) -> None:
-        if not self.overtaken:
-            self.overtaken = True
-            self._other.append(pa.table({"loan_id": ["l-c1-late"], "customer_id": ["c1"]}))
+        self.interfere_once()
         self._table.delete(row_filter)
 
 
 def test_a_delete_overtaken_by_a_commit_of_the_customers_rows_is_redone_and_removes_them_too(lake) -> None:
-    scores = _JobCommitsDuringTheDelete(lake.load_table("risk.scores"), lake.load_table("risk.scores"))
-
-    class Catalog:
-        def list_tables(self, ns):
-            return [("risk", "scores")]
-
-        def load_table(self, ident):
-            return scores
-
-    report = ErasureReport("c1")
-    erase_lake(Settings(), "c1", report, cat=Catalog())
-    assert scores.overtaken and not report.failed, report.failed
+    scores = _JobCommitsDuringTheDelete(lake)
+    report = scores.erase("c1")
+    assert scores.done and not report.failed, report.failed
     assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
 
 
-class _MaintainedDuringTheScan:
-    """A real table whose first scan reads metadata that lake maintenance has just made stale: the files
-    were rewritten, the old snapshots expired and the old files removed through another handle."""
+class _MaintainedDuringTheScan(_OtherWriterInterferes):
+    """Lake maintenance makes the metadata the first scan reads stale: the files rewritten, the old
+    snapshots expired and the old files removed."""
 
-    def __init__(self, table, other_handle) -> None:
-        self._table, self._other, self.maintained = table, other_handle, False
+    def interfere(self, other) -> None:
+        from datetime import timedelta
 
-    def __getattr__(self, name: str):
-        return getattr(self._table, name)
-
-    def refresh(self):
-        self._table.refresh()
-        return self
+        from prefect_flows.lake_upkeep import expire_snapshots, local_lister_deleter, remove_orphans
+        other.overwrite(other.scan().to_arrow())  # same rows, new files, as a compaction commits them
+        expire_snapshots(other.refresh(), timedelta(0))
+        remove_orphans(other.refresh(), *local_lister_deleter(), timedelta(0))
 
     def scan(self, *args, **kwargs):
-        if not self.maintained:
-            from datetime import timedelta
-
-            from prefect_flows.lake_upkeep import expire_snapshots, local_lister_deleter, remove_orphans
-            self.maintained = True
-            other = self._other
-            other.overwrite(other.scan().to_arrow())  # same rows, new files, as a compaction commits them
-            expire_snapshots(other.refresh(), timedelta(0))
-            remove_orphans(other.refresh(), *local_lister_deleter(), timedelta(0))
+        self.interfere_once()
         return self._table.scan(*args, **kwargs)
 
 
 def test_an_erasure_whose_files_maintenance_removed_meanwhile_reads_the_table_again(lake) -> None:
-    scores = _MaintainedDuringTheScan(lake.load_table("risk.scores"), lake.load_table("risk.scores"))
-
-    class Catalog:
-        def list_tables(self, ns):
-            return [("risk", "scores")]
-
-        def load_table(self, ident):
-            return scores
-
-    report = ErasureReport("c1")
-    erase_lake(Settings(), "c1", report, cat=Catalog())
-    assert scores.maintained and not report.failed, report.failed
+    scores = _MaintainedDuringTheScan(lake)
+    report = scores.erase("c1")
+    assert scores.done and not report.failed, report.failed
     assert report.removed == {"lake.scores": 2}
     assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
