@@ -48,18 +48,20 @@ def payload_names_customer(payload: str | None, customer_id: str) -> bool:
     return bool(payload) and customer_id in (payload or "")
 
 
-def _retry(action: Any) -> Any:
+def _retry(action: Any, errors: tuple[type[BaseException], ...] | None = None) -> Any:
     """Run ``action`` again after an Iceberg commit conflict with the job's commits or lake maintenance.
 
     A ValidationException is the conflict a delete must not commit through: files that may hold the
     customer were added (by the job, or a compaction rewriting them) after the delete read the table.
-    ``action`` refreshes the table, so the next attempt reads and deletes those rows too.
+    ``action`` refreshes the table, so the next attempt reads and deletes those rows too. ``errors``
+    replaces the exceptions retried.
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
+    retried = errors or (CommitFailedException, ValidationException)
     for attempt in range(COMMIT_ATTEMPTS):
         try:
             return action()
-        except (CommitFailedException, ValidationException):
+        except retried:
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
             time.sleep(1 + attempt)
@@ -88,14 +90,7 @@ def _expirable(table: Any) -> list[int]:
 def _read_again(action: Any) -> Any:
     """Run ``action`` again when a file it read was gone: lake maintenance compacted the rows into new
     files and removed the old ones (snapshot expiry, orphan clean-up) after this request loaded the table."""
-    for attempt in range(COMMIT_ATTEMPTS):
-        try:
-            return action()
-        except FileNotFoundError:
-            if attempt == COMMIT_ATTEMPTS - 1:
-                raise
-            time.sleep(1 + attempt)
-    return None
+    return _retry(action, (FileNotFoundError,))
 
 
 def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
