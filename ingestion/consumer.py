@@ -46,10 +46,15 @@ class EventConsumer:
 
         conf = consumer_config(kafka or get_settings().kafka, group_id, bootstrap=bootstrap,
                                read_committed=read_committed, from_beginning=from_beginning)
+        # End-of-partition events tell read_to_end where each partition ended (for read_committed, the last
+        # stable offset: an open transaction's records are not waited for).
+        conf["enable.partition.eof"] = True
         conf.update(overrides or {})
         self._consumer = Consumer(conf)
-        self._consumer.subscribe(list(topics))
+        self._topics = list(topics)
+        self._consumer.subscribe(self._topics)
         self._uncommitted = False
+        self._ended: set[tuple[str, int]] = set()
 
     def poll_batch(self, max_messages: int = 1000, timeout_s: float = 1.0) -> list[ConsumedRecord]:
         """Up to ``max_messages`` records, waiting at most ``timeout_s``; raises on a consumer error."""
@@ -60,6 +65,7 @@ class EventConsumer:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
+                    self._ended.add((msg.topic(), msg.partition()))  # type: ignore[arg-type]  # set on this event
                     continue
                 raise KafkaException(err)
             key = msg.key()
@@ -78,6 +84,23 @@ class EventConsumer:
             if batch:
                 records.extend(batch)
                 last = time.monotonic()
+        return records
+
+    def read_to_end(self, timeout_s: float = 120.0, max_messages: int = 5000) -> list[ConsumedRecord]:
+        """Every record up to the end each partition had when this consumer reached it.
+
+        Returns as soon as every partition of the topics reported its end, so the caller waits for the
+        broker, not for an idle timeout; raises TimeoutError naming the partitions that never got there.
+        """
+        meta = self._consumer.list_topics(timeout=30)
+        partitions = {(t, p) for t in self._topics for p in meta.topics[t].partitions}
+        records: list[ConsumedRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while not partitions <= self._ended:
+            if time.monotonic() > deadline:
+                missing = sorted(partitions - self._ended)
+                raise TimeoutError(f"partitions {missing} not read to their end within {timeout_s:.0f}s")
+            records.extend(self.poll_batch(max_messages, timeout_s=1.0))
         return records
 
     def commit(self) -> None:

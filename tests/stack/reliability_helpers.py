@@ -95,12 +95,12 @@ def send_tracked(settings: Settings, messages: list[Outgoing], *, pace_per_s: fl
     return where
 
 
-def read_topic(settings: Settings, topic: str, idle_s: float = 15.0) -> list[Any]:
-    """Every committed record of ``topic`` (read_committed consumer, new group, from the beginning)."""
+def read_topic(settings: Settings, topic: str) -> list[Any]:
+    """Every committed record of ``topic`` up to its last stable offset (read_committed, new group, from the start)."""
     from ingestion.consumer import EventConsumer
     with EventConsumer([topic], group_id=f"reliability-{topic}-{time.time_ns()}", kafka=settings.kafka,
                        read_committed=True) as consumer:
-        return consumer.read(10**9, idle_timeout_s=idle_s)
+        return consumer.read_to_end()
 
 
 def lake(settings: Settings, table: str, columns: tuple[str, ...] = ("*",)) -> pd.DataFrame:
@@ -278,16 +278,39 @@ def assert_exactly_once(before: dict[str, Any], after: dict[str, Any], what: str
                                                                   before["dlq_lake.total"]), what
 
 
-def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict[str, Any]:
+@dataclass
+class Sinks:
+    """What every sink held at one moment, read once and reconciled against any number of streams."""
+
+    raw_ids: dict[str, pd.Series]
+    application_loans: pd.Series
+    alert_keys: Counter
+    dlq_topic_ids: Counter
+    dlq_lake_total: int
+
+
+def read_sinks(settings: Settings) -> Sinks:
+    """The raw tables' event ids, the application scores, the alert and dead-letter topics, the dead-letter table."""
+    scores = lake(settings, "scores", ("trigger_kind", "loan_id"))
+    return Sinks(
+        raw_ids={table: lake(settings, table, ("event_id",))["event_id"] for table, _ in LAKE_RAW.values()},
+        application_loans=scores[scores["trigger_kind"] == "application"]["loan_id"],
+        alert_keys=Counter(r.key for r in read_topic(settings, settings.kafka.topics.alerts)),
+        dlq_topic_ids=Counter(json.loads(r.value)["dlq_id"]
+                              for r in read_topic(settings, settings.kafka.topics.dead_letters)),
+        dlq_lake_total=len(lake(settings, "dead_letters", ("dlq_id",))))
+
+
+def exactly_once_report(settings: Settings, events: list[ProducedEvent], sinks: Sinks | None = None) -> dict[str, Any]:
     """What the exactly-once promises look like for ``events`` and globally; asserted by the caller."""
+    sinks = sinks or read_sinks(settings)
     report: dict[str, Any] = {}
     for kind, (table, _) in LAKE_RAW.items():
-        ids = lake(settings, table, ("event_id",))["event_id"]
+        ids = sinks.raw_ids[table]
         want = {e.event_id for e in events if e.kind == kind}
         report[f"{table}.repeated_ids"] = int(ids.duplicated().sum())
         report[f"{table}.missing"] = len(want - set(ids))
-    scores = lake(settings, "scores", ("trigger_kind", "loan_id"))
-    apps = scores[scores["trigger_kind"] == "application"]["loan_id"]
+    apps = sinks.application_loans
     loans = application_ids(events)
     report["scores.application_rows_repeated"] = int(apps.duplicated().sum())
     report["scores.applications_missing"] = len(loans - set(apps))
@@ -295,13 +318,11 @@ def exactly_once_report(settings: Settings, events: list[ProducedEvent]) -> dict
                                                 "WHERE loan_id = ANY(%s) GROUP BY loan_id", (list(loans),))}
     report["postgres.loans_missing"] = len(loans - set(pg))
     report["postgres.loans_with_several_rows"] = sum(1 for n in pg.values() if n != 1)
-    alerts = Counter(r.key for r in read_topic(settings, settings.kafka.topics.alerts))
-    report["alerts.total"] = sum(alerts.values())
-    report["alerts.repeated_keys"] = sum(1 for n in alerts.values() if n > 1)
-    dlq = Counter(json.loads(r.value)["dlq_id"] for r in read_topic(settings, settings.kafka.topics.dead_letters))
-    report["dlq_topic.total"] = sum(dlq.values())
-    report["dlq_topic.repeated_ids"] = sum(1 for n in dlq.values() if n > 1)
-    report["dlq_lake.total"] = len(lake(settings, "dead_letters", ("dlq_id",)))
+    report["alerts.total"] = sum(sinks.alert_keys.values())
+    report["alerts.repeated_keys"] = sum(1 for n in sinks.alert_keys.values() if n > 1)
+    report["dlq_topic.total"] = sum(sinks.dlq_topic_ids.values())
+    report["dlq_topic.repeated_ids"] = sum(1 for n in sinks.dlq_topic_ids.values() if n > 1)
+    report["dlq_lake.total"] = sinks.dlq_lake_total
     return report
 
 

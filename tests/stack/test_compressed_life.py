@@ -33,10 +33,7 @@ from loanrisk.settings import Settings
 from tests.stack.conftest import LIVE_MONTH_S, RiskRun
 from tests.stack.reliability_helpers import Outgoing, lake, read_topic, send_tracked, serving, wait_until
 
-# Full tier for now: in the default tier's last fresh-clone run one life transaction landed twice, most
-# likely its copy (then sent mid-month) arriving after the 75 s de-duplication window on a loaded machine;
-# the copy's new place has not had a default-tier run of its own yet (docs/RELIABILITY.md).
-pytestmark = [pytest.mark.stack, pytest.mark.full]
+pytestmark = pytest.mark.stack
 
 MONTH_MS = 30 * 86_400_000
 DEFAULTED_DPD = 75

@@ -20,7 +20,7 @@ import pytest
 from ingestion.wire import ProducedEvent
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
-    Outgoing, all_tasks_running, assert_exactly_once, exactly_once_report, restarts, send_tracked, valid_stream,
+    Outgoing, all_tasks_running, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
     wait_all_landed, wait_until,
 )
 from tests.stack.test_reliability import _freeze_for, _savepoint_and_resume, _stop_for
@@ -77,8 +77,9 @@ def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_an
     every_event = [e for o in outages for e in o.events]
     landed_s = wait_all_landed(s, risk_run.job_id, every_event, 900, "every event sent during the outages landed")
     time.sleep(15)  # two more checkpoints: a doubled row would be committed by now
+    sinks = read_sinks(s)
     for outage in outages:
-        report = exactly_once_report(s, outage.events)
+        report = exactly_once_report(s, outage.events, sinks)
         print(f"\noutage '{outage.name}': {len(outage.events)} events; healed in {outage.figures['healed_s']:.0f}s, "
               f"tasks RUNNING {outage.figures['running_s']:.0f}s later")
         print("  exactly-once report:", report)

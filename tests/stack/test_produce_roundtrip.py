@@ -108,3 +108,31 @@ def test_delivery_errors_are_counted_not_reported_as_sent(kafka_bootstrap: str) 
     assert producer.flush(60) == 0
     assert (producer.stats.delivered, producer.stats.failed) == (0, 5)
     assert any("Unknown topic" in e for e in producer.stats.errors)
+
+
+def test_read_to_end_stops_at_the_last_stable_offset_without_waiting_for_an_open_transaction(
+        kafka_bootstrap: str) -> None:
+    """The job's transactional sinks always hold a transaction open; reading "everything committed" must not
+    wait for it (an idle timeout would), nor show its records, and must see empty partitions end too."""
+    from confluent_kafka import Producer
+    run = uuid.uuid4().hex[:8]
+    topic = f"roundtrip-{run}-txn"
+    admin = {"bootstrap.servers": kafka_bootstrap}
+    create_topics(admin, [topic], partitions=4)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"read-to-end-{run}"})
+    try:
+        producer.init_transactions(60)
+        producer.begin_transaction()
+        for i in range(3):
+            producer.produce(topic, key="same-partition", value=f"committed-{i}".encode())
+        producer.commit_transaction(60)
+        producer.begin_transaction()
+        producer.produce(topic, key="same-partition", value=b"open")
+        producer.flush(60)
+        with EventConsumer([topic], group_id=f"to-end-{run}", bootstrap=kafka_bootstrap,
+                           read_committed=True) as consumer:
+            received = consumer.read_to_end(timeout_s=60)
+        assert [r.value for r in received] == [b"committed-0", b"committed-1", b"committed-2"]
+    finally:
+        producer.abort_transaction(60)
+        delete_topics(admin, [topic])

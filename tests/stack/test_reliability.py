@@ -343,17 +343,20 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
                       encode_event({**d, "event_id": f"pii-bad-{RUN}-{n}", "amount_minor": None}), "bad")
              for n, d in enumerate(app_docs)]
     secrets = _distinctive(docs)
+    clock = _Phases()
     send_tracked(s, msgs)
     wait_until(lambda: not any(landed(s, events).values()), 300, "the PII events landed", s, job)
     wait_until(lambda: int(lake(s, "dead_letters", ("payload",))["payload"].str.contains(
         f"pii-bad-{RUN}", regex=False).sum()) == len(app_docs), 120, "the PII dead letters", s, job)
     time.sleep(12)
-
+    clock.lap("landed")
     _sync_warehouse(s)
+    clock.lap("warehouse sync")
     kafka_text = b"\n".join(r.value for t in (s.kafka.topics.applications, s.kafka.topics.transactions)
-                            for r in read_topic(s, t, idle_s=8)).decode(errors="replace")
+                            for r in read_topic(s, t)).decode(errors="replace")
     in_kafka = {v for v in secrets if v in kafka_text}
     found = _find_anywhere(s, secrets)
+    clock.lap("search")
     print(f"\nPII: {len(secrets)} distinctive values; {len(in_kafka)} found in the Kafka input; in sinks: {found}")
     assert in_kafka == secrets, "the seeded PII should be visible in the Kafka input (else the test proves nothing)"
     assert not found, found
@@ -362,6 +365,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     victim, other = customers[0], customers[1]
     before_other = _rows_of(s, other)
     assert sum(before_other.values()) > 0 and sum(_rows_of(s, victim).values()) > 0
+    clock.lap("count rows")
     import subprocess
     import sys
     from pathlib import Path
@@ -369,10 +373,28 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     proc = subprocess.run([str(cli), "privacy", "erase", "--customer", victim], capture_output=True, text=True,
                           timeout=600)
     print(proc.stdout + proc.stderr)
+    clock.lap("erase")
     assert proc.returncode == 0, proc.stderr
     assert sum(_rows_of(s, victim).values()) == 0, _rows_of(s, victim)
     assert _rows_of(s, other) == before_other
+    clock.lap("count rows again")
+    print("PII test phases:", clock)
     assert all_tasks_running(s, job)
+
+
+class _Phases:
+    """Seconds spent in each phase of a long test, printed with its figures (a slow phase shows where)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name], self._last = now - self._last, now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.0f}s" for k, v in self.laps.items())
 
 
 def _sync_warehouse(s) -> None:
