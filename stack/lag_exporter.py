@@ -115,6 +115,37 @@ class WindowClock:
     waiting_since: float
 
 
+@dataclass(frozen=True)
+class JobWindows:
+    """The window lengths and watermark delay (seconds) of the job whose windows are measured."""
+
+    watermark_delay_s: float
+    risk_window_s: float
+    behaviour_window_s: float
+
+
+def job_windows(settings: Settings) -> JobWindows:
+    """Those of the job reading as ``flink.consumer_group``, from the parameter file of its latest wanted
+    submission (a job may run with other values than the stack's settings: the tests' compressed time, a
+    demo); the settings' own when no such submission is recorded."""
+    import json
+    from pathlib import Path
+
+    from stack.recovery import submissions
+    for sub in sorted(submissions(settings), key=lambda sub: sub.submitted_at, reverse=True):
+        if not sub.wanted:
+            continue
+        try:
+            sql = json.loads(Path(sub.params).read_text())["sql"]
+            if sql.get("consumer_group") == settings.flink.consumer_group:
+                return JobWindows(float(sql["watermark_delay_s"]), float(sql["window_minutes"]) * 60.0,
+                                  float(sql["behaviour_window_days"]) * 86_400.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a file being replaced, or of another version: not this job's
+    f = settings.flink
+    return JobWindows(float(f.watermark_delay_s), f.window_minutes * 60.0, f.behaviour_window_days * 86_400.0)
+
+
 def window_age(previous: WindowClock | None, newest_end: float | None, newest_score: float | None,
                now: float) -> tuple[float, WindowClock | None]:
     """(age in wall seconds, the clock for the next scrape) of one window table.
@@ -160,7 +191,7 @@ class WindowFreshnessCollector(Collector):
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.read = read or (lambda: read_window_ends(settings))
         self.wall_clock = wall_clock
-        self.flink = settings.flink
+        self.settings = settings
         self.errors = 0
         self._clocks: dict[str, WindowClock | None] = {}
         self._lock = threading.Lock()
@@ -180,10 +211,11 @@ class WindowFreshnessCollector(Collector):
             try:
                 ends = self.read()
                 now = self.wall_clock()
-                delay = self.flink.watermark_delay_s
-                # The risk window's length as the job wrote it: a demo's job may run with another than ours.
-                lengths = {"risk_by_window": ends.risk_length_s or self.flink.window_minutes * 60.0,
-                           "customer_behaviour_windows": self.flink.behaviour_window_days * 86_400.0}
+                job = job_windows(self.settings)
+                delay = job.watermark_delay_s
+                # The risk window's length as the job wrote it, then as it was submitted.
+                lengths = {"risk_by_window": ends.risk_length_s or job.risk_window_s,
+                           "customer_behaviour_windows": job.behaviour_window_s}
                 newest_ends = {"risk_by_window": ends.risk_end, "customer_behaviour_windows": ends.behaviour_end}
                 for table, end in newest_ends.items():
                     seconds, self._clocks[table] = window_age(self._clocks.get(table), end, ends.newest_score, now)

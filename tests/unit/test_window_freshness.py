@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import textwrap
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loanrisk.settings import REPO_ROOT, Settings
-from stack.lag_exporter import WindowClock, WindowEnds, WindowFreshnessCollector, window_age
+from loanrisk.settings import REPO_ROOT, Settings, override
+from stack.lag_exporter import WindowClock, WindowEnds, WindowFreshnessCollector, job_windows, window_age
+from stack.recovery import Submission, record_submission
 
 RULES = REPO_ROOT / "prometheus" / "rules" / "loan-risk.yml"
 DAY = 86_400.0
@@ -50,8 +52,8 @@ def test_scores_before_any_window_closed_wait_too() -> None:
 
 
 # -- the collector --------------------------------------------------------------------------------
-def test_the_collector_exports_age_newest_end_and_close_due_per_table() -> None:
-    settings = Settings()
+def test_the_collector_exports_age_newest_end_and_close_due_per_table(tmp_path: Path) -> None:
+    settings = override(Settings(), stack={"state_dir": tmp_path})  # no job submitted: the settings' values
     reads = iter([WindowEnds(newest_score=WINDOW_END + 10, risk_end=WINDOW_END, risk_length_s=DAY,
                              behaviour_end=WINDOW_END - 20 * DAY)] * 2)
     now = iter([5_000.0, 5_700.0])
@@ -67,6 +69,32 @@ def test_the_collector_exports_age_newest_end_and_close_due_per_table() -> None:
     assert second[("loanrisk_window_close_due_seconds", "customer_behaviour_windows")] == \
         settings.flink.behaviour_window_days * DAY + delay
     assert second[("loanrisk_serving_up", "")] == 1
+
+
+def _submitted(settings: Settings, name: str, sql: dict, wanted: bool = True, at: float = 1.0) -> None:
+    params = settings.state_dir / "run" / f"params-{name}.json"
+    params.parent.mkdir(parents=True, exist_ok=True)
+    params.write_text(json.dumps({"sql": sql, "flink_conf": {}}))
+    record_submission(settings, Submission(name, "0" * 32, "run_sql.py", [], [], str(params), submitted_at=at,
+                                           wanted=wanted))
+
+
+def test_close_due_follows_the_running_job_not_the_stack_settings(tmp_path: Path) -> None:
+    """A job submitted with compressed time (the tests') or other windows: its close-due time is its own."""
+    settings = override(Settings(), stack={"state_dir": tmp_path})
+    group = settings.flink.consumer_group
+    _submitted(settings, "loan-risk", {"consumer_group": group, "watermark_delay_s": 28_800, "window_minutes": 1440,
+                                       "behaviour_window_days": 30}, at=100.0)
+    _submitted(settings, "stopped", {"consumer_group": group, "watermark_delay_s": 1, "window_minutes": 1,
+                                     "behaviour_window_days": 1}, wanted=False, at=200.0)
+    _submitted(settings, "other-group", {"consumer_group": "someone-else", "watermark_delay_s": 2,
+                                         "window_minutes": 2, "behaviour_window_days": 2}, at=300.0)
+    assert job_windows(settings).watermark_delay_s == 28_800.0
+    reads = iter([WindowEnds(newest_score=WINDOW_END + 10, risk_end=WINDOW_END, risk_length_s=None,
+                             behaviour_end=WINDOW_END - 20 * DAY)])
+    got = samples(WindowFreshnessCollector(settings, read=lambda: next(reads), wall_clock=lambda: 5_000.0))
+    assert got[("loanrisk_window_close_due_seconds", "risk_by_window")] == DAY + 28_800.0
+    assert got[("loanrisk_window_close_due_seconds", "customer_behaviour_windows")] == 30 * DAY + 28_800.0
 
 
 def test_an_unreadable_serving_database_is_a_metric_not_a_failed_scrape() -> None:
