@@ -70,7 +70,7 @@ class Life:
     defaulted_loan: str
     default_month: int
     sent: list[tuple[ProducedEvent, tuple[str, int, int] | None]] = field(default_factory=list)
-    state_bytes: list[tuple[int, int]] = field(default_factory=list)  # (month, checkpointed state bytes)
+    state_bytes: list[tuple[int, int | None]] = field(default_factory=list)  # (month, checkpointed state bytes)
     maintenance: MaintenanceTally = field(default_factory=MaintenanceTally)
     done: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -134,9 +134,15 @@ def _make_life(now: datetime) -> Life:
     return Life(months=months, defaulted_loan=loan, default_month=month)
 
 
-def _checkpointed_state_bytes(settings: Settings, job_id: str) -> int:
+def _checkpointed_state_bytes(settings: Settings, job_id: str) -> int | None:
+    """The job's latest completed checkpoint size; None while no JobManager answers for the job (the kill
+    tests run beside the life: the JobManager restarts and the job comes back under a new id)."""
+    from loanrisk.errors import StackError
     from stack.flink_client import rest
-    latest = rest(settings, f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed") or {}
+    try:
+        latest = rest(settings, f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed") or {}
+    except StackError:
+        return None
     return int(latest.get("state_size") or latest.get("checkpointed_size") or 0)
 
 
