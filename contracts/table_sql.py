@@ -5,12 +5,13 @@ sql/ files use them as parameters (jobs/sqlfiles.py), keyed by the Flink table n
 ``${<jdbc table>_columns}`` (with its primary key) and ``${<jdbc table>_table}`` in the JDBC DDL (the JDBC
 table of serving table ``t`` is ``pg_t``),
 ``${<table>_select}`` for the SELECT list of the INSERT writing it, and ``${<serving table>_postgres}``
-for the PostgreSQL DDL of sql/serving/. The Snowflake DDL is rendered by warehouse/ddl.py.
+for the PostgreSQL DDL of sql/serving/; the scoring API's tables, which the job does not write, have only
+that one and ``${<table>_table}``, their name with its schema. The Snowflake DDL is rendered by warehouse/ddl.py.
 """
 
 from __future__ import annotations
 
-from contracts.tables import LAKE_TABLES, SERVING_TABLES, Column, LakeTable, ServingTable
+from contracts.tables import API_TABLES, LAKE_TABLES, SERVING_TABLES, Column, LakeTable, ServingTable
 
 # The JDBC connector has no TIMESTAMP_LTZ: the job writes UTC times as TIMESTAMP(3) (session and JVM in UTC).
 JDBC_TIMESTAMP = "TIMESTAMP(3)"
@@ -60,7 +61,7 @@ def jdbc_select(t: ServingTable) -> str:
 
 
 def postgres_ddl(t: ServingTable) -> str:
-    """CREATE TABLE IF NOT EXISTS for the serving table, then DROP NOT NULL for its relaxed columns."""
+    """CREATE TABLE IF NOT EXISTS for the serving table (and its schema), then DROP NOT NULL for its relaxed columns."""
     cols = []
     for c in t.columns:
         col = f"{c.name} {c.postgres_type}"
@@ -71,8 +72,9 @@ def postgres_ddl(t: ServingTable) -> str:
         cols.append(col)
     cols.append(f"PRIMARY KEY ({', '.join(t.primary_key)})")
     body = ",\n  ".join(cols)
-    stmts = [f"CREATE TABLE IF NOT EXISTS {t.name} (\n  {body}\n)"]
-    stmts += [f"ALTER TABLE {t.name} ALTER COLUMN {n} DROP NOT NULL" for n in t.relaxed]
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {t.schema}"] if t.schema else []
+    stmts += [f"CREATE TABLE IF NOT EXISTS {t.qualified_name} (\n  {body}\n)"]
+    stmts += [f"ALTER TABLE {t.qualified_name} ALTER COLUMN {n} DROP NOT NULL" for n in t.relaxed]
     return ";\n".join(stmts)
 
 
@@ -88,6 +90,8 @@ def table_fragments() -> dict[str, str]:
                   (f"{serving.jdbc_table}_table", serving.name),
                   (f"{serving.jdbc_table}_select", jdbc_select(serving)),
                   (f"{serving.name}_postgres", postgres_ddl(serving))]
+    for api in API_TABLES:
+        pairs += [(f"{api.name}_postgres", postgres_ddl(api)), (f"{api.name}_table", api.qualified_name)]
     out = dict(pairs)
     if len(out) != len(pairs):
         raise ValueError("two tables render to the same parameter name; rename one")

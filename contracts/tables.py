@@ -83,12 +83,14 @@ class ServingTable:
 
     ``relaxed`` names columns created NOT NULL by earlier versions: existing tables get DROP NOT NULL.
     Columns with a ``pg_default`` are filled by PostgreSQL and are not part of the Flink table.
+    ``schema`` is the PostgreSQL schema when it is not ``public`` (the job's tables are all in public).
     """
 
     name: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     relaxed: tuple[str, ...] = ()
+    schema: str | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -98,6 +100,11 @@ class ServingTable:
         nullable_keys = [c.name for c in self.columns if c.name in self.primary_key and c.nullable]
         if nullable_keys:
             raise ValueError(f"{self.name}: primary key columns {nullable_keys} must be declared nullable=False")
+
+    @property
+    def qualified_name(self) -> str:
+        """The table's name in PostgreSQL, with its schema when that is not public."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
 
     @property
     def jdbc_table(self) -> str:
@@ -192,6 +199,32 @@ REPEATED_EVENTS = ServingTable(
 
 SERVING_TABLES: tuple[ServingTable, ...] = (CUSTOMER_BEHAVIOUR_WINDOWS, LOAN_APPLICATIONS_ACTIVE, LOAN_SCORES_LATEST,
                                             RISK_BY_WINDOW, REPAYMENTS_BY_WINDOW, LOAN_OUTCOMES, REPEATED_EVENTS)
+
+# --- Scoring API tables (PostgreSQL, written by scoring_api/, not by the job) ---
+# In their own schema: the read-only role's SELECT on the public schema (loanrisk/serving.py) never
+# reaches key hashes or stored answers. No customer_id column: an erasure has nothing to find here.
+
+API_SCHEMA = "scoring_api"
+
+# One API key per client, stored as a salted SHA-256 of its secret; ``key_id`` is the key's public part.
+API_KEYS = ServingTable(
+    "api_keys",
+    (_required("client", "string"), _required("key_id", "string"), _required("key_salt", "string"),
+     _required("key_hash", "string"), _required("created_at", "timestamp", pg_default="now()"),
+     Column("revoked_at", "timestamp")),
+    ("client",), schema=API_SCHEMA)
+
+# The answer to each (client, Idempotency-Key) until it expires: ``pending`` while the first request
+# runs (its ``claim_id`` finishes it), then ``done`` with the status and body every repeat gets.
+API_IDEMPOTENCY = ServingTable(
+    "api_idempotency",
+    (_required("client", "string"), _required("idempotency_key", "string"), _required("request_hash", "string"),
+     _required("claim_id", "string"), _required("state", "string"), Column("status_code", "int"),
+     Column("response", "string"), _required("created_at", "timestamp", pg_default="now()"),
+     _required("expires_at", "timestamp")),
+    ("client", "idempotency_key"), schema=API_SCHEMA)
+
+API_TABLES: tuple[ServingTable, ...] = (API_KEYS, API_IDEMPOTENCY)
 
 # --- Lake tables (Iceberg, append-only, partitioned by day) ---
 

@@ -119,32 +119,48 @@ def validate_event(raw: bytes | str | Mapping[str, Any], contract: EventContract
     (compared to the microsecond) is ``future_event_time``; callers validating on the job's behalf pass
     the job's tolerance, ``settings.flink.future_tolerance``.
     """
+    broken = event_violations(raw, contract, now=now, future_tolerance=future_tolerance)
+    return broken[0] if broken else None
+
+
+def event_violations(raw: bytes | str | Mapping[str, Any], contract: EventContract, *,
+                     now: datetime | None = None, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE,
+                     past_limit: bool = False) -> list[str]:
+    """Every rule ``raw`` breaks, in the order the rules are checked (the first is :func:`validate_event`'s reason).
+
+    A field breaks at most one rule (a value of the wrong type is not range-checked); ``too_large`` and
+    ``invalid_json`` stand alone. ``past_limit`` adds the job's own rule, ``past_event_time`` for event
+    times before 2000-01-01 (the Java functions check it after ``future_event_time``).
+    """
     if not isinstance(raw, Mapping):
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, (bytes, bytearray)) else raw
         if len(text) > MAX_PAYLOAD_CHARS:
-            return TOO_LARGE
+            return [TOO_LARGE]
     event = dict(raw) if isinstance(raw, Mapping) else parse_json(raw)
     if event is None:
-        return INVALID_JSON
+        return [INVALID_JSON]
     present = {f.name: event.get(f.name) for f in contract.fields}
+    broken = [f"missing:{f.name}" for f in contract.fields if not f.nullable and present[f.name] is None]
+    typed = []  # present fields of the right type: only these are checked against choices and bounds
     for f in contract.fields:
-        if not f.nullable and present[f.name] is None:
-            return f"missing:{f.name}"
-    for f in contract.fields:
-        if present[f.name] is not None and not _type_ok(f, present[f.name]):
-            return f"type:{f.name}"
-    for f in contract.fields:
-        if f.choices is not None and present[f.name] is not None and present[f.name] not in f.choices:
-            return f"choice:{f.name}"
-    for f in contract.fields:
-        if present[f.name] is not None and not _range_ok(f, present[f.name]):
-            return f"range:{f.name}"
-    event_time = parse_timestamp(present[contract.event_time_field])  # type: ignore[arg-type]  # required: checked above
+        if present[f.name] is not None:
+            if _type_ok(f, present[f.name]):
+                typed.append(f)
+            else:
+                broken.append(f"type:{f.name}")
+    outside = {f.name for f in typed if f.choices is not None and present[f.name] not in f.choices}
+    broken += [f"choice:{f.name}" for f in typed if f.name in outside]
+    broken += [f"range:{f.name}" for f in typed if f.name not in outside and not _range_ok(f, present[f.name])]
+    if contract.event_time_field not in {f.name for f in typed}:
+        return broken
+    event_time = parse_timestamp(str(present[contract.event_time_field]))  # typed: a string
     now = now or datetime.now(timezone.utc)
     limit = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)) + future_tolerance
     if event_time is not None and event_time > limit:
-        return FUTURE_EVENT_TIME
-    return None
+        broken.append(FUTURE_EVENT_TIME)
+    elif past_limit and event_time is not None and event_time.timestamp() * 1000 < PAST_LIMIT_MS:
+        broken.append(PAST_EVENT_TIME)
+    return broken
 
 
 def validate_for_topic(raw: bytes | str | Mapping[str, Any], topic: str, *, now: datetime | None = None,

@@ -3,7 +3,8 @@
 Used by tests (is the default learnable?) and as the oracle the Flink SQL features are compared to.
 Behaviour windows are tumbling event-time windows of ``window_days`` aligned to the epoch; a window
 is closed at ``as_of`` when it ends at or before it; "last 3 closed windows" are the three window
-slots before ``as_of``, and a slot without salary counts as zero salary.
+slots before ``as_of``, and a slot without salary counts as zero salary. The per-application
+arithmetic (ratios, nulls, income) is contracts/feature_formulas.py, which the scoring API uses too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.feature_formulas import application_feature_values, monthly_income_minor, ratio
 from contracts.features import APPLICATION_FEATURE_NAMES, BEHAVIOUR_FEATURES
 
 BEHAVIOUR_FEATURE_NAMES: list[str] = [f.name for f in BEHAVIOUR_FEATURES]
@@ -33,31 +35,21 @@ def events_frame(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _value(v: Any) -> Any:
+    """A frame cell as the contract holds it: None for a missing value (NaN, NA)."""
+    return None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+
+
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    """num / den as float, 0 where den is 0 or missing."""
-    den = den.astype(float)
-    return (num.astype(float) / den.where(den != 0)).fillna(0.0)
+    """num / den per row by the contract's ratio (0 where den is 0 or either side is missing)."""
+    return pd.Series([ratio(_value(n), _value(d)) for n, d in zip(num, den.reindex(num.index))],
+                     index=num.index, dtype=float)
 
 
 def application_features(apps: pd.DataFrame) -> pd.DataFrame:
     """The APPLICATION_FEATURES of each application (index: application_id), in contract order."""
-    monthly_income = apps["annual_income_minor"].astype(float) / 12
-    collateral = apps["collateral_value_minor"].astype(float)
-    out = pd.DataFrame({
-        "debt_to_income": _ratio(apps["monthly_debt_minor"], monthly_income),
-        "loan_to_income": _ratio(apps["amount_minor"], apps["annual_income_minor"]),
-        "installment_to_income": _ratio(apps["installment_minor"], monthly_income),
-        "credit_utilization": _ratio(apps["revolving_balance_minor"], apps["revolving_limit_minor"]),
-        "interest_rate": apps["interest_rate"].astype(float),
-        "term_months": apps["term_months"].astype(float),
-        "emp_length_years": apps["emp_length_years"].astype(float).fillna(0.0),
-        "delinquencies_2y": apps["delinquencies_2y"].astype(float),
-        "inquiries_12m": apps["inquiries_12m"].astype(float),
-        "is_secured": collateral.notna().astype(float),
-        "loan_to_value": _ratio(apps["amount_minor"], collateral),
-    })
-    out.index = apps["application_id"].to_numpy()
-    return out[APPLICATION_FEATURE_NAMES]
+    rows = [application_feature_values({k: _value(v) for k, v in app.items()}) for app in apps.to_dict("records")]
+    return pd.DataFrame(rows, columns=APPLICATION_FEATURE_NAMES, index=apps["application_id"].to_numpy(), dtype=float)
 
 
 def behaviour_features(apps: pd.DataFrame, transactions: pd.DataFrame, repayments: pd.DataFrame,
@@ -69,7 +61,8 @@ def behaviour_features(apps: pd.DataFrame, transactions: pd.DataFrame, repayment
     """
     width = int(window_days * MS_PER_DAY)
     last = (as_of_ms // width - 1).rename("last_window")
-    monthly = apps.sort_values("event_ms").groupby("customer_id")["annual_income_minor"].last().astype(float) / 12
+    annual = apps.sort_values("event_ms").groupby("customer_id")["annual_income_minor"].last()
+    monthly = annual.astype(float).map(monthly_income_minor)
     out = pd.DataFrame(index=as_of_ms.index)
 
     def recent(frame: pd.DataFrame) -> pd.DataFrame:

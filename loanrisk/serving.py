@@ -1,4 +1,5 @@
-"""The PostgreSQL serving database: applies sql/serving/postgres_tables.sql and the reader's grants."""
+"""The PostgreSQL serving database: applies sql/serving/postgres_tables.sql and the reader's grants, and renders
+the scoring API's tables (sql/serving/api_tables.sql)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from psycopg import sql
 from loanrisk.settings import REPO_ROOT, Settings
 
 SERVING_DDL = REPO_ROOT / "sql" / "serving" / "postgres_tables.sql"
+API_DDL = REPO_ROOT / "sql" / "serving" / "api_tables.sql"
 
 
 def serving_ddl() -> str:
@@ -15,6 +17,13 @@ def serving_ddl() -> str:
     from contracts.table_sql import table_fragments
     from jobs.sqlfiles import render
     return render(SERVING_DDL.read_text(), table_fragments())
+
+
+def api_ddl() -> str:
+    """sql/serving/api_tables.sql with the scoring API's tables rendered from contracts/tables.py."""
+    from contracts.table_sql import table_fragments
+    from jobs.sqlfiles import render
+    return render(API_DDL.read_text(), table_fragments())
 
 
 def ensure_serving_tables(settings: Settings) -> None:

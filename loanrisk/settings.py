@@ -363,6 +363,51 @@ class ModelSettings(BaseModel):
         return self.registry_uri or f"s3://{s3.bucket}/models"
 
 
+class ApiSettings(BaseModel):
+    """The synchronous scoring API (`riskctl serve`): where it listens, its decision bands and its limits."""
+
+    host: str = Field(LOOPBACK, description="Address the scoring API listens on (loopback: put a TLS proxy in "
+                      "front of it to serve other machines)")
+    port: int = Field(8090, ge=1, le=65535, description="Port the scoring API listens on")
+    approve_below: float = Field(0.1, ge=0, le=1, description="Decision band: a probability of default below this "
+                                 "is approve")
+    decline_at: float = Field(0.3, ge=0, le=1, description="Decision band: a probability at or above this is "
+                              "decline; between approve_below and this is refer")
+    max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted; a larger one is "
+                                "refused with 413 before it is read whole")
+    max_batch: int = Field(100, ge=1, le=10_000, description="Most applications one POST /v1/score:batch may carry")
+    rate_limit_per_s: float = Field(50.0, gt=0, description="Requests per second each API key may make on average "
+                                    "(token bucket); more get 429 with Retry-After")
+    rate_limit_burst: int = Field(100, ge=1, description="Requests an API key may make at once above its rate "
+                                  "(the token bucket's size)")
+    request_timeout_s: float = Field(2.0, gt=0, description="A scoring request not answered within this gets 504; "
+                                     "no application of it is handed to Kafka after that")
+    publish_default: bool = Field(False, description="Publish each scored application to the loan-applications "
+                                  "topic unless the request says publish=false")
+    idempotency_ttl_s: int = Field(86_400, ge=60, description="How long the answer to an Idempotency-Key is kept "
+                                   "and replayed")
+    key_cache_s: float = Field(5.0, ge=0, description="Seconds a verified API key is trusted before the serving "
+                               "database is asked again: a revocation takes effect within this")
+    store_connect_timeout_s: int = Field(2, ge=2, le=60, description="Connect timeout to the serving database "
+                                         "(libpq's minimum is 2 s)")
+    store_retry_s: float = Field(1.0, ge=0, description="After the serving database failed, requests answer 503 at "
+                                 "once for this long before it is tried again")
+    store_pool_size: int = Field(4, ge=1, le=64, description="Connections the API keeps open to the serving database")
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> ApiSettings:
+        if self.approve_below > self.decline_at:
+            raise ValueError(f"api.approve_below ({self.approve_below}) must not be above api.decline_at "
+                             f"({self.decline_at})")
+        return self
+
+    def decision(self, probability: float) -> str:
+        """The decision band of a probability of default: approve, refer or decline."""
+        if probability < self.approve_below:
+            return "approve"
+        return "refer" if probability < self.decline_at else "decline"
+
+
 class PrivacySettings(BaseModel):
     """Keyed hashing of PII fields before any sink."""
 
@@ -422,6 +467,7 @@ class Settings(BaseSettings):
     grafana: GrafanaSettings = GrafanaSettings()
     model: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -26,6 +26,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.flows", "flows"),
     ("riskctl.commands.privacy", "privacy"),
     ("riskctl.commands.warehouse", "warehouse"),
+    ("riskctl.commands.serve", "serve"),
+    ("riskctl.commands.serve", "api_key"),
 )
 
 

@@ -217,13 +217,17 @@ class Scorer:
     def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
                  alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] | None = None, timeout_s: float = 10.0) -> None:
+                 log: Callable[[str], None] | None = None, timeout_s: float = 10.0,
+                 poll_on_score: bool = True) -> None:
         self.feature_columns = list(feature_columns)
         if len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("feature_columns repeats a name")
         self.poll_interval_s = float(poll_interval_s)
         self.alert_threshold = float(alert_threshold)
         self.top_reasons = int(top_reasons)
+        # False: scoring never reads the registry; the owner calls poll_if_due from a thread of its own, so a slow
+        # registry delays no score (scoring reads the current model once per call, so the swap is safe).
+        self.poll_on_score = poll_on_score
         self._clock = clock
         self._log = log
         self._reader = RegistryReader(registry_uri, s3=s3, timeout_s=timeout_s)
@@ -366,14 +370,15 @@ class Scorer:
         self._emit(f"champion {version} loaded (was {previous})", False)
         return True
 
-    def _maybe_poll(self) -> None:
-        """Poll when the interval has passed."""
+    def poll_if_due(self) -> None:
+        """Poll when the interval has passed (every scoring call does this first unless ``poll_on_score`` is off)."""
         if self._clock() >= self._next_poll:
             self.poll()
 
     def score_matrix(self, values: np.ndarray) -> tuple[np.ndarray, str | None, list[str | None]]:
         """(P(default), model version, reason codes) for rows of all ``feature_columns`` in that order (NaN = null)."""
-        self._maybe_poll()
+        if self.poll_on_score:
+            self.poll_if_due()
         model = self._model
         X = np.asarray(values, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.feature_columns):
@@ -384,7 +389,8 @@ class Scorer:
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """probability (float64), model_version and reason_codes per row, the model's columns picked by name."""
-        self._maybe_poll()
+        if self.poll_on_score:
+            self.poll_if_due()
         model = self._model
         if model is None:
             p, version, reasons = self._unscored(len(frame))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from riskctl import main as riskctl_main
@@ -20,4 +22,6 @@ def test_a_missing_command_module_fails_naming_it_and_the_fix(monkeypatch: pytes
 
 def test_every_listed_command_module_loads() -> None:
     riskctl_main._register()
-    assert {name for _, name in riskctl_main.COMMANDS} <= set(riskctl_main.cli.commands)
+    listed = {getattr(importlib.import_module(module), attr).name for module, attr in riskctl_main.COMMANDS}
+    assert listed <= set(riskctl_main.cli.commands)
+    assert {"serve", "api-key"} <= listed

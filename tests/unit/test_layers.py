@@ -22,8 +22,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("loanrisk",),
     # The rooms: each does one thing with the floor below.
     ("ingestion", "udfs", "models", "warehouse", "stack", "grafana"),
-    # The risk job (its parameters, submission, SQL client) runs on the stack; erasure spans every sink.
-    ("jobs", "erasure"),
+    # The risk job (its parameters, submission, SQL client) runs on the stack; erasure spans every sink; the
+    # scoring API scores as the job does, from the contracts, the serving database and the stream's scorer.
+    ("jobs", "erasure", "scoring_api"),
     ("prefect_flows",),
     ("riskctl",),
 )
