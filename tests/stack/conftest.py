@@ -23,7 +23,7 @@ from loanrisk.settings import Settings
 # modules that read the job's output, the fault and hostile-input modules, and the life's checks.
 MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job", "start:test_compressed_life",
                 "test_warehouse", "test_flows", "test_reliability", "test_outages", "test_security",
-                "test_compressed_life")
+                "test_scoring_api", "test_compressed_life")
 # Modules that disturb the running job (bursts of malformed events) run after every other module.
 MODULE_LAST = ("test_dashboards",)
 LIFE_START = "test_live_time_starts"
