@@ -366,6 +366,7 @@ class ModelSettings(BaseModel):
 class ApiSettings(BaseModel):
     """The synchronous scoring API (`riskctl serve`): where it listens, its decision bands and its limits."""
 
+    enabled: bool = Field(False, description="Start the scoring API with the local stack (`riskctl stack up --with-api`)")
     host: str = Field(LOOPBACK, description="Address the scoring API listens on (loopback: put a TLS proxy in "
                       "front of it to serve other machines)")
     port: int = Field(8090, ge=1, le=65535, description="Port the scoring API listens on")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from loanrisk.errors import LoanRiskError
@@ -12,6 +13,9 @@ from scoring_api.server import run
 
 def main() -> None:
     """Log as every process of ours does, then serve until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state", help="the service's state folder (marks the process for `riskctl stack down`)")
+    parser.parse_args()
     setup_logging()
     try:
         run(get_settings())

@@ -14,13 +14,14 @@ from stack.services.base import Service, ServiceStatus
 Progress = Callable[[str], None]
 
 
-def _services(settings: Settings, with_prefect: bool | None) -> list[Service]:
-    return all_services(settings, with_prefect)
+def _services(settings: Settings, with_prefect: bool | None, with_api: bool | None = None) -> list[Service]:
+    return all_services(settings, with_prefect, with_api)
 
 
-def up(settings: Settings, with_prefect: bool | None = None, progress: Progress = print) -> dict[str, float]:
+def up(settings: Settings, with_prefect: bool | None = None, progress: Progress = print,
+       with_api: bool | None = None) -> dict[str, float]:
     """Start every service not yet running and wait for each to be healthy; returns seconds per service."""
-    services = _services(settings, with_prefect)
+    services = _services(settings, with_prefect, with_api)
     # Check every port first, so a clash fails before anything starts.
     for svc in services:
         if svc.pid() is None:
@@ -43,7 +44,7 @@ def up(settings: Settings, with_prefect: bool | None = None, progress: Progress 
 def down(settings: Settings, progress: Progress = print) -> list[str]:
     """Stop every service this stack started (reverse order, by PID); returns the names left running."""
     left = []
-    for svc in reversed(_services(settings, with_prefect=True)):
+    for svc in reversed(_services(settings, with_prefect=True, with_api=True)):
         pid = svc.pid()
         if pid is None:
             continue
@@ -57,16 +58,16 @@ def down(settings: Settings, progress: Progress = print) -> list[str]:
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """One status row per service (Prefect included)."""
-    return [svc.status() for svc in _services(settings, with_prefect=True)]
+    return [svc.status() for svc in _services(settings, with_prefect=True, with_api=True)]
 
 
 def log_path(settings: Settings, name: str) -> Path:
     """The log file of service ``name``."""
-    for svc in _services(settings, with_prefect=True):
+    for svc in _services(settings, with_prefect=True, with_api=True):
         if svc.name == name:
             return svc.log_path
     extra = settings.state_dir / "logs" / f"{name}.log"
     if extra.exists():
         return extra
-    names = ", ".join(s.name for s in _services(settings, with_prefect=True))
+    names = ", ".join(s.name for s in _services(settings, with_prefect=True, with_api=True))
     raise StackError(f"no service called {name!r}; choose one of: {names}")

@@ -66,7 +66,7 @@ def stack_settings() -> Iterator[Settings]:
         yield settings
     finally:
         left = down(settings, progress=lambda m: print(f"[stack] {m}"))
-        pids = [svc.pid() for svc in all_services(settings, with_prefect=True)]
+        pids = [svc.pid() for svc in all_services(settings, with_prefect=True, with_api=True)]
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -42,10 +42,12 @@ def stack() -> None:
 
 @stack.command("up")
 @click.option("--with-prefect/--without-prefect", default=None, help="Also start the Prefect server.")
-def stack_up(with_prefect: bool | None) -> None:
+@click.option("--with-api/--without-api", default=None,
+              help="Also start the scoring API (riskctl serve) on api.host:api.port.")
+def stack_up(with_prefect: bool | None, with_api: bool | None) -> None:
     """Start every service (idempotent) and wait until each is healthy."""
     from stack.manager import up
-    timings = up(get_settings(), with_prefect=with_prefect, progress=click.echo)
+    timings = up(get_settings(), with_prefect=with_prefect, progress=click.echo, with_api=with_api)
     click.echo(f"stack up: {len(timings)} services healthy in {sum(timings.values()):.1f}s")
 
 

@@ -6,8 +6,9 @@ from loanrisk.settings import Settings
 from stack.services.base import Service
 
 
-def all_services(settings: Settings, with_prefect: bool | None = None) -> list[Service]:
-    """Every service of the local stack in dependency order (Prefect only when enabled)."""
+def all_services(settings: Settings, with_prefect: bool | None = None,
+                 with_api: bool | None = None) -> list[Service]:
+    """Every service of the local stack in dependency order (Prefect and the scoring API only when enabled)."""
     from stack.services.flink import FlinkCluster
     from stack.services.kafka import KafkaBroker
     from stack.services.lag_exporter import LagExporter
@@ -15,6 +16,7 @@ def all_services(settings: Settings, with_prefect: bool | None = None) -> list[S
     from stack.services.prefect import PrefectServer
     from stack.services.prometheus import Prometheus
     from stack.services.s3 import S3Endpoint
+    from stack.services.scoring_api import ScoringApi
     from stack.services.snowflake import SnowflakeEndpoint
 
     services: list[Service] = [Postgres(settings), S3Endpoint(settings), KafkaBroker(settings),
@@ -22,4 +24,6 @@ def all_services(settings: Settings, with_prefect: bool | None = None) -> list[S
                                Prometheus(settings)]
     if settings.prefect.enabled if with_prefect is None else with_prefect:
         services.append(PrefectServer(settings))
+    if settings.api.enabled if with_api is None else with_api:
+        services.append(ScoringApi(settings))
     return services
