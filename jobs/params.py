@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.flink_sql import scoring_fragments, sql_fragments
+from jobs.sqlfiles import sql_string
 from loanrisk.settings import KafkaSettings, Settings
 from stack.flink_conf import checkpoint_dir, savepoint_dir
 
@@ -29,16 +30,16 @@ def interval(seconds: int) -> str:
 
 def kafka_security_options(kafka: KafkaSettings) -> str:
     """Kafka table options (``'properties.security.protocol' = 'SSL', ...``, each followed by a comma) or ''."""
-    return "".join(f"'properties.{key}' = '{value.replace(chr(39), chr(39) * 2)}', "
+    return "".join(f"'properties.{key}' = '{sql_string(value)}', "
                    for key, value in kafka.java_properties().items())
 
 
 def sql_params(settings: Settings) -> dict[str, object]:
     """The ``${name}`` values every sql/ file may use, derived from the settings."""
     pg, s3, k, f = settings.postgres, settings.s3, settings.kafka, settings.flink
-    return {
-        "catalog_name": settings.catalog.name,
-        "namespace": settings.catalog.namespace,
+    # Values the sql/ files put inside quotes ('${name}'), escaped for a string literal; the others are
+    # identifiers, numbers or SQL fragments rendered escaped where they are built.
+    quoted = {
         "catalog_jdbc_url": pg.jdbc_url(pg.catalog_db),
         "catalog_jdbc_user": pg.user,
         "catalog_jdbc_password": pg.secret(),
@@ -51,18 +52,22 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "s3_secret_access_key": s3.secret(),
         "s3_region": s3.region,
         "kafka_bootstrap": k.bootstrap,
-        "kafka_security": kafka_security_options(k),
         "consumer_group": f.consumer_group,
         "topic_applications": k.topics.applications,
         "topic_transactions": k.topics.transactions,
         "topic_repayments": k.topics.repayments,
         "topic_dead_letters": k.topics.dead_letters,
         "topic_alerts": k.topics.alerts,
+    }
+    return {
+        "catalog_name": settings.catalog.name,
+        "namespace": settings.catalog.namespace,
+        **{name: sql_string(value) for name, value in quoted.items()},
+        "kafka_security": kafka_security_options(k),
         "kafka_max_message_bytes": k.max_message_bytes,
         "window_minutes": f.window_minutes,
         "alert_threshold": settings.model.alert_threshold,
         "lgd": settings.model.lgd,
-        "pii_hash_key": settings.privacy.key(),
         "behaviour_window_days": f.behaviour_window_days,
         "behaviour_window_min": f.behaviour_window_days * 1440,
         "watermark_delay_s": f.watermark_delay_s,

@@ -55,6 +55,12 @@ class MissingParameter(KeyError):
     """A ``${name}`` in a SQL file has no value."""
 
 
+def sql_string(value: object) -> str:
+    """``value`` as the inside of a SQL string literal: each single quote doubled, so a quote in a password
+    or a key ends nothing (and no parser error echoes a secret cut at its quote into a log)."""
+    return str(value).replace("'", "''")
+
+
 def render(text: str, params: Mapping[str, object]) -> str:
     """Replace every ``${name}`` with its parameter value."""
     def sub(m: re.Match[str]) -> str:

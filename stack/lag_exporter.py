@@ -131,13 +131,14 @@ def job_windows(settings: Settings) -> JobWindows:
     import json
     from pathlib import Path
 
+    from jobs.sqlfiles import sql_string
     from stack.recovery import submissions
     for sub in sorted(submissions(settings), key=lambda sub: sub.submitted_at, reverse=True):
         if not sub.wanted:
             continue
         try:
             sql = json.loads(Path(sub.params).read_text())["sql"]
-            if sql.get("consumer_group") == settings.flink.consumer_group:
+            if sql.get("consumer_group") == sql_string(settings.flink.consumer_group):
                 return JobWindows(float(sql["watermark_delay_s"]), float(sql["window_minutes"]) * 60.0,
                                   float(sql["behaviour_window_days"]) * 86_400.0)
         except (OSError, ValueError, KeyError, TypeError):

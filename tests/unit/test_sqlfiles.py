@@ -88,3 +88,18 @@ def test_insert_targets_and_the_only_into_filter_over_the_risk_job() -> None:
     floor = [s.insert_target for s in stmts if s.inserts_into(("raw_*", "dead_letter*"))]
     assert sorted(floor) == ["dead_letter_topic", "dead_letters", "raw_loan_applications", "raw_repayments",
                              "raw_transactions"]
+
+
+def test_a_quote_in_a_secret_stays_inside_its_literal() -> None:
+    """A password or key with a quote (and what looks like a comment or a statement end) is one value."""
+    from pydantic import SecretStr
+
+    from jobs.params import sql_params
+    from loanrisk.settings import Settings, override
+    s = override(Settings(), postgres={"password": SecretStr("it's;a -- secret")},
+                 s3={"secret_access_key": SecretStr("o'k")})
+    (catalog,) = load(REPO_ROOT / "sql" / "catalog", sql_params(s))
+    assert "'jdbc.password' = 'it''s;a -- secret'" in catalog.text
+    assert "'s3.secret-access-key' = 'o''k'" in catalog.text
+    serving = [st for st in load(REPO_ROOT / "sql" / "risk", sql_params(s)) if "serving_jdbc" in st.text.split("(")[0]]
+    assert "'password' = 'it''s;a -- secret'" in serving[0].text
