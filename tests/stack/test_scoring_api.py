@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -47,41 +48,53 @@ class Api:
         return httpx.post(f"{self.url}{path}", json=body, headers=headers, params=params, timeout=TIMEOUT_S)
 
 
-@pytest.fixture(scope="module")
-def api(risk_run: RiskRun) -> Iterator[Api]:
+@contextmanager
+def _served(s: Settings) -> Iterator[str]:
+    """The app on ``s`` served by uvicorn in a thread on ``s.api.port``; yields its base URL once it answers."""
     import uvicorn
 
     from scoring_api.app import create_app
+    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=s.api.port, log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, name="scoring-api", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{s.api.port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, 120, "the scoring API to answer /healthz", every_s=1)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert not thread.is_alive(), "the API server did not stop"
+
+
+def _settings(run: RiskRun, **api: Any) -> Settings:
+    from stack.process import free_port
+    return override(run.settings, api={"host": "127.0.0.1", "port": free_port(), "request_timeout_s": TIMEOUT_S,
+                                       "rate_limit_burst": 1000, "rate_limit_per_s": 1000.0, **api})
+
+
+@pytest.fixture(scope="module")
+def api(risk_run: RiskRun) -> Iterator[Api]:
     from scoring_api.keys import create_client_key
     from scoring_api.store import PostgresStore
-    from stack.process import free_port
-    port = free_port()
-    s = override(risk_run.settings, api={"host": "127.0.0.1", "port": port, "request_timeout_s": TIMEOUT_S,
-                                         "rate_limit_burst": 1000, "rate_limit_per_s": 1000.0})
+    s = _settings(risk_run, key_cache_s=0.0)
     store = PostgresStore(s.postgres, s.api)
     try:
         key = create_client_key(store, f"stack-test-{RUN}")
     finally:
         store.close()
-    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, name="scoring-api", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, 120, "the scoring API ready (model loaded, serving store reachable)", every_s=1)
+    with _served(s) as url:
+        wait_until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, 120,
+                   "the scoring API ready (model loaded, serving store reachable)", every_s=1)
         yield Api(s, url, key)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-    assert not thread.is_alive(), "the API server did not stop"
 
 
 def _new_application(template: dict[str, Any], n: int, event_time: datetime | None = None) -> dict[str, Any]:
@@ -162,18 +175,62 @@ def test_a_repeated_request_gets_the_first_answer_and_is_published_once(api: Api
 
 
 def test_a_bad_key_or_application_is_refused_with_its_reason_and_nothing_is_published(api: Api) -> None:
+    from scoring_api.keys import create_client_key, revoke_client_key
+    from scoring_api.store import PostgresStore
     app = _new_application(json.loads(next(e.value_bytes for e in valid_stream(
         seed=7722, customers=1, start="2019-04-01T00:00:00Z", history_months=0) if e.kind == "loan_application")), 901)
-    assert api.post("/v1/score", app, key=None, publish="true").status_code == 401
-    assert api.post("/v1/score", app, key="lrk_nosuchkey_secret", publish="true").status_code == 401
-    broken = {**app, "term_months": -3}
-    got = api.post("/v1/score", broken, publish="true")
-    assert got.status_code == 422, got.text
-    assert [v["rule"] for v in got.json()["violations"]] == ["range:term_months"]
+    store = PostgresStore(api.settings.postgres, api.settings.api)
+    try:
+        revoked = create_client_key(store, f"revoked-{RUN}")
+        revoke_client_key(store, f"revoked-{RUN}")
+    finally:
+        store.close()
+    refusals = {
+        "no key": (api.post("/v1/score", app, key=None, publish="true"), 401, "unauthorized"),
+        "unknown key": (api.post("/v1/score", app, key="lrk_nosuchkey_secret", publish="true"), 401, "unauthorized"),
+        "revoked key": (api.post("/v1/score", app, key=revoked, publish="true"), 401, "unauthorized"),
+        "range breach": (api.post("/v1/score", {**app, "term_months": -3}, publish="true"), 422, "range:term_months"),
+        "wrong type": (api.post("/v1/score", {**app, "amount_minor": "lots"}, publish="true"), 422, "type:amount_minor"),
+        "malformed JSON": (httpx.post(f"{api.url}/v1/score", content=b'{"event_id": ', params={"publish": "true"},
+                                      headers={"Authorization": f"Bearer {api.key}",
+                                               "Content-Type": "application/json"}, timeout=TIMEOUT_S),
+                           422, "invalid_json"),
+        "oversized body": (api.post("/v1/score", {**app, "padding": "x" * (api.settings.api.max_body_bytes + 1)},
+                                    publish="true"), 413, ""),
+    }
+    for what, (got, status, names) in refusals.items():
+        body = got.json()
+        print(f"{what}: {got.status_code} {body.get('error')}: {body.get('message')}")
+        assert got.status_code == status, (what, got.text)
+        assert body.get("message"), (what, body)
+        assert names in got.text, (what, got.text)
     time.sleep(5)
     sent = [r for r in read_topic(api.settings, api.settings.kafka.topics.applications)
             if json.loads(r.value).get("event_id") == app["event_id"]]
     assert not sent
+
+
+def test_without_the_serving_store_it_is_not_ready_and_scores_nothing(api: Api, risk_run: RiskRun) -> None:
+    """A second instance whose serving database does not answer (nothing listens on its port): never a score
+    computed without the behaviour features. (Application-only scoring during an outage, for a key verified
+    before it, is covered by tests/unit/test_scoring_api_guards.py.)"""
+    from stack.process import free_port
+    s = _settings(risk_run)
+    s = override(s, postgres={"port": free_port()})
+    app = _new_application(json.loads(next(e.value_bytes for e in valid_stream(
+        seed=7744, customers=1, start="2019-04-01T00:00:00Z", history_months=0) if e.kind == "loan_application")), 903)
+    with _served(s) as url:
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        headers = {"Authorization": f"Bearer {api.key}"}
+        started = time.monotonic()
+        got = httpx.post(f"{url}/v1/score", json=app, headers=headers, timeout=TIMEOUT_S)
+        took = time.monotonic() - started
+        print(f"\nserving store down: /readyz {ready.status_code} {ready.json().get('reasons')}; "
+              f"/v1/score {got.status_code} in {took:.2f}s")
+        assert ready.status_code == 503 and ready.json()["reasons"]
+        # The key cannot be checked either: 503 (not 401, and no score).
+        assert got.status_code == 503, got.text
+        assert got.json()["error"] == "store_unavailable", got.text
 
 
 def test_a_promotion_is_served_without_a_restart_and_a_corrupt_champion_leaves_it_serving(api: Api) -> None:
