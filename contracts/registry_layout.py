@@ -3,9 +3,11 @@
     <root>/versions/<version>/model.onnx      the ONNX model (float input "features" [N, k],
                                               output "probabilities" [N, 2], no ZipMap)
     <root>/versions/<version>/metadata.json   version, feature_names, feature_schema_hash, metrics,
-                                              params, training snapshot ids, code version, created_at
+                                              params, training snapshot ids, code version, created_at,
+                                              model_sha256 and model_size_bytes of model.onnx
     <root>/champion.json                      {"version": ..., "promoted_at": ..., "previous": ...,
-                                              "history": [earlier champions, oldest first], ...}
+                                              "history": [earlier champions, oldest first],
+                                              "model_sha256": ..., "model_size_bytes": ..., ...}
     <root>/champion_history.json              {"champions": [history..., version], "updated_at": ...}
 
 <root> is ``s3://<bucket>/models`` on the object store or a local folder. Versions are
@@ -13,7 +15,13 @@
 in one PUT, so a reader never sees a champion whose files are incomplete. The champion history is
 the pointer's champions copied right after the pointer is written: a worker that cannot read the
 pointer still knows the earlier champions without writing anything (docs/REGISTRY.md).
+
+A reader checks the model file it downloaded against the SHA-256 the pointer records (for an earlier
+champion, its metadata.json) and reads no registry file past a size cap; versions registered before
+digests were recorded carry none and are loaded unchecked, with a warning.
 """
+
+import hashlib
 
 VERSIONS_PREFIX = "versions"
 MODEL_FILE = "model.onnx"
@@ -23,6 +31,16 @@ CHAMPION_HISTORY_FILE = "champion_history.json"
 ONNX_INPUT = "features"
 ONNX_PROBABILITIES = "probabilities"
 ONNX_META_FEATURES = "feature_names"
+# Recorded by the writer in metadata.json at registration and in champion.json at each promotion or rollback.
+MODEL_SHA256 = "model_sha256"  # lowercase hex SHA-256 of the version's model.onnx
+MODEL_SIZE = "model_size_bytes"  # its length in bytes
+# The largest model file a reader downloads (the default of the setting and job parameter model.max_model_bytes).
+DEFAULT_MAX_MODEL_BYTES = 64 * 1024 * 1024
+
+
+def model_digest(model_bytes: bytes) -> str:
+    """The digest recorded as ``MODEL_SHA256``: lowercase hex SHA-256 of the model file's bytes."""
+    return hashlib.sha256(model_bytes).hexdigest()
 
 
 def version_name(n: int) -> str:

@@ -89,7 +89,8 @@ def udf_parameters(settings: Settings) -> dict[str, str]:
     s3 = settings.s3
     params = {"model.registry_uri": settings.model.registry(s3),
               "model.poll_interval_s": settings.model.poll_interval_s,
-              "model.alert_threshold": settings.model.alert_threshold, "s3.endpoint": s3.url, "s3.region": s3.region,
+              "model.alert_threshold": settings.model.alert_threshold,
+              "model.max_model_bytes": settings.model.max_model_bytes, "s3.endpoint": s3.url, "s3.region": s3.region,
               "s3.access_key_id": s3.access_key_id, "s3.secret_access_key": s3.secret()}
     return {k: str(v) for k, v in params.items()}
 

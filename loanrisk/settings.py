@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contracts.outcomes import HORIZON_MONTHS
+from contracts.registry_layout import DEFAULT_MAX_MODEL_BYTES
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE
 from loanrisk.errors import ConfigError
 
@@ -357,6 +358,9 @@ class ModelSettings(BaseModel):
     alert_threshold: float = Field(0.5, ge=0, le=1)
     lgd: float = Field(0.45, ge=0, le=1)
     promotion_margin: float = Field(0.005, ge=0)
+    max_model_bytes: int = Field(DEFAULT_MAX_MODEL_BYTES, ge=1024, description="Largest model file (model.onnx) the "
+                                 "stream's and the API's scorers download; a larger one is refused without being read "
+                                 "whole, and `riskctl model promote`/`rollback` refuse it")
 
     def registry(self, s3: S3Settings) -> str:
         """Registry root: ``s3://bucket/models`` on the object store unless overridden."""

@@ -8,9 +8,15 @@ champion on the same recent holdout by ``settings.model.promotion_margin`` (``fo
 comparison, never the parity and feature checks). ``rollback`` returns to the previous champion.
 
 ``champion.json``: {"version", "promoted_at", "previous", "history" (earlier champions, oldest
-first), "forced", "comparison"}. ``champion_history.json`` ({"champions": history + [version],
-"updated_at"}) is rewritten right after each pointer, so a stream worker that cannot read the
-pointer still finds the last good champion.
+first), "forced", "comparison", "model_sha256", "model_size_bytes"}. ``champion_history.json``
+({"champions": history + [version], "updated_at"}) is rewritten right after each pointer, so a stream
+worker that cannot read the pointer still finds the last good champion.
+
+Model digests: ``register`` records the SHA-256 and size of ``model.onnx`` in ``metadata.json``;
+``promote`` and ``rollback`` read the version's file, refuse it when it no longer matches that record
+(or exceeds ``settings.model.max_model_bytes``), and copy its digest into the pointer, which the
+stream's scorer checks every download against. A version registered before digests has no record: its
+file is pinned as it is when it is promoted or rolled back to.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from contracts.registry_layout import (
-    METADATA_FILE, MODEL_FILE, VERSIONS_PREFIX, champion_history_path, champion_path, version_name, version_path,
+    METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE, VERSIONS_PREFIX, champion_history_path, champion_path,
+    model_digest, version_name, version_path,
 )
 from models.compat import check_model
 from models.errors import ParityError, PromotionRefused, RegistryError
@@ -248,13 +255,23 @@ class Registry:
         return pointer
 
     def load(self, version: str | None = None) -> tuple[bytes, dict[str, Any]]:
-        """(model.onnx bytes, metadata) of ``version``, or of the champion when None."""
+        """(model.onnx bytes, metadata) of ``version``, or of the champion when None.
+
+        The bytes must match the recorded SHA-256: the pointer's for the champion, else the version's metadata
+        (RegistryError on a mismatch; a version registered before digests is returned unchecked).
+        """
+        pinned = None
         if version is None:
             pointer = self.champion()
             if pointer is None:
                 raise RegistryError(f"no champion in {self.root}: promote a version first (riskctl model promote)")
-            version = str(pointer["version"])
-        return self.model_bytes(version), self.metadata(version)
+            version, pinned = str(pointer["version"]), pointer.get(MODEL_SHA256)
+        meta = self.metadata(version)
+        model = self.model_bytes(version)
+        problem = _digest_problem(version, model, pinned if pinned is not None else meta.get(MODEL_SHA256))
+        if problem:
+            raise RegistryError(problem)
+        return model, meta
 
     def list_versions(self) -> list[dict[str, Any]]:
         """One summary per version: version, created_at, family, holdout ROC AUC, parity, champion flag."""
@@ -269,7 +286,7 @@ class Registry:
                         "holdout_roc_auc": holdout.get("roc_auc"), "holdout_brier": holdout.get("brier"),
                         "cv_roc_auc": (m.get("metrics") or {}).get("cv", {}).get("roc_auc_mean"),
                         "parity_passed": bool((m.get("parity") or {}).get("passed")),
-                        "champion": v == champ})
+                        "model_sha256": m.get(MODEL_SHA256), "champion": v == champ})
         return out
 
     # -- writing -----------------------------------------------------------------------------------
@@ -295,7 +312,9 @@ class Registry:
                     n += 1
             else:
                 raise RegistryError(f"could not claim a version number in {self.root}")
-            meta = {**metadata, "version": version, "created_at": metadata.get("created_at") or now_iso()}
+            # The digest is always computed here: metadata copied from another version must not carry its record.
+            meta = {**metadata, "version": version, "created_at": metadata.get("created_at") or now_iso(),
+                    MODEL_SHA256: model_digest(model_bytes), MODEL_SIZE: len(model_bytes)}
             self.store.write(version_path(self.root, version, METADATA_FILE),
                              json.dumps(meta, indent=2, sort_keys=True, default=_json_default).encode())
         except RegistryError:
@@ -320,17 +339,40 @@ class Registry:
                 f"{pointer['version']} is champion, but {champion_history_path(self.root)} was not updated "
                 f"({type(exc).__name__}: {str(exc)[:200]}); the next promote or rollback rewrites it") from None
 
+    def _model_record(self, version: str, meta: dict[str, Any],
+                      max_model_bytes: int | None) -> tuple[dict[str, Any], bytes]:
+        """(the pointer's digest fields, the model) for ``version``: its model.onnx as stored, checked against its
+        metadata.
+
+        Refused when the file no longer matches the SHA-256 recorded at registration or is over the scoring
+        job's size cap (the job would refuse it). A version registered before digests is pinned as it is now.
+        """
+        model = self.model_bytes(version)
+        problem = _digest_problem(version, model, meta.get(MODEL_SHA256))
+        if problem:
+            raise PromotionRefused(f"{problem}; register the model again as a new version")
+        if max_model_bytes is None:
+            from loanrisk.settings import get_settings
+            max_model_bytes = get_settings().model.max_model_bytes
+        if len(model) > max_model_bytes:
+            raise PromotionRefused(f"{version}: {MODEL_FILE} is {len(model)} bytes, over model.max_model_bytes "
+                                   f"({max_model_bytes}): the scoring job would refuse it")
+        return {MODEL_SHA256: model_digest(model), MODEL_SIZE: len(model)}, model
+
     def promote(self, version: str, force: bool = False, holdout: Any = None,
-                margin: float | None = None, metric: str = "roc_auc") -> dict[str, Any]:
+                margin: float | None = None, metric: str = "roc_auc",
+                max_model_bytes: int | None = None) -> dict[str, Any]:
         """Make ``version`` champion if it beats the champion on the same holdout by ``margin`` (or ``force``).
 
         ``holdout`` (a TrainingSet) re-scores both models through ONNX on the same rows; without it
         the holdout metrics in both metadata files are compared, which requires the same holdout id.
+        The pointer records the SHA-256 and size of the version's model file (``force`` skips no check of it).
         """
         meta = self.metadata(version)
         if not (meta.get("parity") or {}).get("passed"):
             raise PromotionRefused(f"{version} has no passed ONNX parity record; it cannot be promoted")
-        check_model(self.model_bytes(version), meta)
+        record, model = self._model_record(version, meta, max_model_bytes)
+        check_model(model, meta)
         current = self.champion()
         if current is not None and current["version"] == version:
             raise PromotionRefused(f"{version} is already the champion")
@@ -356,7 +398,7 @@ class Registry:
                     "(use --force to override)")
         history = [*(current.get("history") or []), current["version"]] if current else []
         pointer = {"version": version, "promoted_at": now_iso(), "previous": history[-1] if history else None,
-                   "history": history, "forced": bool(force), "comparison": comparison}
+                   "history": history, "forced": bool(force), "comparison": comparison, **record}
         self._write_pointer(pointer)
         return pointer
 
@@ -389,8 +431,8 @@ class Registry:
             raise PromotionRefused(f"holdout {metric} missing in metadata of {challenger} or {champion}") from None
         return {"metric": metric, "challenger": va, "champion": vb, "holdout": f"holdout {ha}"}
 
-    def rollback(self) -> dict[str, Any]:
-        """Make the previous champion the champion again."""
+    def rollback(self, max_model_bytes: int | None = None) -> dict[str, Any]:
+        """Make the previous champion the champion again (its model file checked and its digest recorded as by promote)."""
         current = self.champion()
         if current is None:
             raise PromotionRefused("no champion to roll back from")
@@ -398,11 +440,22 @@ class Registry:
         if not history:
             raise PromotionRefused(f"{current['version']} has no previous champion to roll back to")
         target = history.pop()
-        self.metadata(target)  # the version must still be there
+        record, _ = self._model_record(target, self.metadata(target), max_model_bytes)  # the version must still be there
         pointer = {"version": target, "promoted_at": now_iso(), "previous": history[-1] if history else None,
-                   "history": history, "forced": False, "comparison": None, "rolled_back_from": current["version"]}
+                   "history": history, "forced": False, "comparison": None, "rolled_back_from": current["version"],
+                   **record}
         self._write_pointer(pointer)
         return pointer
+
+
+def _digest_problem(version: str, model_bytes: bytes, expected: Any) -> str | None:
+    """Why ``model_bytes`` are not the recorded model (``expected``: a recorded SHA-256, None when none is)."""
+    if expected is None:
+        return None
+    actual = model_digest(model_bytes)
+    if str(expected).lower() == actual:
+        return None
+    return f"{version}: digest mismatch: expected {expected}, got {actual} (SHA-256 of {MODEL_FILE})"
 
 
 def _json_default(value: Any) -> Any:

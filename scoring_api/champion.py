@@ -2,10 +2,10 @@
 
 One :class:`udfs.scorer.Scorer` per process, built from the settings as the job builds the UDF's
 (jobs/params.py ``udf_parameters``): the same registry, poll interval, alert threshold (reason codes are
-given from it on) and number of reason codes. A champion that fails to load leaves the last good model
-serving, as in the stream. Unlike the stream's, the API's scorer does not read the registry while it
-scores: the app's upkeep thread polls it (:meth:`ChampionModel.refresh`), so a slow registry or a new
-model being loaded never holds up a request.
+given from it on), model size cap and number of reason codes. A champion that fails to load (or whose file
+does not match its recorded SHA-256) leaves the last good model serving, as in the stream. Unlike the
+stream's, the API's scorer does not read the registry while it scores: the app's upkeep thread polls it
+(:meth:`ChampionModel.refresh`), so a slow registry or a new model being loaded never holds up a request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from udfs.scorer import Scorer
 
 
 def scorer_from_settings(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Scorer:
-    """The stream's scorer on ``settings``' registry, with the stream's poll interval and alert threshold."""
+    """The stream's scorer on ``settings``' registry, with the stream's poll interval, alert threshold and size cap."""
     s3 = settings.s3
     uri = settings.model.registry(s3)
     endpoint: dict[str, Any] | None = None
@@ -31,7 +31,8 @@ def scorer_from_settings(settings: Settings, clock: Callable[[], float] = time.m
         endpoint = {"endpoint": s3.url, "region": s3.region, "access_key_id": s3.access_key_id,
                     "secret_access_key": s3.secret()}
     return Scorer(uri, FEATURE_NAMES, s3=endpoint, poll_interval_s=settings.model.poll_interval_s,
-                  alert_threshold=settings.model.alert_threshold, clock=clock, poll_on_score=False)
+                  alert_threshold=settings.model.alert_threshold, clock=clock, poll_on_score=False,
+                  max_model_bytes=settings.model.max_model_bytes)
 
 
 class ChampionModel:

@@ -14,6 +14,7 @@ from pyflink.table import DataTypes, Row
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from contracts.features import FEATURE_NAMES
+from contracts.registry_layout import DEFAULT_MAX_MODEL_BYTES
 from udfs.scorer import Scorer
 
 # Job parameters read in open() (pipeline.global-job-parameters) and their defaults.
@@ -21,6 +22,7 @@ JOB_PARAMETERS: dict[str, str] = {
     "model.registry_uri": "",
     "model.poll_interval_s": "10.0",
     "model.alert_threshold": "0.5",
+    "model.max_model_bytes": str(DEFAULT_MAX_MODEL_BYTES),
     "s3.endpoint": "",
     "s3.region": "us-east-1",
     "s3.access_key_id": "",
@@ -58,6 +60,14 @@ def _float_param(ctx: FunctionContext, key: str) -> float:
         raise ValueError(f"job parameter {key} must be a number, got {raw!r}") from None
 
 
+def _size_param(ctx: FunctionContext, key: str) -> int:
+    """A job parameter counting bytes (a positive integer)."""
+    raw = str(ctx.get_job_parameter(key, JOB_PARAMETERS[key]))
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"job parameter {key} must be a positive number of bytes, got {raw!r}")
+    return int(raw)
+
+
 def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
     """A Scorer configured from the job parameters (raises on bad parameters, never because of a model)."""
     def get(key: str) -> str:
@@ -71,7 +81,8 @@ def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
         s3 = {"endpoint": get("s3.endpoint"), "region": get("s3.region") or "us-east-1",
               "access_key_id": get("s3.access_key_id"), "secret_access_key": get("s3.secret_access_key")}
     return Scorer(uri, FEATURE_NAMES, s3=s3, poll_interval_s=_float_param(ctx, "model.poll_interval_s"),
-                  alert_threshold=_float_param(ctx, "model.alert_threshold"))
+                  alert_threshold=_float_param(ctx, "model.alert_threshold"),
+                  max_model_bytes=_size_param(ctx, "model.max_model_bytes"))
 
 
 class ScoreLoan(ScalarFunction):

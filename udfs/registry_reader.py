@@ -1,8 +1,16 @@
-"""Read-only access to model registry files by GET (no listing): a folder, a file:// URI or s3:// with SigV4."""
+"""Read-only access to model registry files by GET (no listing): a folder, a file:// URI or s3:// with SigV4.
+
+Every read is capped: the bytes are read in chunks and the read stops one byte past the cap (an HTTP
+Content-Length or a file size over it is refused before the body is read), so an oversized or endless object
+never lands in memory whole. The cap is ``model.max_model_bytes`` for a model file and ``MAX_DOCUMENT_BYTES``
+for the JSON files.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -12,12 +20,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from contracts.registry_layout import METADATA_FILE, MODEL_FILE, champion_history_path, champion_path, version_path
+from contracts.registry_layout import (
+    DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, champion_history_path, champion_path, version_path,
+)
 from udfs.sigv4 import sign
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ERROR_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the object store is reached directly
+_CHUNK = 1 << 20  # bytes per read of a capped download
+MAX_DOCUMENT_BYTES = 1 << 20  # champion.json, champion_history.json, metadata.json: a few KiB each when written
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,34 @@ class ObjectNotFound(RegistryReadError):
         self.uri = uri
 
 
+class ObjectTooLarge(RegistryReadError):
+    """The registry file is larger than the cap; it was not read past the cap."""
+
+    def __init__(self, uri: str, max_bytes: int, size: int | None = None) -> None:
+        self.uri, self.max_bytes, self.size = uri, max_bytes, size
+        super().__init__(f"{uri} is larger than the cap of {max_bytes} bytes: {self.told}; not read further")
+
+    @property
+    def told(self) -> str:
+        """How large the object is, as far as it was read or declared."""
+        return f"{self.size} bytes" if self.size is not None else "more than that"
+
+
+def read_capped(stream: Any, uri: str, max_bytes: int | None) -> bytes:
+    """Everything ``stream.read`` gives, up to ``max_bytes`` (ObjectTooLarge as soon as one more byte arrives)."""
+    if max_bytes is None:
+        return bytes(stream.read())
+    chunks: list[bytes] = []
+    total = 0
+    while total <= max_bytes:
+        chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    raise ObjectTooLarge(uri, max_bytes)
+
+
 def _version_names(values: Any) -> list[str]:
     """The valid version names in a JSON list, in order (anything else is skipped: it could not be loaded)."""
     if not isinstance(values, list):
@@ -90,8 +130,8 @@ def _s3_error(body: bytes) -> str:
     return " ".join(text.split())[:200]
 
 
-def s3_get(uri: str, s3: S3Endpoint, timeout_s: float = 10.0) -> bytes:
-    """One signed GET of ``s3://bucket/key``."""
+def s3_get(uri: str, s3: S3Endpoint, timeout_s: float = 10.0, max_bytes: int | None = None) -> bytes:
+    """One signed GET of ``s3://bucket/key``, read up to ``max_bytes`` (None: no cap)."""
     bucket, _, key = uri[len("s3://"):].partition("/")
     if not bucket or not key:
         raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
@@ -101,28 +141,39 @@ def s3_get(uri: str, s3: S3Endpoint, timeout_s: float = 10.0) -> bytes:
     request = urllib.request.Request(url, headers=headers, method="GET")
     try:
         with _DIRECT.open(request, timeout=timeout_s) as response:
-            return response.read()
+            declared = str(response.headers.get("Content-Length") or "")
+            if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise ObjectTooLarge(uri, max_bytes, int(declared))  # closing the response drops the body unread
+            return read_capped(response, uri, max_bytes)
     except urllib.error.HTTPError as exc:
-        detail = _s3_error(exc.read() or b"")
+        detail = _s3_error(exc.read(4096) or b"")  # an error body is read no further than it is shown
         if exc.code == 404:
             raise ObjectNotFound(uri, detail) from None
         raise RegistryReadError(f"GET {uri} via {s3.endpoint}: HTTP {exc.code} {detail}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise RegistryReadError(f"GET {uri}: cannot reach {s3.endpoint} within {timeout_s:g}s: {reason}") from None
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:  # HTTPException: a body cut short (IncompleteRead)
         raise RegistryReadError(f"GET {uri} via {s3.endpoint}: {type(exc).__name__}: {exc}") from None
 
 
-def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.0) -> bytes:
-    """The bytes at a local path, ``file://`` URI or ``s3://bucket/key`` (ObjectNotFound when absent)."""
+def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.0,
+               max_bytes: int | None = None) -> bytes:
+    """The bytes at a local path, ``file://`` URI or ``s3://bucket/key`` (ObjectNotFound when absent).
+
+    ``max_bytes``: refuse (ObjectTooLarge) an object larger than this without reading more than one byte past it.
+    """
     if uri.startswith("s3://"):
         if s3 is None:
             raise ValueError(f"{uri} needs S3 settings (endpoint, region, access key, secret)")
-        return s3_get(uri, s3, timeout_s)
+        return s3_get(uri, s3, timeout_s, max_bytes)
     path = _local_path(uri)
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size  # 0 for a pipe or device: the chunked read still stops at the cap
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(uri, max_bytes, size)
+            return read_capped(f, uri, max_bytes)
     except FileNotFoundError:
         raise ObjectNotFound(uri) from None
     except OSError as exc:
@@ -132,18 +183,22 @@ def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.
 class RegistryReader:
     """The champion pointer, the champion history and a version's files under one registry root."""
 
-    def __init__(self, root: str, *, s3: S3Endpoint | Mapping[str, Any] | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, root: str, *, s3: S3Endpoint | Mapping[str, Any] | None = None, timeout_s: float = 10.0,
+                 max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> None:
         if not root:
             raise ValueError("the registry root is empty")
+        if max_model_bytes < 1:
+            raise ValueError(f"the model size cap must be positive, got {max_model_bytes}")
         self.root = root.rstrip("/")
         self.s3 = S3Endpoint.from_mapping(s3) if isinstance(s3, Mapping) else s3
         if self.root.startswith("s3://") and self.s3 is None:
             raise ValueError(f"registry {self.root} needs S3 settings (endpoint, region, access key, secret)")
         self.timeout_s = timeout_s
+        self.max_model_bytes = int(max_model_bytes)
 
-    def read(self, uri: str) -> bytes:
-        """The bytes of the registry file at ``uri``."""
-        return read_bytes(uri, s3=self.s3, timeout_s=self.timeout_s)
+    def read(self, uri: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+        """The bytes of the registry file at ``uri`` (ObjectTooLarge past ``max_bytes``)."""
+        return read_bytes(uri, s3=self.s3, timeout_s=self.timeout_s, max_bytes=max_bytes)
 
     def champion(self) -> dict[str, Any]:
         """The parsed champion pointer (ObjectNotFound before the first promotion)."""
@@ -173,10 +228,11 @@ class RegistryReader:
         return str(self.champion()["version"])
 
     def version_file(self, version: str, name: str) -> bytes:
-        """One file of a version (``MODEL_FILE`` or ``METADATA_FILE``)."""
+        """One file of a version (``MODEL_FILE``, read up to ``max_model_bytes``, or ``METADATA_FILE``)."""
         if not _VERSION_NAME.match(version):
             raise ValueError(f"invalid version name {version!r}")
-        return self.read(version_path(self.root, version, name))
+        cap = self.max_model_bytes if name == MODEL_FILE else MAX_DOCUMENT_BYTES
+        return self.read(version_path(self.root, version, name), cap)
 
     def model_files(self, version: str) -> tuple[bytes, bytes]:
         """(model.onnx bytes, metadata.json bytes) of ``version``."""

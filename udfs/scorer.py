@@ -1,4 +1,8 @@
-"""The stream's champion-model scorer: onnxruntime, model validation, reason codes, hot reload, last good model."""
+"""The stream's champion-model scorer: onnxruntime, model validation, reason codes, hot reload, last good model.
+
+A model file is trusted only when its SHA-256 is the one the registry recorded (the champion pointer's, else the
+version's metadata.json) and it is no larger than the size cap; docs/REGISTRY.md, "Loading and validation".
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ import onnxruntime as ort
 import pandas as pd
 
 from contracts.features import feature_schema_hash
-from contracts.registry_layout import CHAMPION_HISTORY_FILE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
-from udfs.registry_reader import RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
+from contracts.registry_layout import (
+    CHAMPION_FILE, CHAMPION_HISTORY_FILE, DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE,
+    ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES, model_digest,
+)
+from udfs.registry_reader import ObjectTooLarge, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
 
 MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
 MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
@@ -128,13 +135,47 @@ def _check_signature(sess: ort.InferenceSession, k: int, version: str) -> None:
         raise ModelRejected(f"{version}: ONNX output {out.name} is {out.type} {out.shape}, expected [N, 2]")
 
 
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the registry recorded about a version's model file, and where (champion.json or metadata.json)."""
+
+    sha256: str
+    size: int | None
+    source: str
+
+
+def recorded_model(pointer: Mapping[str, Any] | None, metadata: Any) -> ModelRecord | None:
+    """The record a version's model file must match: the champion pointer's when it names the version, else the
+    version's metadata.json; None for a version registered (and promoted) before digests were recorded."""
+    for doc, source in ((pointer, CHAMPION_FILE), (metadata, METADATA_FILE)):
+        if isinstance(doc, Mapping) and doc.get(MODEL_SHA256) is not None:
+            size = doc.get(MODEL_SIZE)
+            return ModelRecord(str(doc[MODEL_SHA256]).lower(),
+                               size if isinstance(size, int) and not isinstance(size, bool) else None, source)
+    return None
+
+
+def check_digest(version: str, model_bytes: bytes, record: ModelRecord) -> None:
+    """ModelRejected unless ``model_bytes`` hash to the recorded SHA-256."""
+    actual = model_digest(model_bytes)
+    if actual != record.sha256:
+        sizes = f"; {record.size} bytes recorded, {len(model_bytes)} read" if record.size != len(model_bytes) else ""
+        raise ModelRejected(f"{version}: digest mismatch: expected {record.sha256}, got {actual} (SHA-256 of "
+                            f"{MODEL_FILE}, expected as recorded in {record.source}{sizes})")
+
+
+def parse_metadata(version: str, metadata_bytes: bytes) -> Any:
+    """metadata.json's content (ModelRejected when it is not JSON)."""
+    try:
+        return json.loads(metadata_bytes)
+    except ValueError as exc:
+        raise ModelRejected(f"{version}: metadata.json is not JSON: {exc}") from None
+
+
 def load_model(version: str, model_bytes: bytes, metadata_bytes: bytes,
                feature_columns: Sequence[str]) -> LoadedModel:
     """Validate a version's files against the stream's columns and open it (ModelRejected when unfit)."""
-    try:
-        metadata = json.loads(metadata_bytes)
-    except ValueError as exc:
-        raise ModelRejected(f"{version}: metadata.json is not JSON: {exc}") from None
+    metadata = parse_metadata(version, metadata_bytes)
     return open_model(version, model_bytes, metadata, feature_columns)
 
 
@@ -218,7 +259,7 @@ class Scorer:
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
                  alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
                  log: Callable[[str], None] | None = None, timeout_s: float = 10.0,
-                 poll_on_score: bool = True) -> None:
+                 poll_on_score: bool = True, max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> None:
         self.feature_columns = list(feature_columns)
         if len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("feature_columns repeats a name")
@@ -230,7 +271,9 @@ class Scorer:
         self.poll_on_score = poll_on_score
         self._clock = clock
         self._log = log
-        self._reader = RegistryReader(registry_uri, s3=s3, timeout_s=timeout_s)
+        # A model file is read up to this many bytes; a larger one is refused unread past it.
+        self.max_model_bytes = int(max_model_bytes)
+        self._reader = RegistryReader(registry_uri, s3=s3, timeout_s=timeout_s, max_model_bytes=self.max_model_bytes)
         self.model_load_failures = 0
         self.registry_poll_failures = 0
         self.model_unavailable_rows = 0
@@ -240,6 +283,7 @@ class Scorer:
         # Versions refused for good while no model is loaded, with the reason: their files never change.
         self._refused: dict[str, str] = {}
         self._no_model_message: str | None = None
+        self._unverified: set[str] = set()  # versions loaded without a recorded digest (warned about once)
         self._model: LoadedModel | None = None
         self._start()
         self._next_poll = self._clock() + self.poll_interval_s
@@ -254,10 +298,31 @@ class Scorer:
         """The current model's features, in its order (empty while no version loads)."""
         return () if self._model is None else self._model.feature_names
 
-    def _load(self, version: str) -> LoadedModel:
-        """Fetch and validate ``version``."""
-        model_bytes, metadata_bytes = self._reader.model_files(version)
-        model = load_model(version, model_bytes, metadata_bytes, self.feature_columns)
+    def _load(self, version: str, pointer: Mapping[str, Any] | None = None) -> LoadedModel:
+        """Fetch, verify and validate ``version``; ``pointer`` is the champion pointer when it names ``version``.
+
+        The model file must be no larger than ``max_model_bytes`` and have the SHA-256 recorded in the pointer
+        (else in the version's metadata.json); either failure is a ModelRejected, like a corrupt model. A version
+        with no recorded digest (registered before digests) loads unverified, with a warning once per version.
+        """
+        metadata = parse_metadata(version, self._reader.version_file(version, METADATA_FILE))
+        record = recorded_model(pointer, metadata)
+        if record is not None and record.size is not None and record.size > self.max_model_bytes:
+            raise ModelRejected(f"{version}: {MODEL_FILE} is {record.size} bytes as recorded in {record.source}, over "
+                                f"the size cap model.max_model_bytes ({self.max_model_bytes} bytes); not downloaded")
+        try:
+            model_bytes = self._reader.version_file(version, MODEL_FILE)
+        except ObjectTooLarge as exc:  # the file does not change: refused until the pointer moves
+            raise ModelRejected(f"{version}: {MODEL_FILE} is over the size cap model.max_model_bytes "
+                                f"({self.max_model_bytes} bytes): {exc.told}; not read further") from None
+        if record is not None:
+            check_digest(version, model_bytes, record)  # before onnxruntime parses a single byte of it
+        model = open_model(version, model_bytes, metadata, self.feature_columns)
+        if record is None and version not in self._unverified:
+            self._unverified.add(version)
+            self._emit(f"{version} loaded without a digest check: neither {CHAMPION_FILE} nor its {METADATA_FILE} "
+                       f"records {MODEL_SHA256} (registered before model digests; promoting or rolling back to it "
+                       "records one)", True)
         self.model_loads += 1
         return model
 
@@ -270,11 +335,12 @@ class Scorer:
         else:
             _logger.info(message)
 
-    def _candidates(self) -> tuple[str | None, list[str], str | None]:
-        """(champion, versions to try in order, pointer error): the champion, then earlier champions newest first.
+    def _candidates(self) -> tuple[dict[str, Any] | None, list[str], str | None]:
+        """(champion pointer, versions to try in order, pointer error): the champion, then earlier champions newest
+        first.
 
         Without a readable pointer, the champion history stands in for it (its last entry is normally the
-        champion itself).
+        champion itself; every version's digest then comes from its metadata.json).
         """
         try:
             pointer = self._reader.champion()
@@ -286,21 +352,22 @@ class Scorer:
                 return None, [], f"champion pointer: {exc}; champion history: {history_exc}"
             return None, list(dict.fromkeys(reversed(history))), f"champion pointer: {exc}"
         champion = str(pointer["version"])
-        return champion, list(dict.fromkeys([champion, *reversed(earlier_champions(pointer))])), None
+        return pointer, list(dict.fromkeys([champion, *reversed(earlier_champions(pointer))])), None
 
     def _start(self) -> bool:
         """Load the champion, else the newest earlier champion that loads; True when a model is loaded.
 
         Runs when the worker starts and at every poll while no model is loaded.
         """
-        champion, versions, pointer_error = self._candidates()
+        pointer, versions, pointer_error = self._candidates()
+        champion = None if pointer is None else str(pointer["version"])
         untried = [v for v in versions if v not in self._refused]
         if pointer_error is None and not untried:
             return False  # only versions already refused and logged
         failed: dict[str, str] = {}
         for version in untried:
             try:
-                model = self._load(version)
+                model = self._load(version, pointer if version == champion else None)
             except _LOAD_ERRORS as exc:
                 self.model_load_failures += 1
                 failed[version] = str(exc)
@@ -346,19 +413,20 @@ class Scorer:
         if self._model is None:
             return self._start()
         try:
-            version = self._reader.champion_version()
+            pointer = self._reader.champion()
         except (RegistryReadError, ValueError) as exc:
             self.registry_poll_failures += 1
             self.last_reload_error = f"champion pointer: {exc}"
             self._emit(f"model registry poll failed, still scoring with {self.model_version}: {exc}", True)
             return False
+        version = str(pointer["version"])
         if version == self._model.version:  # nothing pending: earlier errors are over
             self._rejected, self.last_reload_error = None, None
             return False
         if version == self._rejected:
             return False
         try:
-            model = self._load(version)
+            model = self._load(version, pointer)
         except _LOAD_ERRORS as exc:
             self.model_load_failures += 1
             self.last_reload_error = str(exc)

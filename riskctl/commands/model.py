@@ -172,12 +172,15 @@ def list_cmd(registry_uri: str | None) -> None:
         _out.print(f"no versions in {reg.root}")
         return
     table = Table(title=f"models in {reg.root}")
-    for col in ("", "version", "created", "family", "trained on", "CV AUC", "holdout AUC", "holdout Brier", "parity"):
+    for col in ("", "version", "created", "family", "trained on", "CV AUC", "holdout AUC", "holdout Brier", "parity",
+                "sha256"):
         table.add_column(col)
     for r in rows:
+        # The digest's first 12 hex digits; "-" for a version registered before digests were recorded.
+        digest = str(r["model_sha256"])[:12] if r.get("model_sha256") else "-"
         table.add_row("*" if r["champion"] else "", r["version"], str(r["created_at"]), str(r["family"]),
                       str(r["training_source"]), _fmt(r["cv_roc_auc"]), _fmt(r["holdout_roc_auc"]),
-                      _fmt(r["holdout_brier"], 6), "ok" if r["parity_passed"] else "FAILED")
+                      _fmt(r["holdout_brier"], 6), "ok" if r["parity_passed"] else "FAILED", digest)
     _out.print(table)
 
 

@@ -136,6 +136,21 @@ def test_one_configured_alert_threshold_reaches_the_sql_the_udf_and_the_sql_clie
     assert json.loads(client_params.split(" = ", 1)[1].strip("'").replace("''", "'")) == udf
 
 
+def test_the_configured_model_size_cap_reaches_the_udf_and_the_sql_client() -> None:
+    """model.max_model_bytes travels as the other model settings do: one builder, the UDF's job parameters."""
+    import json
+
+    from jobs.params import risk_job_params, udf_parameters
+    from jobs.sql_client import init_statements
+    from loanrisk.settings import override
+    assert udf_parameters(Settings())["model.max_model_bytes"] == str(64 * 1024 * 1024)
+    settings = override(Settings(), model={"max_model_bytes": 123456})
+    udf = json.loads(str(risk_job_params(settings).flink_conf["pipeline.global-job-parameters"]))
+    assert udf["model.max_model_bytes"] == "123456"
+    (client_params,) = [s for s in init_statements(settings) if "pipeline.global-job-parameters" in s]
+    assert json.loads(client_params.split(" = ", 1)[1].strip("'").replace("''", "'")) == udf
+
+
 def test_the_params_file_is_what_run_sql_reads_and_only_its_owner_can(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
     import stat

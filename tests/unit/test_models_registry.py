@@ -1,4 +1,5 @@
-"""Registry: layout, versioning, refusal of bad models, promote/rollback rules; local folder and moto S3 server."""
+"""Registry: layout, versioning, refusal of bad models, promote/rollback rules, model digests; local folder and moto
+S3 server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 
 from tests.moto_s3 import free_port, moto_server
 
-from contracts.registry_layout import CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE
+from contracts.registry_layout import (
+    CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE, model_digest,
+    version_path,
+)
 from models.dataset import TrainingSet, from_applications
 from models.errors import FeatureMismatchError, ParityError, PromotionRefused, RegistryError
 from models.pipeline import Candidate, train_candidate
@@ -26,7 +30,7 @@ WEAK = ["emp_length_years", "delinquencies_2y"]  # carry no signal in the toy da
 
 METADATA_KEYS = {"version", "created_at", "feature_names", "feature_schema_hash", "feature_reference", "metrics",
                  "params", "family", "parity", "holdout", "training_data", "snapshot_ids", "code_version",
-                 "calibration", "class_weighting", "alert_threshold"}
+                 "calibration", "class_weighting", "alert_threshold", MODEL_SHA256, MODEL_SIZE}
 
 
 def _train(ts: TrainingSet, features: list[str] | None) -> Candidate:
@@ -265,3 +269,105 @@ def test_forced_promotion_records_a_skipped_comparison_when_holdouts_differ(tmp_
         reg.promote(second)
     pointer = reg.promote(second, force=True)
     assert reg.champion()["version"] == second and "skipped" in pointer["comparison"]
+
+
+def stored_model(registry: Registry, version: str) -> bytes:
+    """The version's model.onnx as the store holds it."""
+    return registry.store.read(version_path(registry.root, version, MODEL_FILE))
+
+
+def stored_pointer(registry: Registry) -> dict:
+    """champion.json as the store holds it."""
+    return json.loads(registry.store.read(f"{registry.root}/{CHAMPION_FILE}"))
+
+
+def replace_model_file(registry: Registry, version: str, data: bytes) -> None:
+    """Change a registered version's model.onnx in storage, as someone with write access to the bucket could."""
+    registry.store.write(version_path(registry.root, version, MODEL_FILE), data)
+
+
+def strip_digests(registry: Registry, version: str) -> None:
+    """Rewrite a version's metadata.json as the writer wrote it before digests were recorded."""
+    meta = registry.metadata(version)
+    for key in (MODEL_SHA256, MODEL_SIZE):
+        meta.pop(key)
+    registry.store.write(version_path(registry.root, version, METADATA_FILE), json.dumps(meta).encode())
+
+
+def test_register_records_the_model_digest_and_size(registry: Registry, strong: Candidate) -> None:
+    version = strong.register(registry)
+    meta = registry.metadata(version)
+    stored = stored_model(registry, version)
+    assert meta[MODEL_SHA256] == model_digest(stored) == model_digest(strong.model_bytes)
+    assert meta[MODEL_SIZE] == len(stored) and len(meta[MODEL_SHA256]) == 64
+    copied = registry.register(b"".join([strong.model_bytes]), {**meta, MODEL_SHA256: "0" * 64, MODEL_SIZE: 1})
+    assert registry.metadata(copied)[MODEL_SHA256] == meta[MODEL_SHA256]  # always computed, never copied
+    assert [r["model_sha256"] for r in registry.list_versions()] == [meta[MODEL_SHA256]] * 2
+
+
+def test_promote_forced_promote_and_rollback_write_the_digest_of_the_version_they_point_at(
+        registry: Registry, strong: Candidate, weak: Candidate) -> None:
+    w, s = weak.register(registry), strong.register(registry)
+    digest = {v: model_digest(stored_model(registry, v)) for v in (w, s)}
+    assert digest[w] != digest[s]
+    size = {v: len(stored_model(registry, v)) for v in (w, s)}
+
+    def points_at(pointer: dict, version: str) -> bool:
+        """The pointer returned and the one stored name ``version`` with its file's digest and size."""
+        stored = stored_pointer(registry)
+        return (pointer["version"] == stored["version"] == version
+                and pointer[MODEL_SHA256] == stored[MODEL_SHA256] == digest[version]
+                and pointer[MODEL_SIZE] == stored[MODEL_SIZE] == size[version])
+
+    assert points_at(registry.promote(w), w)
+    assert points_at(registry.promote(s, force=True, margin=1.0), s)  # forced past a margin it cannot meet
+    assert points_at(registry.rollback(), w)
+    assert stored_pointer(registry)["rolled_back_from"] == s
+
+
+def test_a_model_file_changed_after_registration_is_neither_promoted_nor_rolled_back_to_nor_loaded(
+        registry: Registry, strong: Candidate, weak: Candidate) -> None:
+    w, s = weak.register(registry), strong.register(registry)
+    registry.promote(w)
+    replace_model_file(registry, s, weak.model_bytes)  # a valid model, but not the one registered as s
+    expected = f"{s}: digest mismatch: expected {model_digest(strong.model_bytes)}, got {model_digest(weak.model_bytes)}"
+    with pytest.raises(PromotionRefused, match=f"{expected}.*register the model again as a new version"):
+        registry.promote(s, force=True)
+    with pytest.raises(RegistryError, match=expected):
+        registry.load(s)
+    assert stored_pointer(registry)["version"] == w
+    replace_model_file(registry, s, strong.model_bytes)  # restored: promotable again
+    registry.promote(s, force=True)
+    replace_model_file(registry, w, strong.model_bytes)
+    with pytest.raises(PromotionRefused, match=f"{w}: digest mismatch"):
+        registry.rollback()
+    assert stored_pointer(registry)["version"] == s
+    replace_model_file(registry, s, weak.model_bytes)
+    with pytest.raises(RegistryError, match=f"{s}: digest mismatch"):  # the champion is checked against the pointer
+        registry.load()
+
+
+def test_a_version_registered_before_digests_is_pinned_by_promote_and_rollback(tmp_path: Path, strong: Candidate,
+                                                                               weak: Candidate) -> None:
+    reg = Registry(str(tmp_path / "old"))
+    w, s = weak.register(reg), strong.register(reg)
+    strip_digests(reg, w)
+    strip_digests(reg, s)
+    assert MODEL_SHA256 not in reg.metadata(w) and reg.load(w)[0] == weak.model_bytes  # loads, unchecked
+    assert reg.promote(w)[MODEL_SHA256] == model_digest(weak.model_bytes)
+    assert reg.promote(s, force=True)[MODEL_SHA256] == model_digest(strong.model_bytes)
+    assert reg.rollback()[MODEL_SHA256] == model_digest(weak.model_bytes)
+    replace_model_file(reg, w, strong.model_bytes)  # the pointer pinned w's file as it was when rolled back to
+    with pytest.raises(RegistryError, match=f"{w}: digest mismatch"):
+        reg.load()
+
+
+def test_promote_refuses_a_model_over_the_scoring_jobs_size_cap(tmp_path: Path, strong: Candidate) -> None:
+    reg = Registry(str(tmp_path))
+    version = strong.register(reg)
+    size = len(strong.model_bytes)
+    with pytest.raises(PromotionRefused, match=f"{version}: model.onnx is {size} bytes, over model.max_model_bytes "
+                                               f"\\({size - 1}\\)"):
+        reg.promote(version, force=True, max_model_bytes=size - 1)
+    assert reg.champion() is None
+    assert reg.promote(version, max_model_bytes=size)[MODEL_SIZE] == size

@@ -93,7 +93,7 @@ def test_without_any_loadable_model_scores_are_503_until_a_champion_loads(tmp_pa
         assert api.model.version is None
         response = api.score(applications[0])
         assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
-        assert "model.onnx does not load" in response.json()["message"]
+        assert "digest mismatch" in response.json()["message"]  # the damaged file is not the one registered
         ready = api.client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["reasons"][0].startswith("no model loaded")
         assert "loanrisk_api_model_loaded 0.0" in api.client.get("/metrics").text
@@ -110,4 +110,5 @@ def test_the_app_builds_the_scorer_the_stream_builds(tmp_path: Path, first: Trai
     assert scorer.feature_columns == FEATURE_NAMES
     assert scorer.poll_interval_s == settings.model.poll_interval_s
     assert scorer.alert_threshold == settings.model.alert_threshold
+    assert scorer.max_model_bytes == settings.model.max_model_bytes
     assert scorer.model_version == "v0001"

@@ -1,10 +1,12 @@
-"""udfs registry reader: SigV4 signing, GETs from a folder, file:// and a moto S3 server, and its error cases."""
+"""udfs registry reader: SigV4 signing, GETs from a folder, file:// and a moto S3 server, its error cases, and the size
+cap that stops a read past it."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.endless_source import EndlessPipe
 from tests.moto_s3 import free_port, moto_server
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -21,7 +24,8 @@ from botocore.credentials import Credentials
 
 import contracts.registry_layout as contract
 from udfs.registry_reader import (
-    ObjectNotFound, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions, read_bytes,
+    MAX_DOCUMENT_BYTES, ObjectNotFound, ObjectTooLarge, RegistryReader, RegistryReadError, S3Endpoint,
+    earlier_champions, read_bytes,
 )
 from udfs.sigv4 import sign
 
@@ -222,3 +226,110 @@ def test_s3_settings_are_required_and_checked() -> None:
         S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "region": "us-east-1"})
     with pytest.raises(ValueError, match="unknown S3 settings: secret"):
         S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "secret": "x", **KEYS})
+
+
+CAP = 1 << 20  # the size cap of the tests below
+
+
+def test_a_local_file_up_to_the_cap_is_read_and_one_byte_more_is_refused(tmp_path: Path) -> None:
+    at_cap, over = tmp_path / "at_cap", tmp_path / "over"
+    at_cap.write_bytes(b"m" * CAP)
+    over.write_bytes(b"m" * (CAP + 1))
+    assert read_bytes(str(at_cap), max_bytes=CAP) == b"m" * CAP
+    with pytest.raises(ObjectTooLarge, match=f"is larger than the cap of {CAP} bytes: {CAP + 1} bytes; not read"):
+        read_bytes(f"file://{over}", max_bytes=CAP)
+
+
+def test_the_reader_caps_a_model_at_max_model_bytes_and_the_json_files_at_one_mib(tmp_path: Path) -> None:
+    model, metadata = (Path(contract.version_path(str(tmp_path), "v0001", f)) for f in (contract.MODEL_FILE,
+                                                                                        contract.METADATA_FILE))
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"m" * 2048)
+    metadata.write_bytes(b" " * 4096 + b"{}")
+    assert RegistryReader(str(tmp_path), max_model_bytes=2048).model_files("v0001") == (b"m" * 2048, b" " * 4096 + b"{}")
+    with pytest.raises(ObjectTooLarge, match="model.onnx is larger than the cap of 2047 bytes: 2048 bytes"):
+        RegistryReader(str(tmp_path), max_model_bytes=2047).version_file("v0001", contract.MODEL_FILE)
+    metadata.write_bytes(b" " * MAX_DOCUMENT_BYTES + b"{}")
+    with pytest.raises(ObjectTooLarge, match=f"metadata.json is larger than the cap of {MAX_DOCUMENT_BYTES} bytes"):
+        RegistryReader(str(tmp_path)).version_file("v0001", contract.METADATA_FILE)
+    Path(contract.champion_path(str(tmp_path))).write_bytes(b" " * MAX_DOCUMENT_BYTES + b'{"version": "v0001"}')
+    with pytest.raises(ObjectTooLarge, match="champion.json is larger than the cap"):
+        RegistryReader(str(tmp_path)).champion()
+
+
+def test_a_local_file_with_no_end_is_read_no_further_than_the_cap(tmp_path: Path) -> None:
+    with EndlessPipe(tmp_path / "model.onnx") as endless:
+        with pytest.raises(ObjectTooLarge, match=f"larger than the cap of {CAP} bytes: more than that; not read further"):
+            read_bytes(str(tmp_path / "model.onnx"), max_bytes=CAP)
+    # What the reader took, plus what the pipe held when it closed (64 KiB on Linux) and one chunk in flight.
+    assert endless.written < CAP + (1 << 20), f"{endless.written} bytes went into the pipe for a {CAP}-byte cap"
+
+
+class _Oversized(BaseHTTPRequestHandler):
+    """/endless: a body with no length that never ends (counted in ``sent``); /declared: a 1 GiB Content-Length and
+    no body; anything else: ``CAP`` bytes."""
+
+    sent = 0
+    limit = 128 << 20
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/declared"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(3)  # the body never comes: a reader that waited for it would time out instead
+            return
+        endless = self.path.endswith("/endless")
+        self.send_response(200)
+        if not endless:
+            self.send_header("Content-Length", str(CAP))
+        self.end_headers()  # HTTP/1.0 without a length: the body runs until the server closes the connection
+        if not endless:
+            self.wfile.write(b"m" * CAP)
+            return
+        zeros = bytes(64 * 1024)
+        try:
+            while type(self).sent < self.limit:
+                self.wfile.write(zeros)
+                type(self).sent += len(zeros)
+        except OSError:  # the client closed the connection
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def oversized() -> Iterator[str]:
+    _Oversized.sent = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Oversized)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_an_s3_body_with_no_end_is_read_no_further_than_the_cap(oversized: str) -> None:
+    assert read_bytes("s3://bkt/models/fits", s3=_s3(oversized), max_bytes=CAP) == b"m" * CAP
+    with pytest.raises(ObjectTooLarge, match="s3://bkt/models/endless is larger than the cap"):
+        read_bytes("s3://bkt/models/endless", s3=_s3(oversized), max_bytes=CAP)
+    time.sleep(0.2)  # the server notices the closed connection
+    # What the reader took plus what the loopback socket buffers held when it closed the connection.
+    assert _Oversized.sent < CAP + (24 << 20), f"the server sent {_Oversized.sent} bytes for a {CAP}-byte cap"
+
+
+def test_an_s3_object_declared_over_the_cap_is_refused_before_its_body_is_read(oversized: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ObjectTooLarge, match=f"{1 << 30} bytes; not read further"):
+        read_bytes("s3://bkt/models/declared", s3=_s3(oversized), timeout_s=2, max_bytes=CAP)
+    assert time.monotonic() - started < 1.5  # refused on the header, not after waiting for the body
+
+
+def test_the_size_cap_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="size cap must be positive"):
+        RegistryReader(str(tmp_path), max_model_bytes=0)

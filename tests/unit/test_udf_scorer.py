@@ -1,5 +1,5 @@
 """udfs Scorer and Flink UDF wrapper: ONNX scores vs scikit-learn, reason codes, refusal, hot reload, last good
-model at start (folder and S3)."""
+model at start, model digests and the size cap (folder and S3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.endless_source import EndlessPipe
 from tests.moto_s3 import moto_server
 from sklearn.linear_model import LogisticRegression
 
 from contracts.features import FEATURE_NAMES, feature_schema_hash
 from contracts.registry_layout import (
-    CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE, ONNX_INPUT, ONNX_META_FEATURES,
-    ONNX_PROBABILITIES, version_path,
+    CHAMPION_FILE, CHAMPION_HISTORY_FILE, METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE, ONNX_INPUT,
+    ONNX_META_FEATURES, ONNX_PROBABILITIES, model_digest, version_path,
 )
 from models.registry import Registry, S3Store
 from udfs.scorer import Scorer
@@ -150,13 +151,22 @@ class Reg:
     uri: str
     s3: dict[str, str] | None
     put: Callable[[str, bytes], None]
+    digests: dict[str, str] = field(default_factory=dict)  # the SHA-256 recorded for each version added
 
-    def add(self, version: str, onnx: bytes, metadata: dict[str, Any]) -> None:
+    def add(self, version: str, onnx: bytes, metadata: dict[str, Any], digest: bool = True) -> None:
+        """Write a version; ``digest`` False writes it as versions were registered before digests were recorded."""
+        if digest:
+            self.digests[version] = model_digest(onnx)
+            metadata = {**metadata, MODEL_SHA256: self.digests[version], MODEL_SIZE: len(onnx)}
         self.put(version_path(self.uri, version, MODEL_FILE), onnx)
         self.put(version_path(self.uri, version, METADATA_FILE), json.dumps(metadata).encode())
 
     def promote(self, version: str) -> None:
-        self.put(f"{self.uri}/{CHAMPION_FILE}", json.dumps({"version": version, "previous": None}).encode())
+        """Point the champion at ``version``, with the digest recorded when it was added (if it was)."""
+        pointer: dict[str, Any] = {"version": version, "previous": None}
+        if version in self.digests:
+            pointer[MODEL_SHA256] = self.digests[version]
+        self.put(f"{self.uri}/{CHAMPION_FILE}", json.dumps(pointer).encode())
 
     def scorer(self, clock: Callable[[], float] | None = None, log: list[str] | None = None, **kw: Any) -> Scorer:
         return Scorer(self.uri, FEATURE_NAMES, s3=self.s3, clock=clock or FakeClock(),
@@ -185,9 +195,9 @@ def s3_reg(endpoint: str) -> Reg:
     return Reg(f"s3://{BUCKET}/{uuid.uuid4().hex}/models", {"endpoint": endpoint, **KEYS}, put_object)
 
 
-def refusal_at_start(reg: Reg) -> str:
+def refusal_at_start(reg: Reg, **kw: Any) -> str:
     """Why a new scorer on ``reg`` started without a model (``Reg.promote`` records no earlier champion)."""
-    scorer = reg.scorer()
+    scorer = reg.scorer(**kw)
     assert scorer.model_version is None
     return scorer.last_reload_error or ""
 
@@ -204,9 +214,13 @@ def promote_new_version(registry: Registry, model: Trained) -> str:
     return version
 
 
+CORRUPT_MODEL = b"\x08\x07 this is not an ONNX model"
+
+
 def break_model_file(registry: Registry, version: str) -> None:
-    """Damage a promoted version's model.onnx in storage (the writer itself never rewrites a version)."""
-    registry.store.write(version_path(registry.root, version, MODEL_FILE), b"\x08\x07 this is not an ONNX model")
+    """Damage a promoted version's model.onnx in storage (the writer itself never rewrites a version): its bytes no
+    longer match the SHA-256 recorded at registration and promotion."""
+    registry.store.write(version_path(registry.root, version, MODEL_FILE), CORRUPT_MODEL)
 
 
 def ask_for_a_missing_feature(registry: Registry, version: str) -> None:
@@ -391,7 +405,8 @@ def test_a_new_worker_starts_on_the_last_good_champion_when_the_champion_is_corr
     np.testing.assert_allclose(out["probability"].to_numpy(), model_c.proba(frame), atol=1e-6)
     assert scorer.model_load_failures == 1 and scorer.registry_poll_failures == 0
     assert len(log) == 1 and log[0].startswith(
-        f"champion {bad} not loaded, scoring with earlier champion {good} instead: {bad}: model.onnx does not load")
+        f"champion {bad} not loaded, scoring with earlier champion {good} instead: {bad}: digest mismatch: expected "
+        f"{registry.champion()[MODEL_SHA256]}, got {model_digest(CORRUPT_MODEL)}")
     clock.t += 10  # the refused champion is not fetched, counted or logged again
     scorer.score(frame)
     assert scorer.model_load_failures == 1 and len(log) == 1 and scorer.model_version == good
@@ -411,7 +426,7 @@ def test_a_new_worker_passes_over_every_broken_champion_down_to_the_newest_good_
     assert len(log) == 1
     assert log[0].startswith(f"champion {incompatible} not loaded, scoring with earlier champion {good} instead: "
                              f"{incompatible}: the model needs features the stream does not provide: shoe_size")
-    assert f"earlier champion {corrupt} not loaded either: {corrupt}: model.onnx does not load" in log[0]
+    assert f"earlier champion {corrupt} not loaded either: {corrupt}: digest mismatch: expected " in log[0]
 
 
 def test_a_rolled_back_version_is_not_taken_as_the_last_good_one(reg: Reg, model_c: Trained,
@@ -493,6 +508,146 @@ def test_missing_frame_column_is_named(tmp_path: Path, model_a: Trained) -> None
         reg.scorer().score(stream_frame(3, 1).drop(columns=["dpd_max"]))
 
 
+def replace_model_file(registry: Registry, version: str, onnx: bytes) -> None:
+    """Swap a registered version's model.onnx in storage for other bytes, as someone with write access could."""
+    registry.store.write(version_path(registry.root, version, MODEL_FILE), onnx)
+
+
+def written_before_digests(registry: Registry) -> None:
+    """Rewrite every version's metadata.json and the champion pointer as the writer wrote them before it recorded
+    model digests (the same documents without ``model_sha256`` and ``model_size_bytes``)."""
+    for version in registry.versions():
+        meta = {k: v for k, v in registry.metadata(version).items() if k not in (MODEL_SHA256, MODEL_SIZE)}
+        registry.store.write(version_path(registry.root, version, METADATA_FILE), json.dumps(meta).encode())
+    pointer = registry.champion()
+    if pointer is not None:
+        old = {k: v for k, v in pointer.items() if k not in (MODEL_SHA256, MODEL_SIZE)}
+        registry.store.write(f"{registry.root}/{CHAMPION_FILE}", json.dumps(old).encode())
+
+
+def promote_as_before_digests(registry: Registry, version: str, previous: str) -> None:
+    """Point the champion at ``version`` the way the writer did before digests: no digest in the pointer."""
+    pointer = {"version": version, "promoted_at": "2026-01-01T00:00:00+00:00", "previous": previous,
+               "history": [previous], "forced": True, "comparison": None}
+    registry.store.write(f"{registry.root}/{CHAMPION_FILE}", json.dumps(pointer).encode())
+
+
+def test_a_tampered_model_file_is_refused_and_the_last_good_model_keeps_scoring(reg: Reg, model_c: Trained,
+                                                                               model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    good = promote_new_version(registry, model_c)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    tampered = promote_new_version(registry, model_d)
+    impostor = train(FEATS_D, 40)  # loads and fits the stream like model_d: only its digest tells it apart
+    replace_model_file(registry, tampered, impostor.onnx)
+    clock.t += 10
+    frame = stream_frame(30, seed=17)
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {good}
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_c.proba(frame), atol=1e-6)
+    reason = f"{tampered}: digest mismatch: expected {model_digest(model_d.onnx)}, got {model_digest(impostor.onnx)}"
+    assert scorer.model_load_failures == 1 and (scorer.last_reload_error or "").startswith(reason)
+    assert len(log) == 1 and log[0].startswith(f"champion {tampered} not loaded, still scoring with {good}: {reason}")
+    assert "expected as recorded in champion.json" in log[0]
+    clock.t += 10  # the refused champion is not fetched, counted or logged again
+    scorer.score(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1 and scorer.model_version == good
+    started: list[str] = []
+    assert reg.scorer(log=started).model_version == good  # a worker starting now refuses it too
+    assert started[0].startswith(f"champion {tampered} not loaded, scoring with earlier champion {good} instead: {reason}")
+    replacement = promote_new_version(registry, model_d)  # registered again: a new version, a new digest
+    clock.t += 10
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {replacement} and scorer.last_reload_error is None
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_d.proba(frame), atol=1e-6)
+
+
+def test_an_earlier_champion_tried_at_start_is_checked_against_the_digest_in_its_metadata(
+        reg: Reg, model_c: Trained, model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    oldest = promote_new_version(registry, model_c)
+    earlier = promote_new_version(registry, model_d)
+    champion = promote_new_version(registry, model_c)
+    replace_model_file(registry, earlier, train(FEATS_D, 41).onnx)
+    break_model_file(registry, champion)
+    log: list[str] = []
+    scorer = reg.scorer(log=log)
+    assert scorer.model_version == oldest and scorer.model_load_failures == 2 and len(log) == 1
+    assert log[0].startswith(f"champion {champion} not loaded, scoring with earlier champion {oldest} instead: "
+                             f"{champion}: digest mismatch: expected {model_digest(model_c.onnx)}")
+    assert (f"earlier champion {earlier} not loaded either: {earlier}: digest mismatch: expected "
+            f"{model_digest(model_d.onnx)}") in log[0]
+    assert "expected as recorded in metadata.json" in log[0]
+
+
+def test_a_registry_written_before_digests_still_scores_with_one_warning_per_version(
+        reg: Reg, model_c: Trained, model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    first = promote_new_version(registry, model_c)
+    second = registry.register(model_d.onnx, model_d.registration())
+    written_before_digests(registry)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10)
+    frame = stream_frame(25, seed=19)
+    out = scorer.score(frame)
+    assert set(out["model_version"]) == {first} and scorer.model_load_failures == 0
+    np.testing.assert_allclose(out["probability"].to_numpy(), model_c.proba(frame), atol=1e-6)
+    assert log == [f"{first} loaded without a digest check: neither {CHAMPION_FILE} nor its {METADATA_FILE} records "
+                   f"{MODEL_SHA256} (registered before model digests; promoting or rolling back to it records one)"]
+    promote_as_before_digests(registry, second, first)  # an old writer's promotion
+    clock.t += 10
+    assert set(scorer.score(frame)["model_version"]) == {second}
+    assert log[1].startswith(f"{second} loaded without a digest check") and log[2] == f"champion {second} loaded (was {first})"
+    promote_as_before_digests(registry, first, second)
+    clock.t += 10
+    assert set(scorer.score(frame)["model_version"]) == {first}
+    assert log[3:] == [f"champion {first} loaded (was {second})"]  # warned about once per version, not per load
+    registry.promote(second, force=True)  # the current writer pins the old version's file as it is now
+    replace_model_file(registry, second, train(FEATS_D, 42).onnx)
+    clock.t += 10
+    assert set(scorer.score(frame)["model_version"]) == {first} and scorer.model_load_failures == 1
+    assert f"{second}: digest mismatch: expected {model_digest(model_d.onnx)}" in (scorer.last_reload_error or "")
+
+
+SIZE_CAP = 256 * 1024
+
+
+def test_a_model_over_the_size_cap_is_refused_without_being_read_whole(tmp_path: Path, model_c: Trained,
+                                                                      model_d: Trained) -> None:
+    reg = local_reg(tmp_path / "registry")
+    registry = platform_writer(reg)
+    good = promote_new_version(registry, model_c)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10, max_model_bytes=SIZE_CAP)
+    oversized = promote_new_version(registry, model_d)
+    model_file = Path(version_path(registry.root, oversized, MODEL_FILE))
+    model_file.unlink()
+    frame = stream_frame(10, seed=23)
+    with EndlessPipe(model_file) as endless:  # a model file that never ends
+        clock.t += 10
+        out = scorer.score(frame)
+    assert set(out["model_version"]) == {good} and scorer.model_load_failures == 1
+    assert scorer.last_reload_error == (f"{oversized}: {MODEL_FILE} is over the size cap model.max_model_bytes "
+                                        f"({SIZE_CAP} bytes): more than that; not read further")
+    assert len(log) == 1 and log[0].startswith(f"champion {oversized} not loaded, still scoring with {good}")
+    assert endless.written < SIZE_CAP + (1 << 20), f"{endless.written} bytes read for a {SIZE_CAP}-byte cap"
+    clock.t += 10  # refused for good: not opened again until the pointer moves
+    scorer.score(frame)
+    assert scorer.model_load_failures == 1 and len(log) == 1
+
+
+def test_a_model_recorded_over_the_size_cap_is_not_downloaded(tmp_path: Path, model_c: Trained) -> None:
+    reg = local_reg(tmp_path / "registry")
+    registry = platform_writer(reg)
+    version = promote_new_version(registry, model_c)
+    size = len(model_c.onnx)
+    Path(version_path(registry.root, version, MODEL_FILE)).unlink()  # a download would fail differently
+    assert refusal_at_start(replace(reg, digests={}), max_model_bytes=size - 1) == (
+        f"{version}: {MODEL_FILE} is {size} bytes as recorded in {CHAMPION_FILE}, over the size cap "
+        f"model.max_model_bytes ({size - 1} bytes); not downloaded")
+
+
 FLINK_CHECK = r"""
 import json, pickle, sys
 import numpy as np, pandas as pd
@@ -552,6 +707,8 @@ print(json.dumps({
     "gauge": g.gauges["model_version_number"](), "calls": g.counters["score_calls"].n,
     "latency_us": g.counters["score_latency_us"].n,
     "params": sorted(F.JOB_PARAMETERS),
+    "max_model_bytes": vec._scorer.max_model_bytes,
+    "default_max_model_bytes": no_model._scorer.max_model_bytes,
     "quoted": F.global_job_parameters({"model.registry_uri": "s3://b/m", "x": "it's"}),
     "scored_nulls": [f.null_count for f in to_arrow(out).column(0).flatten()],
     "unscored_nulls": [f.null_count for f in to_arrow(unscored).column(0).flatten()],
@@ -576,9 +733,10 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     reg.promote("v0012")
     frame = stream_frame(40, seed=12)
     params = {"model.registry_uri": reg.uri, "model.alert_threshold": "0.3", "model.poll_interval_s": "60",
-              "s3.endpoint": moto_endpoint, "s3.region": "us-east-1", "s3.access_key_id": KEYS["access_key_id"],
-              "s3.secret_access_key": KEYS["secret_access_key"]}
-    no_model_params = {**params, "model.registry_uri": s3_reg(moto_endpoint).uri}  # nothing promoted there
+              "model.max_model_bytes": "123456", "s3.endpoint": moto_endpoint, "s3.region": "us-east-1",
+              "s3.access_key_id": KEYS["access_key_id"], "s3.secret_access_key": KEYS["secret_access_key"]}
+    no_model_params = {**{k: v for k, v in params.items() if k != "model.max_model_bytes"},
+                       "model.registry_uri": s3_reg(moto_endpoint).uri}  # nothing promoted there; the default cap
     cfg = {"params": params, "no_model_params": no_model_params, "rows": frame[FEATURE_NAMES].to_numpy().tolist(),
            "null_column": "dpd_max"}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -600,7 +758,9 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     assert got["scored_rows"] == len(frame) and got["failures"] == 0 and got["gauge"] == 12 and got["calls"] == 1
     assert got["latency_us"] > 0
     assert got["params"] == sorted(["model.registry_uri", "model.poll_interval_s", "model.alert_threshold",
-                                    "s3.endpoint", "s3.region", "s3.access_key_id", "s3.secret_access_key"])
+                                    "model.max_model_bytes", "s3.endpoint", "s3.region", "s3.access_key_id",
+                                    "s3.secret_access_key"])
+    assert got["max_model_bytes"] == 123456 and got["default_max_model_bytes"] == 64 * 1024 * 1024
     assert json.loads(got["quoted"]) == {"model.registry_uri": "s3://b/m", "x": "it's"}
     assert got["scored_nulls"] == [0, 0, 0] and got["unscored_nulls"] == [len(frame)] * 3
     assert got["unscored_row"] == [None, None, None] and got["unscored_rows"] == len(frame)
