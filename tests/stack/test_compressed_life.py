@@ -59,7 +59,8 @@ class MaintenanceTally:
 # A pass that meets a service the outage tests stopped fails, as maintain_lake's run would; the next
 # pass is its retry. Any other error fails the check.
 UNAVAILABLE = ("AdminShutdown", "Could not connect", "Connection refused", "connection failed",
-               "EndpointConnectionError", "Connect timeout", "server closed the connection")
+               "EndpointConnectionError", "Connect timeout", "server closed the connection",
+               "NETWORK_CONNECTION")  # the AWS SDK's (pyarrow's S3 filesystem) while the object store is paused
 
 
 @dataclass
