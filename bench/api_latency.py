@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from ingestion.generator import GeneratorConfig, generate
+    from loanrisk.serving import ensure_serving_tables
     from models.registry import Registry
     from models.synthetic import train_on_generated
     from scoring_api.keys import create_client_key
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry.from_settings(settings.model.registry(settings.s3))
         version = candidate.register(registry)
         registry.promote(version, force=True)
+        ensure_serving_tables(settings)  # the job is not running: the tables it would create, empty
         store = PostgresStore(settings.postgres, settings.api)
         key = create_client_key(store, f"bench-{os.getpid()}")
         store.close()
