@@ -123,10 +123,9 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def recorder() -> Iterator[str]:
-    _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a free loopback port for one test; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -135,6 +134,12 @@ def recorder() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture()
+def recorder() -> Iterator[str]:
+    _Recorder.seen = []
+    yield from _serve(_Recorder)
 
 
 def test_what_goes_on_the_wire_is_what_was_signed(recorder: str) -> None:
@@ -303,15 +308,7 @@ class _Oversized(BaseHTTPRequestHandler):
 @pytest.fixture()
 def oversized() -> Iterator[str]:
     _Oversized.sent = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Oversized)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from _serve(_Oversized)
 
 
 def test_an_s3_body_with_no_end_is_read_no_further_than_the_cap(oversized: str) -> None:
