@@ -180,12 +180,37 @@ def prometheus_sum(settings: Settings, metric_suffix: str) -> float | None:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first found, depth first), read from /proc."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
 def kill_taskmanager(settings: Settings) -> int:
-    """kill -9 the TaskManager recorded in the stack's PID file; returns its PID."""
+    """kill -9 the TaskManager recorded in the stack's PID file, and its Python UDF workers with it (as a
+    lost machine or container takes them: killed alone, the TaskManager leaves them running as orphans);
+    returns its PID."""
     from stack.process import PidFile
     pid = PidFile(settings.state_dir / "run" / "flink-taskmanager.pid", "flink").read()
     assert pid is not None, "no live TaskManager PID in the stack's PID file"
+    workers = descendants(pid)
     os.kill(pid, signal.SIGKILL)
+    for child in workers:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # gone with the TaskManager
     return pid
 
 
