@@ -87,7 +87,8 @@ TRANSACTION = EventContract(
         Field("amount_minor", "long", "Absolute amount.", unit="minor units", minimum=0),
         Field("balance_minor", "long", "Account balance after the transaction, when the source reports it.",
               nullable=True, unit="minor units"),
-        Field("counterparty", "string", "Merchant or counterparty name.", nullable=True),
+        Field("counterparty", "string", "Merchant or counterparty name (can be a person's name).", nullable=True,
+              pii=True),
     ),
 )
 

@@ -35,7 +35,7 @@ def _spec_json(fields: list[dict[str, Any]], event_time_field: str, future_toler
 def parse_spec(c: EventContract, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> str:
     """The contract as the JSON spec the Java ``parse_event``/``event_time_of`` functions read (jvm/functions)."""
     fields = [{"name": f.name, "type": f.type, "nullable": f.nullable, "minimum": f.minimum, "maximum": f.maximum,
-               "choices": list(f.choices) if f.choices else None} for f in c.fields]
+               "choices": list(f.choices) if f.choices else None, "pii": f.pii} for f in c.fields]
     return _spec_json(fields, c.event_time_field, future_tolerance)
 
 
@@ -48,26 +48,29 @@ def source_event_time_spec(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANC
     return _spec_json([{"name": name, "type": "timestamp", "nullable": False}], name, future_tolerance)
 
 
-def projection(c: EventContract, pii_key: str) -> str:
-    """SELECT list of the typed columns ``parse_event`` returned (as ``e``); PII replaced by a keyed SHA-256 hash."""
+def projection(c: EventContract) -> str:
+    """SELECT list of the typed columns ``parse_event`` returned (as ``e``); PII replaced by its keyed pseudonym.
+
+    ``pii_hash`` (jvm/functions) reads its HMAC key from a file on the TaskManager, so no key is in the SQL.
+    """
     cols = []
     for f in c.fields:
         # The event-time field is the source's rowtime attribute (parsed once there, watermarked).
         expr = "event_time" if f.name == c.event_time_field else f"e.{f.name}"
         if f.pii:
-            expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE SHA256(CONCAT('{pii_key}', {expr})) END"
+            expr = f"pii_hash({expr})"
         cols.append(f"{expr} AS {f.name}")
     return ",\n  ".join(cols)
 
 
-def sql_fragments(pii_key: str, future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dict[str, str]:
+def sql_fragments(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dict[str, str]:
     """Every fragment, keyed by the parameter name the sql/ files use.
 
     ``future_tolerance`` is the job's (``settings.flink.future_tolerance``); it goes into every spec.
     """
     out: dict[str, str] = {}
     for c in INPUT_EVENTS:
-        out[f"{c.name}_columns"] = projection(c, pii_key.replace("'", "''"))
+        out[f"{c.name}_columns"] = projection(c)
         out[f"{c.name}_spec"] = parse_spec(c, future_tolerance).replace("'", "''")
     out["source_event_time_spec"] = source_event_time_spec(future_tolerance).replace("'", "''")
     out["payload_is_heartbeat"] = heartbeat_condition("payload")

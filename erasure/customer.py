@@ -10,7 +10,10 @@ that commit still referenced (``riskctl privacy erase`` is idempotent).
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +46,33 @@ class ErasureReport:
         return out
 
 
+def _scalars(value: Any) -> Iterator[str]:
+    """Every scalar of a parsed JSON document, as text (a customer id sent as a number is still theirs)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _scalars(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _scalars(v)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
 def payload_names_customer(payload: str | None, customer_id: str) -> bool:
-    """Whether a dead-letter payload contains ``customer_id`` (broken JSON included: it is text, not parsed)."""
-    return bool(payload) and customer_id in (payload or "")
+    """Whether a dead-letter payload names ``customer_id`` exactly, never as part of another id (c1 is not c12).
+
+    A payload that parses (the redaction stores those as JSON) names them when one of its values is the id;
+    any other payload (broken JSON, masked text) when the id stands as a whole token.
+    """
+    if not payload or customer_id not in payload:
+        return False
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        doc = None
+    if isinstance(doc, (dict, list)):
+        return any(v == customer_id for v in _scalars(doc))
+    return re.search(rf"(?<![A-Za-z0-9_.:-]){re.escape(customer_id)}(?![A-Za-z0-9_.:-])", payload) is not None
 
 
 def _retry(action: Any, errors: tuple[type[BaseException], ...] | None = None) -> Any:

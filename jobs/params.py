@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,18 +77,42 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "behaviour_window": interval(f.behaviour_window_days * 86400),
         "behaviour_range": interval(2 * f.behaviour_window_days * 86400),
         "behaviour_range_days": 2 * f.behaviour_window_days,
-        **sql_fragments(settings.privacy.key(), f.future_tolerance),
+        **sql_fragments(f.future_tolerance),
         **scoring_fragments(f.scorer),
     }
 
 
+def pii_key_file(settings: Settings) -> Path:
+    """The file the job's pseudonymising functions read the HMAC key from, on the TaskManagers.
+
+    ``privacy.pii_hash_key_file`` as configured; else a file in the state folder holding the configured
+    ``privacy.pii_hash_key``, or a random key generated on first use and kept (pseudonyms stay stable
+    across runs of one installation). Only the path travels in the job's parameters, never the key.
+    """
+    p = settings.privacy
+    if p.pii_hash_key_file is not None:
+        p.key()  # unreadable: one clear ConfigError now, not a TaskManager failure later
+        return p.pii_hash_key_file
+    path = settings.state_dir / "secrets" / "pii-hash-key"
+    configured = p.key()
+    if configured is None and path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(configured if configured is not None else secrets.token_hex(32))
+    return path
+
+
 def udf_parameters(settings: Settings) -> dict[str, str]:
-    """The scorer UDF's job parameters (udfs/flink_udf.py JOB_PARAMETERS), as the strings Flink passes on.
+    """The job parameters its functions read in open(): the scorer UDF's (udfs/flink_udf.py JOB_PARAMETERS)
+    and the pseudonymising Java functions' (jvm/functions Pseudonymizer), as the strings Flink passes on.
 
     The alert threshold is here and in :func:`sql_params`: the SQL flags a high score, the UDF explains it.
     """
     s3 = settings.s3
-    params = {"model.registry_uri": settings.model.registry(s3),
+    params = {"pii.key_file": pii_key_file(settings), "pii.key_id": settings.privacy.pii_key_id,
+              "model.registry_uri": settings.model.registry(s3),
               "model.poll_interval_s": settings.model.poll_interval_s,
               "model.alert_threshold": settings.model.alert_threshold,
               "model.max_model_bytes": settings.model.max_model_bytes, "s3.endpoint": s3.url, "s3.region": s3.region,

@@ -51,10 +51,30 @@ class TopicSettings(BaseModel):
     dead_letters: str = "dead-letters"
     alerts: str = "risk-alerts"
     partitions: int = Field(2, ge=1, le=64)
+    retention_hours: float = Field(
+        168, gt=0, description="How long every platform topic keeps a message (the input topics hold raw PII "
+        "until then); with its segment roll it must fit inside privacy.erasure_deadline_days")
 
     def all(self) -> list[str]:
         """Every topic the platform uses, inputs first."""
         return [self.applications, self.transactions, self.repayments, self.dead_letters, self.alerts]
+
+    def retention_ms(self) -> int:
+        return int(self.retention_hours * 3_600_000)
+
+    def segment_ms(self) -> int:
+        """Segment roll: Kafka deletes whole segments once their newest message is past retention, so a
+        message lives at most retention plus one segment's span; a quarter of the retention bounds that."""
+        return max(self.retention_ms() // 4, 1)
+
+    def longest_life_ms(self) -> int:
+        """The longest a message can stay in a platform topic (retention plus a segment's span)."""
+        return self.retention_ms() + self.segment_ms()
+
+    def topic_config(self, max_message_bytes: int) -> dict[str, str]:
+        """The configuration every platform topic is created (and kept) with."""
+        return {"max.message.bytes": str(max_message_bytes + 65536), "retention.ms": str(self.retention_ms()),
+                "segment.ms": str(self.segment_ms())}
 
 
 class KafkaSettings(BaseModel):
@@ -414,14 +434,23 @@ class ApiSettings(BaseModel):
 
 
 class PrivacySettings(BaseModel):
-    """Keyed hashing of PII fields before any sink."""
+    """Pseudonymisation of PII fields (HMAC-SHA256) before any sink."""
 
-    pii_hash_key: SecretStr = SecretStr("local-dev-pii-key-change-me")
-    pii_hash_key_file: Path | None = None
+    pii_hash_key: SecretStr | None = Field(
+        None, description="HMAC key for PII pseudonyms; unset with no file: a random key generated once per "
+                          "installation (state_dir/secrets/pii-hash-key)")
+    pii_hash_key_file: Path | None = Field(
+        None, description="File holding the HMAC key, read by the TaskManagers (a mounted secret on a cluster)")
+    pii_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$",
+                            description="Prefix of every pseudonym, naming the key; change it with the key")
+    erasure_deadline_days: float = Field(
+        30, gt=0, description="Days within which an erasure request reaches every store (GDPR: one month); "
+        "the Kafka topics, which cannot delete one customer, must forget every message within it")
 
-    def key(self) -> str:
-        """The HMAC key for pseudonymising PII."""
-        return (_read_secret(None, self.pii_hash_key_file) or self.pii_hash_key).get_secret_value()
+    def key(self) -> str | None:
+        """The configured HMAC key (from the setting or its file), or None when the installation generates one."""
+        value = _read_secret(self.pii_hash_key, self.pii_hash_key_file)
+        return value.get_secret_value() if value is not None else None
 
 
 class StackSettings(BaseModel):
@@ -483,6 +512,17 @@ class Settings(BaseSettings):
     def _distinct_ports(self) -> Settings:
         if self.kafka.port == self.kafka.controller_port:
             raise ValueError("kafka.port and kafka.controller_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _topics_forget_within_the_erasure_deadline(self) -> Settings:
+        life_days = self.kafka.topics.longest_life_ms() / 86_400_000
+        if life_days > self.privacy.erasure_deadline_days:
+            raise ValueError(
+                f"kafka.topics.retention_hours ({self.kafka.topics.retention_hours:g} h) keeps a message up to "
+                f"{life_days:.1f} days (retention plus a quarter for the segment roll), longer than "
+                f"privacy.erasure_deadline_days ({self.privacy.erasure_deadline_days:g}): the input topics hold raw "
+                f"PII, so lower the retention to at most {self.privacy.erasure_deadline_days * 24 / 1.25:g} h")
         return self
 
     # -- derived locations -------------------------------------------------------------------
@@ -556,5 +596,6 @@ def override(settings: Settings, **sections: dict[str, Any]) -> Settings:
         unknown = sorted(set(fields) - set(type(section).model_fields))
         if unknown:
             raise ConfigError(f"no setting {name}.{unknown[0]}; {name} has {', '.join(type(section).model_fields)}")
-        updates[name] = section.model_copy(update=fields)
+        # Validated as a configured value would be (a str becomes a SecretStr or a Path, a bad value is refused).
+        updates[name] = type(section).model_validate({**dict(section), **fields})
     return settings.model_copy(update=updates)

@@ -1,29 +1,24 @@
--- Every invalid message, once, with its reason. PII values are hashed inside the payload too
--- (by field name, and e-mail/phone/account-number shaped text anywhere: +country or (area) phones and
--- runs of 9+ digits, so dates and times stay readable), then payloads are cut to 64 KiB. Every
--- pattern is bounded, so a hostile payload (1 MB of letters or digits) costs linear time, never
--- quadratic backtracking. The patterns run before the cut: they read the payload as decoded text
--- (invalid UTF-8 becomes U+FFFD), and SUBSTRING on the raw bytes of invalid UTF-8 fails the task.
+-- Every invalid message, once, with its reason. Payloads are redacted by their contract's fields before
+-- they are stored (redact_payload, jvm/functions Redactor): PII fields become their pseudonym, text the
+-- contract does not expect is masked, numbers and times stay so the reason can be read; a payload that
+-- does not parse is masked as text. The result is at most 64 KiB; payload_bytes is the original's size.
 CREATE TEMPORARY VIEW dead_letters AS
 SELECT
   SHA256(CONCAT(source_topic, ':', CAST(src_partition AS STRING), ':', CAST(src_offset AS STRING))) AS dlq_id,
-  source_topic, src_partition AS source_partition, src_offset AS source_offset, reason,
-  SUBSTRING(
-    REGEXP_REPLACE(
-      REGEXP_REPLACE(
-        REGEXP_REPLACE(COALESCE(payload, ''),
-          '"(full_name|email|phone|account_number)"\s*:\s*"[^"]*"', '"$1":"<pii-hashed>"'),
-        '[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}', '<email>'),
-      '\+[0-9][0-9 ()-]{7,40}[0-9]|\([0-9]{2,5}\) ?[0-9][0-9 -]{5,30}[0-9]|[0-9]{9,40}', '<number>'),
-    1, 65536) AS payload,
-  CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes,
+  source_topic, src_partition AS source_partition, src_offset AS source_offset, reason, payload, payload_bytes,
   CAST(ingested_at AS TIMESTAMP_LTZ(6)) AS received_at
 FROM (
-  SELECT '${topic_applications}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_loan_applications WHERE reason IS NOT NULL
+  SELECT '${topic_applications}' AS source_topic, redact_payload(payload, '${loan_application_spec}') AS payload,
+    CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes, src_partition, src_offset, ingested_at, reason
+  FROM checked_loan_applications WHERE reason IS NOT NULL
   UNION ALL
-  SELECT '${topic_transactions}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_transactions WHERE reason IS NOT NULL
+  SELECT '${topic_transactions}' AS source_topic, redact_payload(payload, '${transaction_spec}') AS payload,
+    CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes, src_partition, src_offset, ingested_at, reason
+  FROM checked_transactions WHERE reason IS NOT NULL
   UNION ALL
-  SELECT '${topic_repayments}' AS source_topic, payload, src_partition, src_offset, ingested_at, reason FROM checked_repayments WHERE reason IS NOT NULL
+  SELECT '${topic_repayments}' AS source_topic, redact_payload(payload, '${repayment_spec}') AS payload,
+    CHAR_LENGTH(COALESCE(payload, '')) AS payload_bytes, src_partition, src_offset, ingested_at, reason
+  FROM checked_repayments WHERE reason IS NOT NULL
 );
 
 CREATE TEMPORARY TABLE dead_letter_topic (

@@ -320,12 +320,38 @@ def _with_pii(event: dict, index: int) -> dict:
         out.update(full_name=f"Quillon Zarathustra-{PII_RUN}{index}", email=f"quillon.{RUN}{index}@erasure-test.example",
                    phone=f"+44 7700 9{index:02d}{RUN[:4].encode().hex()[:4]}")
     if "account_number" in out:
-        out["account_number"] = f"ACCT{PII_RUN}{index:04d}"
+        out.update(account_number=f"ACCT{PII_RUN}{index:04d}", counterparty=f"Ysolde Vantablack-{PII_RUN}{index}")
     return out
 
 
 def _distinctive(events: list[dict]) -> set[str]:
-    return {str(e[k]) for e in events for k in ("full_name", "email", "phone", "account_number") if e.get(k)}
+    return {str(e[k]) for e in events for k in ("full_name", "email", "phone", "account_number", "counterparty")
+            if e.get(k)}
+
+
+def _pseudonym(s, value: str) -> str:
+    """What the job must store for a PII value: the key id and the HMAC-SHA256 under the session's key."""
+    import hashlib
+    import hmac
+    key = s.privacy.key()
+    assert key, "the session configures a PII key file (tests/conftest.py)"
+    return f"{s.privacy.pii_key_id}:{hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()}"
+
+
+def _check_pseudonyms(s, app_docs: list[dict]) -> None:
+    """The lake's PII columns and the dead letters' PII fields hold the keyed pseudonym of the value sent."""
+    ids = {d["event_id"]: d for d in app_docs}
+    raw = lake(s, "raw_loan_applications", ("event_id", "full_name", "email"))
+    raw = raw[raw["event_id"].isin(set(ids))]
+    assert len(raw) == len(ids)
+    for row in raw.itertuples():
+        assert (row.full_name, row.email) == (_pseudonym(s, ids[row.event_id]["full_name"]),
+                                              _pseudonym(s, ids[row.event_id]["email"]))
+    letters = [json.loads(p) for p in lake(s, "dead_letters", ("payload",))["payload"] if f"pii-bad-{RUN}" in p]
+    sent = {_pseudonym(s, d["full_name"]) for d in app_docs}
+    assert letters and {d["full_name"] for d in letters} <= sent, "a dead letter's pseudonym differs from the lake's"
+    print(f"pseudonyms: {len(raw)} lake rows and {len(letters)} dead letters hold HMAC-SHA256 "
+          f"({s.privacy.pii_key_id}:...) of the values sent")
 
 
 def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer_everywhere(
@@ -350,6 +376,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
         f"pii-bad-{RUN}", regex=False).sum()) == len(app_docs), 120, "the PII dead letters", s, job)
     time.sleep(12)
     clock.lap("landed")
+    _check_pseudonyms(s, app_docs)
     _sync_warehouse(s)
     clock.lap("warehouse sync")
     kafka_text = b"\n".join(r.value for t in (s.kafka.topics.applications, s.kafka.topics.transactions)

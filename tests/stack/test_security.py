@@ -13,6 +13,8 @@ import psycopg
 import pytest
 
 from loanrisk.settings import Settings
+from jobs.params import RISK_JOB_NAME
+from stack.flink_conf import checkpoint_dir
 from tests.stack.conftest import RiskRun
 
 pytestmark = pytest.mark.stack
@@ -77,7 +79,7 @@ def test_the_serving_reader_role_reads_but_cannot_change_anything(risk_run: Risk
 
 def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     """Runs after the risk job: JobManager, TaskManager (UDF workers), submit, catalog and service logs."""
-    s = risk_run.settings
+    s, risk_job_id = risk_run.settings, risk_run.job_id
     secrets = _secrets(s)
     assert len(secrets) >= 3, "the session should configure distinctive secrets (tests/conftest.py)"
     logs = s.state_dir / "logs"
@@ -86,12 +88,25 @@ def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     hits = _files_containing(logs, secrets)
     print(f"\nsearched {len(files)} log files ({size / 1e6:.1f} MB) for {len(secrets)} secrets: {sorted(secrets)}")
     assert not hits, hits
-    # The same values must not be readable through Flink's REST API (what the web UI shows).
+    # The same values must not be readable through Flink's REST API (what the web UI shows): the job's
+    # configuration, its plan (every operator's SQL), the cluster's configuration.
     from stack.flink_client import rest
-    exposed = json.dumps([rest(s, f"/jobs/{risk_run.job_id}/config"), rest(s, "/jobmanager/config")])
-    leaked = sorted(name for name, value in secrets.items() if value in exposed)
-    print(f"Flink REST job and cluster configuration: {'leaks ' + str(leaked) if leaked else 'no secret'}")
+    exposed = {path: json.dumps(rest(s, path)) for path in (f"/jobs/{risk_job_id}/config", f"/jobs/{risk_job_id}/plan",
+                                                            f"/jobs/{risk_job_id}", "/jobmanager/config")}
+    assert "pii_hash(" in exposed[f"/jobs/{risk_job_id}/plan"] or "PiiHash" in exposed[f"/jobs/{risk_job_id}/plan"], \
+        "the plan no longer shows the pseudonymisation: this check would search the wrong document"
+    leaked = sorted((name, path) for name, value in secrets.items() for path, text in exposed.items() if value in text)
+    print(f"Flink REST job configuration, plan, job and cluster configuration: "
+          f"{'leaks ' + str(leaked) if leaked else 'no secret'}")
     assert not leaked, leaked
+    # Nor in a checkpoint: the job's state and metadata, every file of every retained checkpoint.
+    checkpoints = Path(checkpoint_dir(s, RISK_JOB_NAME).removeprefix("file://"))
+    files = [p for p in checkpoints.rglob("*") if p.is_file()]
+    assert files, f"no checkpoint under {checkpoints}: this check would search nothing"
+    in_checkpoints = _files_containing(checkpoints, secrets)
+    print(f"searched {len(files)} checkpoint files ({sum(p.stat().st_size for p in files) / 1e6:.1f} MB): "
+          f"{in_checkpoints or 'no secret'}")
+    assert not in_checkpoints, in_checkpoints
 
 
 def _certificates(folder: Path) -> tuple[Path, Path]:
@@ -158,7 +173,8 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
     try:
         tls = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port + 2}", security_protocol="SSL", ssl_cafile=ca)
         topics = ["tls-in", "tls-out"]
-        ensure_topics(settings.kafka.bootstrap, topics, 1, settings.kafka.max_message_bytes)
+        k = settings.kafka
+        ensure_topics(k.bootstrap, topics, 1, k.topics.topic_config(k.max_message_bytes))
         sent = [m for m in generate(GeneratorConfig(seed=31, customers=5, history_months=0))][:300]
         sent = [type(m)("tls-in", m.key, m.value_bytes, m.event_id, m.kind, m.event_time_ms) for m in sent]
         summary = produce_events(iter(sent), make_producer(kafka=tls))
@@ -188,3 +204,56 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
               f"by a Flink job over TLS in {time.monotonic() - started:.0f}s, consumed over TLS; PLAINTEXT refused")
     finally:
         broker.stop()
+
+
+def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_settings: Settings) -> None:
+    """Kafka cannot delete one customer's messages, so every platform topic must forget all of them in time.
+
+    The platform topics carry the configured retention and segment roll; the same configuration with a
+    retention of seconds (live time compressed, nothing else changed) shows the broker really removes a
+    seeded customer's bytes from its log files.
+    """
+    import secrets
+    import time
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from loanrisk.settings import TopicSettings
+    from stack.services.kafka import ensure_topics
+    from tests.stack.reliability_helpers import wait_until
+
+    k = stack_settings.kafka
+    admin = AdminClient(k.client_config())
+    wanted = {"retention.ms": str(k.topics.retention_ms()), "segment.ms": str(k.topics.segment_ms())}
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in k.topics.all()])
+    for resource, future in described.items():
+        config = future.result(timeout=30)
+        assert {key: config[key].value for key in wanted} == wanted, resource.name
+    deadline_ms = stack_settings.privacy.erasure_deadline_days * 86_400_000
+    assert k.topics.longest_life_ms() <= deadline_ms
+
+    short = TopicSettings(retention_hours=5 / 3600)
+    topic = f"retention-check-{secrets.token_hex(4)}"
+    ensure_topics(k.bootstrap, [topic], 1, short.topic_config(k.max_message_bytes))
+    name = f"Quillon Forgettable-{secrets.token_hex(6)}".encode()
+    producer = Producer(k.client_config())
+    for i in range(20):
+        producer.produce(topic, key=b"c1", value=b'{"full_name": "' + name + b'", "n": %d}' % i)
+    assert producer.flush(30) == 0
+    logs = stack_settings.state_dir / "kafka" / "data"
+
+    def on_disk() -> bool:
+        return any(name in p.read_bytes() for p in logs.glob(f"{topic}-*/*") if p.is_file())
+
+    assert on_disk(), f"the seeded messages are not in {logs}/{topic}-*: this check would prove nothing"
+    started = time.monotonic()
+    try:
+        wait_until(lambda: not on_disk(), 300, f"the broker removing {topic}'s expired messages from disk", every_s=3)
+    finally:
+        from ingestion.topics import delete_topics
+        delete_topics(k.client_config(), [topic])
+    print(f"\ntopics keep messages {k.topics.retention_hours:g} h (+ segment roll: at most "
+          f"{k.topics.longest_life_ms() / 3_600_000:g} h) within an erasure deadline of "
+          f"{stack_settings.privacy.erasure_deadline_days:g} days; with 5 s retention the broker removed the seeded "
+          f"bytes from its log files {time.monotonic() - started:.0f}s after they were written")

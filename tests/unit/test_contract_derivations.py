@@ -35,13 +35,13 @@ def spec_fragments(fragments: dict[str, str]) -> dict[str, dict]:
 
 
 def test_every_spec_the_job_reads_carries_the_one_future_tolerance_it_is_given() -> None:
-    specs = spec_fragments(sql_fragments("key", timedelta(seconds=42)))
+    specs = spec_fragments(sql_fragments(timedelta(seconds=42)))
     assert set(specs) == {f"{c.name}_spec" for c in INPUT_EVENTS} | {"source_event_time_spec"}
     assert {name: spec["future_tolerance_ms"] for name, spec in specs.items()} == dict.fromkeys(specs, 42_000)
 
 
 def test_without_a_tolerance_the_specs_carry_the_contracts_default() -> None:
-    assert {s["future_tolerance_ms"] for s in spec_fragments(sql_fragments("key")).values()} == \
+    assert {s["future_tolerance_ms"] for s in spec_fragments(sql_fragments()).values()} == \
         {DEFAULT_FUTURE_TOLERANCE // timedelta(milliseconds=1)}
 
 
@@ -50,11 +50,18 @@ def test_a_negative_future_tolerance_is_refused() -> None:
         parse_spec(INPUT_EVENTS[0], timedelta(seconds=-1))
 
 
-def test_pii_fields_are_hashed_in_the_projection_and_nothing_else_is() -> None:
+def test_pii_fields_are_pseudonymised_in_the_projection_and_nothing_else_is() -> None:
     for contract in INPUT_EVENTS:
-        cols = projection(contract, "key").split(",\n  ")
+        cols = projection(contract).split(",\n  ")
         for field, expr in zip(contract.fields, cols):
-            assert ("SHA256(" in expr) == field.pii, field.name
+            assert ("pii_hash(" in expr) == field.pii, field.name
+        assert [f["name"] for f in json.loads(parse_spec(contract))["fields"] if f["pii"]] == contract.pii_fields
+
+
+def test_free_text_that_can_name_a_person_is_marked_pii() -> None:
+    """counterparty holds payer, contact and merchant names (RazorpayX, Plaid): a person's data."""
+    fields = {f.name: f for c in INPUT_EVENTS for f in c.fields}
+    assert fields["counterparty"].pii and fields["full_name"].pii and fields["account_number"].pii
 
 
 def test_the_scoring_sql_computes_every_model_feature() -> None:

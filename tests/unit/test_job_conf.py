@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loanrisk.settings import Settings
@@ -161,3 +163,35 @@ def test_the_params_file_is_what_run_sql_reads_and_only_its_owner_can(tmp_path) 
     assert set(data) == {"sql", "flink_conf", "state_retention"}
     assert data["flink_conf"]["execution.state-recovery.path"] == "file:///sp/1"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_pii_key_reaches_the_job_as_a_file_path_never_as_a_value(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The TaskManagers read the key from the file the job parameters name; no SQL or parameter holds it."""
+    import json
+    import stat
+
+    from jobs.params import pii_key_file, risk_job_params
+    from loanrisk.settings import override
+    configured = override(Settings(), stack={"state_dir": tmp_path}, privacy={"pii_hash_key": "Configured-Key-1"})
+    params = risk_job_params(configured)
+    udf = json.loads(str(params.flink_conf["pipeline.global-job-parameters"]))
+    key_file = Path(udf["pii.key_file"])
+    assert key_file.read_text() == "Configured-Key-1" and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert udf["pii.key_id"] == "k1"
+    assert "Configured-Key-1" not in json.dumps(params.as_dict()), "the key itself travels with the job"
+
+    generated = override(Settings(), stack={"state_dir": tmp_path / "other"})
+    first = pii_key_file(generated).read_text()
+    assert len(first) == 64 and pii_key_file(generated).read_text() == first, "a generated key must be kept"
+
+    mounted = tmp_path / "mounted-secret"
+    mounted.write_text("from-a-secret\n")
+    assert pii_key_file(override(Settings(), privacy={"pii_hash_key_file": mounted})) == mounted
+
+
+def test_a_missing_pii_key_file_is_one_clear_error() -> None:
+    from jobs.params import pii_key_file
+    from loanrisk.errors import ConfigError
+    from loanrisk.settings import override
+    with pytest.raises(ConfigError, match="cannot read secret file /nowhere/pii-key"):
+        pii_key_file(override(Settings(), privacy={"pii_hash_key_file": "/nowhere/pii-key"}))

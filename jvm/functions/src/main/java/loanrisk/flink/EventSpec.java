@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -25,14 +26,18 @@ public final class EventSpec {
         public final Double minimum;
         public final Double maximum;
         public final Set<String> choices;
+        /** Whether the field can carry a person's data (pseudonymised before any sink, redacted in dead letters). */
+        public final boolean pii;
 
-        FieldSpec(String name, String type, boolean nullable, Double minimum, Double maximum, Set<String> choices) {
+        FieldSpec(String name, String type, boolean nullable, Double minimum, Double maximum, Set<String> choices,
+                  boolean pii) {
             this.name = name;
             this.type = type;
             this.nullable = nullable;
             this.minimum = minimum;
             this.maximum = maximum;
             this.choices = choices;
+            this.pii = pii;
         }
     }
 
@@ -41,6 +46,8 @@ public final class EventSpec {
 
     public final List<FieldSpec> fields;
     public final Map<String, Integer> index;
+    /** Fields by lower-cased name: the redaction treats {@code "Full_Name"} as {@code full_name}. */
+    public final Map<String, FieldSpec> byLowerName;
     public final int eventTimeIndex;
     public final int maxChars;
     public final long futureToleranceMs;
@@ -50,8 +57,10 @@ public final class EventSpec {
                       long pastLimitMs) {
         this.fields = fields;
         this.index = new HashMap<>();
+        this.byLowerName = new HashMap<>();
         for (int i = 0; i < fields.size(); i++) {
             index.put(fields.get(i).name, i);
+            byLowerName.put(fields.get(i).name.toLowerCase(Locale.ROOT), fields.get(i));
         }
         Integer et = index.get(eventTimeField);
         if (et == null || !"timestamp".equals(fields.get(et).type)) {
@@ -86,7 +95,8 @@ public final class EventSpec {
                 fields.add(new FieldSpec(f.get("name").asText(), f.get("type").asText(),
                         f.path("nullable").asBoolean(false),
                         f.hasNonNull("minimum") ? f.get("minimum").asDouble() : null,
-                        f.hasNonNull("maximum") ? f.get("maximum").asDouble() : null, choices));
+                        f.hasNonNull("maximum") ? f.get("maximum").asDouble() : null, choices,
+                        f.path("pii").asBoolean(false)));
             }
             return new EventSpec(fields, root.get("event_time_field").asText(), root.get("max_chars").asInt(),
                     root.get("future_tolerance_ms").asLong(), root.get("past_limit_ms").asLong());
