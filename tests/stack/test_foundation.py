@@ -33,7 +33,8 @@ def _catalog(settings: Settings):
 
 
 def _produce_json(settings: Settings, topic: str, rows: list[dict]) -> None:
-    ensure_topics(settings.kafka.bootstrap, [topic], 2, settings.kafka.max_message_bytes)
+    k = settings.kafka
+    ensure_topics(k.bootstrap, [topic], 2, k.topics.topic_config(k.max_message_bytes))
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
     for row in rows:
         producer.produce(topic, key=str(row["id"] % 5), value=json.dumps(row))

@@ -92,3 +92,18 @@ def test_cli_with_bad_argument_prints_usage_error_not_a_traceback() -> None:
     proc = subprocess.run([sys.executable, "-m", "riskctl.main", "stack", "logs"], capture_output=True, text=True,
                           cwd=REPO_ROOT, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Missing argument" in proc.stderr
+
+
+def test_a_topic_retention_past_the_erasure_deadline_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input topics hold raw PII and cannot delete one customer: they must forget within the deadline."""
+    s = Settings()
+    assert s.kafka.topics.longest_life_ms() <= s.privacy.erasure_deadline_days * 86_400_000
+    monkeypatch.setenv("LOANRISK_KAFKA__TOPICS__RETENTION_HOURS", "720")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"retention_hours \(720 h\) keeps a message up to 37.5 days .* "
+                                          r"privacy.erasure_deadline_days \(30\).* at most 576 h"):
+        get_settings()
+    monkeypatch.setenv("LOANRISK_PRIVACY__ERASURE_DEADLINE_DAYS", "40")
+    get_settings.cache_clear()
+    assert get_settings().kafka.topics.retention_ms() == 720 * 3_600_000
+    get_settings.cache_clear()
