@@ -6,24 +6,33 @@ the fault is injected, the test waits until every task runs again, and goes on t
 each fault's stream is reconciled on its own: every event in its raw table once, one application score
 per application, one PostgreSQL row per loan, no repeated key in the alert or dead-letter topics, the
 dead-letter totals unchanged.
+
+The scoring API runs beside the job through every fault. While PostgreSQL (its serving store) is down,
+it must say so on /readyz and answer /v1/score with 503, never a score computed without the behaviour
+features, while an application-only request is scored and says so; once PostgreSQL is back it is ready
+again without a restart.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 
 from ingestion.wire import ProducedEvent
+from loanrisk.settings import Settings
 from tests.stack.conftest import RiskRun
 from tests.stack.reliability_helpers import (
     Outgoing, all_tasks_running, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
     wait_all_landed, wait_until,
 )
 from tests.stack.test_reliability import _freeze_for, _savepoint_and_resume, _stop_for
+from tests.stack.test_scoring_api import Api, _new_application, _served, _settings
 
 pytestmark = pytest.mark.stack
 
@@ -48,8 +57,63 @@ class Outage:
     figures: dict[str, float] = field(default_factory=dict)
 
 
-def _inject(risk_run: RiskRun, outage: Outage) -> None:
-    """Send the outage's stream while the fault happens; return once every task runs again."""
+@dataclass
+class ApiProbe:
+    """What the scoring API answered while its serving store was down, and how fast."""
+
+    application: dict
+    readyz: httpx.Response | None = None
+    score: httpx.Response | None = None
+    score_s: float = 0.0
+    application_only: httpx.Response | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, api: Api) -> None:
+        """Wait for /readyz to report the outage, then ask for a score both ways (in a thread, during it)."""
+        while not self.stop.is_set():
+            ready = httpx.get(f"{api.url}/readyz", timeout=10)
+            if ready.status_code == 503:
+                self.readyz = ready
+                started = time.monotonic()
+                self.score = api.post("/v1/score", self.application)
+                self.score_s = time.monotonic() - started
+                self.application_only = api.post("/v1/score", self.application, application_only="true")
+                return
+            time.sleep(0.5)
+
+
+def _api_key(api_settings: Settings) -> str:
+    from scoring_api.keys import create_client_key
+    from scoring_api.store import PostgresStore
+    store = PostgresStore(api_settings.postgres, api_settings.api)
+    try:
+        return create_client_key(store, f"outage-test-{time.time_ns()}")
+    finally:
+        store.close()
+
+
+def _check_api_probe(api: Api, probe: ApiProbe) -> None:
+    """503 with the reason and no score; application-only scored and saying so; ready again afterwards."""
+    assert probe.readyz is not None, "the API never reported the serving store down on /readyz"
+    assert probe.score is not None and probe.application_only is not None
+    print(f"scoring API with PostgreSQL down: /readyz 503 {probe.readyz.json().get('reasons')}; /v1/score "
+          f"{probe.score.status_code} {probe.score.json().get('error')} in {probe.score_s:.2f}s; application-only "
+          f"{probe.application_only.status_code} behaviour={probe.application_only.json().get('behaviour')}")
+    assert probe.score.status_code == 503 and probe.score.json()["error"] == "store_unavailable", probe.score.text
+    assert "probability" not in probe.score.text
+    assert probe.application_only.status_code == 200, probe.application_only.text
+    assert probe.application_only.json()["behaviour"] == "not_used"
+    wait_until(lambda: httpx.get(f"{api.url}/readyz", timeout=10).status_code == 200, 120,
+               "the scoring API ready again after PostgreSQL came back", every_s=1)
+    again = api.post("/v1/score", probe.application)
+    assert again.status_code == 200 and again.json()["behaviour"] != "not_used", again.text
+
+
+def _inject(risk_run: RiskRun, outage: Outage, api: Api, probe: ApiProbe) -> None:
+    """Send the outage's stream while the fault happens; return once every task runs again.
+
+    A PostgreSQL outage is also the scoring API's serving store going away: ``probe`` asks it during it.
+    """
     s = risk_run.settings
     msgs = [Outgoing(e.topic, e.key, e.value_bytes, "valid", e.event_id) for e in outage.events]
     sent: list = []
@@ -57,8 +121,16 @@ def _inject(risk_run: RiskRun, outage: Outage) -> None:
     sender.start()
     time.sleep(5)
     started = time.monotonic()
+    serving_store_down = "postgresql" in outage.name
+    prober = threading.Thread(target=probe.run, args=(api,), name="api-probe")
+    if serving_store_down:
+        prober.start()
     OUTAGES[outage.name](risk_run)
     outage.figures["healed_s"] = time.monotonic() - started
+    if serving_store_down:
+        probe.stop.set()
+        prober.join(60)
+        _check_api_probe(api, probe)
     outage.figures["running_s"] = wait_until(lambda: all_tasks_running(s, risk_run.job_id), 600,
                                              f"every task RUNNING again after {outage.name}", s, risk_run.job_id, 1)
     sender.join(600)
@@ -72,8 +144,16 @@ def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_an
                for n, name in enumerate(OUTAGES)]
     before = exactly_once_report(s, [])
     restarts_before = restarts(s, risk_run.job_id)
-    for outage in outages:
-        _inject(risk_run, outage)
+    api_settings = _settings(risk_run)
+    template = json.loads(next(e.value_bytes for e in valid_stream(seed=8899, customers=1, start="2021-06-01T00:00:00Z")
+                               if e.kind == "loan_application"))
+    probe = ApiProbe(_new_application(template, 7001))
+    with _served(api_settings) as url:
+        api = Api(api_settings, url, _api_key(api_settings))
+        warm = api.post("/v1/score", probe.application)  # the key is verified once, as a client's would be
+        assert warm.status_code == 200, warm.text
+        for outage in outages:
+            _inject(risk_run, outage, api, probe)
     every_event = [e for o in outages for e in o.events]
     landed_s = wait_all_landed(s, risk_run.job_id, every_event, 900, "every event sent during the outages landed")
     time.sleep(15)  # two more checkpoints: a doubled row would be committed by now
