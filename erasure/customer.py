@@ -37,10 +37,12 @@ class ErasureReport:
     removed: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
 
     def lines(self) -> list[str]:
         """One line per table, then failures and skips."""
-        out = [f"{name}: {n} row(s) removed" for name, n in sorted(self.removed.items())]
+        done = "would be removed" if self.dry_run else "removed"
+        out = [f"{name}: {n} row(s) {done}" for name, n in sorted(self.removed.items())]
         out += [f"{name}: FAILED: {why}" for name, why in sorted(self.failed.items())]
         out += [f"{name}: skipped: {why}" for name, why in sorted(self.skipped.items())]
         return out
@@ -137,8 +139,11 @@ def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
     return len(gone)
 
 
-def _erase_lake_table(table: Any, customer_id: str) -> int:
-    """Delete the customer's rows from one Iceberg table; returns how many there were."""
+def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> int:
+    """Delete the customer's rows from one Iceberg table; returns how many there were (-1: no such column).
+
+    ``dry_run`` counts them and changes nothing.
+    """
     from pyiceberg.expressions import EqualTo, In
     names = {f.name for f in table.schema().fields}
     if CUSTOMER_COLUMN not in names and table.name()[-1] != DEAD_LETTERS:
@@ -155,6 +160,8 @@ def _erase_lake_table(table: Any, customer_id: str) -> int:
             rows = table.scan(selected_fields=("dlq_id", "payload")).to_arrow().to_pylist()
             ids = sorted({r["dlq_id"] for r in rows if payload_names_customer(r["payload"], customer_id)})
             row_filter, n = In("dlq_id", ids), len(ids)
+        if dry_run:
+            return n, None
         before = _file_paths(table, every_snapshot=True)
         if n:
             _retry(lambda: table.refresh().delete(row_filter))
@@ -169,7 +176,8 @@ def _erase_lake_table(table: Any, customer_id: str) -> int:
 
 
 def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat: Any = None) -> None:
-    """Every lake table of the namespace with a customer_id column, and the dead letters."""
+    """Every lake table of the namespace with a customer_id column, and the dead letters (counted only when
+    ``report.dry_run``)."""
     if cat is None:
         from loanrisk.lake import catalog
         cat = catalog(settings)
@@ -177,7 +185,7 @@ def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat:
     for ident in cat.list_tables(ns):
         name = f"lake.{ident[-1]}"
         try:
-            n = _erase_lake_table(cat.load_table(ident), customer_id)
+            n = _erase_lake_table(cat.load_table(ident), customer_id, report.dry_run)
         except Exception as exc:  # noqa: BLE001 - reported per table, the others still run
             report.failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue
@@ -196,10 +204,18 @@ def erase_serving(settings: Settings, customer_id: str, report: ErasureReport) -
                 "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
                 "AND column_name = %s ORDER BY table_name", (CUSTOMER_COLUMN,)).fetchall()]
             for table in tables:
+                if report.dry_run:
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                        sql.Identifier(table), sql.Identifier(CUSTOMER_COLUMN)), (customer_id,)).fetchone()
+                    report.removed[f"postgres.{table}"] = int(row[0]) if row else 0
+                    continue
                 cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(
                     sql.Identifier(table), sql.Identifier(CUSTOMER_COLUMN)), (customer_id,))
                 report.removed[f"postgres.{table}"] = cur.rowcount
-            conn.commit()
+            if report.dry_run:
+                conn.rollback()
+            else:
+                conn.commit()
     except psycopg.Error as exc:
         report.failed["postgres"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
 
@@ -224,9 +240,14 @@ def erase_warehouse(settings: Settings, customer_id: str, report: ErasureReport)
         tables = [r[0] for r in cur.fetchall()]
         for table in tables:
             qualified = f'"{sf.database}"."{sf.schema_name}"."{table}"'.upper()
+            if report.dry_run:
+                cur.execute(f"SELECT COUNT(*) FROM {qualified} WHERE CUSTOMER_ID = %s", (customer_id,))
+                report.removed[f"snowflake.{table}"] = int(cur.fetchone()[0])
+                continue
             cur.execute(f"DELETE FROM {qualified} WHERE CUSTOMER_ID = %s", (customer_id,))
             report.removed[f"snowflake.{table}"] = int(cur.rowcount or 0)
-        conn.commit()
+        if not report.dry_run:
+            conn.commit()
         if not tables:
             report.skipped["snowflake"] = f"no table with a CUSTOMER_ID column in {sf.database}.{sf.schema_name}"
     except Exception as exc:  # noqa: BLE001
@@ -235,11 +256,15 @@ def erase_warehouse(settings: Settings, customer_id: str, report: ErasureReport)
         conn.close()
 
 
-def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = True) -> ErasureReport:
-    """Remove ``customer_id``'s rows from the lake, the serving database and (unless off) Snowflake."""
+def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = True,
+                   dry_run: bool = False) -> ErasureReport:
+    """Remove ``customer_id``'s rows from the lake, the serving database and (unless off) Snowflake.
+
+    ``dry_run`` counts the rows each table holds of the customer and changes nothing.
+    """
     if not customer_id.strip():
         raise ErasureError("an erasure needs a customer id")
-    report = ErasureReport(customer_id)
+    report = ErasureReport(customer_id, dry_run=dry_run)
     erase_lake(settings, customer_id, report)
     erase_serving(settings, customer_id, report)
     if warehouse:

@@ -397,11 +397,22 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     import sys
     from pathlib import Path
     cli = Path(sys.executable).with_name("riskctl")
+    dry = subprocess.run([str(cli), "privacy", "erase", "--customer", victim, "--dry-run"], capture_output=True,
+                         text=True, timeout=600)
+    print(dry.stdout + dry.stderr)
+    clock.lap("dry run")
+    assert dry.returncode == 0, dry.stderr
     proc = subprocess.run([str(cli), "privacy", "erase", "--customer", victim], capture_output=True, text=True,
                           timeout=600)
     print(proc.stdout + proc.stderr)
     clock.lap("erase")
     assert proc.returncode == 0, proc.stderr
+    # The dry run changed nothing: the erasure found, table by table, the rows it counted.
+    import re
+    per_table = re.compile(r"^([\w.]+): (\d+) row\(s\) (?:would be )?removed$")
+    counted, removed = ([m.groups() for m in map(per_table.match, out.splitlines()) if m] for out in (dry.stdout,
+                                                                                                     proc.stdout))
+    assert counted and counted == removed, "the erasure found other rows than its dry run counted"
     after = _rows_of(s, [victim, other])
     assert sum(after[victim].values()) == 0, after[victim]
     assert after[other] == before[other]

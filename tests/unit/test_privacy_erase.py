@@ -144,3 +144,15 @@ def test_an_erasure_whose_files_maintenance_removed_meanwhile_reads_the_table_ag
     assert scores.done and not report.failed, report.failed
     assert report.removed == {"lake.scores": 2}
     assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
+
+
+def test_a_dry_run_counts_the_customers_rows_and_changes_nothing(lake) -> None:
+    scores = lake.load_table("risk.scores")
+    snapshots, files = [s.snapshot_id for s in scores.snapshots()], _files(scores)
+    report = ErasureReport("c1", dry_run=True)
+    erase_lake(Settings(), "c1", report, cat=lake)
+    assert report.removed == {"lake.scores": 2, "lake.dead_letters": 2} and not report.failed
+    assert report.lines()[0] == "lake.dead_letters: 2 row(s) would be removed"
+    scores = lake.load_table("risk.scores")
+    assert [s.snapshot_id for s in scores.snapshots()] == snapshots and _files(scores) == files
+    assert lake.load_table("risk.dead_letters").scan().to_arrow().num_rows == 3
