@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.flink_sql import scoring_fragments, sql_fragments
 from jobs.sqlfiles import sql_string
-from loanrisk.settings import KafkaSettings, Settings
+from loanrisk.settings import KafkaSettings, Settings, generated_secret
 from stack.flink_conf import checkpoint_dir, savepoint_dir
 
 RISK_JOB_NAME = "loan-risk"
@@ -95,12 +94,13 @@ def pii_key_file(settings: Settings) -> Path:
         return p.pii_hash_key_file
     path = settings.state_dir / "secrets" / "pii-hash-key"
     configured = p.key()
-    if configured is None and path.exists():
+    if configured is None:
+        generated_secret(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(configured if configured is not None else secrets.token_hex(32))
+        fh.write(configured)
     return path
 
 

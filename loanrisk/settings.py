@@ -11,6 +11,7 @@ never print.
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +41,23 @@ def _read_secret(value: SecretStr | None, file: Path | None) -> SecretStr | None
         return SecretStr(Path(file).read_text().strip())
     except OSError as exc:
         raise ConfigError(f"cannot read secret file {file}: {exc.strerror}") from None
+
+
+def generated_secret(path: Path) -> SecretStr:
+    """The random secret kept in ``path`` (mode 0600), made on first use: an installation's own, not a default
+    anyone could look up. Letters, digits, '-' and '_' only, so it needs no quoting in any file or literal."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(24))
+    value = _read_secret(None, path)
+    assert value is not None
+    return value
 
 
 class TopicSettings(BaseModel):
@@ -213,31 +231,35 @@ class PostgresSettings(BaseModel):
     host: str = LOOPBACK
     port: int = Field(5432, ge=1, le=65535)
     auth: Literal["trust", "scram-sha-256"] = Field(
-        "trust", description="TCP client authentication of the local server; scram-sha-256 needs password(_file)")
+        "scram-sha-256", description="TCP client authentication of the local server: password (SCRAM) by default; "
+        "trust lets any local user connect as any role, for throw-away setups only")
     user: str = "loanrisk"
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(None, description="The writer's password (unset: generated, see "
+                                       "generated_secrets_dir)")
     password_file: Path | None = None
     catalog_db: str = "iceberg_catalog"
     serving_db: str = "risk_serving"
     reader_user: str = "risk_reader"
-    reader_password: SecretStr | None = Field(None, description="The read-only role's password (default: the writer's)")
+    reader_password: SecretStr | None = Field(None, description="The read-only role's password (unset: generated, "
+                                              "its own)")
     reader_password_file: Path | None = Field(None, description="File holding the read-only role's password")
+    generated_secrets_dir: Path | None = Field(
+        None, description="Where passwords left unset are generated and kept, one 0600 file per role "
+        "(default <stack.state_dir>/secrets)")
 
-    @model_validator(mode="after")
-    def _scram_needs_passwords(self) -> PostgresSettings:
-        if self.auth == "scram-sha-256" and self.password is None and self.password_file is None:
-            raise ValueError("postgres.auth scram-sha-256 needs postgres.password or postgres.password_file")
-        return self
+    def _own(self, value: SecretStr | None, file: Path | None, role: str) -> str:
+        configured = _read_secret(value, file)
+        if configured is None and self.auth != "trust" and self.generated_secrets_dir is not None:
+            configured = generated_secret(self.generated_secrets_dir / f"postgres-{role}")
+        return configured.get_secret_value() if configured else ""
 
     def secret(self) -> str:
-        """The password, or empty for trust authentication."""
-        value = _read_secret(self.password, self.password_file)
-        return value.get_secret_value() if value else ""
+        """The writer's password: configured, else generated for this installation ('' under trust)."""
+        return self._own(self.password, self.password_file, self.user)
 
     def reader_secret(self) -> str:
-        """The read-only role's password (the writer's when it has none of its own)."""
-        value = _read_secret(self.reader_password, self.reader_password_file)
-        return value.get_secret_value() if value else self.secret()
+        """The read-only role's own password: configured, else generated for this installation ('' under trust)."""
+        return self._own(self.reader_password, self.reader_password_file, self.reader_user)
 
     def dsn(self, db: str, reader: bool = False) -> str:
         """A libpq connection string for database ``db``, as the writer or the read-only role."""
@@ -264,10 +286,14 @@ class S3Settings(BaseModel):
     endpoint: str | None = None
     region: str = "us-east-1"
     access_key_id: str = "loanrisk"
-    secret_access_key: SecretStr = SecretStr("loanrisk-local-secret")
+    secret_access_key: SecretStr | None = Field(
+        None, description="Unset with the local object store: generated, see generated_secrets_dir")
     secret_access_key_file: Path | None = None
     bucket: str = "warehouse"
     path_style: bool = True
+    generated_secrets_dir: Path | None = Field(
+        None, description="Where the local object store's secret key is generated and kept when unset "
+        "(default <stack.state_dir>/secrets)")
 
     @property
     def url(self) -> str:
@@ -275,10 +301,14 @@ class S3Settings(BaseModel):
         return self.endpoint or f"http://{self.host}:{self.port}"
 
     def secret(self) -> str:
-        """The secret access key (file wins over the default when configured)."""
-        if self.secret_access_key_file:
-            return (_read_secret(None, self.secret_access_key_file) or SecretStr("")).get_secret_value()
-        return self.secret_access_key.get_secret_value()
+        """The secret access key: configured (its file first), else generated for the local object store."""
+        configured = _read_secret(None, self.secret_access_key_file) or self.secret_access_key
+        if configured is None and self.endpoint is None and self.generated_secrets_dir is not None:
+            configured = generated_secret(self.generated_secrets_dir / f"s3-{self.access_key_id}")
+        if configured is None:
+            raise ConfigError(f"s3.secret_access_key (LOANRISK_S3__SECRET_ACCESS_KEY) or its _file is needed for "
+                              f"{self.url}")
+        return configured.get_secret_value()
 
 
 class CatalogSettings(BaseModel):
@@ -512,6 +542,13 @@ class Settings(BaseSettings):
     def _distinct_ports(self) -> Settings:
         if self.kafka.port == self.kafka.controller_port:
             raise ValueError("kafka.port and kafka.controller_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _generated_secrets_in_the_state_folder(self) -> Settings:
+        for section in (self.postgres, self.s3):
+            if section.generated_secrets_dir is None:
+                section.generated_secrets_dir = self.state_dir / "secrets"
         return self
 
     @model_validator(mode="after")

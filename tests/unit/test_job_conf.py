@@ -182,7 +182,7 @@ def test_the_pii_key_reaches_the_job_as_a_file_path_never_as_a_value(tmp_path) -
 
     generated = override(Settings(), stack={"state_dir": tmp_path / "other"})
     first = pii_key_file(generated).read_text()
-    assert len(first) == 64 and pii_key_file(generated).read_text() == first, "a generated key must be kept"
+    assert len(first) >= 32 and pii_key_file(generated).read_text() == first, "a generated key must be kept"
 
     mounted = tmp_path / "mounted-secret"
     mounted.write_text("from-a-secret\n")

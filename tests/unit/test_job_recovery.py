@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from click.testing import CliRunner
 
 from loanrisk.settings import Settings
@@ -99,6 +100,7 @@ def test_the_latest_checkpoint_on_an_s3_bucket(moto_endpoint: str) -> None:
     from loanrisk.objectstore import s3_client
     settings = Settings()
     s = settings.model_copy(update={"s3": settings.s3.model_copy(update={"endpoint": moto_endpoint,
+                                                                         "secret_access_key": SecretStr("testing"),
                                                                          "bucket": "resume-test"}),
                                     "flink": settings.flink.model_copy(update={"checkpoint_storage": "s3"})})
     client = s3_client(s.s3)
