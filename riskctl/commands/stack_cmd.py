@@ -1,9 +1,10 @@
-"""`riskctl setup`, `riskctl doctor` and `riskctl stack up|down|status|logs`."""
+"""`riskctl setup`, `riskctl doctor` and `riskctl stack up|down|status|logs|compose-env`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -49,6 +50,18 @@ def stack_up(with_prefect: bool | None, with_api: bool | None) -> None:
     from stack.manager import up
     timings = up(get_settings(), with_prefect=with_prefect, progress=click.echo, with_api=with_api)
     click.echo(f"stack up: {len(timings)} services healthy in {sum(timings.values()):.1f}s")
+
+
+@stack.command("compose-env")
+@click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write it (default: .env beside docker-compose.yml, where docker compose reads it).")
+@click.option("--force", is_flag=True, help="Replace an existing file (new secrets: remove the volumes too).")
+def stack_compose_env(path: Path | None, force: bool) -> None:
+    """Write the .env file docker-compose.yml takes its secrets from (generated, one per role, mode 0600)."""
+    from stack.compose_env import COMPOSE_FILE, write_env_file
+    target = path or COMPOSE_FILE.with_name(".env")
+    names = write_env_file(target, force=force)
+    click.echo(f"wrote {target} (mode 0600): {', '.join(names)}")
 
 
 @stack.command("down")

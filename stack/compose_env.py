@@ -1,0 +1,41 @@
+"""The .env file docker-compose.yml takes its secrets from: a distinct generated secret per role, never committed.
+
+The variables are the ones docker-compose.yml requires (``${NAME:?...}``), so the compose file stays the one
+list of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from loanrisk.errors import StackError
+from loanrisk.settings import REPO_ROOT
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+_REQUIRED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?")
+
+
+def required_variables(compose_text: str) -> list[str]:
+    """The variables a compose file refuses to start without, in order of first use."""
+    return list(dict.fromkeys(_REQUIRED.findall(compose_text)))
+
+
+def write_env_file(path: Path, force: bool = False, compose_file: Path = COMPOSE_FILE) -> list[str]:
+    """Write ``path`` (mode 0600) with a fresh random value for every required variable; returns their names.
+
+    An existing file is kept unless ``force``: its secrets are already in the stack's volumes (PostgreSQL
+    sets its passwords once, when its volume is created).
+    """
+    if path.exists() and not force:
+        raise StackError(f"{path} exists and its secrets may already be in use by the compose volumes: keep it, "
+                         "or pass --force to replace it (then remove the volumes: docker compose down -v)")
+    names = required_variables(compose_file.read_text())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file replaced with --force keeps no wider mode
+    with os.fdopen(fd, "w") as fh:
+        fh.write("# docker compose secrets for loan-risk, made by `riskctl stack compose-env`; never commit this file\n")
+        fh.writelines(f"{name}={secrets.token_urlsafe(24)}\n" for name in names)
+    return names
