@@ -90,9 +90,16 @@ class TopicSettings(BaseModel):
         return self.retention_ms() + self.segment_ms()
 
     def topic_config(self, max_message_bytes: int) -> dict[str, str]:
-        """The configuration every platform topic is created (and kept) with."""
-        return {"max.message.bytes": str(max_message_bytes + 65536), "retention.ms": str(self.retention_ms()),
-                "segment.ms": str(self.segment_ms())}
+        """The configuration every platform topic is created (and kept) with.
+
+        ``max.message.bytes`` bounds a batch as it travels, compressed; ``max.decompressed.message.bytes``
+        bounds each record once decompressed, so a small compressed record that expands to gigabytes (a
+        decompression bomb) is refused by the broker at produce time and never reaches the job's consumers,
+        whose Kafka client would allocate it whole.
+        """
+        limit = str(max_message_bytes + 65536)
+        return {"max.message.bytes": limit, "max.decompressed.message.bytes": limit,
+                "retention.ms": str(self.retention_ms()), "segment.ms": str(self.segment_ms())}
 
 
 class KafkaSettings(BaseModel):
