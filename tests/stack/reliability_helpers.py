@@ -447,3 +447,26 @@ def mixed_stream(valid: list[Outgoing], hostile: list[Outgoing], repeat: dict[in
         placed += [(i + rng.uniform(0.5, 300), 2, Outgoing(m.topic, m.key, m.value, "duplicate", m.event_id))
                    for _ in range(copies)]
     return [m for _, _, m in sorted(placed, key=lambda t: (t[0], t[1]))]
+
+
+def files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]]:
+    """Which files under ``root`` contain which needle (read in chunks: some files are large).
+
+    A file that disappears while the folder is read (a live store removing it) holds nothing any more.
+    """
+    hits: dict[str, list[str]] = {}
+    encoded = {name: value.encode() for name, value in needles.items()}
+    longest = max(len(v) for v in encoded.values())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        tail = b""
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    window = tail + chunk
+                    for name, value in encoded.items():
+                        if value in window and name not in hits.get(str(path), []):
+                            hits.setdefault(str(path), []).append(name)
+                    tail = window[-longest:]
+        except FileNotFoundError:
+            continue
+    return hits

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -28,7 +29,7 @@ from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, assert_exactly_once, exactly_once_report,
     hostile_messages, kill_jobmanager, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream,
     operator_metric, prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream,
-    wait_all_landed, wait_until,
+    files_containing, wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -395,7 +396,6 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     clock.lap("count rows")
     import subprocess
     import sys
-    from pathlib import Path
     cli = Path(sys.executable).with_name("riskctl")
     dry = subprocess.run([str(cli), "privacy", "erase", "--customer", victim, "--dry-run"], capture_output=True,
                          text=True, timeout=600)
@@ -413,12 +413,32 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     counted, removed = ([m.groups() for m in map(per_table.match, out.splitlines()) if m] for out in (dry.stdout,
                                                                                                      proc.stdout))
     assert counted and counted == removed, "the erasure found other rows than its dry run counted"
+    _scan_stores_for(s, secrets)
     after = _rows_of(s, [victim, other])
     assert sum(after[victim].values()) == 0, after[victim]
     assert after[other] == before[other]
     clock.lap("count rows again")
     print("PII test phases:", clock)
     assert all_tasks_running(s, job)
+
+
+def _scan_stores_for(s, values: set[str]) -> None:
+    """No byte of a seeded value in any file of the lake's object store (data, metadata, manifests), the
+    PostgreSQL data directory or the job's checkpoints. (Kafka keeps its input until the topics' retention:
+    tests/stack/test_security.py shows the broker removing it.)"""
+    from stack.flink_conf import checkpoint_dir
+    stores = {"object store": s.state_dir / "s3" / "data", "postgresql": s.state_dir / "postgres",
+              "checkpoints": Path(checkpoint_dir(s).removeprefix("file://"))}
+    needles = {v: v for v in values}
+    found, sizes = {}, {}
+    for name, root in stores.items():
+        files = [p for p in root.rglob("*") if p.is_file()]
+        assert files, f"nothing under {root}: the scan of the {name} would prove nothing"
+        sizes[name] = (len(files), sum(p.stat().st_size for p in files if p.exists()) / 1e6)
+        found[name] = files_containing(root, needles)
+    print("byte scan for the seeded PII:", {n: f"{c} files, {mb:.0f} MB, {len(found[n])} with PII"
+                                            for n, (c, mb) in sizes.items()})
+    assert not any(found.values()), found
 
 
 class _Phases:

@@ -16,6 +16,7 @@ from loanrisk.settings import Settings
 from jobs.params import RISK_JOB_NAME
 from stack.flink_conf import checkpoint_dir
 from tests.stack.conftest import RiskRun
+from tests.stack.reliability_helpers import files_containing
 
 pytestmark = pytest.mark.stack
 
@@ -25,23 +26,6 @@ def _secrets(s: Settings) -> dict[str, str]:
     values = {"postgres writer password": s.postgres.secret(), "postgres reader password": s.postgres.reader_secret(),
               "s3 secret key": s.s3.secret(), "pii hash key": s.privacy.key()}
     return {k: v for k, v in values.items() if v}
-
-
-def _files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]]:
-    """Which files under ``root`` contain which needle (read in chunks: some logs are large)."""
-    hits: dict[str, list[str]] = {}
-    encoded = {name: value.encode() for name, value in needles.items()}
-    longest = max(len(v) for v in encoded.values())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        tail = b""
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                window = tail + chunk
-                for name, value in encoded.items():
-                    if value in window and name not in hits.get(str(path), []):
-                        hits.setdefault(str(path), []).append(name)
-                tail = window[-longest:]
-    return hits
 
 
 def test_postgres_requires_a_password_and_the_secrets_come_from_files(stack_settings: Settings) -> None:
@@ -85,7 +69,7 @@ def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     logs = s.state_dir / "logs"
     files = [p for p in logs.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
-    hits = _files_containing(logs, secrets)
+    hits = files_containing(logs, secrets)
     print(f"\nsearched {len(files)} log files ({size / 1e6:.1f} MB) for {len(secrets)} secrets: {sorted(secrets)}")
     assert not hits, hits
     # The same values must not be readable through Flink's REST API (what the web UI shows): the job's
@@ -103,7 +87,7 @@ def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     checkpoints = Path(checkpoint_dir(s, RISK_JOB_NAME).removeprefix("file://"))
     files = [p for p in checkpoints.rglob("*") if p.is_file()]
     assert files, f"no checkpoint under {checkpoints}: this check would search nothing"
-    in_checkpoints = _files_containing(checkpoints, secrets)
+    in_checkpoints = files_containing(checkpoints, secrets)
     print(f"searched {len(files)} checkpoint files ({sum(p.stat().st_size for p in files) / 1e6:.1f} MB): "
           f"{in_checkpoints or 'no secret'}")
     assert not in_checkpoints, in_checkpoints
@@ -257,3 +241,91 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
           f"{k.topics.longest_life_ms() / 3_600_000:g} h) within an erasure deadline of "
           f"{stack_settings.privacy.erasure_deadline_days:g} days; with 5 s retention the broker removed the seeded "
           f"bytes from its log files {time.monotonic() - started:.0f}s after they were written")
+
+
+BOMB_PRODUCER = """
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+
+public class BombProducer {
+    public static void main(String[] args) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", args[0]);
+        p.put("compression.type", "zstd");
+        p.put("max.request.size", String.valueOf(Integer.MAX_VALUE));
+        p.put("buffer.memory", String.valueOf(3L << 30));
+        p.put("acks", "all");
+        p.put("retries", "0");
+        p.put("key.serializer", "org.apache.kafka.common.serialization.ByteArraySerializer");
+        p.put("value.serializer", "org.apache.kafka.common.serialization.ByteArraySerializer");
+        byte[] value = new byte[Integer.parseInt(args[2])];
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+            long offset = producer.send(new ProducerRecord<>(args[1], "bomb".getBytes(), value)).get().offset();
+            System.out.println("ACCEPTED at offset " + offset);
+        } catch (ExecutionException e) {
+            System.out.println("REFUSED " + e.getCause().getClass().getSimpleName() + ": " + e.getCause().getMessage());
+        }
+    }
+}
+"""
+
+
+def test_a_compressed_record_expanding_past_the_limit_is_refused_by_the_broker(risk_run: RiskRun,
+                                                                                tmp_path: Path) -> None:
+    """A decompression bomb (a record of 1.1 GiB of zeros, zstd-compressed to kilobytes) sent to an input topic
+    by the Java client is refused at produce time (the topics' max.decompressed.message.bytes); a compressed
+    record within the limit is accepted by the same program; the job never sees the bomb and does not restart."""
+    import secrets
+    import subprocess
+
+    from stack.java import java_bin
+    from stack.services.kafka import KafkaBroker, ensure_topics
+    from tests.stack.reliability_helpers import all_tasks_running, restarts
+
+    s = risk_run.settings
+    k = s.kafka
+    source = tmp_path / "BombProducer.java"
+    source.write_text(BOMB_PRODUCER)
+    classpath = KafkaBroker(s).classpath
+
+    def send(topic: str, size: int) -> str:
+        out = subprocess.run([java_bin(), "-Xmx4g", "-cp", classpath, str(source), k.bootstrap, topic, str(size)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    before = restarts(s, risk_run.job_id)
+    within = f"bomb-check-{secrets.token_hex(4)}"
+    ensure_topics(k.bootstrap, [within], 1, k.topics.topic_config(k.max_message_bytes))
+    try:
+        small = send(within, k.max_message_bytes // 2)
+    finally:
+        from ingestion.topics import delete_topics
+        delete_topics(k.client_config(), [within])
+    bomb = send(k.topics.applications, 1_100 * 1024 * 1024)
+    print(f"\nzstd record of {k.max_message_bytes // 2} bytes: {small}\nzstd record of 1.1 GiB: {bomb}")
+    assert small.startswith("ACCEPTED"), small
+    assert bomb.startswith("REFUSED") and "InvalidRecord" in bomb, bomb
+    assert KafkaBroker(s).pid() is not None, "the broker died decompressing the bomb"
+    assert all_tasks_running(s, risk_run.job_id) and restarts(s, risk_run.job_id) == before
+
+
+def test_the_object_store_refuses_a_client_without_credentials_or_with_a_wrong_key(stack_settings: Settings) -> None:
+    import urllib.error
+    import urllib.request
+
+    from botocore.exceptions import ClientError
+
+    from loanrisk.objectstore import s3_client
+    s3 = stack_settings.s3
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{s3.url}/{s3.bucket}?list-type=2", timeout=10)
+    wrong = type(s3).model_validate({**dict(s3), "secret_access_key": "not-the-key", "secret_access_key_file": None})
+    with pytest.raises(ClientError) as signed_wrong:
+        s3_client(wrong, attempts=1).list_objects_v2(Bucket=s3.bucket, MaxKeys=1)
+    assert s3_client(s3).list_objects_v2(Bucket=s3.bucket, MaxKeys=1)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    print(f"\nobject store {s3.url}: anonymous {anonymous.value.code}, wrong key "
+          f"{signed_wrong.value.response['Error']['Code']}, the configured key lists the bucket")
+    assert anonymous.value.code == 403
