@@ -59,7 +59,17 @@ def test_no_raw_pii_reaches_the_lake(risk_run: RiskRun) -> None:
     lake = risk_run.lake("raw_loan_applications")
     names = set(apps["full_name"])
     assert not names & set(lake["full_name"]), "a raw name reached the lake"
-    assert lake["full_name"].str.fullmatch(r"[0-9a-f]{64}").all()
+    # Each stored name is the keyed pseudonym of the name sent: <key id>:<HMAC-SHA256 under the session's key>.
+    import hashlib
+    import hmac
+    p = risk_run.settings.privacy
+    key = (p.key() or "").encode()
+    assert key, "the session configures a PII key file (tests/conftest.py)"
+    sent = dict(zip(apps["event_id"], apps["full_name"]))
+    stored = dict(zip(lake["event_id"], lake["full_name"]))
+    assert set(sent) <= set(stored)
+    assert all(stored[e] == f"{p.pii_key_id}:{hmac.new(key, n.encode(), hashlib.sha256).hexdigest()}"
+               for e, n in sent.items())
     dlq_text = " ".join(risk_run.lake("dead_letters")["payload"])
     assert not [n for n in names if n in dlq_text]
 
