@@ -122,6 +122,13 @@ class KafkaSettings(BaseModel):
                                  description="Local broker: also listen with TLS on this port (needs tls_keystore_file)")
     tls_keystore_file: Path | None = Field(
         None, description="Local broker: PEM file holding its TLS private key (PKCS#8, unencrypted) and certificate chain")
+    sasl_port: int | None = Field(
+        None, ge=1, le=65535, description="Local broker: also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on this port, "
+        "ACLs enforced: the platform user (sasl_username) reads and writes the platform topics, the analyst only "
+        "reads them; the loopback PLAINTEXT port stays the stack's own")
+    analyst_username: str = Field("risk_analyst", description="Local broker's read-only SASL user (with sasl_port)")
+    generated_secrets_dir: Path | None = Field(
+        None, description="Where SASL passwords left unset are generated and kept (default <stack.state_dir>/secrets)")
     topics: TopicSettings = TopicSettings()
 
     @property
@@ -135,9 +142,8 @@ class KafkaSettings(BaseModel):
         if self.security_protocol != "PLAINTEXT":
             conf["security.protocol"] = self.security_protocol
         if self.sasl_mechanism:
-            password = _read_secret(self.sasl_password, self.sasl_password_file)
-            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username or "",
-                         "sasl.password": password.get_secret_value() if password else ""})
+            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_user,
+                         "sasl.password": self.sasl_secret()})
         for key, path in (("ssl.ca.location", self.ssl_cafile), ("ssl.certificate.location", self.ssl_certfile),
                           ("ssl.key.location", self.ssl_keyfile)):
             if path:
@@ -156,14 +162,33 @@ class KafkaSettings(BaseModel):
         if "SSL" in self.security_protocol and self.ssl_cafile:
             props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ssl_cafile)})
         if self.sasl_mechanism:
-            password = _read_secret(self.sasl_password, self.sasl_password_file)
-            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
-                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            # Flink's SQL Kafka connector relocates the Kafka client: its login modules live under this prefix,
+            # and the unshaded class names fail the login (the JAAS line is read by the relocated client).
+            shaded = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security"
+            module = (f"{shaded}.plain.PlainLoginModule" if self.sasl_mechanism == "PLAIN"
+                      else f"{shaded}.scram.ScramLoginModule")
             quote = lambda v: v.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
             props.update({"sasl.mechanism": self.sasl_mechanism, "sasl.jaas.config":
-                          f'{module} required username="{quote(self.sasl_username or "")}" '
-                          f'password="{quote(password.get_secret_value() if password else "")}";'})
+                          f'{module} required username="{quote(self.sasl_user)}" '
+                          f'password="{quote(self.sasl_secret())}";'})
         return props
+
+    @property
+    def sasl_user(self) -> str:
+        """The platform's SASL user: sasl_username, else the one the local broker's SASL listener creates."""
+        return self.sasl_username or "loanrisk"
+
+    def sasl_secret(self, username: str | None = None) -> str:
+        """The SASL password of ``username`` (default: the platform's user): configured, else, for a user of the
+        local broker's SASL listener, the one generated for this installation."""
+        user = username or self.sasl_user
+        if user == self.sasl_user:
+            configured = _read_secret(self.sasl_password, self.sasl_password_file)
+            if configured is not None:
+                return configured.get_secret_value()
+        if self.sasl_port is not None and self.generated_secrets_dir is not None:
+            return generated_secret(self.generated_secrets_dir / f"kafka-{user}").get_secret_value()
+        return ""
 
 
 class FlinkSettings(BaseModel):
@@ -553,7 +578,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _generated_secrets_in_the_state_folder(self) -> Settings:
-        for section in (self.postgres, self.s3):
+        for section in (self.postgres, self.s3, self.kafka):
             if section.generated_secrets_dir is None:
                 section.generated_secrets_dir = self.state_dir / "secrets"
         return self

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from loanrisk.errors import StackError
+from loanrisk.settings import KafkaSettings
 from stack.java import java_bin
 from stack.services.base import Service
 
@@ -50,6 +51,28 @@ class KafkaBroker(Service):
                              "and certificate chain (LOANRISK_KAFKA__TLS_KEYSTORE_FILE)")
         return ["ssl.keystore.type=PEM", f"ssl.keystore.location={k.tls_keystore_file}", "ssl.client.auth=none"]
 
+    def sasl_properties(self) -> list[str]:
+        """The SASL/SCRAM listener's lines (none unless kafka.sasl_port is set).
+
+        ACLs are enforced by the standard authorizer on every listener; the loopback PLAINTEXT listener and
+        the controller's act as ANONYMOUS, a super user: they are the stack's own (topic creation, SCRAM
+        users, ACLs), as PostgreSQL is administered over its Unix socket. Clients of the SASL port get only
+        what their ACLs grant (:func:`grant_sasl_access`).
+        """
+        k = self.settings.kafka
+        if not k.sasl_port:
+            return []
+        return ["sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=User:ANONYMOUS", "allow.everyone.if.no.acl.found=false"]
+
+    @property
+    def admin_bootstrap(self) -> str:
+        """The loopback PLAINTEXT listener the stack administers the broker through."""
+        return f"127.0.0.1:{self.settings.kafka.port}"
+
     @property
     def classpath(self) -> str:
         return str(self.settings.install_dir / "jars" / "kafka" / "*")
@@ -57,6 +80,7 @@ class KafkaBroker(Service):
     def properties(self) -> str:
         k = self.settings.kafka
         tls = f",SSL://127.0.0.1:{k.tls_port}" if k.tls_port else ""
+        tls += f",SASL_PLAINTEXT://127.0.0.1:{k.sasl_port}" if k.sasl_port else ""
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
@@ -64,8 +88,9 @@ class KafkaBroker(Service):
             f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}{tls}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}{tls}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
             *self.tls_properties(),
+            *self.sasl_properties(),
             f"log.dirs={self.home / 'data'}",
             f"num.partitions={k.topics.partitions}",
             "offsets.topic.replication.factor=1",
@@ -108,7 +133,7 @@ class KafkaBroker(Service):
     def healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
         try:
-            md = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap,
+            md = AdminClient({"bootstrap.servers": self.admin_bootstrap,
                               "socket.timeout.ms": 2000, "log_level": 0}).list_topics(timeout=2)
             return bool(md.brokers)
         except Exception:  # noqa: BLE001 - any client error means "not yet"
@@ -116,7 +141,56 @@ class KafkaBroker(Service):
 
     def after_start(self) -> None:
         k = self.settings.kafka
-        ensure_topics(k.bootstrap, k.topics.all(), k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
+        ensure_topics(self.admin_bootstrap, k.topics.all(), k.topics.partitions,
+                      k.topics.topic_config(k.max_message_bytes))
+        if k.sasl_port:
+            grant_sasl_access(self.admin_bootstrap, k)
+
+
+def grant_sasl_access(admin_bootstrap: str, k: KafkaSettings) -> None:
+    """SCRAM users and ACLs of the SASL listener (idempotent: passwords and ACLs are set again on every start).
+
+    The platform user reads and writes the platform topics, uses any consumer group and transactional id
+    (the job's exactly-once sinks) and may write idempotently; the analyst reads and describes the platform
+    topics with consumer groups named ``<analyst>*``, and nothing else.
+    """
+    from confluent_kafka.admin import (
+        AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType, ResourceType,
+        ScramCredentialInfo, ScramMechanism, UserScramCredentialAlteration, UserScramCredentialUpsertion,
+    )
+    admin = AdminClient({"bootstrap.servers": admin_bootstrap})
+    users = [k.sasl_user, k.analyst_username]
+    scram = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(u, scram, k.sasl_secret(u).encode()) for u in users]
+    for user, fut in admin.alter_user_scram_credentials(upserts).items():
+        try:
+            fut.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            raise StackError(f"could not set the SCRAM credential of Kafka user {user}: {exc}") from None
+
+    def allow(user: str, rtype: ResourceType, name: str, pattern: ResourcePatternType,
+              *ops: AclOperation) -> list[AclBinding]:
+        return [AclBinding(rtype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW) for op in ops]
+
+    literal, prefixed = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+    acls: list[AclBinding] = []
+    for topic in k.topics.all():
+        acls += allow(k.sasl_user, ResourceType.TOPIC, topic, literal, AclOperation.READ, AclOperation.WRITE,
+                      AclOperation.DESCRIBE)
+        acls += allow(k.analyst_username, ResourceType.TOPIC, topic, literal, AclOperation.READ,
+                      AclOperation.DESCRIBE)
+    acls += allow(k.sasl_user, ResourceType.GROUP, "*", literal, AclOperation.READ, AclOperation.DESCRIBE)
+    acls += allow(k.sasl_user, ResourceType.TRANSACTIONAL_ID, "*", literal, AclOperation.WRITE, AclOperation.DESCRIBE)
+    acls += allow(k.sasl_user, ResourceType.BROKER, "kafka-cluster", literal, AclOperation.IDEMPOTENT_WRITE,
+                  AclOperation.DESCRIBE)
+    acls += allow(k.analyst_username, ResourceType.GROUP, k.analyst_username, prefixed, AclOperation.READ,
+                  AclOperation.DESCRIBE)
+    for acl, fut in admin.create_acls(acls).items():
+        try:
+            fut.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            raise StackError(f"could not create the Kafka ACL {acl}: {exc}") from None
 
 
 def ensure_topics(bootstrap: str, names: list[str], partitions: int, config: dict[str, str]) -> None:

@@ -329,3 +329,84 @@ def test_the_object_store_refuses_a_client_without_credentials_or_with_a_wrong_k
     print(f"\nobject store {s3.url}: anonymous {anonymous.value.code}, wrong key "
           f"{signed_wrong.value.response['Error']['Code']}, the configured key lists the bucket")
     assert anonymous.value.code == 403
+
+
+def test_the_sasl_listener_refuses_strangers_and_its_acls_let_the_analyst_only_read(
+        stack_settings: Settings, tmp_path: Path) -> None:
+    """A broker of the stack's own with its SASL/SCRAM listener: no or wrong credentials are refused; the platform
+    user produces and a Flink job (the risk job's Kafka options) copies over SASL; the analyst reads and cannot
+    write. (The session stack itself keeps PLAINTEXT on loopback: this is the listener a lender exposes.)"""
+    import os
+    import random
+    import subprocess
+    import time
+
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AdminClient
+
+    from ingestion.consumer import EventConsumer
+    from ingestion.generator import GeneratorConfig, generate
+    from ingestion.producer import make_producer, produce_events
+    from jobs.params import kafka_security_options
+    from stack.isolated import free_port_block
+    from stack.java import java_home
+    from stack.services.kafka import KafkaBroker
+
+    port = free_port_block(3, random.Random(os.getpid() + 11))
+    settings = Settings(stack={"state_dir": tmp_path / "sasl-stack", "install_dir": stack_settings.install_dir},
+                        kafka={"port": port, "controller_port": port + 1, "sasl_port": port + 2})
+    broker = KafkaBroker(settings)
+    broker.start(timeout_s=180)
+    try:
+        k = settings.kafka
+        over_sasl = {"bootstrap_servers": f"127.0.0.1:{port + 2}", "security_protocol": "SASL_PLAINTEXT",
+                     "sasl_mechanism": "SCRAM-SHA-512", "sasl_port": port + 2,
+                     "generated_secrets_dir": k.generated_secrets_dir}
+        platform = k.model_validate({**dict(k), **over_sasl})
+        analyst = k.model_validate({**dict(k), **over_sasl, "sasl_username": k.analyst_username})
+        stranger = k.model_validate({**dict(k), **over_sasl, "sasl_username": "mallory", "sasl_password": "guess"})
+
+        def refused(conf: dict) -> str:
+            try:
+                AdminClient({**conf, "socket.timeout.ms": 3000, "log_level": 0}).list_topics(timeout=5)
+            except KafkaException as exc:
+                return str(exc.args[0])
+            return ""
+
+        no_credentials = refused({"bootstrap.servers": platform.bootstrap})
+        wrong_credentials = refused(stranger.client_config())
+        assert no_credentials and wrong_credentials, "a client without (valid) credentials got the topic list"
+
+        apps, alerts = k.topics.applications, k.topics.alerts
+        sent = [m for m in generate(GeneratorConfig(seed=41, customers=5, history_months=0))][:200]
+        sent = [type(m)(apps, m.key, m.value_bytes, m.event_id, m.kind, m.event_time_ms) for m in sent]
+        summary = produce_events(iter(sent), make_producer(kafka=platform))
+        assert summary.delivered == len(sent) and summary.failed == 0
+
+        denied: list[str] = []
+        writer = Producer({**analyst.client_config(), "log_level": 0})
+        writer.produce(apps, b"analyst-was-here", on_delivery=lambda err, _msg: denied.append(str(err)))
+        writer.flush(30)
+        assert denied and "TOPIC_AUTHORIZATION_FAILED" in denied[0], denied
+
+        conf = tmp_path / "flink-conf"
+        conf.mkdir()
+        (conf / "config.yaml").write_text("rest.bind-port: '0'\nparallelism.default: 1\n")
+        started = time.monotonic()
+        proc = subprocess.run([str(stack_settings.flink_python), "-c", FLINK_OVER_TLS, platform.bootstrap,
+                               kafka_security_options(platform), apps, alerts], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "FLINK_HOME": str(stack_settings.flink_home),
+                                                "FLINK_CONF_DIR": str(conf), "JAVA_HOME": str(java_home()),
+                                                "FLINK_LOG_DIR": str(tmp_path / "flink-logs")})
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        copied_s = time.monotonic() - started
+        with EventConsumer([alerts], group_id=f"{k.analyst_username}-check", kafka=analyst,
+                           read_committed=True) as consumer:
+            received = consumer.read(len(sent), idle_timeout_s=20)
+        assert sorted(r.value for r in received) == sorted(m.value_bytes for m in sent)
+        print(f"\nKafka SASL/SCRAM listener 127.0.0.1:{port + 2}: no credentials refused ({no_credentials[:60]}), "
+              f"wrong ones refused ({wrong_credentials[:60]}); {len(sent)} events produced by "
+              f"{platform.sasl_user}, copied by a Flink job over SASL in {copied_s:.0f}s, read by "
+              f"{k.analyst_username}, whose write was refused ({denied[0][:40]})")
+    finally:
+        broker.stop()

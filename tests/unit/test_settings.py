@@ -107,3 +107,30 @@ def test_a_topic_retention_past_the_erasure_deadline_is_one_clear_line(monkeypat
     get_settings.cache_clear()
     assert get_settings().kafka.topics.retention_ms() == 720 * 3_600_000
     get_settings.cache_clear()
+
+
+def test_the_flink_kafka_options_log_in_with_the_connectors_relocated_scram_module(tmp_path: Path) -> None:
+    """Flink's SQL Kafka connector relocates the Kafka client: the JAAS line must name its login module."""
+    import zipfile
+
+    from loanrisk.settings import KafkaSettings
+    k = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="svc",
+                      sasl_password="p\"w", ssl_cafile=tmp_path / "ca.pem")
+    props = k.java_properties()
+    module = props["sasl.jaas.config"].split()[0]
+    assert props["sasl.jaas.config"].endswith('required username="svc" password="p\\"w";')
+    assert k.client_config()["sasl.password"] == 'p"w' and k.client_config()["sasl.username"] == "svc"
+    connector = sorted((Settings().flink_home / "lib").glob("flink-sql-connector-kafka-*.jar"))
+    if not connector:
+        pytest.skip("no Flink Kafka connector installed (make setup)")
+    with zipfile.ZipFile(connector[0]) as jar:
+        assert module.replace(".", "/") + ".class" in jar.namelist(), f"{module} is not in {connector[0].name}"
+
+
+def test_the_local_sasl_listener_users_get_generated_passwords_of_their_own(tmp_path: Path) -> None:
+    from loanrisk.settings import KafkaSettings
+    k = KafkaSettings(sasl_port=19094, generated_secrets_dir=tmp_path)
+    platform, analyst = k.sasl_secret(), k.sasl_secret(k.analyst_username)
+    assert platform and analyst and platform != analyst and k.sasl_secret() == platform
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"kafka-{k.analyst_username}", f"kafka-{k.sasl_user}"])
+    assert KafkaSettings(generated_secrets_dir=tmp_path).sasl_secret() == "", "no listener of ours: nothing to make"
