@@ -104,20 +104,25 @@ def pii_key_file(settings: Settings) -> Path:
     return path
 
 
+def scorer_parameters(settings: Settings) -> dict[str, str]:
+    """The champion scorer's parameters (udfs/scorer.py SCORER_PARAMETERS) from the settings: what the job's
+    UDF reads from its job parameters and the scoring API builds its scorer from, so both score alike."""
+    s3, m = settings.s3, settings.model
+    params = {"model.registry_uri": m.registry(s3), "model.poll_interval_s": m.poll_interval_s,
+              "model.alert_threshold": m.alert_threshold, "model.max_model_bytes": m.max_model_bytes,
+              "s3.endpoint": s3.url, "s3.region": s3.region, "s3.access_key_id": s3.access_key_id,
+              "s3.secret_access_key": s3.secret()}
+    return {k: str(v) for k, v in params.items()}
+
+
 def udf_parameters(settings: Settings) -> dict[str, str]:
-    """The job parameters its functions read in open(): the scorer UDF's (udfs/flink_udf.py JOB_PARAMETERS)
-    and the pseudonymising Java functions' (jvm/functions Pseudonymizer), as the strings Flink passes on.
+    """The job parameters its functions read in open(): the scorer UDF's (:func:`scorer_parameters`) and the
+    pseudonymising Java functions' (jvm/functions Pseudonymizer), as the strings Flink passes on.
 
     The alert threshold is here and in :func:`sql_params`: the SQL flags a high score, the UDF explains it.
     """
-    s3 = settings.s3
-    params = {"pii.key_file": pii_key_file(settings), "pii.key_id": settings.privacy.pii_key_id,
-              "model.registry_uri": settings.model.registry(s3),
-              "model.poll_interval_s": settings.model.poll_interval_s,
-              "model.alert_threshold": settings.model.alert_threshold,
-              "model.max_model_bytes": settings.model.max_model_bytes, "s3.endpoint": s3.url, "s3.region": s3.region,
-              "s3.access_key_id": s3.access_key_id, "s3.secret_access_key": s3.secret()}
-    return {k: str(v) for k, v in params.items()}
+    return {"pii.key_file": str(pii_key_file(settings)), "pii.key_id": settings.privacy.pii_key_id,
+            **scorer_parameters(settings)}
 
 
 def udf_job_parameters(settings: Settings) -> str:

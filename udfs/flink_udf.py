@@ -14,20 +14,10 @@ from pyflink.table import DataTypes, Row
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 from contracts.features import FEATURE_NAMES
-from contracts.registry_layout import DEFAULT_MAX_MODEL_BYTES
-from udfs.scorer import Scorer
+from udfs.scorer import SCORER_PARAMETERS, Scorer, scorer_from_parameters
 
 # Job parameters read in open() (pipeline.global-job-parameters) and their defaults.
-JOB_PARAMETERS: dict[str, str] = {
-    "model.registry_uri": "",
-    "model.poll_interval_s": "10.0",
-    "model.alert_threshold": "0.5",
-    "model.max_model_bytes": str(DEFAULT_MAX_MODEL_BYTES),
-    "s3.endpoint": "",
-    "s3.region": "us-east-1",
-    "s3.access_key_id": "",
-    "s3.secret_access_key": "",
-}
+JOB_PARAMETERS: dict[str, str] = SCORER_PARAMETERS
 
 RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("probability", DataTypes.DOUBLE()),
@@ -51,38 +41,9 @@ def global_job_parameters(params: Mapping[str, Any]) -> str:
     return json.dumps({str(k): str(v) for k, v in params.items()})
 
 
-def _float_param(ctx: FunctionContext, key: str) -> float:
-    """A numeric job parameter."""
-    raw = ctx.get_job_parameter(key, JOB_PARAMETERS[key])
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"job parameter {key} must be a number, got {raw!r}") from None
-
-
-def _size_param(ctx: FunctionContext, key: str) -> int:
-    """A job parameter counting bytes (a positive integer)."""
-    raw = str(ctx.get_job_parameter(key, JOB_PARAMETERS[key]))
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise ValueError(f"job parameter {key} must be a positive number of bytes, got {raw!r}")
-    return int(raw)
-
-
 def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
     """A Scorer configured from the job parameters (raises on bad parameters, never because of a model)."""
-    def get(key: str) -> str:
-        return str(ctx.get_job_parameter(key, JOB_PARAMETERS[key]) or "")
-
-    uri = get("model.registry_uri")
-    if not uri:
-        raise ValueError("job parameter model.registry_uri is not set (pipeline.global-job-parameters)")
-    s3 = None
-    if uri.startswith("s3://"):
-        s3 = {"endpoint": get("s3.endpoint"), "region": get("s3.region") or "us-east-1",
-              "access_key_id": get("s3.access_key_id"), "secret_access_key": get("s3.secret_access_key")}
-    return Scorer(uri, FEATURE_NAMES, s3=s3, poll_interval_s=_float_param(ctx, "model.poll_interval_s"),
-                  alert_threshold=_float_param(ctx, "model.alert_threshold"),
-                  max_model_bytes=_size_param(ctx, "model.max_model_bytes"))
+    return scorer_from_parameters(lambda name: ctx.get_job_parameter(name, None), FEATURE_NAMES)
 
 
 class ScoreLoan(ScalarFunction):

@@ -485,3 +485,45 @@ class Scorer:
             for i, codes in zip(alert, reason_codes(model, X32[alert], p[alert], self.top_reasons)):
                 reasons[i] = codes
         return p, model.version, reasons
+
+
+# The scorer's parameters by name, with their defaults: the job passes them as Flink job parameters
+# (jobs/params.py ``scorer_parameters``), the scoring API takes the same mapping from the same builder.
+SCORER_PARAMETERS: dict[str, str] = {
+    "model.registry_uri": "",
+    "model.poll_interval_s": "10.0",
+    "model.alert_threshold": "0.5",
+    "model.max_model_bytes": str(DEFAULT_MAX_MODEL_BYTES),
+    "s3.endpoint": "",
+    "s3.region": "us-east-1",
+    "s3.access_key_id": "",
+    "s3.secret_access_key": "",
+}
+
+
+def scorer_from_parameters(get: Callable[[str], Any], feature_columns: Sequence[str], **options: Any) -> Scorer:
+    """A Scorer configured from ``get(name)`` for each of SCORER_PARAMETERS (None: the default); ``options``
+    go to Scorer as they are (clock, poll_on_score). Raises ValueError naming a bad parameter, never because
+    of a model."""
+    def value(name: str) -> str:
+        raw = get(name)
+        return SCORER_PARAMETERS[name] if raw is None or str(raw) == "" else str(raw)
+
+    def number(name: str) -> float:
+        try:
+            return float(value(name))
+        except ValueError:
+            raise ValueError(f"parameter {name} must be a number, got {value(name)!r}") from None
+
+    size = value("model.max_model_bytes")
+    if not size.strip().isdigit() or int(size) < 1:
+        raise ValueError(f"parameter model.max_model_bytes must be a positive number of bytes, got {size!r}")
+    uri = value("model.registry_uri")
+    if not uri:
+        raise ValueError("parameter model.registry_uri is not set (the job's pipeline.global-job-parameters)")
+    s3 = None
+    if uri.startswith("s3://"):
+        s3 = {"endpoint": value("s3.endpoint"), "region": value("s3.region"),
+              "access_key_id": value("s3.access_key_id"), "secret_access_key": value("s3.secret_access_key")}
+    return Scorer(uri, feature_columns, s3=s3, poll_interval_s=number("model.poll_interval_s"),
+                  alert_threshold=number("model.alert_threshold"), max_model_bytes=int(size), **options)
