@@ -410,3 +410,82 @@ def test_the_sasl_listener_refuses_strangers_and_its_acls_let_the_analyst_only_r
               f"{k.analyst_username}, whose write was refused ({denied[0][:40]})")
     finally:
         broker.stop()
+
+
+def _listening_sockets() -> dict[str, tuple[str, int]]:
+    """Every TCP socket in LISTEN state on this machine: inode -> (address, port), read from /proc/net."""
+    import ipaddress
+    out: dict[str, tuple[str, int]] = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_address, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_address)
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            out[fields[9]] = (str(ipaddress.ip_address(packed)), int(hex_port, 16))
+    return out
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    import re
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            m = re.fullmatch(r"socket:\[(\d+)\]", str(fd.readlink()))
+        except OSError:
+            continue
+        if m:
+            inodes.add(m.group(1))
+    return inodes
+
+
+def _is_taskmanager(pid: int) -> bool:
+    try:
+        return b"TaskManagerRunner" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_every_listener_of_the_stack_is_on_loopback_but_flinks_own_known_ones(risk_run: RiskRun) -> None:
+    """Kafka, PostgreSQL, the object store, Flink's REST API and RPC, Prometheus, the Snowflake endpoint and the
+    lag exporter listen on 127.0.0.1 only. Two listeners Flink opens on every interface with no option to bind
+    them are known and named (docs/SECURITY.md): the Prometheus reporter's port, and the TaskManager's Beam
+    servers for the Python UDF workers (ephemeral ports); any other non-loopback listener fails this test."""
+    import ipaddress
+
+    from stack.services import all_services
+    from tests.stack.reliability_helpers import descendants
+
+    s = risk_run.settings
+    first, _, last = s.flink.prometheus_ports.partition("-")
+    lo, hi = int(first), int(last or first)
+    sockets = _listening_sockets()
+    seen: dict[str, list[tuple[str, int]]] = {}
+    exposed: list[str] = []
+    for svc in all_services(s):
+        pid = svc.pid()
+        if pid is None:
+            continue
+        for p in [pid, *descendants(pid)]:
+            for inode in _socket_inodes(p) & set(sockets):
+                address, port = sockets[inode]
+                seen.setdefault(svc.name, []).append((address, port))
+                ip = ipaddress.ip_address(address)
+                if ip.is_loopback or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+                                      and ip.ipv4_mapped.is_loopback):
+                    continue
+                known = svc.name == "flink" and (lo <= port <= hi or _is_taskmanager(p))
+                if not known:
+                    exposed.append(f"{svc.name} (pid {p}) listens on {address}:{port}")
+    print("\nlisteners per service:", {name: len(ports) for name, ports in sorted(seen.items())})
+    print("on every interface (Flink's, known):", sorted({f"{a}:{p}" for name, ports in seen.items() for a, p in ports
+                                                          if not ipaddress.ip_address(a).is_loopback}))
+    assert {"kafka", "postgres", "s3"} <= set(seen), f"the scan found no listener of a core service: {sorted(seen)}"
+    assert not exposed, exposed
