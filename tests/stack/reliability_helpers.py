@@ -449,6 +449,23 @@ def mixed_stream(valid: list[Outgoing], hostile: list[Outgoing], repeat: dict[in
     return [m for _, _, m in sorted(placed, key=lambda t: (t[0], t[1]))]
 
 
+def files_under(root: Path) -> list[Path]:
+    """Every file below ``root``, sorted; a folder a live store removes while it is listed is skipped
+    (os.walk ignores it, where Path.rglob would raise)."""
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+
+
+def file_sizes(paths: list[Path]) -> int:
+    """Total bytes of ``paths``, those removed meanwhile counting 0."""
+    total = 0
+    for p in paths:
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]]:
     """Which files under ``root`` contain which needle (read in chunks: some files are large).
 
@@ -457,7 +474,7 @@ def files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]
     hits: dict[str, list[str]] = {}
     encoded = {name: value.encode() for name, value in needles.items()}
     longest = max(len(v) for v in encoded.values())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in files_under(root):
         tail = b""
         try:
             with path.open("rb") as fh:

@@ -29,7 +29,7 @@ from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, all_tasks_running, application_ids, assert_exactly_once, exactly_once_report,
     hostile_messages, kill_jobmanager, kill_taskmanager, lake, landed, last_checkpoint_ms, log_files, mixed_stream,
     operator_metric, prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream,
-    files_containing, wait_all_landed, wait_until,
+    file_sizes, files_containing, files_under, wait_all_landed, wait_until,
 )
 
 pytestmark = pytest.mark.stack
@@ -432,9 +432,9 @@ def _scan_stores_for(s, values: set[str]) -> None:
     needles = {v: v for v in values}
     found, sizes = {}, {}
     for name, root in stores.items():
-        files = [p for p in root.rglob("*") if p.is_file()]
+        files = files_under(root)
         assert files, f"nothing under {root}: the scan of the {name} would prove nothing"
-        sizes[name] = (len(files), sum(p.stat().st_size for p in files if p.exists()) / 1e6)
+        sizes[name] = (len(files), file_sizes(files) / 1e6)
         found[name] = files_containing(root, needles)
     print("byte scan for the seeded PII:", {n: f"{c} files, {mb:.0f} MB, {len(found[n])} with PII"
                                             for n, (c, mb) in sizes.items()})

@@ -16,7 +16,7 @@ from loanrisk.settings import Settings
 from jobs.params import RISK_JOB_NAME
 from stack.flink_conf import checkpoint_dir
 from tests.stack.conftest import RiskRun
-from tests.stack.reliability_helpers import files_containing
+from tests.stack.reliability_helpers import file_sizes, files_containing, files_under
 
 pytestmark = pytest.mark.stack
 
@@ -67,8 +67,8 @@ def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     secrets = _secrets(s)
     assert len(secrets) >= 3, "the session should configure distinctive secrets (tests/conftest.py)"
     logs = s.state_dir / "logs"
-    files = [p for p in logs.rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files)
+    files = files_under(logs)
+    size = file_sizes(files)
     hits = files_containing(logs, secrets)
     print(f"\nsearched {len(files)} log files ({size / 1e6:.1f} MB) for {len(secrets)} secrets: {sorted(secrets)}")
     assert not hits, hits
@@ -85,10 +85,10 @@ def test_no_log_the_stack_writes_contains_a_secret(risk_run: RiskRun) -> None:
     assert not leaked, leaked
     # Nor in a checkpoint: the job's state and metadata, every file of every retained checkpoint.
     checkpoints = Path(checkpoint_dir(s, RISK_JOB_NAME).removeprefix("file://"))
-    files = [p for p in checkpoints.rglob("*") if p.is_file()]
+    files = files_under(checkpoints)
     assert files, f"no checkpoint under {checkpoints}: this check would search nothing"
     in_checkpoints = files_containing(checkpoints, secrets)
-    print(f"searched {len(files)} checkpoint files ({sum(p.stat().st_size for p in files) / 1e6:.1f} MB): "
+    print(f"searched {len(files)} checkpoint files ({file_sizes(files) / 1e6:.1f} MB): "
           f"{in_checkpoints or 'no secret'}")
     assert not in_checkpoints, in_checkpoints
 
