@@ -450,9 +450,20 @@ def mixed_stream(valid: list[Outgoing], hostile: list[Outgoing], repeat: dict[in
 
 
 def files_under(root: Path) -> list[Path]:
-    """Every file below ``root``, sorted; a folder a live store removes while it is listed is skipped
-    (os.walk ignores it, where Path.rglob would raise)."""
-    return sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+    """Every regular file below ``root``, sorted: sockets and other special files (PostgreSQL's Unix socket)
+    are left out, and so is whatever a live store removes while it is listed (os.walk skips a folder that
+    vanished, where Path.rglob would raise)."""
+    import stat
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+            except FileNotFoundError:
+                continue
+    return sorted(found)
 
 
 def file_sizes(paths: list[Path]) -> int:

@@ -446,6 +446,14 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def _loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4-mapped loopback address (a Java socket bound to 127.0.0.1 shows as one)."""
+    import ipaddress
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def _is_taskmanager(pid: int) -> bool:
     try:
         return b"TaskManagerRunner" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -458,8 +466,6 @@ def test_every_listener_of_the_stack_is_on_loopback_but_flinks_own_known_ones(ri
     lag exporter listen on 127.0.0.1 only. Two listeners Flink opens on every interface with no option to bind
     them are known and named (docs/SECURITY.md): the Prometheus reporter's port, and the TaskManager's Beam
     servers for the Python UDF workers (ephemeral ports); any other non-loopback listener fails this test."""
-    import ipaddress
-
     from stack.services import all_services
     from tests.stack.reliability_helpers import descendants
 
@@ -477,15 +483,13 @@ def test_every_listener_of_the_stack_is_on_loopback_but_flinks_own_known_ones(ri
             for inode in _socket_inodes(p) & set(sockets):
                 address, port = sockets[inode]
                 seen.setdefault(svc.name, []).append((address, port))
-                ip = ipaddress.ip_address(address)
-                if ip.is_loopback or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
-                                      and ip.ipv4_mapped.is_loopback):
+                if _loopback(address):
                     continue
                 known = svc.name == "flink" and (lo <= port <= hi or _is_taskmanager(p))
                 if not known:
                     exposed.append(f"{svc.name} (pid {p}) listens on {address}:{port}")
     print("\nlisteners per service:", {name: len(ports) for name, ports in sorted(seen.items())})
     print("on every interface (Flink's, known):", sorted({f"{a}:{p}" for name, ports in seen.items() for a, p in ports
-                                                          if not ipaddress.ip_address(a).is_loopback}))
+                                                          if not _loopback(a)}))
     assert {"kafka", "postgres", "s3"} <= set(seen), f"the scan found no listener of a core service: {sorted(seen)}"
     assert not exposed, exposed
