@@ -8,12 +8,12 @@ and the tests all take the job's parameters from this module, so a setting reach
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.flink_sql import scoring_fragments, sql_fragments
 from jobs.sqlfiles import sql_string
+from loanrisk.files import write_private
 from loanrisk.settings import KafkaSettings, Settings, generated_secret
 from stack.flink_conf import checkpoint_dir, savepoint_dir
 
@@ -97,11 +97,7 @@ def pii_key_file(settings: Settings) -> Path:
     if configured is None:
         generated_secret(path)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(configured)
-    return path
+    return write_private(path, configured)
 
 
 def scorer_parameters(settings: Settings) -> dict[str, str]:
@@ -170,11 +166,7 @@ class JobParams:
 
     def write(self, path: Path) -> Path:
         """Write the file (mode 0600: it holds credentials) and return its path."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.as_dict(), fh)
-        return path
+        return write_private(path, json.dumps(self.as_dict()))
 
 
 def risk_job_params(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None) -> JobParams:

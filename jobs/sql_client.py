@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from jobs.params import sql_params, udf_job_parameters
 from jobs.sqlfiles import load
+from loanrisk.files import write_private
 from loanrisk.settings import REPO_ROOT, Settings
 from udfs import WORKER_PACKAGES
 
@@ -30,11 +30,7 @@ def init_statements(settings: Settings) -> list[str]:
 def write_init_file(settings: Settings) -> Path:
     """Write the init file (mode 0600: it holds the catalog and S3 credentials)."""
     path = settings.state_dir / "run" / "sql-client-init.sql"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(";\n\n".join(init_statements(settings)) + ";\n")
-    return path
+    return write_private(path, ";\n\n".join(init_statements(settings)) + ";\n")
 
 
 def client_command(settings: Settings, script: Path | None = None) -> list[str]:

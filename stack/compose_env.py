@@ -6,12 +6,12 @@ list of them.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
 
 from loanrisk.errors import StackError
+from loanrisk.files import write_private
 from loanrisk.settings import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -33,9 +33,6 @@ def write_env_file(path: Path, force: bool = False, compose_file: Path = COMPOSE
         raise StackError(f"{path} exists and its secrets may already be in use by the compose volumes: keep it, "
                          "or pass --force to replace it (then remove the volumes: docker compose down -v)")
     names = required_variables(compose_file.read_text())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file replaced with --force keeps no wider mode
-    with os.fdopen(fd, "w") as fh:
-        fh.write("# docker compose secrets for loan-risk, made by `riskctl stack compose-env`; never commit this file\n")
-        fh.writelines(f"{name}={secrets.token_urlsafe(24)}\n" for name in names)
+    write_private(path, "# docker compose secrets for loan-risk, made by `riskctl stack compose-env`; never commit "
+                        "this file\n" + "".join(f"{name}={secrets.token_urlsafe(24)}\n" for name in names))
     return names

@@ -10,7 +10,6 @@ restarted a crashed JobManager, for a job that was running then.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from loanrisk.files import write_private
 from loanrisk.settings import Settings
 from stack.flink_conf import checkpoint_dir, savepoint_dir
 
@@ -160,11 +160,7 @@ def resubmit(settings: Settings, submission: Submission, point: RestorePoint) ->
     params: dict[str, Any] = json.loads(params_path.read_text())
     params.setdefault("flink_conf", {})["execution.state-recovery.path"] = point.uri
     tmp = params_path.with_name(params_path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # it holds credentials
-    with os.fdopen(fd, "w") as fh:
-        json.dump(params, fh)
-    tmp.replace(params_path)
+    write_private(tmp, json.dumps(params)).replace(params_path)  # it holds credentials
     job_id = flink_run(settings, Path(submission.job), submission.args, [Path(p) for p in submission.py_files])
     record_submission(settings, replace(submission, job_id=job_id, submitted_at=time.time(), wanted=True))
     return job_id
