@@ -13,10 +13,11 @@ ENTRY = REPO_ROOT / "jobs" / "run_sql.py"
 
 
 def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None,
-                    only_into: tuple[str, ...] = ()) -> str:
+                    only_into: tuple[str, ...] = (), extra_sql: tuple[str, ...] = ()) -> str:
     """Submit the risk job, from ``savepoint`` if given; returns the job id.
 
-    ``only_into``: table-name globs; only the INSERTs into those are submitted (the benchmark's floor).
+    ``only_into``: table-name globs; only the INSERTs into those are submitted (the benchmarks' partial jobs).
+    ``extra_sql``: more sql/ folders loaded after the job's own (the cost ladder's stage sinks).
     """
     from loanrisk.serving import ensure_serving_tables
     from stack import flink_client
@@ -24,7 +25,7 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     ensure_serving_tables(settings)
     params = risk_job_params(settings, name, savepoint).write(params_path(settings, name))
     args: list[str] = ["--plan-out", str(plan_path(settings, name))]
-    for folder in RISK_SQL:
+    for folder in (*RISK_SQL, *extra_sql):
         args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
     for glob in only_into:
         args += ["--only-into", glob]

@@ -206,6 +206,9 @@ class FlinkSettings(BaseModel):
     buffer_debloat: bool = Field(
         True, description="Network buffer debloating: lower tail latency under backpressure, "
         "at some drain throughput (docs/PERFORMANCE.md)")
+    flamegraph: bool = Field(
+        False, description="Serve flame graphs of each task's threads in Flink's web UI and REST API (sampled "
+        "while a graph is open; bench/cost_ladder.py profiles the whole TaskManager with Java Flight Recorder instead)")
     checkpoint_storage: Literal["s3", "local"] = Field(
         "local", description="Where checkpoints and savepoints are kept: 's3' in the lake's bucket under "
         "flink.checkpoint_prefix, beside the data they commit and as durable as it (what a cluster should use); "

@@ -64,6 +64,9 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": f.prometheus_ports,
         "metrics.latency.interval": 0,
+        # The REST API's metric values are at most this old (Flink's default is 10 s): the benchmarks and
+        # tests time drains by them. The JobManager fetches them only while someone reads them.
+        "metrics.fetcher.update-interval": 1000,
         # Expose only what the dashboards, alert rules and tests read: rendering every series on each
         # scrape costs the TaskManager a large share of a core (docs/PERFORMANCE.md).
         "metrics.reporter.prom.filter.includes": list(PROMETHEUS_INCLUDES),
@@ -75,6 +78,10 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "jobmanager.execution.failover-strategy": "region",
         "env.log.dir": str(state / "logs" / "flink"),
         "env.pid.dir": str(state / "run"),
+        "rest.flamegraph.enabled": f.flamegraph,
+        # 10 s of samples per graph (Flink's default, 100 samples 50 ms apart, catches few on-CPU frames).
+        "rest.flamegraph.num-samples": 400,
+        "rest.flamegraph.delay-between-samples": "25 ms",
         "web.submit.enable": True,
         "web.cancel.enable": True,
     }

@@ -1,0 +1,426 @@
+"""Benchmark: the risk job's cost ladder, one backlog through cumulative stages, events/s and TaskManager CPU per event.
+
+In one run, on its own stack (free ports, its own state folder, everything stopped by PID at the end):
+1. the same generated backlog (no anomalies) in two shapes: ``live`` (event times rescaled, in order, into
+   the last ``--live-hours`` before now: one or two day partitions, as live traffic has) and ``replay`` (the
+   generator's months of event time, as a replay has);
+2. an unmeasured warm-up job, so the first measured stage does not pay the TaskManager JVM's warm-up alone;
+3. per shape, the job cut at each stage of STAGES (cumulative: each adds one piece of the product's job) with
+   its own topics, consumer group and Iceberg namespace. The backlog is produced into one open Kafka
+   transaction; the job (read_committed) is deployed and idle; the transaction commits and the clock starts.
+   events/s = the backlog / the time until the job's Kafka sources have emitted all of it (Flink's
+   ``numRecordsOut``, refreshed about once a second); TaskManager CPU per event = its CPU (Python workers
+   included) from the release until the first checkpoint after that has completed (the buffered tail, the
+   last files and the commit belong to the cost), over the backlog;
+4. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
+   run once more, unmeasured; Java Flight Recorder samples the TaskManager while they drain, and a flame graph
+   of its threads is drawn to ``docs/perf/``.
+
+Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
+[--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per
+event on the live shape; the full job >= 0.5 x the floor's events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cpu_split import cores_between, cpu_by_service, service_roots
+from bench.job_throughput import format_cores, log, tasks_running
+from loanrisk.settings import REPO_ROOT, Settings, override
+
+TARGET_FLOOR_US, TARGET_FULL_SHARE = 60.0, 0.5
+SHAPES = ("live", "replay")
+FLOOR = "dead_letters"
+# Seconds of a profile's recording; a stage drained in less than PROFILE_MIN_S cannot be profiled.
+PROFILE_S, PROFILE_MIN_S = 15, 22.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One rung: the job with only the INSERTs into ``into`` (globs; empty: the whole job)."""
+
+    name: str
+    adds: str
+    into: tuple[str, ...]
+
+
+_FLOOR_INTO = ("raw_*", "dead_letter*")
+_SERVING_INTO = ("pg_customer_behaviour_windows", "pg_loan_applications_active")
+STAGES: tuple[Stage, ...] = (
+    Stage("source", "Kafka sources, event time, watermarks", ("ladder_source",)),
+    Stage("parse", "+ parse and validate (parse_event)", ("ladder_checked",)),
+    Stage("dedup", "+ de-duplication by event id", ("ladder_unique",)),
+    Stage("raw_lake", "+ raw Iceberg tables", ("raw_*",)),
+    Stage(FLOOR, "+ dead letters (lake, topic): the floor", _FLOOR_INTO),
+    Stage("windows", "+ behaviour windows (lake)", (*_FLOOR_INTO, "customer_behaviour_windows")),
+    Stage("lookups", "+ serving upserts, lookup joins", (*_FLOOR_INTO, "customer_behaviour_windows",
+                                                         *_SERVING_INTO, "ladder_scoring_input")),
+    Stage("scorer", "+ pandas ONNX scorer (scores lake)", (*_FLOOR_INTO, "customer_behaviour_windows",
+                                                           *_SERVING_INTO, "scores")),
+    Stage("full", "+ PostgreSQL scores, alerts, aggregates", ()),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def stage_settings(base: Settings, shape: str, stage: str) -> Settings:
+    """The stack's settings with the run's own input topics, consumer group and Iceberg namespace (and the
+    pandas ONNX scorer, the product's)."""
+    name = f"{shape}-{stage}"
+    t = base.kafka.topics
+    topics = {**t.model_dump(), "applications": f"ladder-{name}-{t.applications}",
+              "transactions": f"ladder-{name}-{t.transactions}", "repayments": f"ladder-{name}-{t.repayments}"}
+    return override(base, kafka={"topics": topics}, flink={"scorer": "onnx", "consumer_group": f"ladder-{name}"},
+                    catalog={"namespace": "ladder_" + name.replace("-", "_")})
+
+
+def live_time(payload: bytes, event_ms: int, first_ms: int, last_ms: int, end: datetime, hours: float) -> bytes:
+    """``payload`` with its event time moved, in order, onto the ``hours`` before ``end``."""
+    span = max(last_ms - first_ms, 1)
+    at = end - timedelta(hours=hours) + timedelta(milliseconds=(event_ms - first_ms) * hours * 3_600_000 / span)
+    event = json.loads(payload)
+    event["event_time"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@dataclass
+class Backlog:
+    """One shape's events, (kind, key, value), and what they hold."""
+
+    shape: str
+    messages: list[tuple[str, str, bytes]]
+    counts: dict[str, int]
+    days: int
+
+
+def make_backlog(shape: str, events: int, seed: int, live_hours: float) -> Backlog:
+    """The generator's first ``events`` events, in the live shape's time or the replay's own."""
+    from ingestion.generator import GeneratorConfig, generate
+    stream = list(islice(generate(GeneratorConfig(seed=seed, customers=None, history_months=1)), events))
+    first, last = stream[0].event_time_ms, stream[-1].event_time_ms
+    end = datetime.now(timezone.utc) - timedelta(minutes=1)  # inside the future tolerance with room to spare
+    messages: list[tuple[str, str, bytes]] = []
+    counts: dict[str, int] = {}
+    days: set[str] = set()
+    for m in stream:
+        value = live_time(m.value_bytes, m.event_time_ms, first, last, end, live_hours) if shape == "live" \
+            else m.value_bytes
+        days.add(json.loads(value)["event_time"][:10])
+        messages.append((m.kind, m.key, value))
+        counts[m.kind] = counts.get(m.kind, 0) + 1
+    log(f"{shape} backlog: {len(messages):,} events {counts} over {len(days)} event-time days")
+    return Backlog(shape, messages, counts, len(days))
+
+
+def held_back(settings: Settings, backlog: Backlog) -> Any:
+    """Produce the backlog into the run's topics inside one open Kafka transaction; returns the producer.
+
+    The job reads with read_committed, so it sees nothing until the transaction commits: the whole backlog
+    then appears at once, at a moment the benchmark chooses, after the job has been deployed and is idle.
+    """
+    from confluent_kafka import Producer
+
+    from ingestion.producer import confluent_config
+    from stack.services.kafka import ensure_topics
+    k = settings.kafka
+    ensure_topics(k.bootstrap, k.topics.all()[:3], k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
+    topics = {"loan_application": k.topics.applications, "transaction": k.topics.transactions,
+              "repayment": k.topics.repayments}
+    conf = confluent_config(k) | {"transactional.id": f"{k.topics.applications}-loader",
+                                  "transaction.timeout.ms": 600_000, "delivery.report.only.error": True}
+    producer = Producer(conf)
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for kind, key, value in backlog.messages:
+        while True:
+            try:
+                producer.produce(topics[kind], value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("the backlog was not fully handed to Kafka")
+    return producer
+
+
+def drop_topics(settings: Settings) -> None:
+    """Delete the run's input topics (a million events per run adds up on disk)."""
+    from confluent_kafka.admin import AdminClient
+    k = settings.kafka
+    admin = AdminClient({"bootstrap.servers": k.bootstrap})  # held until the futures resolve
+    for f in admin.delete_topics(k.topics.all()[:3]).values():
+        f.result(30)
+
+
+def source_vertices(settings: Settings, job_id: str) -> dict[str, str]:
+    """vertex id -> the ``numRecordsOut`` metric of its Kafka source operator, for every source vertex."""
+    from stack.flink_client import rest
+    out: dict[str, str] = {}
+    for v in rest(settings, f"/jobs/{job_id}")["vertices"]:
+        if v["name"].startswith("Source:"):
+            ids = [m["id"] for m in rest(settings, f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics")]
+            name = next((i for i in ids if i.startswith("Source__") and i.endswith(".numRecordsOut")), None)
+            if name is None:
+                return {}  # not registered yet
+            out[v["id"]] = name
+    return out
+
+
+def vertex_sum(settings: Settings, job_id: str, vertex: str, metric: str) -> float:
+    """A metric summed over the vertex's subtasks (0 while it is not reported)."""
+    from stack.flink_client import rest
+    got = rest(settings, f"/jobs/{job_id}/vertices/{vertex}/subtasks/metrics?get="
+                         f"{urllib.parse.quote(metric)}&agg=sum")
+    return float(got[0]["sum"]) if got else 0.0
+
+
+def emitted(settings: Settings, job_id: str, sources: dict[str, str]) -> int:
+    """Records the job's Kafka sources have emitted so far."""
+    return int(sum(vertex_sum(settings, job_id, v, m) for v, m in sources.items()))
+
+
+def checkpoints(settings: Settings, job_id: str) -> dict[str, Any]:
+    """Flink's checkpoint statistics of the job."""
+    from stack.flink_client import rest
+    return dict(rest(settings, f"/jobs/{job_id}/checkpoints"))
+
+
+def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) -> tuple[str, float]:
+    """Submit the job cut at ``stage``; returns its id once every task runs, and the seconds that took."""
+    from jobs.submit import submit_risk_job
+    submitted = time.perf_counter()
+    extra = ("ladder",) if stage.into else ()
+    job_id = submit_risk_job(settings, name=f"ladder-{shape}-{stage.name}", only_into=stage.into, extra_sql=extra)
+    while not tasks_running(settings, job_id):
+        if time.perf_counter() - submitted > timeout_s:
+            raise RuntimeError(f"{shape}/{stage.name}: tasks not running after {timeout_s}s")
+        time.sleep(0.5)
+    return job_id, time.perf_counter() - submitted
+
+
+def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) -> dict[str, Any]:
+    """Drain the backlog through the job cut at ``stage``; returns its figures."""
+    from stack.flink_client import cancel, job_exceptions, job_state
+    shape, events = backlog.shape, len(backlog.messages)
+    settings = stage_settings(base, shape, stage.name)
+    producer = held_back(settings, backlog)
+    job_id, to_running = start_stage(settings, shape, stage, timeout_s)
+    sources: dict[str, str] = {}
+    while not sources:
+        sources = source_vertices(settings, job_id)
+        time.sleep(0.5)
+    time.sleep(3)  # deployed and idle: nothing is visible to it yet
+    roots = service_roots(settings)
+    cpu0, t0 = cpu_by_service(roots), time.perf_counter()
+    producer.commit_transaction(60)
+    del producer  # its connections close now, not when the stack is already down
+    done = 0
+    while done < events:
+        if time.perf_counter() - t0 > timeout_s:
+            raise RuntimeError(f"{shape}/{stage.name}: sources emitted {done:,}/{events:,} after {timeout_s}s")
+        if job_state(settings, job_id) in {"FAILED", "CANCELED"}:
+            raise RuntimeError(f"{shape}/{stage.name}: job failed: {job_exceptions(settings, job_id)}")
+        time.sleep(0.2)
+        done = emitted(settings, job_id, sources)
+    # The sources have emitted it all (Flink refreshes the metric about once a second, so this is up to a
+    # second late). Its CPU counts until the first checkpoint triggered after that has completed: the
+    # buffered tail, the last files and the commit are part of the cost.
+    t1, wall1 = time.perf_counter(), time.time() * 1000
+    committed = float("nan")
+    while time.perf_counter() - t1 < 120:
+        done_ckpt = (checkpoints(settings, job_id).get("latest") or {}).get("completed") or {}
+        if done_ckpt.get("trigger_timestamp", 0) >= wall1:
+            committed = time.perf_counter() - t0
+            break
+        time.sleep(0.25)
+    cpu1, t2 = cpu_by_service(roots), time.perf_counter()
+    cores = cores_between(cpu0, cpu1, t2 - t0)
+    stats = checkpoints(settings, job_id)
+    counts = stats.get("counts", {})
+    tm_seconds = cores.get("flink taskmanager", 0.0) * (t2 - t0)
+    result = {"shape": shape, "stage": stage.name, "seconds": t1 - t0, "events_per_s": events / (t1 - t0),
+              "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
+              "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
+              "failed_checkpoints": counts.get("failed", 0),
+              "max_checkpoint_s": (stats.get("summary", {}).get("end_to_end_duration", {}).get("max") or 0) / 1000}
+    log(f"{shape}/{stage.name}: {events:,} events emitted {t1 - t0:.1f}s after release "
+        f"({result['events_per_s']:,.0f} events/s), committed at {committed:.1f}s; TaskManager "
+        f"{result['tm_us_per_event']:.0f} us/event; cores until committed: {format_cores(cores)}")
+    cancel(settings, job_id)
+    time.sleep(3)
+    drop_topics(settings)
+    return result
+
+
+def warm_up(base: Settings, backlog: Backlog, seconds: float, timeout_s: float) -> None:
+    """Run the whole job on a backlog for ``seconds``, unmeasured, then cancel it."""
+    from stack.flink_client import cancel
+    settings = stage_settings(base, "warmup", "full")
+    held_back(settings, backlog).commit_transaction(60)
+    job_id, _ = start_stage(settings, "warmup", STAGES[-1], timeout_s)
+    time.sleep(seconds)
+    cancel(settings, job_id)
+    log(f"warm-up: the whole job ran {seconds:.0f}s (not measured)")
+    time.sleep(3)
+    drop_topics(settings)
+
+
+def profile(base: Settings, backlog: Backlog, stage: Stage, out: Path, timeout_s: float) -> dict[str, Any]:
+    """Run ``stage`` again (unmeasured), record the TaskManager with Java Flight Recorder while it drains, and
+    draw the flame graph of every thread."""
+    from bench.flame import draw, hottest_frames, inclusive_frames, jfr_record, jfr_tree
+    from stack.flink_client import cancel
+    shape = backlog.shape
+    settings = stage_settings(base, shape, f"{stage.name}-profile")
+    producer = held_back(settings, backlog)
+    job_id, _ = start_stage(settings, shape, stage, timeout_s)
+    time.sleep(3)
+    tm = service_roots(settings)["flink taskmanager"]
+    producer.commit_transaction(60)
+    del producer
+    time.sleep(3)  # into the steady drain
+    # Kept beside the installation (not in the stack's state folder, removed at the end) for Java Mission Control.
+    recording = jfr_record(tm, PROFILE_S, settings.install_dir / "profiles" / f"{shape}-{stage.name}.jfr")
+    cancel(settings, job_id)
+    time.sleep(3)
+    drop_topics(settings)
+    graph = jfr_tree(recording, Path(os.readlink(f"/proc/{tm}/exe")).parent)
+    if not graph["value"]:
+        log(f"profile {shape}/{stage.name}: the recording holds no execution samples")
+        return {}
+    draw(graph, out, f"{stage.name} stage, {shape} backlog: the TaskManager's threads on CPU, {PROFILE_S} s "
+                     "of Java Flight Recorder samples")
+    threads = sorted(((t["value"] / graph["value"], t["name"]) for t in graph["children"]), reverse=True)
+    log(f"profile {shape}/{stage.name}: {out} ({graph['value']:,} samples; recording {recording})")
+    return {"stage": stage.name, "picture": str(out), "samples": graph["value"], "threads": threads,
+            "hottest": hottest_frames(graph, 10), "inclusive": inclusive_frames(graph, 12, prefix="org.apache.")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start an isolated stack, preload both shapes, climb the ladder on each, print the table, stop the stack."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000,
+                        help="Backlog size per shape (events): the first rungs drain it in seconds, and their rate "
+                        "is read between readings of a metric refreshed once a second.")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="Comma-separated: live, replay.")
+    parser.add_argument("--stages", default=",".join(STAGE_NAMES), help="Comma-separated, from: "
+                        + ", ".join(STAGE_NAMES))
+    parser.add_argument("--live-hours", type=float, default=20.0,
+                        help="The live shape's event times span this many hours before now.")
+    parser.add_argument("--warmup", type=float, default=40, help="Seconds of an unmeasured job run first (0: none).")
+    parser.add_argument("--timeout", type=float, default=900, help="Seconds a stage may take.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also draw flame graphs of the two costliest stages into docs/perf/.")
+    args = parser.parse_args(argv)
+    shapes = [s for s in args.shapes.split(",") if s]
+    stages = [s for s in args.stages.split(",") if s]
+    if not shapes or set(shapes) - set(SHAPES):
+        parser.error(f"--shapes takes {', '.join(SHAPES)}")
+    if not stages or set(stages) - set(STAGE_NAMES):
+        parser.error(f"--stages takes {', '.join(STAGE_NAMES)}")
+    chosen = [s for s in STAGES if s.name in stages]
+
+    from models.first_champion import ensure_champion
+    from stack import isolated
+    from stack.manager import down, up
+    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
+    state = install / "bench-stacks" / f"ladder-{os.getpid()}"
+    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    base = Settings()
+    results: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    backlogs = {shape: make_backlog(shape, args.events, seed=11 + i, live_hours=args.live_hours)
+                for i, shape in enumerate(shapes)}
+    try:
+        up(base, progress=log)
+        ensure_champion(base, say=log)
+        if args.warmup > 0:
+            warm_up(base, backlogs[shapes[0]], args.warmup, args.timeout)
+        for shape in shapes:
+            for stage in chosen:
+                results.append(run_stage(base, backlogs[shape], stage, args.timeout))
+        if args.profile:
+            shape, costly = costliest(results, 2)
+            for stage in costly:
+                out = REPO_ROOT / "docs" / "perf" / f"flame-{shape}-{stage.name}.png"
+                profiles.append(profile(base, backlogs[shape], stage, out, args.timeout))
+    finally:
+        down(base, progress=log)
+        shutil.rmtree(state, ignore_errors=True)
+    report(results, backlogs, profiles)
+    return 0
+
+
+def costliest(results: list[dict[str, Any]], k: int) -> tuple[str, list[Stage]]:
+    """The shape whose whole job costs the most per event, and the ``k`` stages that add the most TaskManager CPU
+    per event there over the stage before (among those draining for long enough to be sampled)."""
+    shapes = {r["shape"]: r["tm_us_per_event"] for r in results if r["stage"] == STAGES[-1].name} or \
+        {r["shape"]: r["tm_us_per_event"] for r in results}
+    shape = max(shapes, key=lambda name: shapes[name])
+    rows = [r for r in results if r["shape"] == shape]
+    added = [(r["tm_us_per_event"] - (rows[i - 1]["tm_us_per_event"] if i else 0.0), r["stage"])
+             for i, r in enumerate(rows) if r["seconds"] >= PROFILE_MIN_S]
+    names = {name for _, name in sorted(added, reverse=True)[:k]}
+    return shape, [s for s in STAGES if s.name in names]
+
+
+def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles: list[dict[str, Any]]) -> None:
+    """Print the ladder per shape, then each target next to its figure."""
+    adds = {s.name: s.adds for s in STAGES}
+    for shape in dict.fromkeys(r["shape"] for r in results):
+        b = backlogs[shape]
+        rows = [r for r in results if r["shape"] == shape]
+        c = b.counts
+        print(f"\ncost ladder, {shape} backlog: {len(b.messages):,} events ({c.get('transaction', 0):,} transactions, "
+              f"{c.get('repayment', 0):,} repayments, {c.get('loan_application', 0):,} applications) over "
+              f"{b.days} event-time days; {os.cpu_count()} cores shared by every service")
+        print(f"{'stage':<14}{'adds':<42}{'events/s':>10}{'TM us/ev':>10}{'+us/ev':>8}{'TM cores':>10}"
+              f"{'committed':>11}{'ckpts ok/failed':>17}")
+        previous = 0.0
+        for r in rows:
+            us = r["tm_us_per_event"]
+            print(f"{r['stage']:<14}{adds[r['stage']]:<42}{r['events_per_s']:>10,.0f}{us:>10.0f}{us - previous:>+8.0f}"
+                  f"{r['cores'].get('flink taskmanager', 0.0):>10.2f}{r['committed_s']:>10.1f}s"
+                  f"{r['checkpoints']:>10}/{r['failed_checkpoints']}")
+            previous = us
+    by = {(r["shape"], r["stage"]): r for r in results}
+    checks = []
+    for shape in backlogs:
+        floor, full = by.get((shape, FLOOR)), by.get((shape, "full"))
+        if floor and shape == "live":
+            checks.append((f"floor TaskManager CPU per event ({shape})", f"{floor['tm_us_per_event']:.0f} us",
+                           f"<= {TARGET_FLOOR_US:.0f} us", floor["tm_us_per_event"] <= TARGET_FLOOR_US))
+        if floor and full:
+            share = full["events_per_s"] / floor["events_per_s"]
+            checks.append((f"full job / floor events/s ({shape})", f"{share:.2f}", f">= {TARGET_FULL_SHARE}",
+                           share >= TARGET_FULL_SHARE))
+    if checks:
+        print(f"\n{'target':<44}{'measured':>12}{'target':>12}  met")
+        for name, got, want, ok in checks:
+            print(f"{name:<44}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")
+    for p in profiles:
+        if p:
+            print(f"\nflame graph of the {p['stage']} stage ({p['samples']:,} samples): {p['picture']}")
+            print("  samples per thread: " + "; ".join(f"{name[8:60]} {share:.0%}" for share, name in p["threads"][:6]))
+            print("  on top of the stack (self):")
+            for name, share in p["hottest"]:
+                print(f"  {share:>5.1%}  {name}")
+            print("  on the stack (with what they call), Flink, Iceberg, Parquet, Hadoop and Kafka frames:")
+            for name, share in p["inclusive"]:
+                print(f"  {share:>5.1%}  {name}")
+
+if __name__ == "__main__":
+    raise SystemExit(main())

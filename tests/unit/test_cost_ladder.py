@@ -1,0 +1,92 @@
+"""The cost ladder's rungs are cuts of the product's own job, each adding to the one before; its live shape
+and its flame graphs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.cost_ladder import FLOOR, STAGES, live_time
+from bench.flame import PLUMBING, draw, hottest_frames, origin, short, thread_kind
+from jobs.params import sql_params
+from jobs.sqlfiles import load
+from loanrisk.settings import REPO_ROOT, Settings
+
+
+def _inserts(with_ladder: bool) -> list[str]:
+    folders = ["risk", *(["ladder"] if with_ladder else [])]
+    params = sql_params(Settings())
+    return [s.insert_target or "" for f in folders for s in load(REPO_ROOT / "sql" / f, params) if s.is_insert]
+
+
+def test_each_rung_submits_what_it_names_and_adds_to_the_one_before() -> None:
+    """Every glob of every stage selects an INSERT; the product's INSERTs only grow up the ladder; the top
+    is the whole job; the floor is what bench/job_throughput.py calls the floor; every ladder sink is a rung."""
+    from jobs.sqlfiles import Statement
+    targets = _inserts(with_ladder=True)
+    product = set(_inserts(with_ladder=False))
+    previous: set[str] = set()
+    for stage in STAGES:
+        for glob in stage.into:
+            assert any(Statement("f", f"INSERT INTO {t} SELECT 1").inserts_into((glob,)) for t in targets), \
+                f"{stage.name}: {glob} selects no INSERT"
+        chosen = {t for t in targets if Statement("f", f"INSERT INTO {t} SELECT 1").inserts_into(stage.into)}
+        if not stage.into:
+            chosen = product  # the whole job, submitted without the ladder's sinks
+        own = chosen & product
+        assert previous <= own, f"{stage.name} drops {previous - own}"
+        previous = own
+    assert previous == product
+    from bench.job_throughput import FLOOR_SINKS
+    floor = next(s for s in STAGES if s.name == FLOOR)
+    assert set(floor.into) == set(FLOOR_SINKS)
+    used = {g for s in STAGES for g in s.into}
+    assert {t for t in targets if t.startswith("ladder_")} <= used, "a ladder sink no stage measures"
+
+
+def test_the_live_shape_keeps_order_and_lands_in_the_hours_before_its_end() -> None:
+    end = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+    first, last = 1_500_000_000_000, 1_500_000_000_000 + 200 * 86_400_000
+    payload = json.dumps({"event_id": "e", "event_time": "2017-07-14T02:40:00.000Z", "amount_minor": 5}).encode()
+    times = []
+    for at in (first, first + 1_000, (first + last) // 2, last):
+        event = json.loads(live_time(payload, at, first, last, end, hours=20))
+        assert event["amount_minor"] == 5 and event["event_id"] == "e"
+        times.append(event["event_time"])
+    assert times == sorted(times) and len(set(times)) == 4
+    assert times[0] == "2026-12-03T16:00:00.000Z" and times[-1] == "2026-12-04T12:00:00.000Z"
+
+
+def _tree() -> dict:
+    leaf = {"name": "loanrisk.flink.ParseEvent.eval:120", "value": 30, "children": []}
+    parquet = {"name": "org.apache.parquet.column.impl.ColumnWriterV2.write:88", "value": 50, "children": []}
+    task = {"name": "org.apache.flink.streaming.runtime.tasks.StreamTask.invoke:900", "value": 100,
+            "children": [leaf, parquet]}
+    return {"name": "root", "value": 100, "children": [task]}
+
+
+def test_hottest_frames_are_self_time_shares() -> None:
+    top = dict(hottest_frames(_tree(), 3))
+    assert top == {"ColumnWriterV2.write": 0.5, "ParseEvent.eval": 0.3, "StreamTask.invoke": 0.2}
+    assert short("org.apache.flink.Foo.bar:12") == "Foo.bar"
+    assert origin("org.apache.iceberg.X.y:1")[0] == "Iceberg" and origin("loanrisk.flink.A.b:1")[0].startswith("loan")
+    task = "Deduplicate[19] -> Calc[20] -> IcebergStreamWriter"
+    assert short(f"task: {task}") == task
+
+
+def test_a_flame_graph_is_drawn(tmp_path: Path) -> None:
+    out = tmp_path / "flame.png"
+    draw(_tree(), out, "a test graph")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5_000
+
+
+def test_thread_kinds_and_the_task_loop_left_out_of_pictures() -> None:
+    assert thread_kind("Source: kafka_transactions[4] -> (Calc[5] -> Calc[6]) (1/2)#0") == \
+        "Source: kafka_transactions[4] -> (Calc[5] -> Calc[6])"
+    assert thread_kind("iceberg-worker-pool-3") == "iceberg-worker-pool"
+    assert PLUMBING.match("org.apache.flink.streaming.runtime.tasks.StreamTask.invoke:900")
+    assert PLUMBING.match("org.apache.flink.streaming.runtime.tasks.CopyingChainingOutput.pushToOperator:92")
+    assert not PLUMBING.match("org.apache.flink.table.runtime.operators.deduplicate.ProcTimeDeduplicateKeepFirstRowFunction"
+                              ".processElement:40")
+    assert not PLUMBING.match("org.apache.iceberg.io.PartitionedFanoutWriter.write:60")
