@@ -12,20 +12,24 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    ``numRecordsOut``, refreshed about once a second); TaskManager CPU per event = its CPU (Python workers
    included) from the release until the first checkpoint after that has completed (the buffered tail, the
    last files and the commit belong to the cost), over the backlog;
-4. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
+4. with ``--without GLOB``: the whole job once more without the INSERTs into matching tables, an A/B against
+   the top rung in the same run (what one sink costs);
+5. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
    run once more, unmeasured; Java Flight Recorder samples the TaskManager while they drain, and a flame graph
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per
+[--without GLOB] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per
 event on the live shape; the full job >= 0.5 x the floor's events/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -74,6 +78,18 @@ STAGES: tuple[Stage, ...] = (
     Stage("full", "+ PostgreSQL scores, alerts, aggregates", ()),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def without(base: Settings, globs: list[str]) -> Stage:
+    """The whole job less the INSERTs into tables matching ``globs``: the B of an A/B against the top rung."""
+    from jobs.params import sql_params
+    from jobs.sqlfiles import load
+    targets = [st.insert_target or "" for st in load(REPO_ROOT / "sql" / "risk", sql_params(base)) if st.is_insert]
+    keep = tuple(t for t in targets if not any(fnmatch.fnmatch(t, g) for g in globs))
+    if len(keep) == len(targets):
+        raise SystemExit(f"--without {' '.join(globs)}: no INSERT of the job writes to such a table")
+    tag = "-".join(re.sub(r"[^a-z0-9_]", "", g.lower()) for g in globs)
+    return Stage(f"full-without-{tag}", f"the whole job without {', '.join(globs)}", keep)
 
 
 def stage_settings(base: Settings, shape: str, stage: str) -> Settings:
@@ -251,7 +267,7 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     stats = checkpoints(settings, job_id)
     counts = stats.get("counts", {})
     tm_seconds = cores.get("flink taskmanager", 0.0) * (t2 - t0)
-    result = {"shape": shape, "stage": stage.name, "seconds": t1 - t0, "events_per_s": events / (t1 - t0),
+    result = {"shape": shape, "stage": stage.name, "adds": stage.adds, "seconds": t1 - t0, "events_per_s": events / (t1 - t0),
               "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
               "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
               "failed_checkpoints": counts.get("failed", 0),
@@ -322,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="The live shape's event times span this many hours before now.")
     parser.add_argument("--warmup", type=float, default=40, help="Seconds of an unmeasured job run first (0: none).")
     parser.add_argument("--timeout", type=float, default=900, help="Seconds a stage may take.")
+    parser.add_argument("--without", action="append", default=[], metavar="GLOB",
+                        help="Repeatable: also run the whole job without the INSERTs into matching tables (an A/B "
+                             "against the top rung, in the same run).")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     args = parser.parse_args(argv)
@@ -349,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_champion(base, say=log)
         if args.warmup > 0:
             warm_up(base, backlogs[shapes[0]], args.warmup, args.timeout)
+        ab = [without(base, args.without)] if args.without else []
         for shape in shapes:
-            for stage in chosen:
+            for stage in [*chosen, *ab]:
                 results.append(run_stage(base, backlogs[shape], stage, args.timeout))
         if args.profile:
             shape, costly = costliest(results, 2)
@@ -370,7 +390,7 @@ def costliest(results: list[dict[str, Any]], k: int) -> tuple[str, list[Stage]]:
     shapes = {r["shape"]: r["tm_us_per_event"] for r in results if r["stage"] == STAGES[-1].name} or \
         {r["shape"]: r["tm_us_per_event"] for r in results}
     shape = max(shapes, key=lambda name: shapes[name])
-    rows = [r for r in results if r["shape"] == shape]
+    rows = [r for r in results if r["shape"] == shape and r["stage"] in STAGE_NAMES]
     added = [(r["tm_us_per_event"] - (rows[i - 1]["tm_us_per_event"] if i else 0.0), r["stage"])
              for i, r in enumerate(rows) if r["seconds"] >= PROFILE_MIN_S]
     names = {name for _, name in sorted(added, reverse=True)[:k]}
@@ -379,10 +399,10 @@ def costliest(results: list[dict[str, Any]], k: int) -> tuple[str, list[Stage]]:
 
 def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles: list[dict[str, Any]]) -> None:
     """Print the ladder per shape, then each target next to its figure."""
-    adds = {s.name: s.adds for s in STAGES}
     for shape in dict.fromkeys(r["shape"] for r in results):
         b = backlogs[shape]
-        rows = [r for r in results if r["shape"] == shape]
+        rows = [r for r in results if r["shape"] == shape and r["stage"] in STAGE_NAMES]
+        ab = [r for r in results if r["shape"] == shape and r["stage"] not in STAGE_NAMES]
         c = b.counts
         print(f"\ncost ladder, {shape} backlog: {len(b.messages):,} events ({c.get('transaction', 0):,} transactions, "
               f"{c.get('repayment', 0):,} repayments, {c.get('loan_application', 0):,} applications) over "
@@ -392,10 +412,17 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
         previous = 0.0
         for r in rows:
             us = r["tm_us_per_event"]
-            print(f"{r['stage']:<14}{adds[r['stage']]:<42}{r['events_per_s']:>10,.0f}{us:>10.0f}{us - previous:>+8.0f}"
+            print(f"{r['stage']:<14}{r['adds']:<42}{r['events_per_s']:>10,.0f}{us:>10.0f}{us - previous:>+8.0f}"
                   f"{r['cores'].get('flink taskmanager', 0.0):>10.2f}{r['committed_s']:>10.1f}s"
                   f"{r['checkpoints']:>10}/{r['failed_checkpoints']}")
             previous = us
+        top = next((r for r in rows if r["stage"] == STAGES[-1].name), None)
+        for r in ab:
+            line = f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event"
+            if top:
+                line += (f" (the whole job: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event;"
+                         f" {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} us/event for what was left out)")
+            print(line)
     by = {(r["shape"], r["stage"]): r for r in results}
     checks = []
     for shape in backlogs:

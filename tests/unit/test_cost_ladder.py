@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.cost_ladder import FLOOR, STAGES, live_time
+from bench.cost_ladder import FLOOR, STAGES, live_time, without
 from bench.flame import PLUMBING, draw, hottest_frames, origin, short, thread_kind
 from jobs.params import sql_params
 from jobs.sqlfiles import load
@@ -90,3 +90,12 @@ def test_thread_kinds_and_the_task_loop_left_out_of_pictures() -> None:
     assert not PLUMBING.match("org.apache.flink.table.runtime.operators.deduplicate.ProcTimeDeduplicateKeepFirstRowFunction"
                               ".processElement:40")
     assert not PLUMBING.match("org.apache.iceberg.io.PartitionedFanoutWriter.write:60")
+
+
+def test_an_ab_run_leaves_out_exactly_the_named_sinks() -> None:
+    import pytest
+    product = _inserts(with_ladder=False)
+    b = without(Settings(), ["pg_repeated_events", "risk_alerts*"])
+    assert sorted(b.into) == sorted(t for t in product if t not in {"pg_repeated_events", "risk_alerts_topic"})
+    with pytest.raises(SystemExit, match="no INSERT"):
+        without(Settings(), ["no_such_table"])
