@@ -19,8 +19,8 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per
-event on the live shape; the full job >= 0.5 x the floor's events/s.
+[--without GLOB] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of
+TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's events/s.
 """
 
 from __future__ import annotations
