@@ -19,7 +19,8 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    moment it was handed to Kafka.
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
-Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 2 s.
+Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 1 s at
+2,000 events/s (< 0.5 s at 200: run with ``--rate 200``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ VARIANTS = ("builtin", "onnx-row", "onnx")
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
 # no features, windows, scoring or PostgreSQL. What this machine allows before any risk logic runs.
 FLOOR_SINKS = ("raw_*", "dead_letter*")
-TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN, TARGET_P99_S = 20_000, 0.6, 10.0, 2.0
+TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN = 20_000, 0.6, 10.0
+# p99 from Kafka to the PostgreSQL score row, by offered rate (events/s); the nearest rate at or above the run's.
+TARGET_P99_S = {200: 0.5, 2_000: 1.0}
 
 
 def log(msg: str) -> None:
@@ -304,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def p99_target(rate: float) -> float:
+    """The p99 target for an offered rate: that of the lowest target rate at or above it, else the highest's."""
+    above = [r for r in sorted(TARGET_P99_S) if r >= rate]
+    return TARGET_P99_S[above[0] if above else max(TARGET_P99_S)]
+
+
 def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, Any], n: int,
            args: argparse.Namespace) -> None:
     """Print the figures and each target next to its baseline."""
@@ -335,7 +344,8 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
          pandas / by["builtin"]["events_per_s"] >= TARGET_PANDAS_SHARE),
         ("pandas job / plain consumer", f"{pandas / plain['events_per_s']:.1f}x", f">= {TARGET_VS_PLAIN:.0f}x",
          pandas / plain["events_per_s"] >= TARGET_VS_PLAIN),
-        (f"p99 latency at {args.rate:,.0f} ev/s", f"{lat['p99_s']:.2f}s", f"< {TARGET_P99_S}s", lat["p99_s"] < TARGET_P99_S),
+        (f"p99 latency at {args.rate:,.0f} ev/s", f"{lat['p99_s']:.2f}s", f"< {p99_target(args.rate)}s",
+         lat["p99_s"] < p99_target(args.rate)),
     ]
     print(f"\n{'target':<36}{'measured':>12}{'target':>12}  met")
     for name, got, want, ok in checks:
