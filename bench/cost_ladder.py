@@ -43,7 +43,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from bench.job_throughput import format_cores, log, tasks_running
+from bench.job_throughput import FLOOR_SINKS, format_cores, log, tasks_running
+from ingestion.producer import ConfluentEventProducer
 from loanrisk.settings import REPO_ROOT, Settings, override
 
 TARGET_FLOOR_US, TARGET_FULL_SHARE = 60.0, 0.5
@@ -62,18 +63,17 @@ class Stage:
     into: tuple[str, ...]
 
 
-_FLOOR_INTO = ("raw_*", "dead_letter*")
 _SERVING_INTO = ("pg_customer_behaviour_windows", "pg_loan_applications_active")
 STAGES: tuple[Stage, ...] = (
     Stage("source", "Kafka sources, event time, watermarks", ("ladder_source",)),
     Stage("parse", "+ parse and validate (parse_event)", ("ladder_checked",)),
     Stage("dedup", "+ de-duplication by event id", ("ladder_unique",)),
     Stage("raw_lake", "+ raw Iceberg tables", ("raw_*",)),
-    Stage(FLOOR, "+ dead letters (lake, topic): the floor", _FLOOR_INTO),
-    Stage("windows", "+ behaviour windows (lake)", (*_FLOOR_INTO, "customer_behaviour_windows")),
-    Stage("lookups", "+ serving upserts, lookup joins", (*_FLOOR_INTO, "customer_behaviour_windows",
+    Stage(FLOOR, "+ dead letters (lake, topic): the floor", FLOOR_SINKS),
+    Stage("windows", "+ behaviour windows (lake)", (*FLOOR_SINKS, "customer_behaviour_windows")),
+    Stage("lookups", "+ serving upserts, lookup joins", (*FLOOR_SINKS, "customer_behaviour_windows",
                                                          *_SERVING_INTO, "ladder_scoring_input")),
-    Stage("scorer", "+ pandas ONNX scorer (scores lake)", (*_FLOOR_INTO, "customer_behaviour_windows",
+    Stage("scorer", "+ pandas ONNX scorer (scores lake)", (*FLOOR_SINKS, "customer_behaviour_windows",
                                                            *_SERVING_INTO, "scores")),
     Stage("full", "+ PostgreSQL scores, alerts, aggregates", ()),
 )
@@ -141,44 +141,34 @@ def make_backlog(shape: str, events: int, seed: int, live_hours: float) -> Backl
     return Backlog(shape, messages, counts, len(days))
 
 
-def held_back(settings: Settings, backlog: Backlog) -> Any:
+def held_back(settings: Settings, backlog: Backlog) -> ConfluentEventProducer:
     """Produce the backlog into the run's topics inside one open Kafka transaction; returns the producer.
 
     The job reads with read_committed, so it sees nothing until the transaction commits: the whole backlog
     then appears at once, at a moment the benchmark chooses, after the job has been deployed and is idle.
     """
-    from confluent_kafka import Producer
-
-    from ingestion.producer import confluent_config
+    from ingestion.producer import make_producer
     from stack.services.kafka import ensure_topics
     k = settings.kafka
     ensure_topics(k.bootstrap, k.topics.all()[:3], k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
     topics = {"loan_application": k.topics.applications, "transaction": k.topics.transactions,
               "repayment": k.topics.repayments}
-    conf = confluent_config(k) | {"transactional.id": f"{k.topics.applications}-loader",
-                                  "transaction.timeout.ms": 600_000, "delivery.report.only.error": True}
-    producer = Producer(conf)
-    producer.init_transactions(30)
+    producer = make_producer(kafka=k, overrides={"transactional.id": f"{k.topics.applications}-loader",
+                                                 "transaction.timeout.ms": 600_000})
+    assert isinstance(producer, ConfluentEventProducer)  # make_producer's default: librdkafka, with transactions
     producer.begin_transaction()
     for kind, key, value in backlog.messages:
-        while True:
-            try:
-                producer.produce(topics[kind], value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    if producer.flush(120):
-        raise RuntimeError("the backlog was not fully handed to Kafka")
+        producer.send(topics[kind], key, value)
+    if producer.flush(120) or producer.stats.failed or producer.stats.refused_too_large:
+        raise RuntimeError(f"the backlog was not fully handed to Kafka: {producer.stats}")
     return producer
 
 
 def drop_topics(settings: Settings) -> None:
     """Delete the run's input topics (a million events per run adds up on disk)."""
-    from confluent_kafka.admin import AdminClient
+    from ingestion.topics import delete_topics
     k = settings.kafka
-    admin = AdminClient({"bootstrap.servers": k.bootstrap})  # held until the futures resolve
-    for f in admin.delete_topics(k.topics.all()[:3]).values():
-        f.result(30)
+    delete_topics(k.client_config(), k.topics.all()[:3])
 
 
 def source_vertices(settings: Settings, job_id: str) -> dict[str, str]:

@@ -182,10 +182,13 @@ class ConfluentEventProducer(EventProducer):
         from confluent_kafka import Producer
 
         super().__init__(max_message_bytes)
+        if "transactional.id" in conf:  # librdkafka refuses a delivery timeout longer than the transaction's
+            conf = {"transaction.timeout.ms": max(int(conf.get("delivery.timeout.ms", 0)), 60_000), **conf}
         self.conf = dict(conf)
         self._reports_successes = not conf.get("delivery.report.only.error", False)
         self._producer = Producer({**conf, "on_delivery": self._on_delivery}, logger=librdkafka_log)
         self._since_poll = 0
+        self._transactions_ready = False
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -219,6 +222,19 @@ class ConfluentEventProducer(EventProducer):
         if self._since_poll >= 1000:
             self._producer.poll(0)
             self._since_poll = 0
+
+    def begin_transaction(self, timeout_s: float = 30.0) -> None:
+        """Start a transaction (the config needs a ``transactional.id``): what is sent until
+        :meth:`commit_transaction` reaches read_committed consumers all at once, or never."""
+        if not self._transactions_ready:
+            self._producer.init_transactions(timeout_s)
+            self._transactions_ready = True
+        self._producer.begin_transaction()
+
+    def commit_transaction(self, timeout_s: float = 60.0) -> None:
+        """Commit the open transaction (flushing what is still queued first)."""
+        self._producer.commit_transaction(timeout_s)
+        self._count_successes()
 
     def poll(self, timeout_s: float = 0.0) -> None:
         self._producer.poll(timeout_s)

@@ -9,7 +9,7 @@ import pytest
 
 from ingestion.consumer import EventConsumer
 from ingestion.generator import GeneratorConfig, generate
-from ingestion.producer import make_producer, produce_events
+from ingestion.producer import ConfluentEventProducer, make_producer, produce_events
 from ingestion.topics import create_topics, delete_topics
 
 pytestmark = pytest.mark.stack
@@ -135,4 +135,30 @@ def test_read_to_end_stops_at_the_last_stable_offset_without_waiting_for_an_open
         assert [r.value for r in received] == [b"committed-0", b"committed-1", b"committed-2"]
     finally:
         producer.abort_transaction(60)
+        delete_topics(admin, [topic])
+
+
+def test_a_transaction_holds_every_message_back_until_it_commits(kafka_bootstrap: str) -> None:
+    """The producer's transaction (what bench/cost_ladder.py releases a backlog with): a read_committed consumer
+    sees none of the messages while it is open, then all of them at once."""
+    run = uuid.uuid4().hex[:8]
+    topic = f"roundtrip-{run}-held"
+    admin = {"bootstrap.servers": kafka_bootstrap}
+    create_topics(admin, [topic], partitions=2)
+    producer = make_producer(bootstrap=kafka_bootstrap, overrides={"transactional.id": f"held-{run}"})
+    assert isinstance(producer, ConfluentEventProducer)
+    try:
+        producer.begin_transaction()
+        for i in range(50):
+            producer.send(topic, f"k{i % 5}", f"held-{i}".encode())
+        assert producer.flush(60) == 0
+        with EventConsumer([topic], group_id=f"held-{run}", bootstrap=kafka_bootstrap,
+                           read_committed=True) as consumer:
+            assert consumer.read_to_end(timeout_s=60) == []
+            producer.commit_transaction(60)
+            received = consumer.read(50, idle_timeout_s=20)
+        assert sorted(r.value for r in received) == sorted(f"held-{i}".encode() for i in range(50))
+        assert producer.stats.failed == 0
+    finally:
+        producer.close()
         delete_topics(admin, [topic])
