@@ -74,7 +74,7 @@ It is exactly these bytes, with only the time changing (`encode_heartbeat`):
 ```
 
 Kafka key `{HEARTBEAT_KEY}`. The job's sources read its `{EVENT_TIME_FIELD}` like an event's, so it moves
-the watermark, and `sql/risk/20_validate.sql` drops it before validation: it is in no raw table, dead
+the watermark, and `sql/risk/30_validate.sql` drops it before validation: it is in no raw table, dead
 letter, score or window. Any other spelling of this JSON (spaces, another key order, more fields) is
 an ordinary message and validated as one (a bare heartbeat spelled otherwise is dead-lettered as
 `missing:event_id`). Reconciling a topic: messages = raw rows + dead letters + repeated events +

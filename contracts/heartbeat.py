@@ -8,7 +8,7 @@ new traffic. A producer therefore ends a replay with one heartbeat per partition
 
 In the job the Kafka sources take a heartbeat's event time as they take an event's (``event_time_of``
 reads the same field, with the same future tolerance against the Kafka timestamp), so it moves the
-watermark; ``sql/risk/20_validate.sql`` then drops it before validation, so it never reaches a raw
+watermark; ``sql/risk/30_validate.sql`` then drops it before validation, so it never reaches a raw
 table, a dead letter, a score or a window.
 
 A heartbeat is exactly the bytes :func:`encode_heartbeat` writes, e.g.

@@ -1,7 +1,7 @@
 """Snowflake DDL rendered from the lake's table declarations, plus the loader and analyst roles.
 
 One source of truth: each warehouse table copies a lake table declared in contracts/tables.py (the same
-declaration the Flink DDL of sql/risk/40_lake_tables.sql is rendered from), and every column maps to its
+declaration the Flink DDL of sql/risk/20_lake_tables.sql is rendered from), and every column maps to its
 Snowflake type through contracts.schema.TYPE_MAP. `python -m warehouse.ddl` prints the script kept in
 sql/warehouse/00_schema.sql (a test checks the file is current).
 

@@ -4,7 +4,7 @@
 -- flink.future_tolerance_s gets epoch 0 instead, so it can never advance the watermark (it is
 -- dead-lettered anyway); watermarks allow ${watermark_delay_s} s of out-of-order events. A watermark
 -- heartbeat (contracts/heartbeat.py) carries the same field, so its event time moves the watermark too;
--- 20_validate.sql drops the heartbeat itself.
+-- 30_validate.sql drops the heartbeat itself.
 CREATE TEMPORARY TABLE kafka_loan_applications (
   payload STRING,
   src_partition INT METADATA FROM 'partition' VIRTUAL,

@@ -1,4 +1,4 @@
--- Repeated event ids: valid messages whose event id was already seen (the copies 30_valid_events.sql
+-- Repeated event ids: valid messages whose event id was already seen (the copies 40_valid_events.sql
 -- drops), counted per id and upserted to PostgreSQL, so every dropped duplicate is accounted for
 -- (repeats = messages with the id - 1; kept for flink.dedup_retention_s, as the dedup keeps the id).
 CREATE TEMPORARY VIEW repeated_events AS

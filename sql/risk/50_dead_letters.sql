@@ -36,3 +36,12 @@ CREATE TEMPORARY TABLE dead_letter_topic (
   'format' = 'json',
   'json.timestamp-format.standard' = 'ISO-8601'
 );
+
+INSERT INTO ${catalog_name}.${namespace}.dead_letters
+SELECT ${dead_letters_select}
+FROM dead_letters;
+
+INSERT INTO dead_letter_topic
+SELECT dlq_id, source_topic, source_partition, source_offset, reason, payload, payload_bytes,
+       CAST(received_at AS TIMESTAMP_LTZ(3))
+FROM dead_letters;

@@ -62,3 +62,17 @@ FROM (
     w3 AS (PARTITION BY customer_id ORDER BY window_time
            RANGE BETWEEN ${behaviour_range} PRECEDING AND CURRENT ROW)
 );
+
+CREATE TEMPORARY TABLE pg_customer_behaviour_windows (
+  ${pg_customer_behaviour_windows_columns}
+) WITH ('table-name' = '${pg_customer_behaviour_windows_table}',
+        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+  LIKE serving_jdbc;
+
+INSERT INTO ${catalog_name}.${namespace}.customer_behaviour_windows
+SELECT ${customer_behaviour_windows_select}
+FROM customer_behaviour_windows;
+
+INSERT INTO pg_customer_behaviour_windows
+SELECT ${pg_customer_behaviour_windows_select}
+FROM customer_behaviour_windows;

@@ -30,6 +30,17 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
   PROCTIME() AS lookup_time
 FROM valid_loan_applications;
 
+-- The active-loan lookup of the behaviour-window trigger below reads this table back.
+CREATE TEMPORARY TABLE pg_loan_applications_active (
+  ${pg_loan_applications_active_columns}
+) WITH ('table-name' = '${pg_loan_applications_active_table}',
+        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+  LIKE serving_jdbc;
+
+INSERT INTO pg_loan_applications_active
+SELECT ${pg_loan_applications_active_select}
+FROM application_features;
+
 CREATE TEMPORARY VIEW application_scoring_input AS
 SELECT 'application' AS trigger_kind, a.loan_id, a.customer_id, a.event_time, a.product, a.region, a.grade,
   a.currency, a.amount_minor,

@@ -37,3 +37,40 @@ FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY loan_id, high_risk ORDER BY proc_time) AS nth
   FROM (SELECT *, probability >= ${alert_threshold} AS high_risk, PROCTIME() AS proc_time FROM scored)
 ) WHERE nth = 1 AND high_risk;
+
+CREATE TEMPORARY TABLE pg_loan_scores_latest (
+  ${pg_loan_scores_latest_columns}
+) WITH ('table-name' = '${pg_loan_scores_latest_table}',
+        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+  LIKE serving_jdbc;
+
+CREATE TEMPORARY TABLE risk_alerts_topic (
+  loan_id STRING, customer_id STRING, trigger_time TIMESTAMP(3), trigger_kind STRING, model_version STRING,
+  probability DOUBLE, reason_codes STRING, product STRING, region STRING
+) WITH (
+  'connector' = 'kafka',
+  'topic' = '${topic_alerts}',
+  'properties.bootstrap.servers' = '${kafka_bootstrap}',
+  ${kafka_security}
+  'properties.transaction.timeout.ms' = '900000',
+  'sink.delivery-guarantee' = 'exactly-once',
+  'sink.transactional-id-prefix' = 'loanrisk-alerts',
+  'key.format' = 'raw', 'key.fields' = 'loan_id', 'value.format' = 'json',
+  'value.json.timestamp-format.standard' = 'ISO-8601'
+);
+
+INSERT INTO ${catalog_name}.${namespace}.scores
+SELECT ${scores_select}
+FROM scored;
+
+-- A row the scorer left unscored (no model loaded) is upserted too, with NULL probability: the serving row
+-- says the latest trigger was not scored. No filter here: a filter on the scorer's output makes the
+-- planner run a second scorer for this sink instead of sharing the one scorer.
+INSERT INTO pg_loan_scores_latest
+SELECT ${pg_loan_scores_latest_select}
+FROM scored;
+
+INSERT INTO risk_alerts_topic
+SELECT loan_id, customer_id, CAST(event_time AS TIMESTAMP_LTZ(3)), trigger_kind, model_version, probability,
+  reason_codes, product, region
+FROM risk_alerts;

@@ -36,3 +36,35 @@ SELECT loan_id, customer_id,
   COUNT(*) OVER w AS repayment_records
 FROM valid_repayments
 WINDOW w AS (PARTITION BY loan_id ORDER BY proc_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+
+CREATE TEMPORARY TABLE pg_risk_by_window (
+  ${pg_risk_by_window_columns}
+) WITH ('table-name' = '${pg_risk_by_window_table}') LIKE serving_jdbc;
+
+CREATE TEMPORARY TABLE pg_repayments_by_window (
+  ${pg_repayments_by_window_columns}
+) WITH ('table-name' = '${pg_repayments_by_window_table}') LIKE serving_jdbc;
+
+CREATE TEMPORARY TABLE pg_loan_outcomes (
+  ${pg_loan_outcomes_columns}
+) WITH ('table-name' = '${pg_loan_outcomes_table}') LIKE serving_jdbc;
+
+INSERT INTO ${catalog_name}.${namespace}.risk_by_window
+SELECT ${risk_by_window_select}
+FROM risk_by_window;
+
+INSERT INTO pg_risk_by_window
+SELECT ${pg_risk_by_window_select}
+FROM risk_by_window;
+
+INSERT INTO pg_repayments_by_window
+SELECT ${pg_repayments_by_window_select}
+FROM repayments_by_window;
+
+INSERT INTO ${catalog_name}.${namespace}.loan_outcomes
+SELECT ${loan_outcomes_select}
+FROM loan_outcomes;
+
+INSERT INTO pg_loan_outcomes
+SELECT ${pg_loan_outcomes_select}
+FROM loan_outcomes;

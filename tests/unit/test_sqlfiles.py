@@ -103,3 +103,35 @@ def test_a_quote_in_a_secret_stays_inside_its_literal() -> None:
     assert "'s3.secret-access-key' = 'o''k'" in catalog.text
     serving = [st for st in load(REPO_ROOT / "sql" / "risk", sql_params(s)) if "serving_jdbc" in st.text.split("(")[0]]
     assert "'password' = 'it''s;a -- secret'" in serving[0].text
+
+
+# The risk job's INSERTs in statement-set order. The order numbers the compiled plan's nodes, which name
+# the operators' state in checkpoints: a change here is a state migration (docs/RUNBOOK.md, "Changing the
+# job's SQL"), so it is pinned and has to be edited on purpose.
+RISK_JOB_INSERT_ORDER = (
+    "pg_repeated_events", "raw_loan_applications", "raw_transactions", "raw_repayments", "dead_letters",
+    "dead_letter_topic", "customer_behaviour_windows", "pg_customer_behaviour_windows",
+    "pg_loan_applications_active", "scores", "pg_loan_scores_latest", "risk_alerts_topic", "risk_by_window",
+    "pg_risk_by_window", "pg_repayments_by_window", "loan_outcomes", "pg_loan_outcomes",
+)
+
+
+def test_each_insert_of_the_risk_job_sits_in_the_file_of_the_view_it_writes_and_after_its_table() -> None:
+    from jobs.params import sql_params
+    from loanrisk.settings import Settings
+    stmts = load(REPO_ROOT / "sql" / "risk", sql_params(Settings()))
+    created = re.compile(r"^CREATE\s+(?:TEMPORARY\s+)?(?:VIEW|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\S+)", re.I)
+    declared_in: dict[str, str] = {}
+    inserts: list[str] = []
+    for stmt in stmts:
+        if m := created.match(stmt.text):
+            declared_in[m.group(1).rsplit(".", 1)[-1]] = stmt.file
+        if not stmt.is_insert:
+            continue
+        target = stmt.insert_target
+        assert target in declared_in, f"{stmt.file}: INSERT INTO {target} before its table is declared"
+        source = re.findall(r"\bFROM\s+(\w+)\s*$", stmt.text, flags=re.I)
+        assert source and declared_in.get(source[0]) == stmt.file, \
+            f"{stmt.file}: INSERT INTO {target} reads {source}, a view not declared in this file"
+        inserts.append(target)
+    assert tuple(inserts) == RISK_JOB_INSERT_ORDER

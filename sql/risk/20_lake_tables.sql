@@ -4,6 +4,11 @@
 -- Writers are not hash-distributed by partition ('none'): they chain to the operator before them, saving
 -- a shuffle of every row and a partition-path string per row; each writer may then write a file to every
 -- day partition of a checkpoint (maintain_lake compacts them).
+-- They are declared before the views so that each later file ends with the INSERTs writing its views.
+-- Each SELECT list of an INSERT is rendered from the target table's declaration (contracts/tables.py), in
+-- its column order, from the view's columns of the same name. The INSERTs join one statement set in file
+-- order, and that order numbers the plan's nodes, which name the operators' state in savepoints: moving an
+-- INSERT to another file, or a file to another place, needs the upgrade path in docs/RUNBOOK.md.
 CREATE DATABASE IF NOT EXISTS ${catalog_name}.${namespace};
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.raw_loan_applications (

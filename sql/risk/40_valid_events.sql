@@ -23,3 +23,15 @@ SELECT ${repayment_columns}, e.ingested_at AS ingested_at, proc_time FROM (
   FROM (SELECT e.event_id AS event_id, e, event_time, PROCTIME() AS proc_time
         FROM checked_repayments WHERE reason IS NULL)
 ) WHERE seen = 1;
+
+INSERT INTO ${catalog_name}.${namespace}.raw_loan_applications
+SELECT ${raw_loan_applications_select}
+FROM valid_loan_applications;
+
+INSERT INTO ${catalog_name}.${namespace}.raw_transactions
+SELECT ${raw_transactions_select}
+FROM valid_transactions;
+
+INSERT INTO ${catalog_name}.${namespace}.raw_repayments
+SELECT ${raw_repayments_select}
+FROM valid_repayments;
