@@ -7,6 +7,10 @@
 --     with the application features (looked up) and the new behaviour.
 -- Formulas: contracts/features.py.
 CREATE TEMPORARY VIEW application_features AS
+SELECT *,
+  -- The behaviour window closed before that one.
+  CAST(TIMESTAMPADD(MINUTE, -${behaviour_window_min}, closed_slot) AS TIMESTAMP(3)) AS previous_slot
+FROM (
 SELECT application_id AS loan_id, customer_id, event_time, product, region, grade, currency, amount_minor,
   annual_income_minor / 12.0 AS monthly_income_minor,
   COALESCE(monthly_debt_minor / NULLIF(annual_income_minor / 12.0, 0), 0.0) AS debt_to_income,
@@ -20,15 +24,12 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
   CAST(inquiries_12m AS DOUBLE) AS inquiries_12m,
   IF(collateral_value_minor IS NULL, 0.0, 1.0) AS is_secured,
   COALESCE(amount_minor / NULLIF(CAST(collateral_value_minor AS DOUBLE), 0), 0.0) AS loan_to_value,
-  -- End of the last behaviour window closed at event_time (windows are epoch-aligned), and the one before.
+  -- End of the last behaviour window closed at event_time (windows are epoch-aligned).
   CAST(TIMESTAMPADD(MINUTE, CAST(FLOOR(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00',
        CAST(event_time AS TIMESTAMP(3))) / ${behaviour_window_min}.0) AS INT) * ${behaviour_window_min},
        TIMESTAMP '1970-01-01 00:00:00') AS TIMESTAMP(3)) AS closed_slot,
-  CAST(TIMESTAMPADD(MINUTE, (CAST(FLOOR(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00',
-       CAST(event_time AS TIMESTAMP(3))) / ${behaviour_window_min}.0) AS INT) - 1) * ${behaviour_window_min},
-       TIMESTAMP '1970-01-01 00:00:00') AS TIMESTAMP(3)) AS previous_slot,
   PROCTIME() AS lookup_time
-FROM valid_loan_applications;
+FROM valid_loan_applications);
 
 -- The active-loan lookup of the behaviour-window trigger below reads this table back.
 CREATE TEMPORARY TABLE pg_loan_applications_active (
