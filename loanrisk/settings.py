@@ -71,7 +71,7 @@ class TopicSettings(BaseModel):
     partitions: int = Field(2, ge=1, le=64)
     retention_hours: float = Field(
         168, gt=0, description="How long every platform topic keeps a message (the input topics hold raw PII "
-        "until then); with its segment roll it must fit inside privacy.erasure_deadline_days")
+        "until then); with its segment roll and file delete delay it must fit inside privacy.erasure_deadline_days")
 
     def all(self) -> list[str]:
         """Every topic the platform uses, inputs first."""
@@ -85,9 +85,15 @@ class TopicSettings(BaseModel):
         message lives at most retention plus one segment's span; a quarter of the retention bounds that."""
         return max(self.retention_ms() // 4, 1)
 
+    def file_delete_delay_ms(self) -> int:
+        """How long the broker keeps an expired segment's files before removing them (Kafka's default of a
+        minute, or a quarter of the retention when that is shorter, so a compressed retention stays compressed)."""
+        return min(60_000, max(self.retention_ms() // 4, 1))
+
     def longest_life_ms(self) -> int:
-        """The longest a message can stay in a platform topic (retention plus a segment's span)."""
-        return self.retention_ms() + self.segment_ms()
+        """The longest a message can stay on a broker's disk: retention, a segment's span and the file delete
+        delay (plus the broker's retention check interval, seconds)."""
+        return self.retention_ms() + self.segment_ms() + self.file_delete_delay_ms()
 
     def topic_config(self, max_message_bytes: int) -> dict[str, str]:
         """The configuration every platform topic is created (and kept) with.
@@ -99,7 +105,8 @@ class TopicSettings(BaseModel):
         """
         limit = str(max_message_bytes + 65536)
         return {"max.message.bytes": limit, "max.decompressed.message.bytes": limit,
-                "retention.ms": str(self.retention_ms()), "segment.ms": str(self.segment_ms())}
+                "retention.ms": str(self.retention_ms()), "segment.ms": str(self.segment_ms()),
+                "file.delete.delay.ms": str(self.file_delete_delay_ms())}
 
 
 class KafkaSettings(BaseModel):

@@ -193,9 +193,9 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
 def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_settings: Settings) -> None:
     """Kafka cannot delete one customer's messages, so every platform topic must forget all of them in time.
 
-    The platform topics carry the configured retention and segment roll; the same configuration with a
-    retention of seconds (live time compressed, nothing else changed) shows the broker really removes a
-    seeded customer's bytes from its log files.
+    The platform topics carry the configured retention, segment roll and file delete delay; the same
+    configuration with a retention of seconds (live time compressed: the roll and the delete delay scale
+    with it) shows the broker really removes a seeded customer's bytes from its log files.
     """
     import secrets
     import time
@@ -209,7 +209,8 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
 
     k = stack_settings.kafka
     admin = AdminClient(k.client_config())
-    wanted = {"retention.ms": str(k.topics.retention_ms()), "segment.ms": str(k.topics.segment_ms())}
+    wanted = {key: value for key, value in k.topics.topic_config(k.max_message_bytes).items()
+              if key in ("retention.ms", "segment.ms", "file.delete.delay.ms")}
     described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in k.topics.all()])
     for resource, future in described.items():
         config = future.result(timeout=30)
@@ -237,7 +238,7 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
     finally:
         from ingestion.topics import delete_topics
         delete_topics(k.client_config(), [topic])
-    print(f"\ntopics keep messages {k.topics.retention_hours:g} h (+ segment roll: at most "
+    print(f"\ntopics keep messages {k.topics.retention_hours:g} h (+ segment roll and file delete delay: at most "
           f"{k.topics.longest_life_ms() / 3_600_000:g} h) within an erasure deadline of "
           f"{stack_settings.privacy.erasure_deadline_days:g} days; with 5 s retention the broker removed the seeded "
           f"bytes from its log files {time.monotonic() - started:.0f}s after they were written")
@@ -282,7 +283,8 @@ def test_a_compressed_record_expanding_past_the_limit_is_refused_by_the_broker(r
 
     from stack.java import java_bin
     from stack.services.kafka import KafkaBroker, ensure_topics
-    from tests.stack.reliability_helpers import all_tasks_running, restarts
+    from stack.flink_client import all_tasks_running
+    from tests.stack.reliability_helpers import restarts
 
     s = risk_run.settings
     k = s.kafka
