@@ -33,7 +33,6 @@ import re
 import shutil
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
@@ -43,9 +42,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from bench.job_throughput import FLOOR_SINKS, format_cores, log, tasks_running
+from bench.job_throughput import FLOOR_SINKS, format_cores, log
 from ingestion.producer import ConfluentEventProducer
 from loanrisk.settings import REPO_ROOT, Settings, override
+from stack.flink_client import all_tasks_running, source_vertices, vertex_sum
 
 TARGET_FLOOR_US, TARGET_FULL_SHARE = 60.0, 0.5
 SHAPES = ("live", "replay")
@@ -171,28 +171,6 @@ def drop_topics(settings: Settings) -> None:
     delete_topics(k.client_config(), k.topics.all()[:3])
 
 
-def source_vertices(settings: Settings, job_id: str) -> dict[str, str]:
-    """vertex id -> the ``numRecordsOut`` metric of its Kafka source operator, for every source vertex."""
-    from stack.flink_client import rest
-    out: dict[str, str] = {}
-    for v in rest(settings, f"/jobs/{job_id}")["vertices"]:
-        if v["name"].startswith("Source:"):
-            ids = [m["id"] for m in rest(settings, f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics")]
-            name = next((i for i in ids if i.startswith("Source__") and i.endswith(".numRecordsOut")), None)
-            if name is None:
-                return {}  # not registered yet
-            out[v["id"]] = name
-    return out
-
-
-def vertex_sum(settings: Settings, job_id: str, vertex: str, metric: str) -> float:
-    """A metric summed over the vertex's subtasks (0 while it is not reported)."""
-    from stack.flink_client import rest
-    got = rest(settings, f"/jobs/{job_id}/vertices/{vertex}/subtasks/metrics?get="
-                         f"{urllib.parse.quote(metric)}&agg=sum")
-    return float(got[0]["sum"]) if got else 0.0
-
-
 def emitted(settings: Settings, job_id: str, sources: dict[str, str]) -> int:
     """Records the job's Kafka sources have emitted so far."""
     return int(sum(vertex_sum(settings, job_id, v, m) for v, m in sources.items()))
@@ -210,7 +188,7 @@ def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) 
     submitted = time.perf_counter()
     extra = ("ladder",) if stage.into else ()
     job_id = submit_risk_job(settings, name=f"ladder-{shape}-{stage.name}", only_into=stage.into, extra_sql=extra)
-    while not tasks_running(settings, job_id):
+    while not all_tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
             raise RuntimeError(f"{shape}/{stage.name}: tasks not running after {timeout_s}s")
         time.sleep(0.5)

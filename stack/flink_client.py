@@ -1,4 +1,5 @@
-"""Submits PyFlink jobs with `flink run` and talks to Flink's REST API (list, cancel, savepoint, wait)."""
+"""Submits PyFlink jobs with `flink run` and talks to Flink's REST API (list, cancel, savepoint, wait, and the
+task, metric and checkpoint readings the tests and benchmarks take)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,79 @@ def _await_savepoint(settings: Settings, job_id: str, request_id: str, timeout_s
             raise StackError(f"savepoint failed: {str(op.get('failure-cause', {}).get('stack-trace', ''))[:300]}")
         time.sleep(1)
     raise StackError(f"savepoint of job {job_id} did not complete in {timeout_s:.0f}s")
+
+
+def all_tasks_running(settings: Settings, job_id: str) -> bool:
+    """The job is RUNNING and so is every one of its vertices."""
+    info = rest(settings, f"/jobs/{job_id}")
+    vertices = info.get("vertices", [])
+    return info.get("state") == "RUNNING" and bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
+
+
+def last_checkpoint_ms(settings: Settings, job_id: str) -> int:
+    """Acknowledgement time (epoch ms) of the latest completed checkpoint, 0 when none."""
+    latest = (rest(settings, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed") or {}
+    return int(latest.get("latest_ack_timestamp") or 0)
+
+
+def operator_metric(settings: Settings, job_id: str, name: str, vertex_has: str = "") -> float:
+    """Sum over the job's subtasks of an operator metric, in vertices whose plan description has ``vertex_has``."""
+    total = 0.0
+    described = ({n["id"]: n.get("description", "") for n in rest(settings, f"/jobs/{job_id}/plan")["plan"]["nodes"]}
+                 if vertex_has else {})
+    for vertex in rest(settings, f"/jobs/{job_id}").get("vertices", []):
+        if vertex_has and vertex_has not in described.get(vertex["id"], ""):
+            continue
+        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+        for m in rest(settings, base):
+            if m["id"].endswith("." + name):
+                got = rest(settings, f"{base}?get={urllib.parse.quote(m['id'], safe='')}")
+                total += sum(float(x["value"]) for x in got if x.get("value") not in (None, ""))
+    return total
+
+
+def vertex_sum(settings: Settings, job_id: str, vertex: str, metric: str) -> float:
+    """A metric summed over the vertex's subtasks (0 while it is not reported)."""
+    got = rest(settings, f"/jobs/{job_id}/vertices/{vertex}/subtasks/metrics?get={urllib.parse.quote(metric)}&agg=sum")
+    return float(got[0]["sum"]) if got else 0.0
+
+
+def source_vertices(settings: Settings, job_id: str) -> dict[str, str]:
+    """vertex id -> the ``numRecordsOut`` metric of its source operator, for every source vertex ({} until all
+    are registered)."""
+    out: dict[str, str] = {}
+    for v in rest(settings, f"/jobs/{job_id}")["vertices"]:
+        if v["name"].startswith("Source:"):
+            ids = [m["id"] for m in rest(settings, f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics")]
+            name = next((i for i in ids if i.startswith("Source__") and i.endswith(".numRecordsOut")), None)
+            if name is None:
+                return {}
+            out[v["id"]] = name
+    return out
+
+
+def checkpoint_stalls(settings: Settings, job_id: str, since_ms: float) -> list[dict[str, Any]]:
+    """Per vertex, over the completed checkpoints triggered at or after ``since_ms`` (those still in Flink's
+    history): the longest synchronous part (the task thread is busy with it and processes no record), the
+    longest asynchronous part, barrier alignment and start delay, in ms; the longest synchronous part first.
+
+    The synchronous part is where a sink's work at the barrier shows (an Iceberg writer closing its files), and
+    every operator chained into the same task waits for it.
+    """
+    names = {v["id"]: v["name"] for v in rest(settings, f"/jobs/{job_id}").get("vertices", [])}
+    history = rest(settings, f"/jobs/{job_id}/checkpoints").get("history", [])
+    done = [c["id"] for c in history if c.get("status") == "COMPLETED" and c.get("trigger_timestamp", 0) >= since_ms]
+    worst: dict[str, dict[str, Any]] = {}
+    for cid in done:
+        for vid in rest(settings, f"/jobs/{job_id}/checkpoints/details/{cid}").get("tasks", {}):
+            summary = rest(settings, f"/jobs/{job_id}/checkpoints/details/{cid}/subtasks/{vid}").get("summary", {})
+            duration = summary.get("checkpoint_duration", {})
+            got = {"sync_ms": duration.get("sync", {}).get("max", 0), "async_ms": duration.get("async", {}).get("max", 0),
+                   "alignment_ms": summary.get("alignment", {}).get("duration", {}).get("max", 0),
+                   "start_delay_ms": summary.get("start_delay", {}).get("max", 0)}
+            row = worst.setdefault(vid, {"vertex": names.get(vid, vid), "checkpoints": 0,
+                                         **{k: 0 for k in got}})
+            row["checkpoints"] += 1
+            for k, v in got.items():
+                row[k] = max(row[k], int(v or 0))
+    return sorted(worst.values(), key=lambda r: -r["sync_ms"])

@@ -134,37 +134,6 @@ def restarted_since(settings: Settings, job_id: str, since_ms: float) -> bool:
     return rest(settings, f"/jobs/{job_id}").get("timestamps", {}).get("RESTARTING", 0) >= since_ms
 
 
-def all_tasks_running(settings: Settings, job_id: str) -> bool:
-    """The job is RUNNING and so is every one of its vertices."""
-    from stack.flink_client import rest
-    info = rest(settings, f"/jobs/{job_id}")
-    return info.get("state") == "RUNNING" and all(v.get("status") == "RUNNING" for v in info.get("vertices", []))
-
-
-def last_checkpoint_ms(settings: Settings, job_id: str) -> int:
-    """Acknowledgement time (epoch ms) of the latest completed checkpoint, 0 when none."""
-    from stack.flink_client import rest
-    latest = (rest(settings, f"/jobs/{job_id}/checkpoints").get("latest") or {}).get("completed") or {}
-    return int(latest.get("latest_ack_timestamp") or 0)
-
-
-def operator_metric(settings: Settings, job_id: str, name: str, vertex_has: str = "") -> float:
-    """Sum over the job's subtasks of an operator metric (REST), in vertices whose plan description has ``vertex_has``."""
-    from stack.flink_client import rest
-    total = 0.0
-    described = ({n["id"]: n.get("description", "") for n in rest(settings, f"/jobs/{job_id}/plan")["plan"]["nodes"]}
-                 if vertex_has else {})
-    for vertex in rest(settings, f"/jobs/{job_id}").get("vertices", []):
-        if vertex_has and vertex_has not in described.get(vertex["id"], ""):
-            continue
-        base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-        for m in rest(settings, base):
-            if m["id"].endswith("." + name):
-                got = rest(settings, f"{base}?get={urllib.parse.quote(m['id'], safe='')}")
-                total += sum(float(x["value"]) for x in got if x.get("value") not in (None, ""))
-    return total
-
-
 def prometheus_sum(settings: Settings, metric_suffix: str) -> float | None:
     """Sum of every Prometheus series whose name ends with ``metric_suffix`` (None when there is none)."""
     base = settings.prometheus.url

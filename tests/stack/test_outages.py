@@ -27,8 +27,9 @@ import pytest
 from ingestion.wire import ProducedEvent
 from loanrisk.settings import Settings
 from tests.stack.conftest import RiskRun
+from stack.flink_client import all_tasks_running
 from tests.stack.reliability_helpers import (
-    Outgoing, all_tasks_running, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
+    Outgoing, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
     wait_all_landed, wait_until,
 )
 from tests.stack.test_reliability import _freeze_for, _savepoint_and_resume, _stop_for

@@ -14,7 +14,7 @@ from ingestion.feature_reference import application_features, behaviour_features
 from tests.stack.conftest import (
     WINDOW_MINUTES, RiskRun, new_applications_score_with, offline_probabilities, publish_champion,
 )
-from tests.stack.reliability_helpers import operator_metric
+from stack.flink_client import operator_metric
 
 pytestmark = pytest.mark.stack
 
