@@ -16,7 +16,9 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog;
 5. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s), generated before
    the clock starts; latency per application = PostgreSQL ``loan_scores_latest.written_at`` minus the
-   moment it was handed to Kafka.
+   moment it was handed to Kafka; and, per vertex, the longest synchronous, asynchronous, alignment and
+   start-delay parts of the checkpoints completed meanwhile (where the tail waits). ``--latency-only`` runs
+   this step alone, on the product's job over empty topics.
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
 Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 1 s at
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import REPO_ROOT, Settings, override
+from stack.flink_client import all_tasks_running, checkpoint_stalls, last_checkpoint_ms
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
@@ -78,13 +81,6 @@ def preload(settings: Settings, events: int, seed: int) -> dict[str, int]:
     return counts
 
 
-def tasks_running(settings: Settings, job_id: str) -> bool:
-    """Every vertex of the job has all its subtasks RUNNING."""
-    from stack.flink_client import rest
-    vertices = rest(settings, f"/jobs/{job_id}").get("vertices", [])
-    return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
-
-
 def raw_rows(settings: Settings) -> int:
     """Rows committed in the three raw Iceberg tables of the settings' namespace."""
     from loanrisk.lake import committed_rows
@@ -99,7 +95,7 @@ def warm_up(base: Settings, seconds: float) -> None:
     settings = settings_for(base, "builtin", tag="warmup")
     job_id = submit_risk_job(settings, name="bench-warmup")
     started = time.perf_counter()
-    while not tasks_running(settings, job_id) and time.perf_counter() - started < 600:
+    while not all_tasks_running(settings, job_id) and time.perf_counter() - started < 600:
         time.sleep(0.5)
     time.sleep(seconds)
     log(f"warm-up: {raw_rows(settings):,} rows committed in {seconds:.0f}s (not measured)")
@@ -115,7 +111,7 @@ def drain(base: Settings, variant: str, events: int, timeout_s: float) -> dict[s
     settings = settings_for(base, "builtin", tag="floor") if floor else settings_for(base, variant)
     submitted = time.perf_counter()
     job_id = submit_risk_job(settings, name=f"bench-{variant}", only_into=FLOOR_SINKS if floor else ())
-    while not tasks_running(settings, job_id):
+    while not all_tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
             raise RuntimeError(f"{variant}: tasks not running after {timeout_s}s")
         time.sleep(0.5)
@@ -211,8 +207,9 @@ def application_row(event: dict[str, Any], names: list[str]) -> np.ndarray:
     return np.array([[float(f.get(name, 0.0)) for name in names]], dtype=np.float64)
 
 
-def latency(settings: Settings, rate: float, seconds: float, seed: int) -> dict[str, Any]:
-    """Produce at ``rate`` for ``seconds``; per application: PostgreSQL written_at minus hand-over time."""
+def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+    """Produce at ``rate`` for ``seconds``; per application: PostgreSQL written_at minus hand-over time; and the
+    checkpoints' stalls by vertex meanwhile (where the tail waits)."""
     from ingestion.producer import make_producer
     from ingestion.pacing import paced
     from loanrisk.serving import serving_connection
@@ -247,7 +244,8 @@ def latency(settings: Settings, rate: float, seconds: float, seed: int) -> dict[
     out = {"rate": achieved, "applications": len(sent_at), "scored": len(rows),
            "p50_s": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
            "p99_s": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-           "max_s": float(lat.max()) if len(lat) else float("nan")}
+           "max_s": float(lat.max()) if len(lat) else float("nan"),
+           "stalls": checkpoint_stalls(settings, job_id, started * 1000)}
     log(f"latency: {out['scored']}/{out['applications']} scored, p50 {out['p50_s']:.2f}s p99 {out['p99_s']:.2f}s")
     return out
 
@@ -266,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="The variants' drain order, comma-separated (to see whether going first costs one).")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="Skip the floor run (validation and the raw lake only).")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="Only the latency run: the product's job, no backlog, no other variant.")
     args = parser.parse_args(argv)
     order = args.order.split(",")
     if sorted(order) != sorted(VARIANTS):
@@ -285,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         up(base, progress=log)
         ensure_champion(base, say=log)
+        if args.latency_only:
+            lat = latency_alone(base, args)
+            print_latency(lat, args)
+            return 0
         counts = preload(base, args.events, seed=11)
         n = sum(counts.values())
         if args.warmup > 0:
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             r = drain(base, variant, n, args.timeout)
             results.append(r)
             if variant == "onnx":  # the product's job, still running: the latency run
-                lat = latency(r["settings"], args.rate, args.seconds, seed=12)
+                lat = latency(r["settings"], r["job_id"], args.rate, args.seconds, seed=12)
             cancel(r["settings"], r["job_id"])
             time.sleep(5)
         from models.synthetic import train_on_generated
@@ -305,6 +309,36 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(state, ignore_errors=True)
     report(results, plain, lat, n, args)
     return 0
+
+
+def latency_alone(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """The product's job on empty topics, from its first completed checkpoint (Python workers up), then the
+    latency run."""
+    from jobs.submit import submit_risk_job
+    settings = settings_for(base, "onnx")
+    job_id = submit_risk_job(settings, name="bench-onnx")
+    started = time.perf_counter()
+    while last_checkpoint_ms(settings, job_id) == 0:
+        if time.perf_counter() - started > args.timeout:
+            raise RuntimeError(f"no completed checkpoint after {args.timeout}s")
+        time.sleep(1)
+    log(f"onnx: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
+    return latency(settings, job_id, args.rate, args.seconds, seed=12)
+
+
+def print_latency(lat: dict[str, Any], args: argparse.Namespace) -> None:
+    """The latency figures, the target, and the checkpoints' stalls by vertex meanwhile."""
+    print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
+          f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
+          f"max {lat['max_s']:.2f}s (target p99 < {p99_target(args.rate)}s: "
+          f"{'met' if lat['p99_s'] < p99_target(args.rate) else 'NOT met'})")
+    stalls = lat["stalls"]
+    print(f"checkpoints meanwhile, the longest of each part by vertex over {max((r['checkpoints'] for r in stalls), default=0)} "
+          "completed checkpoints (ms; sync: the task thread does nothing else):")
+    print(f"  {'sync':>6} {'async':>6} {'align':>6} {'delay':>6}  vertex")
+    for r in stalls:
+        name = r["vertex"] if len(r["vertex"]) <= 110 else r["vertex"][:50] + " ... " + r["vertex"][-55:]
+        print(f"  {r['sync_ms']:>6} {r['async_ms']:>6} {r['alignment_ms']:>6} {r['start_delay_ms']:>6}  {name}")
 
 
 def p99_target(rate: float) -> float:
@@ -334,9 +368,7 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], lat: dict[str, 
     print("\naverage cores per service while each variant drained (Python UDF workers count as the TaskManager's):")
     for v in shown:
         print(f"  {v:<9} {format_cores(by[v]['cores'])}")
-    print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
-          f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
-          f"max {lat['max_s']:.2f}s")
+    print_latency(lat, args)
     pandas = by["onnx"]["events_per_s"]
     checks = [
         ("events/s end to end (pandas job)", f"{pandas:,.0f}", f">= {TARGET_EPS:,}", pandas >= TARGET_EPS),
