@@ -1,5 +1,6 @@
 # Flink 2.1.3 with the jars pinned in jvm/artifacts.toml and the Flink runtime Python environment
-# (requirements/flink.lock), for docker-compose.yml.
+# (requirements/flink.lock), for docker-compose.yml and the Kubernetes deployment (docs/KUBERNETES.md), which
+# also runs the job's code from it.
 FROM flink:2.1.3-scala_2.12-java17
 USER root
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip maven curl \
@@ -18,4 +19,14 @@ RUN mvn -B -q -f /tmp/functions/pom.xml -Dflink.version=2.1.3 package \
 ENV PYFLINK_CLIENT_EXECUTABLE=/opt/flink-python/bin/python
 RUN echo "python.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml \
     && echo "python.client.executable: /opt/flink-python/bin/python" >> /opt/flink/conf/config.yaml
+# Checkpoints, savepoints and HA metadata on S3 (Flink loads a file system only from a plugins/ folder of its
+# own). The distribution's own build, in opt/, matches the image's Flink.
+RUN mkdir -p /opt/flink/plugins/s3-fs-hadoop \
+    && cp /opt/flink/opt/flink-s3-fs-hadoop-*.jar /opt/flink/plugins/s3-fs-hadoop/
+# The job's code, last so a code change rebuilds only these layers. jobs/kubernetes.py names these paths; the
+# UDF workers import contracts/ (udfs.WORKER_PACKAGES).
+COPY jobs /opt/loanrisk/jobs
+COPY sql /opt/loanrisk/sql
+COPY udfs /opt/loanrisk/udfs
+COPY contracts /opt/loanrisk/contracts
 USER flink

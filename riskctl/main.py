@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.warehouse", "warehouse"),
     ("riskctl.commands.serve", "serve"),
     ("riskctl.commands.serve", "api_key"),
+    ("riskctl.commands.k8s", "k8s"),
 )
 
 
