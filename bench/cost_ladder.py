@@ -26,7 +26,6 @@ TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's e
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from bench.job_throughput import FLOOR_SINKS, format_cores, log
+from bench.job_throughput import FLOOR_SINKS, format_cores, inserts_without, log
 from ingestion.producer import ConfluentEventProducer
 from loanrisk.settings import REPO_ROOT, Settings, override
 from stack.flink_client import all_tasks_running, source_vertices, vertex_sum
@@ -82,12 +81,7 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 def without(base: Settings, globs: list[str]) -> Stage:
     """The whole job less the INSERTs into tables matching ``globs``: the B of an A/B against the top rung."""
-    from jobs.params import sql_params
-    from jobs.sqlfiles import load
-    targets = [st.insert_target or "" for st in load(REPO_ROOT / "sql" / "risk", sql_params(base)) if st.is_insert]
-    keep = tuple(t for t in targets if not any(fnmatch.fnmatch(t, g) for g in globs))
-    if len(keep) == len(targets):
-        raise SystemExit(f"--without {' '.join(globs)}: no INSERT of the job writes to such a table")
+    keep = inserts_without(base, globs)
     tag = "-".join(re.sub(r"[^a-z0-9_]", "", g.lower()) for g in globs)
     return Stage(f"full-without-{tag}", f"the whole job without {', '.join(globs)}", keep)
 

@@ -15,10 +15,12 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
 4. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
    scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog;
 5. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s), generated before
-   the clock starts; latency per application = PostgreSQL ``loan_scores_latest.written_at`` minus the
-   moment it was handed to Kafka; and, per vertex, the longest synchronous, asynchronous, alignment and
-   start-delay parts of the checkpoints completed meanwhile (where the tail waits). ``--latency-only`` runs
-   this step alone, on the product's job over empty topics.
+   the clock starts and timed as they are sent (``--event-time live``; ``replay`` keeps the generator's month
+   of times, so windows keep closing); latency per application = PostgreSQL ``loan_scores_latest.written_at``
+   minus the moment it was handed to Kafka, overall and by the seconds since the last checkpoint trigger;
+   and, per vertex, the longest synchronous, asynchronous, alignment and start-delay parts of the
+   checkpoints completed meanwhile (where the tail waits). ``--latency-only`` runs this step alone, on the
+   product's job over empty topics (``--without GLOB``: less some sinks, an A/B in a second run).
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
 Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 1 s at
@@ -28,6 +30,7 @@ Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in;
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import REPO_ROOT, Settings, override
-from stack.flink_client import all_tasks_running, checkpoint_stalls, last_checkpoint_ms
+from stack.flink_client import all_tasks_running, checkpoint_stalls, last_checkpoint_ms, rest
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
@@ -207,9 +210,36 @@ def application_row(event: dict[str, Any], names: list[str]) -> np.ndarray:
     return np.array([[float(f.get(name, 0.0)) for name in names]], dtype=np.float64)
 
 
-def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+def inserts_without(base: Settings, globs: list[str]) -> tuple[str, ...]:
+    """The risk job's INSERT targets less those matching ``globs`` (an A/B's ``--only-into``)."""
+    from jobs.params import sql_params
+    from jobs.sqlfiles import load
+    targets = [st.insert_target or "" for st in load(REPO_ROOT / "sql" / "risk", sql_params(base)) if st.is_insert]
+    keep = tuple(t for t in targets if not any(fnmatch.fnmatch(t, g) for g in globs))
+    if len(keep) == len(targets):
+        raise SystemExit(f"--without {' '.join(globs)}: no INSERT of the job writes to such a table")
+    return keep
+
+
+def stamped(payload: bytes, at: float) -> bytes:
+    """``payload`` with its event time set to ``at`` (epoch seconds): the event happens as it is sent."""
+    event = json.loads(payload)
+    ms = int(at * 1000)
+    event["event_time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: int, event_time: str = "live",
+            settle_s: float = 0.0) -> dict[str, Any]:
     """Produce at ``rate`` for ``seconds``; per application: PostgreSQL written_at minus hand-over time; and the
-    checkpoints' stalls by vertex meanwhile (where the tail waits)."""
+    checkpoints' stalls by vertex meanwhile (where the tail waits).
+
+    ``event_time`` ``live``: each event's time is the moment it is sent, as in production, where a behaviour
+    window closes once per window length; ``replay``: the generator's own times, a month of them in the run,
+    so windows keep closing and each close re-scores every active loan at once. Applications sent in the first
+    ``settle_s`` seconds are not measured (after a backlog of old event times, the first live event closes all
+    of its windows at once).
+    """
     from ingestion.producer import make_producer
     from ingestion.pacing import paced
     from loanrisk.serving import serving_connection
@@ -221,13 +251,15 @@ def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: 
                                                   start="2021-01-01T00:00:00Z")), int(rate * seconds) + 1))
     started = time.time()
     n = 0
+    live = event_time == "live"
     for m in paced(stream, rate=rate):
-        if time.time() - started >= seconds:
+        now = time.time()
+        if now - started >= seconds:
             break
-        producer.send(m.topic, m.key, m.value_bytes)
+        producer.send(m.topic, m.key, stamped(m.value_bytes, now) if live else m.value_bytes)
         producer.poll(0)
         n += 1
-        if m.kind == "loan_application":
+        if m.kind == "loan_application" and now - started >= settle_s:
             sent_at[json.loads(m.value_bytes)["application_id"]] = time.time()
     producer.flush(60)
     achieved = n / (time.time() - started)
@@ -241,13 +273,27 @@ def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: 
         rows = {k: float(v) for k, v in got}
         time.sleep(2)
     lat = np.array([rows[k] - sent_at[k] for k in rows])
-    out = {"rate": achieved, "applications": len(sent_at), "scored": len(rows),
+    triggers = sorted(c["trigger_timestamp"] / 1000 for c in rest(settings, f"/jobs/{job_id}/checkpoints")["history"])
+    out = {"rate": achieved, "event_time": event_time, "settle_s": settle_s, "applications": len(sent_at),
+           "scored": len(rows), "by_phase": by_checkpoint_phase({k: sent_at[k] for k in rows}, rows, triggers),
            "p50_s": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
            "p99_s": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
            "max_s": float(lat.max()) if len(lat) else float("nan"),
            "stalls": checkpoint_stalls(settings, job_id, started * 1000)}
     log(f"latency: {out['scored']}/{out['applications']} scored, p50 {out['p50_s']:.2f}s p99 {out['p99_s']:.2f}s")
     return out
+
+
+def by_checkpoint_phase(sent: dict[str, float], written: dict[str, float],
+                        triggers: list[float]) -> list[tuple[int, int, float, float]]:
+    """Latency by the whole seconds between the last checkpoint trigger and the hand-over: (second, count, p50,
+    p99), for the applications sent after the first trigger still in Flink's history."""
+    phases: dict[int, list[float]] = {}
+    for key, at in sent.items():
+        before = [x for x in triggers if x <= at]
+        if before:
+            phases.setdefault(int(at - before[-1]), []).append(written[key] - at)
+    return [(s, len(v), float(np.percentile(v, 50)), float(np.percentile(v, 99))) for s, v in sorted(phases.items())]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="The variants' drain order, comma-separated (to see whether going first costs one).")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="Skip the floor run (validation and the raw lake only).")
+    parser.add_argument("--event-time", choices=("live", "replay"), default="live",
+                        help="Latency run: events timed as sent (live), or the generator's month of times (replay).")
+    parser.add_argument("--without", action="append", default=[], metavar="GLOB",
+                        help="With --latency-only, repeatable: the job less its INSERTs into matching tables.")
     parser.add_argument("--latency-only", action="store_true",
                         help="Only the latency run: the product's job, no backlog, no other variant.")
     args = parser.parse_args(argv)
@@ -298,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             r = drain(base, variant, n, args.timeout)
             results.append(r)
             if variant == "onnx":  # the product's job, still running: the latency run
-                lat = latency(r["settings"], r["job_id"], args.rate, args.seconds, seed=12)
+                lat = latency(r["settings"], r["job_id"], args.rate, args.seconds, seed=12,
+                              event_time=args.event_time, settle_s=20 if args.event_time == "live" else 0)
             cancel(r["settings"], r["job_id"])
             time.sleep(5)
         from models.synthetic import train_on_generated
@@ -316,22 +367,27 @@ def latency_alone(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     latency run."""
     from jobs.submit import submit_risk_job
     settings = settings_for(base, "onnx")
-    job_id = submit_risk_job(settings, name="bench-onnx")
+    job_id = submit_risk_job(settings, name="bench-onnx",
+                             only_into=inserts_without(base, args.without) if args.without else ())
     started = time.perf_counter()
     while last_checkpoint_ms(settings, job_id) == 0:
         if time.perf_counter() - started > args.timeout:
             raise RuntimeError(f"no completed checkpoint after {args.timeout}s")
         time.sleep(1)
     log(f"onnx: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
-    return latency(settings, job_id, args.rate, args.seconds, seed=12)
+    return latency(settings, job_id, args.rate, args.seconds, seed=12, event_time=args.event_time)
 
 
 def print_latency(lat: dict[str, Any], args: argparse.Namespace) -> None:
     """The latency figures, the target, and the checkpoints' stalls by vertex meanwhile."""
-    print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
+    settled = f", the first {lat['settle_s']:.0f}s not measured" if lat["settle_s"] else ""
+    print(f"\nlatency, Kafka hand-over -> PostgreSQL score row, {lat['event_time']} event times{settled}, "
+          f"{lat['rate']:,.0f} ev/s for {args.seconds:.0f}s: "
           f"{lat['scored']}/{lat['applications']} applications, p50 {lat['p50_s']:.2f}s p99 {lat['p99_s']:.2f}s "
           f"max {lat['max_s']:.2f}s (target p99 < {p99_target(args.rate)}s: "
           f"{'met' if lat['p99_s'] < p99_target(args.rate) else 'NOT met'})")
+    print("by seconds from the last checkpoint trigger to the hand-over: " + ", ".join(
+        f"{s}s: p50 {p50:.2f} p99 {p99:.2f} (n={n})" for s, n, p50, p99 in lat["by_phase"]))
     stalls = lat["stalls"]
     print(f"checkpoints meanwhile, the longest of each part by vertex over {max((r['checkpoints'] for r in stalls), default=0)} "
           "completed checkpoints (ms; sync: the task thread does nothing else):")
