@@ -224,6 +224,10 @@ class FlinkSettings(BaseModel):
     checkpoint_prefix: str = Field(
         "flink", min_length=1, description="Folder of the lake's bucket that holds checkpoints/<job name>/ and "
         "savepoints/<job name>/ when checkpoint_storage is s3")
+    restore_point_retention_days: float = Field(
+        14, gt=0, description="Checkpoints and savepoints older than this are disposed of by `riskctl job prune` and "
+        "the maintain_lake flow (the latest one, and the checkpoints of a running job, are kept): their state holds "
+        "customer ids, so it must fit inside privacy.erasure_deadline_days")
     restart_attempts: int = Field(1000, ge=0)
     restart_delay_ms: int = Field(2_000, ge=0)
     dedup_retention_s: int = Field(
@@ -602,6 +606,15 @@ class Settings(BaseSettings):
                 f"{life_days:.1f} days (retention plus a quarter for the segment roll), longer than "
                 f"privacy.erasure_deadline_days ({self.privacy.erasure_deadline_days:g}): the input topics hold raw "
                 f"PII, so lower the retention to at most {self.privacy.erasure_deadline_days * 24 / 1.25:g} h")
+        return self
+
+    @model_validator(mode="after")
+    def _restore_points_go_within_the_erasure_deadline(self) -> Settings:
+        if self.flink.restore_point_retention_days > self.privacy.erasure_deadline_days:
+            raise ValueError(
+                f"flink.restore_point_retention_days ({self.flink.restore_point_retention_days:g}) is longer than "
+                f"privacy.erasure_deadline_days ({self.privacy.erasure_deadline_days:g}): checkpoints and savepoints "
+                "hold customer ids, so keep them at most as long as the erasure deadline")
         return self
 
     # -- derived locations -------------------------------------------------------------------

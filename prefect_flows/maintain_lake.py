@@ -29,7 +29,22 @@ def upkeep(table: str, namespace: str, min_files: int, do_compact: bool) -> str:
     return report.line()
 
 
-@flow(**flow_options("maintain_lake", "Iceberg upkeep: compact small files, expire old snapshots, delete orphans."))
+@task(name="prune-restore-points", cache_policy=NO_CACHE, **TASK_DEFAULTS)
+def prune_restore_points() -> str:
+    """Dispose of the risk job's checkpoints and savepoints past flink.restore_point_retention_days: their state
+    holds customer ids, which an erasure must not outlive."""
+    from jobs.params import RISK_JOB_NAME
+    from loanrisk.settings import get_settings
+    from stack.recovery import prune_restore_points as prune
+
+    s = get_settings()
+    logger = get_run_logger()
+    gone = prune(s, RISK_JOB_NAME, say=logger.info)
+    return f"{len(gone)} restore point(s) of {RISK_JOB_NAME} older than {s.flink.restore_point_retention_days:g} days"
+
+
+@flow(**flow_options("maintain_lake", "Iceberg upkeep: compact small files, expire old snapshots, delete orphans; "
+                     "dispose of checkpoints and savepoints past their retention."))
 def maintain_lake(tables: list[str] | None = None, namespace: str | None = None, min_files: int = 8,
                   compact_files: bool = True) -> list[str]:
     """Upkeep of ``tables`` (default: every table in the namespace), one task each."""
@@ -39,4 +54,5 @@ def maintain_lake(tables: list[str] | None = None, namespace: str | None = None,
     s = get_settings()
     ns = namespace or s.catalog.namespace
     chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
-    return [with_policy(upkeep)(t, ns, min_files, compact_files) for t in chosen]
+    done = [with_policy(upkeep)(t, ns, min_files, compact_files) for t in chosen]
+    return [*done, with_policy(prune_restore_points)()]

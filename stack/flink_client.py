@@ -126,6 +126,22 @@ def savepoint(settings: Settings, job_id: str, timeout_s: float = 120) -> str:
     return _await_savepoint(settings, job_id, trigger["request-id"], timeout_s)
 
 
+def dispose_savepoint(settings: Settings, path: str, timeout_s: float = 120) -> None:
+    """Have the JobManager dispose of the checkpoint or savepoint at ``path`` (its state files and metadata): Flink's
+    own disposal, as `flink savepoint --dispose` does."""
+    trigger = rest(settings, "/savepoint-disposal", method="POST", body={"savepoint-path": path})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = rest(settings, f"/savepoint-disposal/{trigger['request-id']}")
+        if info.get("status", {}).get("id") == "COMPLETED":
+            cause = (info.get("operation") or {}).get("failure-cause")
+            if cause:
+                raise StackError(f"disposing of {path} failed: {str(cause.get('stack-trace', ''))[:300]}")
+            return
+        time.sleep(0.5)
+    raise StackError(f"disposing of {path} did not complete in {timeout_s:.0f}s")
+
+
 def _savepoint_target(settings: Settings, job_id: str) -> str:
     """The savepoint folder of the job's name, where `riskctl job resume` looks for it."""
     return savepoint_dir(settings, str(rest(settings, f"/jobs/{job_id}").get("name") or "unnamed"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,6 +99,45 @@ def restore_point_at(settings: Settings, path: str) -> RestorePoint | None:
         return RestorePoint(folder, "checkpoint", matches[0][1], int(found["n"]), found["job"])
     found = _SAVEPOINT.search(metadata)
     return RestorePoint(folder, "savepoint", matches[0][1], None, found["job"] if found else "")
+
+
+def prunable(settings: Settings, job_name: str, alive_job_ids: set[str], now: float | None = None) -> list[RestorePoint]:
+    """The checkpoints and savepoints of ``job_name`` older than ``flink.restore_point_retention_days``, less the
+    latest one (what `riskctl job resume` would take) and the checkpoints of a job still alive (Flink keeps and
+    may restore those itself)."""
+    points = restore_points(settings, job_name)
+    cutoff = (time.time() if now is None else now) - settings.flink.restore_point_retention_days * 86_400
+    return [p for p in points[:-1]
+            if p.completed_at < cutoff and not (p.kind == "checkpoint" and p.job_id in alive_job_ids)]
+
+
+def prune_restore_points(settings: Settings, job_name: str, dry_run: bool = False,
+                         say: Callable[[str], None] = print) -> list[RestorePoint]:
+    """Dispose of :func:`prunable` restore points with Flink's own savepoint disposal (the JobManager deletes the
+    state files, the metadata and the folder); returns them. A local job folder left with empty folders only is
+    removed too."""
+    from stack.flink_client import dispose_savepoint, list_jobs
+    alive = {j["jid"] for j in list_jobs(settings) if j.get("state") in ALIVE}
+    old = prunable(settings, job_name, alive)
+    for point in old:
+        say(f"{'would dispose of' if dry_run else 'disposing of'} {point.describe()}")
+        if not dry_run:
+            dispose_savepoint(settings, point.uri)
+            _remove_empty_folders(point)
+    return old
+
+
+def _remove_empty_folders(point: RestorePoint) -> None:
+    """The chk-<n> folder's job folder (local storage) once nothing but empty folders is left in it."""
+    parsed = urlparse(point.uri)
+    if parsed.scheme not in ("", "file") or point.kind != "checkpoint":
+        return
+    job_folder = Path(parsed.path).parent
+    if not job_folder.is_dir() or any(p.is_file() for p in job_folder.rglob("*")):
+        return
+    for folder in sorted((p for p in job_folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        folder.rmdir()
+    job_folder.rmdir()
 
 
 # -- what was submitted ---------------------------------------------------------------------------

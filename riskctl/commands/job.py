@@ -108,3 +108,16 @@ def job_savepoint(job_id: str, stop: bool) -> None:
     if stop:
         mark_stopped(settings, job_id)
     click.echo(f"savepoint: {path}")
+
+
+@job.command("prune")
+@click.option("--dry-run", is_flag=True, help="List what would be disposed of, dispose of nothing.")
+def job_prune(dry_run: bool) -> None:
+    """Dispose of the risk job's checkpoints and savepoints older than flink.restore_point_retention_days (never the
+    latest one, nor a running job's checkpoints)."""
+    from stack.recovery import prune_restore_points
+    settings = get_settings()
+    gone = prune_restore_points(settings, RISK_JOB_NAME, dry_run=dry_run, say=click.echo)
+    days = settings.flink.restore_point_retention_days
+    click.echo(f"{len(gone)} restore point(s) of {RISK_JOB_NAME} older than {days:g} days "
+               f"{'would be disposed of' if dry_run else 'disposed of'}")

@@ -220,3 +220,41 @@ def test_dlq_list_shows_dead_letters_and_redrive_resends_corrected_ones(risk_run
     assert sorted(landed["event_id"]) == sorted(wanted), "each corrected event lands exactly once"
     assert (landed["amount_minor"] == 12_345).all()
     assert len(risk_run.lake("dead_letters")) == malformed, "redriving added or lost dead letters"
+
+
+def test_restore_points_past_their_retention_are_disposed_of_by_flink_but_the_latest_and_the_live_jobs_stay(
+        risk_run: RiskRun) -> None:
+    """Live time compressed: a retention of two seconds against two savepoints of the running job."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from jobs.params import RISK_JOB_NAME
+    from loanrisk.settings import override
+    from stack.flink_client import all_tasks_running, last_checkpoint_ms, savepoint
+    from stack.recovery import prune_restore_points, restore_points
+    s, job = risk_run.settings, risk_run.job_id
+    first = savepoint(s, job)
+    second = savepoint(s, job)
+    folders = [Path(urlparse(path).path) for path in (first, second)]
+    within = prune_restore_points(override(s, flink={"restore_point_retention_days": 300 / 86_400}), RISK_JOB_NAME)
+    assert all(p.completed_at < time.time() - 300 for p in within), "a point within the retention was disposed of"
+    assert all((f / "_metadata").is_file() for f in folders), "a savepoint within the retention is gone"
+    time.sleep(3)
+    before = restore_points(s, RISK_JOB_NAME)
+    gone = prune_restore_points(override(s, flink={"restore_point_retention_days": 2 / 86_400}), RISK_JOB_NAME)
+    after = {p.uri for p in restore_points(s, RISK_JOB_NAME)}
+    print(f"restore points {len(before)} -> {len(after)}: disposed of {len(gone)} "
+          f"({sum(p.kind == 'savepoint' for p in gone)} savepoints); the running job's checkpoints and the latest kept")
+    assert before[-1].uri in after, "the latest restore point was disposed of"
+    assert not any(p.kind == "checkpoint" and p.job_id == job for p in gone), "a running job's checkpoint is gone"
+    for folder in folders:
+        if before[-1].uri.endswith("/" + folder.name):
+            continue  # the latest restore point is never disposed of
+        assert not folder.exists(), f"{folder} is past the retention and still there"
+        assert any(p.uri.endswith("/" + folder.name) for p in gone)
+    checkpointed = last_checkpoint_ms(s, job)
+    deadline = time.time() + 120
+    while last_checkpoint_ms(s, job) == checkpointed and time.time() < deadline:
+        time.sleep(1)
+    assert last_checkpoint_ms(s, job) > checkpointed and all_tasks_running(s, job), \
+        "the job stopped checkpointing after the pruning"

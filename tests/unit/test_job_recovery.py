@@ -372,3 +372,34 @@ def test_records_survive_as_files_and_a_broken_one_is_skipped(tmp_path: Path) ->
     record_submission(s, submission(tmp_path))
     (tmp_path / "run" / "jobs" / "half-written.json").write_text("{")
     assert [r.job_id for r in submissions(s)] == [JOB_A]
+
+
+# -- pruning old restore points ------------------------------------------------------------------------
+def test_prunable_points_are_past_the_retention_but_never_the_latest_nor_a_live_jobs_checkpoints(
+        tmp_path: Path) -> None:
+    from stack.recovery import prunable
+    s = local_settings(tmp_path)
+    s = s.model_copy(update={"flink": s.flink.model_copy(update={"restore_point_retention_days": 1.0})})
+    checkpoints, savepoints = tmp_path / "flink" / "checkpoints" / NAME, tmp_path / "flink" / "savepoints" / NAME
+    now, day = 1_800_000_000.0, 86_400.0
+    completed(checkpoints / JOB_A / "chk-7", now - 3 * day)  # an old job's: past the retention
+    completed(savepoints / "savepoint-aaaaaa-000000000001", now - 2 * day)  # past it
+    completed(savepoints / "savepoint-bbbbbb-000000000002", now - 0.5 * day)  # within it
+    completed(checkpoints / JOB_B / "chk-2", now - 5 * day)  # the live job's: Flink's to keep
+    completed(checkpoints / JOB_B / "chk-3", now - 4 * day)  # the live job's, older still
+    old = prunable(s, NAME, alive_job_ids={JOB_B}, now=now)
+    assert sorted(p.uri.rsplit("/", 1)[-1] for p in old) == ["chk-7", "savepoint-aaaaaa-000000000001"]
+    # Everything past the retention once nothing is alive, but the latest point stays even when it is old.
+    for folder in (savepoints / "savepoint-bbbbbb-000000000002",):
+        for f in folder.iterdir():
+            os.utime(f, (now - 9 * day, now - 9 * day))
+    everything = prunable(s, NAME, alive_job_ids=set(), now=now)
+    latest = latest_restore_point(s, NAME)
+    assert latest is not None and latest not in everything
+    assert len(everything) == len(restore_points(s, NAME)) - 1
+
+
+def test_a_restore_point_retention_longer_than_the_erasure_deadline_is_refused_in_one_line() -> None:
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError, match="restore_point_retention_days .* longer than privacy.erasure_deadline"):
+        Settings(flink={"restore_point_retention_days": 45})
