@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loanrisk.errors import LoanRiskError
@@ -256,9 +257,48 @@ def erase_warehouse(settings: Settings, customer_id: str, report: ErasureReport)
         conn.close()
 
 
+def erase_exports(settings: Settings, customer_id: str, report: ErasureReport) -> None:
+    """Remove the customer's records from every file in the export ledger (loanrisk/exports.py) that still exists.
+
+    Each file is rewritten beside itself (0600) and renamed over the original, so a reader never sees half of it.
+    A line that is not a JSON record is kept unless it names the customer as a whole token.
+    """
+    import os
+
+    from loanrisk.exports import exported_files
+    from loanrisk.files import write_private
+    for entry in exported_files(settings):
+        path = Path(entry["path"])
+        name = f"export.{path.name}"
+        if not path.is_file():
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        except OSError as exc:
+            report.failed[name] = f"cannot read {path}: {exc.strerror}"
+            continue
+        kept = [line for line in lines if not _line_names_customer(line, customer_id)]
+        report.removed[name] = len(lines) - len(kept)
+        if report.dry_run or len(kept) == len(lines):
+            continue
+        temp = path.with_name(f".{path.name}.erasing")
+        write_private(temp, "".join(kept))
+        os.replace(temp, path)
+
+
+def _line_names_customer(line: str, customer_id: str) -> bool:
+    """Whether one exported line (a JSON record whose "event" is the original) names ``customer_id``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return payload_names_customer(line, customer_id)
+    event = record.get("event") if isinstance(record, dict) else record
+    return payload_names_customer(event if isinstance(event, str) else json.dumps(event), customer_id)
+
+
 def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = True,
                    dry_run: bool = False) -> ErasureReport:
-    """Remove ``customer_id``'s rows from the lake, the serving database and (unless off) Snowflake.
+    """Remove ``customer_id``'s rows from the lake, the serving database, exported files and (unless off) Snowflake.
 
     ``dry_run`` counts the rows each table holds of the customer and changes nothing.
     """
@@ -267,6 +307,7 @@ def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = Tr
     report = ErasureReport(customer_id, dry_run=dry_run)
     erase_lake(settings, customer_id, report)
     erase_serving(settings, customer_id, report)
+    erase_exports(settings, customer_id, report)
     if warehouse:
         erase_warehouse(settings, customer_id, report)
     else:

@@ -66,7 +66,8 @@ def dlq_list(topic: str | None, reason: str | None, ids: tuple[str, ...], limit:
 def dlq_export(topic: str | None, reason: str | None, ids: tuple[str, ...], limit: int, out: Path | None) -> None:
     """Write the original events of dead letters, read back from Kafka, as correction templates to edit.
 
-    The originals hold raw PII (they come from Kafka, where it lives): the file is created 0600.
+    The originals hold raw PII (they come from Kafka, where it lives): the file is created 0600 and recorded, so
+    `riskctl privacy erase` removes a customer's records from it too (what goes to stdout is not tracked).
     """
     from ingestion.dead_letters import export_originals
     records = export_originals(get_settings(), _selection(topic, reason, ids, limit))
@@ -77,6 +78,9 @@ def dlq_export(topic: str | None, reason: str | None, ids: tuple[str, ...], limi
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+    # The file holds raw PII outside the platform's stores: recorded, so an erasure request finds it.
+    from loanrisk.exports import record_export
+    record_export(get_settings(), out, len(records), "dead-letter originals (riskctl dlq export)")
     click.echo(f"wrote {len(records)} correction templates to {out}: edit each 'event', then "
                f"riskctl dlq redrive --corrections {out}", err=True)
 

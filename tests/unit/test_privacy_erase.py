@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -156,3 +157,37 @@ def test_a_dry_run_counts_the_customers_rows_and_changes_nothing(lake) -> None:
     scores = lake.load_table("risk.scores")
     assert [s.snapshot_id for s in scores.snapshots()] == snapshots and _files(scores) == files
     assert lake.load_table("risk.dead_letters").scan().to_arrow().num_rows == 3
+
+
+def test_an_erasure_removes_the_customers_records_from_every_recorded_export_and_only_theirs(tmp_path: Path) -> None:
+    import json
+    import stat
+
+    from erasure.customer import erase_exports
+    from loanrisk.exports import exported_files, record_export
+    base = Settings()
+    s = base.model_copy(update={"stack": base.stack.model_copy(update={"state_dir": tmp_path / "state"})})
+    records = [{"dlq_id": "d1", "event": {"customer_id": "c1", "full_name": "Ann"}},
+               {"dlq_id": "d2", "event": {"customer_id": "c12", "full_name": "Bo"}},
+               {"dlq_id": "d3", "event": '{"customer_id": "c1", broken'}]
+    one, two, gone = tmp_path / "fixes.jsonl", tmp_path / "more.jsonl", tmp_path / "deleted.jsonl"
+    one.write_text("".join(json.dumps(r) + "\n" for r in records))
+    two.write_text(json.dumps(records[1]) + "\n")
+    for path in (one, two, gone):
+        record_export(s, path, 3, "test")
+    one.chmod(0o600)
+    record_export(s, one, 3, "test")  # written again: still one entry
+    assert [Path(e["path"]).name for e in exported_files(s)] == ["more.jsonl", "deleted.jsonl", "fixes.jsonl"]
+    assert stat.S_IMODE(os.stat(s.state_dir / "exports.json").st_mode) == 0o600
+
+    dry = ErasureReport("c1", dry_run=True)
+    erase_exports(s, "c1", dry)
+    assert dry.removed == {"export.fixes.jsonl": 2, "export.more.jsonl": 0} and one.read_text().count("\n") == 3
+
+    report = ErasureReport("c1")
+    erase_exports(s, "c1", report)
+    assert report.removed == {"export.fixes.jsonl": 2, "export.more.jsonl": 0} and not report.failed
+    assert [json.loads(line)["dlq_id"] for line in one.read_text().splitlines()] == ["d2"]  # c12 is not c1
+    assert two.read_text() == json.dumps(records[1]) + "\n"
+    assert stat.S_IMODE(os.stat(one).st_mode) == 0o600
+    assert not list(tmp_path.glob(".*.erasing"))
