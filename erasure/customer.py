@@ -312,4 +312,22 @@ def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = Tr
         erase_warehouse(settings, customer_id, report)
     else:
         report.skipped["snowflake"] = "--no-warehouse"
+    if not dry_run:
+        # Recorded even when a sink failed: the request stands, and the replay applies it again.
+        from erasure.ledger import record_erasure
+        record_erasure(settings, customer_id)
     return report
+
+
+def replay_erasures(settings: Settings, *, warehouse: bool = True, dry_run: bool = False,
+                    now: float | None = None) -> list[ErasureReport]:
+    """Apply again every erasure of the ledger still within its replay window (erasure/ledger.py); the ledger keeps
+    each one's first time, so a replay does not extend the window."""
+    from erasure.ledger import due, erasures, record_erasure
+    first = {e["customer_id"]: e["erased_at"] for e in erasures(settings)}
+    reports = []
+    for customer_id in due(settings, now):
+        reports.append(erase_customer(settings, customer_id, warehouse=warehouse, dry_run=dry_run))
+        if not dry_run:
+            record_erasure(settings, customer_id, at=first[customer_id])
+    return reports

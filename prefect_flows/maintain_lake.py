@@ -43,8 +43,25 @@ def prune_restore_points() -> str:
     return f"{len(gone)} restore point(s) of {RISK_JOB_NAME} older than {s.flink.restore_point_retention_days:g} days"
 
 
+@task(name="replay-erasures", cache_policy=NO_CACHE, **TASK_DEFAULTS)
+def replay_erasures() -> str:
+    """Apply again the erasures still within their replay window (erasure/ledger.py): a job resumed from an earlier
+    checkpoint, or a replay, may have brought a customer's rows back."""
+    from erasure.customer import replay_erasures as replay
+    from loanrisk.settings import get_settings
+
+    reports = replay(get_settings())
+    back = {r.customer_id: sum(r.removed.values()) for r in reports if sum(r.removed.values())}
+    if back:
+        get_run_logger().warning("rows of erased customers had come back and were removed again: %s", back)
+    failed = [r.customer_id for r in reports if r.failed]
+    if failed:
+        raise RuntimeError(f"erasure replay incomplete for {', '.join(failed)}")
+    return f"{len(reports)} erasure(s) applied again, {sum(back.values())} row(s) had come back"
+
+
 @flow(**flow_options("maintain_lake", "Iceberg upkeep: compact small files, expire old snapshots, delete orphans; "
-                     "dispose of checkpoints and savepoints past their retention."))
+                     "apply recent erasures again; dispose of checkpoints and savepoints past their retention."))
 def maintain_lake(tables: list[str] | None = None, namespace: str | None = None, min_files: int = 8,
                   compact_files: bool = True) -> list[str]:
     """Upkeep of ``tables`` (default: every table in the namespace), one task each."""
@@ -55,4 +72,4 @@ def maintain_lake(tables: list[str] | None = None, namespace: str | None = None,
     ns = namespace or s.catalog.namespace
     chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
     done = [with_policy(upkeep)(t, ns, min_files, compact_files) for t in chosen]
-    return [*done, with_policy(prune_restore_points)()]
+    return [*done, with_policy(replay_erasures)(), with_policy(prune_restore_points)()]

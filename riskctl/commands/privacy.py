@@ -1,4 +1,5 @@
-"""`riskctl privacy erase --customer ID`: an erasure request carried out on every sink."""
+"""`riskctl privacy erase --customer ID`: an erasure request carried out on every sink; `riskctl privacy replay`:
+erasures applied again while a source can still bring the rows back."""
 
 from __future__ import annotations
 
@@ -33,3 +34,22 @@ def privacy_erase(customer_id: str, warehouse: bool, dry_run: bool) -> None:
         raise ErasureError(f"erasure of {customer_id} incomplete: {', '.join(sorted(report.failed))} failed "
                            f"({total} row(s) removed elsewhere); run the command again once they are reachable")
     click.echo(f"erased {customer_id}: {total} row(s) removed")
+
+
+@privacy.command("replay")
+@click.option("--warehouse/--no-warehouse", default=True, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Count the rows that came back; change nothing.")
+def privacy_replay(warehouse: bool, dry_run: bool) -> None:
+    """Apply again every erasure still within its replay window (after `riskctl job resume` from an earlier
+    checkpoint, or a replay of history): rows a source brought back are removed again."""
+    from erasure.customer import ErasureError, replay_erasures
+    reports = replay_erasures(get_settings(), warehouse=warehouse, dry_run=dry_run)
+    for report in reports:
+        back = sum(report.removed.values())
+        click.echo(f"{report.customer_id}: {back} row(s) {'would be removed' if dry_run else 'removed'} again")
+        for line in report.lines() if back or report.failed else []:
+            click.echo(f"  {line}")
+    failed = [r.customer_id for r in reports if r.failed]
+    if failed:
+        raise ErasureError(f"replay incomplete for {', '.join(failed)}; run it again once every sink is reachable")
+    click.echo(f"{len(reports)} erasure(s) within their replay window applied again" + (" (dry run)" if dry_run else ""))

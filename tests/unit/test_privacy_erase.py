@@ -191,3 +191,25 @@ def test_an_erasure_removes_the_customers_records_from_every_recorded_export_and
     assert two.read_text() == json.dumps(records[1]) + "\n"
     assert stat.S_IMODE(os.stat(one).st_mode) == 0o600
     assert not list(tmp_path.glob(".*.erasing"))
+
+
+def test_the_erasure_ledger_keeps_each_customer_once_and_replays_them_while_a_source_may_bring_rows_back(
+        tmp_path: Path) -> None:
+    import stat
+
+    from erasure.ledger import due, erasures, record_erasure, replay_window_s
+    base = Settings()
+    s = base.model_copy(update={"stack": base.stack.model_copy(update={"state_dir": tmp_path})})
+    now = 1_800_000_000.0
+    window = replay_window_s(s)
+    # Restore points kept 14 days outlive a message in the topics (168 h, plus a segment and the delete delay).
+    assert s.kafka.topics.longest_life_ms() / 1000 < window == 14 * 86_400
+    record_erasure(s, "c1", at=now - window - 1)  # past the window: no source holds their events any more
+    record_erasure(s, "c2", at=now - 60)
+    record_erasure(s, "c3", at=now - window + 1)
+    record_erasure(s, "c2", at=now - 30)  # erased again: one entry, the latest time
+    assert [e["customer_id"] for e in erasures(s)] == ["c1", "c3", "c2"]
+    assert due(s, now) == ["c3", "c2"]
+    assert stat.S_IMODE(os.stat(tmp_path / "erasures.json").st_mode) == 0o600
+    longer = s.model_copy(update={"flink": s.flink.model_copy(update={"restore_point_retention_days": 29.0})})
+    assert replay_window_s(longer) == 29 * 86_400 and due(longer, now) == ["c1", "c3", "c2"]
