@@ -1,5 +1,9 @@
-"""Metrics (ROC AUC, PR AUC, Brier, KS, calibration, lift, confusion at the alert threshold), baselines,
-paired fold differences and permutation importance.
+"""Metrics (ROC AUC, PR AUC, Brier, expected calibration error, KS, calibration, lift, confusion at the alert
+threshold), baselines, paired fold differences and permutation importance.
+
+Calibration is read in equal-count score bins (``CALIBRATION_BINS``, tied scores kept in one bin): with
+about 1 % defaults nearly every score is below 0.1, so equal-width bins on [0, 1] would put almost every
+loan in the first bin and ECE would only compare the mean score with the default rate.
 
 Baselines, each fitted on the same training rows as the model it is compared with:
 - ``prevalence``: every loan gets the training default rate (the no-skill Brier reference);
@@ -22,6 +26,7 @@ from models.train import logistic_baseline, positive_proba
 
 Predict = Callable[[np.ndarray], np.ndarray]
 BASELINES = ("prevalence", "sub_grade", "logistic_regression")
+CALIBRATION_BINS = 10
 
 
 def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
@@ -54,6 +59,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
         "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
         "no_skill_brier": prev * (1 - prev),
         "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "ks": ks_statistic(y, p) if both else float("nan"),
@@ -62,12 +68,32 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     }
 
 
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted vs observed default rate in ``bins`` equal-count score bins."""
-    frame = pd.DataFrame({"y": y, "p": p})
-    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), q=min(bins, len(frame)), labels=False)
-    out = frame.groupby("bin").agg(n=("y", "size"), mean_predicted=("p", "mean"), observed=("y", "mean"))
-    return out.reset_index()
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Mean predicted vs observed default rate in up to ``bins`` equal-count score bins.
+
+    Bin edges are the score's quantiles; a score equal to an edge goes to the bin above, so tied scores
+    always share a bin (fewer bins when ties swallow edges) and a constant, calibrated score has no gap.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    columns = ["bin", "n", "min_predicted", "max_predicted", "mean_predicted", "observed", "gap"]
+    if len(p) == 0:
+        return pd.DataFrame(columns=columns)
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
+    frame = pd.DataFrame({"bin": np.searchsorted(edges, p, side="right"), "y": y, "p": p})
+    out = frame.groupby("bin").agg(n=("y", "size"), min_predicted=("p", "min"), max_predicted=("p", "max"),
+                                   mean_predicted=("p", "mean"), observed=("y", "mean")).reset_index(drop=True)
+    out["gap"] = out["observed"] - out["mean_predicted"]
+    out.insert(0, "bin", np.arange(1, len(out) + 1))
+    return out[columns]
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: sum over the bins of :func:`calibration_table` of (bin share) x |observed - mean predicted|."""
+    table = calibration_table(y, p, bins)
+    if table.empty:
+        return float("nan")
+    return float(np.sum(table["n"] / table["n"].sum() * table["gap"].abs()))
 
 
 def lift_by_decile(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import numpy as np
 from contracts.registry_layout import ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
 from contracts.features import feature_schema_hash
 from models.errors import ModelError, ParityError
+from models.onnx_isotonic import calibrates_isotonic, convert_calibrated_classifier, float_interface
 # Parity, holdout metrics and batch scores come from the session and prediction the stream's workers run.
 from udfs.scorer import onnx_session as session, predict_proba as onnx_proba
 
@@ -19,18 +20,25 @@ PARITY_TOLERANCE = 1e-5
 def export_onnx(estimator: Any, feature_names: list[str]) -> bytes:
     """The fitted ``estimator`` as ONNX: float input "features" [None, k], output "probabilities" [N, 2]."""
     import onnx
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from sklearn.calibration import CalibratedClassifierCV
 
     k = len(feature_names)
-    model = to_onnx(estimator, initial_types=[(ONNX_INPUT, FloatTensorType([None, k]))],
-                    options={"zipmap": False})
+    isotonic = calibrates_isotonic(estimator)
+    tensor = DoubleTensorType if isotonic else FloatTensorType
+    # skl2onnx's isotonic calibrator picks the nearest threshold instead of interpolating (models/onnx_isotonic.py).
+    model = convert_sklearn(estimator, name=f"ONNX({type(estimator).__name__})",
+                            initial_types=[(ONNX_INPUT, tensor([None, k]))], options={"zipmap": False},
+                            custom_conversion_functions={CalibratedClassifierCV: convert_calibrated_classifier})
     graph = model.graph
     names = [o.name for o in graph.output]
     if ONNX_PROBABILITIES not in names:
         if len(names) != 2:
             raise ModelError(f"unexpected ONNX outputs {names}; expected (label, probabilities)")
         _rename_output(model, names[1], ONNX_PROBABILITIES)
+    if isotonic:
+        float_interface(model, ONNX_INPUT, ONNX_PROBABILITIES)
     meta = {ONNX_META_FEATURES: json.dumps(list(feature_names)),
             "feature_schema_hash": feature_schema_hash(list(feature_names))}
     for key, value in meta.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from contracts.registry_layout import ONNX_INPUT, ONNX_PROBABILITIES
 from models.compat import check_model
 from models.dataset import TrainingSet, describe
 from models.drift import score_reference
+from models.errors import ModelError
 from models.evaluate import (
-    BASELINES, baseline_probabilities, calibration_table, compare_on, lift_by_decile,
-    permutation_importance,
+    BASELINES, CALIBRATION_BINS, baseline_probabilities, binary_metrics, calibration_table, compare_on,
+    lift_by_decile, permutation_importance,
 )
-from models.export import check_parity, export_onnx, onnx_proba, session
+from models.export import check_parity, export_onnx, onnx_proba, parity as parity_diff, session
 from models.registry import Registry, code_version
 from models.split import SplitPlan, cv_folds, holdout_id, latest_period, plan
-from models.train import CALIBRATION, CLASS_WEIGHTING, FAMILIES, TrainedModel, boosting_name, fit
+from models.train import (
+    CALIBRATION, CALIBRATIONS, CLASS_WEIGHTING, FAMILIES, TrainedModel, boosting_name, fit, fit_final,
+)
 
 
 def alert_threshold() -> float:
@@ -58,14 +62,39 @@ class Candidate:
         return registry.register(self.model_bytes, self.metadata)
 
 
+def compare_calibrations(train: TrainingSet, test: TrainingSet, family: str, params: dict[str, Any],
+                         seed: int = 0, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Each calibration method of ``family``/``params``, fitted on ``train``, scored on ``test`` through ONNX.
+
+    Same configuration, same rows, only the calibrator differs; the ONNX parity of each export is
+    recorded next to its metrics, not enforced, so a method that would be refused still shows.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for method in CALIBRATIONS:
+        estimator = fit_final(train, family, params, seed, method)
+        model_bytes = export_onnx(estimator, train.feature_names)
+        m = binary_metrics(test.label, onnx_proba(session(model_bytes), test.matrix()), threshold)
+        out[method] = {**{k: m[k] for k in ("n", "positives", "roc_auc", "brier", "ece", "log_loss", "mean_p")},
+                       "parity_max_abs_diff": parity_diff(estimator, model_bytes, test.matrix()),
+                       "ece_bins": CALIBRATION_BINS, "trained_on": train.n}
+    return out
+
+
 def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget: int | dict[str, int] = 6,
                     seed: int = 0, n_splits: int = 5, n_repeats: int = 2, hold_out: bool = True,
-                    threshold: float | None = None) -> Candidate:
-    """Split, search, fit, export and check parity (on the holdout, else on the training rows)."""
+                    threshold: float | None = None, calibration: str = CALIBRATION,
+                    compare_calibration: bool = False) -> Candidate:
+    """Split, search, fit, export and check parity (on the holdout, else on the training rows).
+
+    ``compare_calibration`` also fits the chosen configuration with every calibration method and records
+    their holdout ECE and Brier (``calibration_comparison`` in the metadata); it needs a holdout.
+    """
     threshold = alert_threshold() if threshold is None else threshold
     sp = plan(ts, n_splits, n_repeats, seed, hold_out=hold_out)
+    if compare_calibration and not sp.has_holdout:
+        raise ModelError("comparing calibrations needs held-out rows: train with a holdout (a dated data set)")
     dev = ts.subset(sp.dev)
-    trained = fit(dev, sp.folds, families, budget, seed)
+    trained = fit(dev, sp.folds, families, budget, seed, calibration)
     model_bytes = export_onnx(trained.estimator, trained.feature_names)
     hold = ts.subset(sp.holdout) if sp.has_holdout else None
     parity = check_parity(trained.estimator, model_bytes, (hold if hold is not None else dev).matrix())
@@ -88,7 +117,7 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "family": trained.family,
         "estimator": boosting_name() if trained.family == "gradient_boosting" else trained.family,
         "params": trained.params,
-        "calibration": CALIBRATION,
+        "calibration": trained.calibration,
         "class_weighting": CLASS_WEIGHTING[trained.family],
         "metrics": metrics,
         "holdout": holdout_meta,
@@ -104,6 +133,9 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "code_version": code_version(),
         "library_versions": _versions(),
     }
+    if compare_calibration and hold is not None:
+        meta["calibration_comparison"] = compare_calibrations(dev, hold, trained.family, trained.params, seed,
+                                                              threshold)
     return Candidate(trained=trained, model_bytes=model_bytes, metadata=meta, plan=sp, holdout=hold)
 
 
@@ -133,11 +165,16 @@ class Evaluation:
     calibration: pd.DataFrame
     lift: pd.DataFrame
     importance: pd.DataFrame
+    calibration_comparison: dict[str, dict[str, Any]] | None = None
 
 
 def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingSet, hold_out: bool = True,
-                     seed: int = 0, threshold: float | None = None) -> Evaluation:
-    """Score ``ts`` (its latest period when it spans several) through ONNX and compare with baselines."""
+                     seed: int = 0, threshold: float | None = None, compare_calibration: bool = False) -> Evaluation:
+    """Score ``ts`` (its latest period when it spans several) through ONNX and compare with baselines.
+
+    ``compare_calibration`` refits the version's configuration with every calibration method on the
+    periods before the evaluated one and scores the evaluated rows with each (ECE, Brier).
+    """
     threshold = alert_threshold() if threshold is None else threshold
     names = check_model(model_bytes, metadata, expected=ts.feature_names)
     latest = latest_period(ts.time) if hold_out else None
@@ -151,7 +188,17 @@ def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingS
     X = rows.matrix()[:, cols]
     p = predict(X)
     base = oof_baselines(rows, seed=seed)
+    comparison = None
+    if compare_calibration:
+        if latest is None or "family" not in metadata or "params" not in metadata:
+            raise ModelError("comparing calibrations needs a dated data set spanning several months (the earlier "
+                             "ones are trained on) and metadata with the version's family and params")
+        same = dataclasses.replace(ts, features=ts.features[names])  # the version's features, in its order
+        comparison = compare_calibrations(same.subset(np.setdiff1d(np.arange(ts.n), latest[0])),
+                                          same.subset(latest[0]), metadata["family"], metadata["params"], seed,
+                                          threshold)
     return Evaluation(version=str(metadata.get("version", "?")), rows=rows, model_p=p, baselines=base,
                       metrics=compare_on(rows, p, base, threshold), calibration=calibration_table(rows.label, p),
                       lift=lift_by_decile(rows.label, p),
-                      importance=permutation_importance(predict, X, rows.label, names, n_repeats=3, seed=seed))
+                      importance=permutation_importance(predict, X, rows.label, names, n_repeats=3, seed=seed),
+                      calibration_comparison=comparison)

@@ -1,4 +1,4 @@
-"""An HTML evaluation report with PNG plots: ROC, calibration, permutation importance, score distribution."""
+"""An HTML evaluation report with PNG plots: ROC, calibration, reliability, permutation importance, score distribution."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.evaluate import CALIBRATION_BINS, expected_calibration_error
 from models.pipeline import Evaluation
 
 
@@ -54,6 +55,38 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> str:
     return save_png(fig, path)
 
 
+def reliability_figure(table: pd.DataFrame, ece: float) -> Any:
+    """Observed vs mean predicted default rate per bin on 0-1 axes, the same zoomed to where the scores are
+    (equal-count bins crowd near 0 when defaults are rare), and the loans in each bin."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(9, 6.5), dpi=100)
+    grid = fig.add_gridspec(2, 2, height_ratios=[3, 1.3])
+    full, zoom, counts = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    hi = min(1.0, float(max(table["mean_predicted"].max(), table["observed"].max(), 1e-3)) * 1.15)
+    for ax, top, title in ((full, 1.0, "0 to 1"), (zoom, hi, f"zoomed to 0 to {hi:.3g}")):
+        ax.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect calibration")
+        ax.plot(table["mean_predicted"], table["observed"], marker="o", label="model")
+        ax.set(xlim=(0, top), ylim=(0, top), xlabel="mean predicted P(default)", ylabel="observed default rate",
+               title=title)
+    for _, row in table.iterrows():
+        zoom.annotate(str(int(row["bin"])), (row["mean_predicted"], row["observed"]), textcoords="offset points",
+                      xytext=(4, -10), fontsize=7)
+    full.legend(loc="upper left", fontsize=8)
+    bars = counts.bar(table["bin"], table["n"])
+    counts.bar_label(bars, labels=[str(int(n)) for n in table["n"]], fontsize=8)
+    counts.set(xticks=table["bin"], xlabel="bin (scores low to high; numbers as in the zoomed panel)",
+               ylabel="loans", ylim=(0, float(table["n"].max()) * 1.2))
+    fig.suptitle(f"Reliability: ECE {ece:.4f} over {len(table)} equal-count bins")
+    return fig
+
+
+def plot_reliability(table: pd.DataFrame, ece: float, path: Path) -> str:
+    """The reliability diagram of :func:`reliability_figure`, saved to ``path``."""
+    return save_png(reliability_figure(table, ece), path)
+
+
 def plot_importance(table: pd.DataFrame, path: Path) -> str:
     """Permutation importance (ROC AUC drop) per feature."""
     fig, ax = new_figure()
@@ -77,14 +110,28 @@ def plot_distribution(y: np.ndarray, p: np.ndarray, threshold: float, path: Path
 
 def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     """HTML table: one row per model or baseline."""
-    cols = ("n", "positives", "roc_auc", "pr_auc", "brier", "no_skill_brier", "ks", "log_loss")
-    head = "".join(f"<th>{c}</th>" for c in ("model", *cols, "confusion at threshold"))
+    cols = ("n", "positives", "roc_auc", "pr_auc", "brier", "no_skill_brier", "ece", "ks", "log_loss")
+    heads = [f"ece ({CALIBRATION_BINS} equal-count bins)" if c == "ece" else c for c in cols]
+    head = "".join(f"<th>{c}</th>" for c in ("model", *heads, "confusion at threshold"))
     rows = []
     for name, m in metrics.items():
         c = m["confusion"]
-        cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m[k], float) else f"<td>{m[k]}</td>" for k in cols)
+        cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), float) else f"<td>{m.get(k, '')}</td>"
+                        for k in cols)
         conf = f"tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}"
         rows.append(f"<tr><td>{html.escape(name)}</td>{cells}<td>{conf}</td></tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _comparison_table(comparison: dict[str, dict[str, Any]]) -> str:
+    """HTML table: one row per calibration method, fitted and scored on the same rows."""
+    cols = ("trained_on", "n", "positives", "roc_auc", "brier", "ece", "log_loss", "parity_max_abs_diff")
+    head = "".join(f"<th>{c}</th>" for c in ("calibration", *cols))
+    rows = []
+    for name, m in comparison.items():
+        cells = "".join(f"<td>{m[k]:.3g}</td>" if k == "parity_max_abs_diff" else
+                        f"<td>{m[k]:.4f}</td>" if isinstance(m[k], float) else f"<td>{m[k]}</td>" for k in cols)
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -97,6 +144,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: flo
         plot_roc(y, {"model": ev.model_p, **{k: v for k, v in ev.baselines.items() if k != "prevalence"}},
                  out / "roc.png"),
         plot_calibration(ev.calibration, out / "calibration.png"),
+        plot_reliability(ev.calibration, expected_calibration_error(y, ev.model_p), out / "reliability.png"),
         plot_importance(ev.importance, out / "importance.png"),
         plot_distribution(y, ev.model_p, threshold, out / "score_distribution.png"),
     ]
@@ -105,7 +153,14 @@ def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: flo
             f"({ev.rows.prevalence:.2%}); source {html.escape(ev.rows.source)}</p>",
             "<h2>Metrics</h2>", _metrics_table(ev.metrics),
             "<h2>Lift by decile</h2>", ev.lift.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
-            "<h2>Calibration</h2>", ev.calibration.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            "<h2>Calibration</h2>",
+            f"<p>{CALIBRATION_BINS} equal-count score bins (tied scores share a bin); ECE is the loan-weighted "
+            "mean of |observed - mean predicted| over them.</p>",
+            ev.calibration.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            *([] if ev.calibration_comparison is None else [
+                "<h2>Calibration methods on the same rows</h2>",
+                "<p>The version's configuration refitted with each method on the earlier periods and scored "
+                "through ONNX on these rows.</p>", _comparison_table(ev.calibration_comparison)]),
             "<h2>Plots</h2>", *[f'<img src="{i}" alt="{i}">' for i in imgs]]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

@@ -9,10 +9,12 @@ only where they are a search choice: random forest tries ``class_weight`` None/"
 logistic regression searches only its L1 path (weights would mostly rescale C, doubling the choices
 a noisy CV picks from) and gradient boosting is unweighted (sklearn's GradientBoosting
 has no class_weight, and sample weights passed through CalibratedClassifierCV would also weight the
-calibrator). Every final model is wrapped in a sigmoid (Platt) CalibratedClassifierCV, fitted on
-out-of-fold predictions without weights, so probabilities come back to the true prevalence whatever
-weighting the ranking model used. Isotonic is not used: skl2onnx's isotonic calibrator does not match
-scikit-learn's probabilities closely enough to pass the ONNX parity check (docs/MODELS.md).
+calibrator). Every final model is wrapped in a CalibratedClassifierCV, fitted on out-of-fold
+predictions without weights, so probabilities come back to the true prevalence whatever weighting the
+ranking model used. Sigmoid (Platt) is the default; isotonic is an option (``calibration="isotonic"``),
+exported with its own converter (models/onnx_isotonic.py) because skl2onnx's does not interpolate.
+Sigmoid stays the default until isotonic is shown to be at least as good on held-out data: with about
+a hundred defaults an isotonic fit has few steps and can overfit them (docs/MODELS.md).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from models.split import Fold
 
 FAMILIES: tuple[str, ...] = ("logistic_regression", "gradient_boosting", "random_forest")  # simplest first
 CALIBRATION = "sigmoid"
+CALIBRATIONS: tuple[str, ...] = ("sigmoid", "isotonic")
 QUANTILES = 100
 
 # Each family's default configuration: always the first one tried.
@@ -129,14 +132,22 @@ def ranking_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Cla
     return _wrap(family, params, _classifier(family, params, seed))
 
 
-def final_estimator(family: str, params: dict[str, Any], seed: int = 0) -> ClassifierMixin:
-    """The model that is registered: the family's classifier inside a sigmoid CalibratedClassifierCV.
+def check_calibration(calibration: str) -> str:
+    """``calibration`` when it is one of CALIBRATIONS, else a ModelError naming them."""
+    if calibration not in CALIBRATIONS:
+        raise ModelError(f"unknown calibration {calibration!r}; choose from {', '.join(CALIBRATIONS)}")
+    return calibration
+
+
+def final_estimator(family: str, params: dict[str, Any], seed: int = 0,
+                    calibration: str = CALIBRATION) -> ClassifierMixin:
+    """The model that is registered: the family's classifier inside a CalibratedClassifierCV (``calibration``).
 
     For logistic regression the scaler stays outside the calibrator: skl2onnx mis-converts a
     calibrated Pipeline (docs/MODELS.md).
     """
-    cal = CalibratedClassifierCV(_classifier(family, params, seed), method=CALIBRATION, ensemble=False,
-                                 cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=seed))
+    cal = CalibratedClassifierCV(_classifier(family, params, seed), method=check_calibration(calibration),
+                                 ensemble=False, cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=seed))
     return _wrap(family, params, cal)
 
 
@@ -245,6 +256,7 @@ class TrainedModel:
     feature_reference: dict[str, float]
     search: SearchResult
     extra: dict[str, Any] = field(default_factory=dict)
+    calibration: str = CALIBRATION
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) for rows of ``X`` (columns in ``feature_names`` order)."""
@@ -256,15 +268,23 @@ def feature_reference(ts: TrainingSet) -> dict[str, float]:
     return {name: float(ts.features[name].mean()) for name in ts.feature_names}
 
 
+def fit_final(ts: TrainingSet, family: str, params: dict[str, Any], seed: int = 0,
+              calibration: str = CALIBRATION) -> Any:
+    """The configuration ``family``/``params`` fitted, calibrated by ``calibration``, on all of ``ts``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return final_estimator(family, params, seed, calibration).fit(ts.matrix().astype(np.float64), ts.label)
+
+
 def fit(ts: TrainingSet, folds: Sequence[Fold], families: Sequence[str] = FAMILIES,
-        budget: int | dict[str, int] = 6, seed: int = 0) -> TrainedModel:
+        budget: int | dict[str, int] = 6, seed: int = 0, calibration: str = CALIBRATION) -> TrainedModel:
     """Search on ``folds`` of ``ts``, then fit the chosen configuration, calibrated, on all of ``ts``."""
     X, y = ts.matrix().astype(np.float64), ts.label
+    check_calibration(calibration)
     if ts.positives < 6 or ts.n - ts.positives < 6:
         raise ModelError(f"{ts.source}: {ts.positives} defaults in {ts.n} loans is too few to train on")
     result = search(X, y, folds, families, budget, seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        estimator = final_estimator(result.family, result.params, seed).fit(X, y)
+    estimator = fit_final(ts, result.family, result.params, seed, calibration)
     return TrainedModel(estimator=estimator, family=result.family, params=result.params,
-                        feature_names=ts.feature_names, feature_reference=feature_reference(ts), search=result)
+                        feature_names=ts.feature_names, feature_reference=feature_reference(ts), search=result,
+                        calibration=calibration)
