@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("riskctl.commands.serve", "serve"),
     ("riskctl.commands.serve", "api_key"),
     ("riskctl.commands.k8s", "k8s"),
+    ("riskctl.commands.compose", "compose"),
 )
 
 

@@ -240,12 +240,16 @@ def main() -> None:
     parser.parse_args()
     from loanrisk.logs import setup_logging
     setup_logging()
-    settings = get_settings()
+    serve(get_settings(), "127.0.0.1")
+
+
+def serve(settings: Settings, host: str) -> None:
+    """Serve /metrics on ``host``:<prometheus.port + 1> until SIGTERM or SIGINT."""
     registry = CollectorRegistry()
     registry.register(ConsumerLagCollector(settings))
     registry.register(WindowFreshnessCollector(settings))
-    server, thread = start_http_server(settings.prometheus.exporter_port, addr="127.0.0.1", registry=registry)
-    log.info("serving /metrics on 127.0.0.1:%d", settings.prometheus.exporter_port)
+    server, thread = start_http_server(settings.prometheus.exporter_port, addr=host, registry=registry)
+    log.info("serving /metrics on %s:%d", host, settings.prometheus.exporter_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
