@@ -100,21 +100,31 @@ def model() -> None:
 @click.option("--no-holdout", is_flag=True, help="Do not hold out the latest period (single cohort).")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the model in the registry.")
 @click.option("--promote", "do_promote", is_flag=True, help="Promote it if it beats the champion (rules apply).")
+@click.option("--calibration", type=click.Choice(["sigmoid", "isotonic"]), default="sigmoid", show_default=True,
+              help="How the chosen model's probabilities are calibrated (both export to ONNX with parity).")
+@click.option("--compare-calibration", is_flag=True,
+              help="Also fit every calibration method and record their holdout ECE and Brier in the metadata.")
 @one_line_errors
 def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, families: str | None, budget: int,
-              seed: int, no_holdout: bool, register: bool, do_promote: bool) -> None:
+              seed: int, no_holdout: bool, register: bool, do_promote: bool, calibration: str,
+              compare_calibration: bool) -> None:
     """Search, calibrate, export to ONNX, check parity and register a new version."""
     from models.pipeline import train_candidate
 
     chosen = _families(families)
     ts = _load(dataset, file)
     _err.print(f"training on {ts.source}: {ts.n} loans, {ts.positives} defaults ({ts.prevalence:.2%})")
-    cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout)
+    cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout, calibration=calibration,
+                           compare_calibration=compare_calibration)
     m = cand.metadata
     _out.print(f"chosen: {m['family']} {json.dumps(m['params'])}; CV ROC AUC {m['metrics']['cv']['roc_auc_mean']:.4f}"
                f" ± {m['metrics']['cv']['roc_auc_std']:.4f}; parity max |diff| {m['parity']['max_abs_diff']:.2e}")
     for name, met in (m["metrics"].get("holdout") or {}).items():
-        _out.print(f"  holdout {name:20s} ROC AUC {_fmt(met['roc_auc'])}  Brier {met['brier']:.6f}")
+        ece = f"  ECE {met['ece']:.4f}" if "ece" in met else ""
+        _out.print(f"  holdout {name:20s} ROC AUC {_fmt(met['roc_auc'])}  Brier {met['brier']:.6f}{ece}")
+    for method, met in (m.get("calibration_comparison") or {}).items():
+        _out.print(f"  calibration {method:9s} holdout ECE {met.get('ece', float('nan')):.4f}  "
+                   f"Brier {met.get('brier', float('nan')):.6f}")
     if not register:
         return
     reg = _registry(registry_uri)
@@ -137,24 +147,29 @@ def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, 
 @click.option("--no-holdout", is_flag=True, help="Evaluate on all rows, not only the latest period.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write an HTML report with PNG plots into this folder.")
+@click.option("--compare-calibration", is_flag=True,
+              help="Refit the version's configuration with every calibration method on the earlier months and compare.")
 @one_line_errors
 def evaluate_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, version: str | None,
-                 no_holdout: bool, report_dir: Path | None) -> None:
+                 no_holdout: bool, report_dir: Path | None, compare_calibration: bool) -> None:
     """Score a data set with a registered version and compare with the baselines."""
     from models.pipeline import alert_threshold, evaluate_version
 
     ts = _load(dataset, file)
     model_bytes, meta = _registry(registry_uri).load(version)
-    ev = evaluate_version(model_bytes, meta, ts, hold_out=not no_holdout)
+    ev = evaluate_version(model_bytes, meta, ts, hold_out=not no_holdout, compare_calibration=compare_calibration)
     table = Table(title=f"{meta.get('version')} on {ev.rows.source} ({ev.rows.n} loans, {ev.rows.positives} defaults)")
     table.add_column("model", no_wrap=True, min_width=19)
-    for col in ("ROC AUC", "PR AUC", "Brier", "KS", f"tp/fp @{alert_threshold():g}"):
+    for col in ("ROC AUC", "PR AUC", "Brier", "ECE", "KS", f"tp/fp @{alert_threshold():g}"):
         table.add_column(col, no_wrap=True)
     for name, met in ev.metrics.items():
         c = met["confusion"]
-        table.add_row(name, _fmt(met["roc_auc"]), _fmt(met["pr_auc"]), _fmt(met["brier"], 6), _fmt(met["ks"], 3),
-                      f"{c['tp']}/{c['fp']}")
+        table.add_row(name, _fmt(met["roc_auc"]), _fmt(met["pr_auc"]), _fmt(met["brier"], 6), _fmt(met.get("ece"), 4),
+                      _fmt(met["ks"], 3), f"{c['tp']}/{c['fp']}")
     _out.print(table)
+    for method, met in (ev.calibration_comparison or {}).items():
+        _out.print(f"calibration {method:9s} ECE {_fmt(met.get('ece'), 4)}  Brier {_fmt(met.get('brier'), 6)}  "
+                   f"(refit on {met.get('trained_on')} earlier loans)")
     if report_dir is not None:
         from models.report import write_report
         path = write_report(ev, report_dir, f"Model {meta.get('version')} on {ev.rows.source}", alert_threshold())

@@ -51,7 +51,11 @@ def test_train_list_promote_rollback_evaluate_score(tmp_path: Path, data: Path) 
     code, out = run("evaluate", "--file", str(data), "--registry", reg, "--report", str(report))
     assert code == 0 and "sub_grade" in out and "logistic_regression" in out, out
     assert {p.name for p in report.iterdir()} >= {"index.html", "roc.png", "calibration.png", "importance.png",
-                                                  "score_distribution.png"}
+                                                  "score_distribution.png", "reliability.png"}
+    code, out = run("train", "--file", str(data), "--registry", reg, "--families", "logistic_regression",
+                    "--budget", "1", "--calibration", "isotonic", "--compare-calibration", "--no-register")
+    assert code == 0 and "ECE" in out, out
+    assert "calibration sigmoid" in out and "calibration isotonic" in out, out
     scored = tmp_path / "scored.parquet"
     code, out = run("score", "--file", str(data), "--out", str(scored), "--registry", reg)
     assert code == 0, out
