@@ -37,6 +37,7 @@ def kafka_security_options(kafka: KafkaSettings) -> str:
 def sql_params(settings: Settings) -> dict[str, object]:
     """The ``${name}`` values every sql/ file may use, derived from the settings."""
     pg, s3, k, f = settings.postgres, settings.s3, settings.kafka, settings.flink
+    keys = s3.credentials()
     # Values the sql/ files put inside quotes ('${name}'), escaped for a string literal; the others are
     # identifiers, numbers or SQL fragments rendered escaped where they are built.
     quoted = {
@@ -48,8 +49,11 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "serving_jdbc_password": pg.secret(),
         "warehouse": settings.catalog.warehouse(s3),
         "s3_endpoint": s3.url,
-        "s3_access_key_id": s3.access_key_id,
-        "s3_secret_access_key": s3.secret(),
+        # Empty when no keys are configured: Iceberg's S3FileIO then takes the AWS SDK's default chain (it reads
+        # an empty key, or an empty token, as unset).
+        "s3_access_key_id": keys.access_key_id if keys else "",
+        "s3_secret_access_key": keys.secret_access_key if keys else "",
+        "s3_session_token": (keys.session_token or "") if keys else "",
         "s3_region": s3.region,
         "kafka_bootstrap": k.bootstrap,
         "consumer_group": f.consumer_group,
@@ -106,8 +110,13 @@ def scorer_parameters(settings: Settings) -> dict[str, str]:
     s3, m = settings.s3, settings.model
     params = {"model.registry_uri": m.registry(s3), "model.poll_interval_s": m.poll_interval_s,
               "model.alert_threshold": m.alert_threshold, "model.max_model_bytes": m.max_model_bytes,
-              "s3.endpoint": s3.url, "s3.region": s3.region, "s3.access_key_id": s3.access_key_id,
-              "s3.secret_access_key": s3.secret()}
+              "s3.endpoint": s3.url, "s3.region": s3.region}
+    # No keys configured: none are passed, and the UDF takes the AWS SDK's default chain on its worker.
+    keys = s3.credentials()
+    if keys is not None:
+        params.update({"s3.access_key_id": keys.access_key_id, "s3.secret_access_key": keys.secret_access_key})
+        if keys.session_token:
+            params["s3.session_token"] = keys.session_token
     return {k: str(v) for k, v in params.items()}
 
 

@@ -10,16 +10,24 @@ from loanrisk.settings import S3Settings
 
 def s3_client(s3: S3Settings, attempts: int = 3) -> Any:
     """A boto3 client for ``s3``: path-style when configured, and checksum headers only when required
-    (newer SDKs send CRC checksums by default, which s3proxy rejects as NotImplemented)."""
+    (newer SDKs send CRC checksums by default, which s3proxy rejects as NotImplemented).
+
+    The configured keys (and session token), or with none boto3's default credential chain. Each client gets a
+    session of its own: the default session would keep the first credentials it resolved for the whole process.
+    """
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key_id,
-                        aws_secret_access_key=s3.secret(), region_name=s3.region,
-                        config=Config(s3={"addressing_style": "path" if s3.path_style else "virtual"},
-                                      retries={"max_attempts": attempts, "mode": "standard"},
-                                      connect_timeout=5, read_timeout=30,
-                                      request_checksum_calculation="when_required",
-                                      response_checksum_validation="when_required"))
+    keys = s3.credentials()
+    given = {} if keys is None else {"aws_access_key_id": keys.access_key_id,
+                                     "aws_secret_access_key": keys.secret_access_key,
+                                     "aws_session_token": keys.session_token}
+    return boto3.session.Session().client(
+        "s3", endpoint_url=s3.url, region_name=s3.region, **given,
+        config=Config(s3={"addressing_style": "path" if s3.path_style else "virtual"},
+                      retries={"max_attempts": attempts, "mode": "standard"},
+                      connect_timeout=5, read_timeout=30,
+                      request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required"))
 
 
 def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:

@@ -15,7 +15,7 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
@@ -324,37 +324,93 @@ class PostgresSettings(BaseModel):
         return f"postgresql+psycopg://{self.user}{pw}@{self.host}:{self.port}/{db}"
 
 
+class S3Credentials(NamedTuple):
+    """Configured S3 keys, as every client takes them."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
 class S3Settings(BaseModel):
-    """The S3-compatible object store holding the lake and the model registry."""
+    """The S3-compatible object store holding the lake and the model registry.
+
+    Credentials are ``access_key_id`` with ``secret_access_key`` (plus ``session_token`` for temporary ones), or
+    none at all: with no secret key configured, every client takes its AWS SDK's default credential chain
+    (AWS_* environment variables, AWS_PROFILE and the shared config, web identity, instance metadata), which is
+    how IAM roles reach the platform. The local object store keeps its generated key.
+    """
 
     host: str = LOOPBACK
     port: int = Field(9000, ge=1, le=65535)
     endpoint: str | None = None
     region: str = "us-east-1"
-    access_key_id: str = "loanrisk"
+    access_key_id: str = Field("loanrisk", description="Access key id of secret_access_key (the local object "
+                               "store's identity); unused when no secret key is configured")
     secret_access_key: SecretStr | None = Field(
-        None, description="Unset with the local object store: generated, see generated_secrets_dir")
+        None, description="Unset with the local object store: generated, see generated_secrets_dir; unset (and no "
+        "file) with s3.endpoint: every client takes the AWS SDK's default credential chain (AWS_* environment "
+        "variables, AWS_PROFILE, web identity, instance metadata)")
     secret_access_key_file: Path | None = None
+    session_token: SecretStr | None = Field(
+        None, description="Session token of temporary credentials (with access_key_id and secret_access_key)")
+    session_token_file: Path | None = Field(None, description="File holding session_token, read at use")
     bucket: str = "warehouse"
     path_style: bool = True
     generated_secrets_dir: Path | None = Field(
         None, description="Where the local object store's secret key is generated and kept when unset "
         "(default <stack.state_dir>/secrets)")
 
+    @model_validator(mode="after")
+    def _token_goes_with_keys(self) -> S3Settings:
+        if ((self.session_token is not None or self.session_token_file is not None)
+                and self.secret_access_key is None and self.secret_access_key_file is None):
+            raise ValueError("s3.session_token is part of temporary credentials: set s3.access_key_id and "
+                             "s3.secret_access_key (or its _file) with it, or neither for the default credential chain")
+        return self
+
     @property
     def url(self) -> str:
         """The endpoint URL clients talk to."""
         return self.endpoint or f"http://{self.host}:{self.port}"
 
-    def secret(self) -> str:
+    def _secret_key(self) -> SecretStr | None:
         """The secret access key: configured (its file first), else generated for the local object store."""
         configured = _read_secret(None, self.secret_access_key_file) or self.secret_access_key
         if configured is None and self.endpoint is None and self.generated_secrets_dir is not None:
             configured = generated_secret(self.generated_secrets_dir / f"s3-{self.access_key_id}")
+        return configured
+
+    def secret(self) -> str:
+        """The secret access key, for what needs one (the local object store's own credential)."""
+        configured = self._secret_key()
         if configured is None:
             raise ConfigError(f"s3.secret_access_key (LOANRISK_S3__SECRET_ACCESS_KEY) or its _file is needed for "
                               f"{self.url}")
         return configured.get_secret_value()
+
+    def credentials(self) -> S3Credentials | None:
+        """The keys every client is given, or None: no secret key configured, so the SDK's default chain applies.
+
+        The session token is read like the secret key (its file first), at every call, so a rotated file is
+        picked up by the next client made.
+        """
+        secret = self._secret_key()
+        if secret is None:
+            return None
+        token = _read_secret(None, self.session_token_file) or self.session_token
+        return S3Credentials(self.access_key_id, secret.get_secret_value(),
+                             (token.get_secret_value() or None) if token is not None else None)
+
+    def iceberg_credentials(self) -> dict[str, str]:
+        """The keys as Iceberg FileIO properties; none when unset, so the FileIO takes the SDK's default chain."""
+        keys = self.credentials()
+        if keys is None:
+            return {}
+        props = {"s3.access-key-id": keys.access_key_id, "s3.secret-access-key": keys.secret_access_key}
+        if keys.session_token:
+            props["s3.session-token"] = keys.session_token
+        return props
 
 
 class CatalogSettings(BaseModel):
@@ -650,10 +706,9 @@ class Settings(BaseSettings):
             "uri": self.postgres.sqlalchemy_url(self.postgres.catalog_db),
             "warehouse": self.catalog.warehouse(self.s3),
             "s3.endpoint": self.s3.url,
-            "s3.access-key-id": self.s3.access_key_id,
-            "s3.secret-access-key": self.s3.secret(),
             "s3.region": self.s3.region,
             "s3.force-virtual-addressing": "false" if self.s3.path_style else "true",
+            **self.s3.iceberg_credentials(),
         }
 
 

@@ -110,15 +110,28 @@ def s3_filesystem_options(settings: Settings) -> dict[str, object]:
 
     Flink hands ``s3.*`` to Hadoop's S3A as ``fs.s3a.*``. s3proxy serves path-style requests only. The
     plugin bundles AWS SDK v1, which does not send the newer checksum headers (AWS_JVM_OPTS is for v2).
-    The keys given here are the only credentials: S3A's default chain would otherwise go on to the cloud
-    instance-metadata address. Flink masks the secret in its logs and REST API (the key contains "secret").
+    Configured keys are the only credentials (with a session token, S3A's temporary-credentials provider):
+    S3A's own default chain would otherwise go on to the cloud instance-metadata address. With no keys, the
+    SDK's default chain, as every other client takes it: S3A's own list lacks the shared profile and web
+    identity (pod roles). Flink masks the secret and the token in its logs and REST API (their keys contain
+    "secret" and "token").
     """
     if settings.flink.checkpoint_storage != "s3":
         return {}
     s3 = settings.s3
-    return {"s3.endpoint": s3.url, "s3.endpoint.region": s3.region, "s3.path.style.access": s3.path_style,
-            "s3.access-key": s3.access_key_id, "s3.secret-key": s3.secret(),
-            "s3.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}
+    options: dict[str, object] = {"s3.endpoint": s3.url, "s3.endpoint.region": s3.region,
+                                  "s3.path.style.access": s3.path_style}
+    keys = s3.credentials()
+    if keys is None:
+        options["s3.aws.credentials.provider"] = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
+    elif keys.session_token:
+        options.update({"s3.access-key": keys.access_key_id, "s3.secret-key": keys.secret_access_key,
+                        "s3.session.token": keys.session_token,
+                        "s3.aws.credentials.provider": "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"})
+    else:
+        options.update({"s3.access-key": keys.access_key_id, "s3.secret-key": keys.secret_access_key,
+                        "s3.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"})
+    return options
 
 
 # Flink metric filters, ``<scope>[:<name>[,<name>]]`` (`*` is a wildcard): every JobManager metric; task

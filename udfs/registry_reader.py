@@ -1,56 +1,62 @@
-"""Read-only access to model registry files by GET (no listing): a folder, a file:// URI or s3:// with SigV4.
+"""Read-only access to model registry files (no listing): a folder, a file:// URI or s3:// through pyarrow's S3
+file system (the AWS SDK: it signs every request, session tokens included, and with no keys given takes the SDK's
+default credential chain: environment, AWS_PROFILE, web identity, instance metadata).
 
-Every read is capped: the bytes are read in chunks and the read stops one byte past the cap (an HTTP
-Content-Length or a file size over it is refused before the body is read), so an oversized or endless object
-never lands in memory whole. The cap is ``model.max_model_bytes`` for a model file and ``MAX_DOCUMENT_BYTES``
-for the JSON files.
+Every read is capped: the bytes are read in chunks and the read stops one byte past the cap (an object's size,
+as S3 declares it before any byte is sent, or a file size over it is refused before the body is read), so an
+oversized or endless object never lands in memory whole. The cap is ``model.max_model_bytes`` for a model file
+and ``MAX_DOCUMENT_BYTES`` for the JSON files.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 from contracts.registry_layout import (
     DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, champion_history_path, champion_path, version_path,
 )
-from udfs.sigv4 import sign
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ERROR_FIELD = re.compile(r"<(Code|Message)>([^<]*)</\1>")
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the object store is reached directly
 _CHUNK = 1 << 20  # bytes per read of a capped download
 MAX_DOCUMENT_BYTES = 1 << 20  # champion.json, champion_history.json, metadata.json: a few KiB each when written
 
 
 @dataclass(frozen=True)
 class S3Endpoint:
-    """An S3-compatible endpoint addressed path-style: ``{endpoint}/{bucket}/{key}``."""
+    """An S3-compatible endpoint addressed path-style: ``{endpoint}/{bucket}/{key}``.
+
+    With no keys, requests are signed with whatever the AWS SDK's default credential chain finds.
+    """
 
     endpoint: str
     region: str = "us-east-1"
     access_key_id: str = ""
-    secret_access_key: str = ""
-    session_token: str | None = None
+    secret_access_key: str = field(default="", repr=False)
+    session_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
             raise ValueError(f"S3 endpoint must be an http(s) URL, got {self.endpoint!r}")
-        if not self.access_key_id or not self.secret_access_key:
-            raise ValueError("S3 access_key_id and secret_access_key are required")
+        parts = urlsplit(self.endpoint)
+        if not parts.netloc or parts.path.strip("/") or parts.query:
+            raise ValueError(f"S3 endpoint must be scheme://host[:port] with no path, got {self.endpoint!r}")
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            raise ValueError("S3 access_key_id and secret_access_key go together: give both, or neither for the "
+                             "AWS SDK's default credential chain")
+        if self.session_token and not self.secret_access_key:
+            raise ValueError("an S3 session_token needs the access_key_id and secret_access_key it belongs to")
 
     @classmethod
     def from_mapping(cls, conf: Mapping[str, Any]) -> S3Endpoint:
-        """From a dict with endpoint, region, access_key_id, secret_access_key (and optional session_token)."""
+        """From a dict with endpoint, region and optionally access_key_id, secret_access_key, session_token."""
         unknown = set(conf) - {"endpoint", "region", "access_key_id", "secret_access_key", "session_token"}
         if unknown:
             raise ValueError(f"unknown S3 settings: {', '.join(sorted(unknown))}")
@@ -121,40 +127,52 @@ def _local_path(uri: str) -> Path:
     return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
 
 
-def _s3_error(body: bytes) -> str:
-    """``Code: Message`` from an S3 XML error body (or its first bytes)."""
-    text = body[:2000].decode("utf-8", "replace")
-    fields = dict(_ERROR_FIELD.findall(text))
-    if fields:
-        return ": ".join(v for v in (fields.get("Code"), fields.get("Message")) if v)
-    return " ".join(text.split())[:200]
+@lru_cache(maxsize=16)
+def _filesystem(s3: S3Endpoint, timeout_s: float) -> Any:
+    """pyarrow's S3 file system for ``s3``, made once per endpoint and timeout: it keeps its connections and,
+    with the default chain, refreshes expiring role credentials by itself.
+
+    One attempt per request, no retry inside a read (the scorer's next poll is the retry), so a read fails
+    within about its timeout; bucket creation is off, as the reader never writes. Path-style requests on the
+    endpoint given, not through an HTTP proxy (the SDK ignores the proxy variables).
+    """
+    from pyarrow import fs  # only an s3:// registry needs it
+
+    parts = urlsplit(s3.endpoint)
+    keys: dict[str, Any] = {}
+    if s3.access_key_id:
+        keys = {"access_key": s3.access_key_id, "secret_key": s3.secret_access_key,
+                "session_token": s3.session_token or None}
+    return fs.S3FileSystem(**keys, region=s3.region, endpoint_override=parts.netloc, scheme=parts.scheme,
+                           connect_timeout=timeout_s, request_timeout=timeout_s,
+                           retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=1),
+                           allow_bucket_creation=False, allow_bucket_deletion=False)
 
 
 def s3_get(uri: str, s3: S3Endpoint, timeout_s: float = 10.0, max_bytes: int | None = None) -> bytes:
-    """One signed GET of ``s3://bucket/key``, read up to ``max_bytes`` (None: no cap)."""
+    """The object at ``s3://bucket/key``, read up to ``max_bytes`` (None: no cap).
+
+    Its size comes first (a HEAD request: s3:GetObject is the only permission needed), so an object declared
+    over the cap is refused before any GET; the body then comes in chunks, each a ranged GET the SDK writes into
+    a buffer of the requested size, so a server sending more than asked fails the read instead of filling memory.
+    """
     bucket, _, key = uri[len("s3://"):].partition("/")
     if not bucket or not key:
         raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    url = f"{s3.endpoint.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/')}"
-    headers = sign("GET", url, region=s3.region, access_key_id=s3.access_key_id,
-                   secret_access_key=s3.secret_access_key, session_token=s3.session_token)
-    request = urllib.request.Request(url, headers=headers, method="GET")
     try:
-        with _DIRECT.open(request, timeout=timeout_s) as response:
-            declared = str(response.headers.get("Content-Length") or "")
-            if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise ObjectTooLarge(uri, max_bytes, int(declared))  # closing the response drops the body unread
-            return read_capped(response, uri, max_bytes)
-    except urllib.error.HTTPError as exc:
-        detail = _s3_error(exc.read(4096) or b"")  # an error body is read no further than it is shown
-        if exc.code == 404:
-            raise ObjectNotFound(uri, detail) from None
-        raise RegistryReadError(f"GET {uri} via {s3.endpoint}: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise RegistryReadError(f"GET {uri}: cannot reach {s3.endpoint} within {timeout_s:g}s: {reason}") from None
-    except (OSError, http.client.HTTPException) as exc:  # HTTPException: a body cut short (IncompleteRead)
-        raise RegistryReadError(f"GET {uri} via {s3.endpoint}: {type(exc).__name__}: {exc}") from None
+        with _filesystem(s3, float(timeout_s)).open_input_file(f"{bucket}/{key}") as f:
+            size = f.size()
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(uri, max_bytes, size)
+            return read_capped(f, uri, max_bytes)
+    except FileNotFoundError:
+        # S3 answers a HEAD without a body, so a missing key and a missing bucket look alike.
+        raise ObjectNotFound(uri, "NoSuchKey or NoSuchBucket") from None
+    except OSError as exc:
+        message = " ".join(str(exc).split())
+        if "NETWORK_CONNECTION" in message:  # the SDK's error type for refused, reset and timed-out connections
+            raise RegistryReadError(f"GET {uri}: cannot reach {s3.endpoint} within {timeout_s:g}s: {message}") from None
+        raise RegistryReadError(f"GET {uri} via {s3.endpoint}: {message}") from None
 
 
 def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.0,
@@ -165,7 +183,7 @@ def read_bytes(uri: str, *, s3: S3Endpoint | None = None, timeout_s: float = 10.
     """
     if uri.startswith("s3://"):
         if s3 is None:
-            raise ValueError(f"{uri} needs S3 settings (endpoint, region, access key, secret)")
+            raise ValueError(f"{uri} needs S3 settings (endpoint, region, and keys unless the default chain applies)")
         return s3_get(uri, s3, timeout_s, max_bytes)
     path = _local_path(uri)
     try:
@@ -192,7 +210,8 @@ class RegistryReader:
         self.root = root.rstrip("/")
         self.s3 = S3Endpoint.from_mapping(s3) if isinstance(s3, Mapping) else s3
         if self.root.startswith("s3://") and self.s3 is None:
-            raise ValueError(f"registry {self.root} needs S3 settings (endpoint, region, access key, secret)")
+            raise ValueError(f"registry {self.root} needs S3 settings (endpoint, region, and keys unless the default "
+                             "chain applies)")
         self.timeout_s = timeout_s
         self.max_model_bytes = int(max_model_bytes)
 

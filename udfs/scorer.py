@@ -498,6 +498,7 @@ SCORER_PARAMETERS: dict[str, str] = {
     "s3.region": "us-east-1",
     "s3.access_key_id": "",
     "s3.secret_access_key": "",
+    "s3.session_token": "",
 }
 
 
@@ -524,6 +525,7 @@ def scorer_from_parameters(get: Callable[[str], Any], feature_columns: Sequence[
     s3 = None
     if uri.startswith("s3://"):
         s3 = {"endpoint": value("s3.endpoint"), "region": value("s3.region"),
-              "access_key_id": value("s3.access_key_id"), "secret_access_key": value("s3.secret_access_key")}
+              "access_key_id": value("s3.access_key_id"), "secret_access_key": value("s3.secret_access_key"),
+              "session_token": value("s3.session_token")}
     return Scorer(uri, feature_columns, s3=s3, poll_interval_s=number("model.poll_interval_s"),
                   alert_threshold=number("model.alert_threshold"), max_model_bytes=int(size), **options)

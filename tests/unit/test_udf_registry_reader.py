@@ -1,5 +1,6 @@
-"""udfs registry reader: SigV4 signing, GETs from a folder, file:// and a moto S3 server, its error cases, and the size
-cap that stops a read past it."""
+"""udfs registry reader: reads from a folder, file:// and a moto S3 server (signed by pyarrow's S3 file system), its
+error cases, and the size cap that stops a read past it. Temporary and default-chain credentials:
+tests/unit/test_s3_credentials.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,16 +18,12 @@ import pytest
 
 from tests.endless_source import EndlessPipe
 from tests.moto_s3 import free_port, moto_server
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 import contracts.registry_layout as contract
 from udfs.registry_reader import (
     MAX_DOCUMENT_BYTES, ObjectNotFound, ObjectTooLarge, RegistryReader, RegistryReadError, S3Endpoint,
     earlier_champions, read_bytes,
 )
-from udfs.sigv4 import sign
 
 BUCKET = "udf-reader-test"
 KEYS = {"access_key_id": "testkey", "secret_access_key": "testsecret"}
@@ -62,28 +58,6 @@ def test_the_reader_reads_the_files_at_the_contract_paths(tmp_path: Path) -> Non
     assert reader.model_files("v0002") == (b"onnx", b"{}")
 
 
-def test_sigv4_reproduces_the_aws_documentation_example() -> None:
-    # The GET-object example of the S3 SigV4 header-auth documentation (example credentials).
-    headers = sign("GET", "https://examplebucket.s3.amazonaws.com/test.txt", region="us-east-1",
-                   access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                   headers={"Range": "bytes=0-9"}, now=datetime(2013, 5, 24, tzinfo=timezone.utc))
-    assert headers["Authorization"].endswith(
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
-
-
-@pytest.mark.parametrize("token", [None, "session-token/x+y="])
-def test_sigv4_agrees_with_botocore(token: str | None) -> None:
-    url = "http://127.0.0.1:9000/my-bucket/models/a%20b/%C3%A9t%C3%A9~v-1_x.json?versionId=a%2Fb&acl"
-    ref = AWSRequest(method="GET", url=url, headers={})
-    S3SigV4Auth(Credentials("AKID", "SECRET/key", token), "s3", "eu-west-1").add_auth(ref)
-    when = datetime.strptime(ref.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    ours = sign("GET", url, region="eu-west-1", access_key_id="AKID", secret_access_key="SECRET/key",
-                session_token=token, now=when)
-    assert ours["Authorization"] == ref.headers["Authorization"]
-    assert ours["Host"] == "127.0.0.1:9000"
-
-
 def test_s3_get_reads_objects_with_awkward_keys(moto_endpoint: str) -> None:
     prefix = uuid.uuid4().hex
     objects = {f"{prefix}/models/champion.json": b'{"version": "v0001"}',
@@ -106,18 +80,26 @@ def test_s3_missing_object_and_bucket_raise_object_not_found(moto_endpoint: str)
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    """Answers /ok with bytes and anything else with an S3 AccessDenied error; keeps the request headers."""
+    """Answers /ok with bytes and anything else with an S3 AccessDenied error; keeps each request's method, path and
+    headers."""
 
-    seen: list[tuple[str, dict[str, str]]] = []
+    seen: list[tuple[str, str, dict[str, str]]] = []
 
-    def do_GET(self) -> None:
-        type(self).seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+    def _answer(self, with_body: bool) -> None:
+        type(self).seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
         ok = self.path.endswith("/ok")
         body = b"payload" if ok else b"<Error><Code>AccessDenied</Code><Message>Denied here</Message></Error>"
         self.send_response(200 if ok else 403)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if with_body:
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -142,23 +124,32 @@ def recorder() -> Iterator[str]:
     yield from _serve(_Recorder)
 
 
-def test_what_goes_on_the_wire_is_what_was_signed(recorder: str) -> None:
-    assert read_bytes("s3://bkt/dir/a b/ok", s3=_s3(recorder)) == b"payload"
-    path, headers = _Recorder.seen[-1]
-    assert path == "/bkt/dir/a%20b/ok"
-    assert headers["host"] == recorder.removeprefix("http://")
-    # botocore recomputes the signature from the request as received (its own clock replaced by the sent date)
-    check = AWSRequest(method="GET", url=f"{recorder}{path}",
-                       headers={"X-Amz-Date": headers["x-amz-date"],
-                                "X-Amz-Content-SHA256": headers["x-amz-content-sha256"]})
-    check.context["timestamp"] = headers["x-amz-date"]
-    auth = S3SigV4Auth(Credentials(KEYS["access_key_id"], KEYS["secret_access_key"]), "s3", "us-east-1")
-    signature = auth.signature(auth.string_to_sign(check, auth.canonical_request(check)), check)
-    assert headers["authorization"].endswith(f"Signature={signature}")
+def test_requests_go_path_style_and_signed_with_the_keys_and_the_session_token(recorder: str) -> None:
+    token = "session-token/x+y="
+    endpoint = S3Endpoint(endpoint=recorder, region="eu-west-1", session_token=token, **KEYS)
+    assert read_bytes("s3://bkt/dir/a b/ok", s3=endpoint) == b"payload"
+    assert [(method, path) for method, path, _ in _Recorder.seen] == [("HEAD", "/bkt/dir/a%20b/ok"),
+                                                                      ("GET", "/bkt/dir/a%20b/ok")]
+    for _, _, headers in _Recorder.seen:
+        assert headers["host"] == recorder.removeprefix("http://")
+        assert headers["x-amz-security-token"] == token
+        assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={KEYS['access_key_id']}/")
+        assert "/eu-west-1/s3/aws4_request" in headers["authorization"]
+        assert "x-amz-security-token" in headers["authorization"].split("SignedHeaders=")[1]
 
 
-def test_http_errors_carry_the_s3_code(recorder: str) -> None:
-    with pytest.raises(RegistryReadError, match="HTTP 403 AccessDenied: Denied here") as err:
+def test_the_object_store_is_reached_directly_not_through_a_proxy(recorder: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert read_bytes("s3://bkt/direct/ok", s3=S3Endpoint(endpoint=recorder, **KEYS), timeout_s=3) == b"payload"
+
+
+def test_http_errors_name_the_endpoint_and_the_s3_error(recorder: str) -> None:
+    # The size is asked first, by HEAD, whose answer has no body: the error is the SDK's name for the status.
+    with pytest.raises(RegistryReadError, match=f"GET s3://bkt/denied via {recorder}: .*ACCESS_DENIED") as err:
         read_bytes("s3://bkt/denied", s3=_s3(recorder))
     assert not isinstance(err.value, ObjectNotFound)
 
@@ -227,8 +218,16 @@ def test_s3_settings_are_required_and_checked() -> None:
         RegistryReader("s3://bucket/models")
     with pytest.raises(ValueError, match="http"):
         S3Endpoint(endpoint="127.0.0.1:9000", **KEYS)
-    with pytest.raises(ValueError, match="access_key_id"):
-        S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "region": "us-east-1"})
+    with pytest.raises(ValueError, match="go together"):
+        S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "access_key_id": "AKID"})
+    with pytest.raises(ValueError, match="session_token needs"):
+        S3Endpoint(endpoint="http://127.0.0.1:9000", session_token="t")
+    with pytest.raises(ValueError, match="no path"):
+        S3Endpoint(endpoint="http://127.0.0.1:9000/prefix", **KEYS)
+    # No keys at all: the AWS SDK's default credential chain signs the requests.
+    chain = S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "region": "us-east-1"})
+    assert (chain.access_key_id, chain.secret_access_key, chain.session_token) == ("", "", None)
+    assert "testsecret" not in repr(S3Endpoint(endpoint="http://127.0.0.1:9000", **KEYS))
     with pytest.raises(ValueError, match="unknown S3 settings: secret"):
         S3Endpoint.from_mapping({"endpoint": "http://127.0.0.1:9000", "secret": "x", **KEYS})
 
@@ -271,13 +270,21 @@ def test_a_local_file_with_no_end_is_read_no_further_than_the_cap(tmp_path: Path
 
 
 class _Oversized(BaseHTTPRequestHandler):
-    """/endless: a body with no length that never ends (counted in ``sent``); /declared: a 1 GiB Content-Length and
-    no body; anything else: ``CAP`` bytes."""
+    """/endless: declared ``CAP`` bytes, then a GET body with no length that never ends (counted in ``sent``);
+    /declared: a 1 GiB Content-Length and no body; anything else: ``CAP`` bytes. Keeps each request's method."""
 
     sent = 0
     limit = 128 << 20
+    methods: list[str] = []
+
+    def do_HEAD(self) -> None:
+        type(self).methods.append("HEAD")
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 30 if self.path.endswith("/declared") else CAP))
+        self.end_headers()
 
     def do_GET(self) -> None:
+        type(self).methods.append("GET")
         if self.path.endswith("/declared"):
             self.send_response(200)
             self.send_header("Content-Length", str(1 << 30))
@@ -308,12 +315,14 @@ class _Oversized(BaseHTTPRequestHandler):
 @pytest.fixture()
 def oversized() -> Iterator[str]:
     _Oversized.sent = 0
+    _Oversized.methods = []
     yield from _serve(_Oversized)
 
 
 def test_an_s3_body_with_no_end_is_read_no_further_than_the_cap(oversized: str) -> None:
     assert read_bytes("s3://bkt/models/fits", s3=_s3(oversized), max_bytes=CAP) == b"m" * CAP
-    with pytest.raises(ObjectTooLarge, match="s3://bkt/models/endless is larger than the cap"):
+    # Each ranged GET lands in a buffer of the size asked for: a body running past it fails the read.
+    with pytest.raises(RegistryReadError, match="s3://bkt/models/endless via"):
         read_bytes("s3://bkt/models/endless", s3=_s3(oversized), max_bytes=CAP)
     time.sleep(0.2)  # the server notices the closed connection
     # What the reader took plus what the loopback socket buffers held when it closed the connection.
@@ -325,6 +334,7 @@ def test_an_s3_object_declared_over_the_cap_is_refused_before_its_body_is_read(o
     with pytest.raises(ObjectTooLarge, match=f"{1 << 30} bytes; not read further"):
         read_bytes("s3://bkt/models/declared", s3=_s3(oversized), timeout_s=2, max_bytes=CAP)
     assert time.monotonic() - started < 1.5  # refused on the header, not after waiting for the body
+    assert _Oversized.methods == ["HEAD"]  # no GET at all
 
 
 def test_the_size_cap_must_be_positive(tmp_path: Path) -> None:

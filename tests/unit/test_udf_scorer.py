@@ -759,7 +759,7 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     assert got["latency_us"] > 0
     assert got["params"] == sorted(["model.registry_uri", "model.poll_interval_s", "model.alert_threshold",
                                     "model.max_model_bytes", "s3.endpoint", "s3.region", "s3.access_key_id",
-                                    "s3.secret_access_key"])
+                                    "s3.secret_access_key", "s3.session_token"])
     assert got["max_model_bytes"] == 123456 and got["default_max_model_bytes"] == 64 * 1024 * 1024
     assert json.loads(got["quoted"]) == {"model.registry_uri": "s3://b/m", "x": "it's"}
     assert got["scored_nulls"] == [0, 0, 0] and got["unscored_nulls"] == [len(frame)] * 3
