@@ -131,7 +131,10 @@ def cluster_settings(settings: Settings, secret: Callable[[SecretRef], str] = _p
     return override(
         settings, flink={"checkpoint_storage": "s3"}, kafka=kafka,
         postgres={"password": secret(POSTGRES_SECRET), "password_file": None},
-        s3={"secret_access_key": secret(S3_SECRET), "secret_access_key_file": None},
+        # A session token would expire under a long-running job, and the pods have no Secret for one: they sign
+        # with the Secret's key (pod roles are not wired), so the token is dropped rather than written.
+        s3={"secret_access_key": secret(S3_SECRET), "secret_access_key_file": None, "session_token": None,
+            "session_token_file": None},
         # The value beside the file keeps jobs.params.pii_key_file from reading the file, which exists only in the
         # TaskManager pods; only the path reaches the job's parameters.
         privacy={"pii_hash_key": secret(PII_SECRET), "pii_hash_key_file": str(PII_SECRET.path)})

@@ -39,7 +39,7 @@ SCHEMA_KEYWORDS = {"type", "properties", "additionalProperties", "items", "enum"
 
 # Distinctive values of every secret setting: none may reach a manifest.
 SECRET_VALUES = {"postgres": "Pg-Writer-Secret-7Q", "s3": "S3-Secret-Key-9Z/xK+w", "pii": "Pii-Hmac-Key-4V",
-                 "kafka": "Sasl-Password-2M:x@y"}
+                 "kafka": "Sasl-Password-2M:x@y", "s3 session token": "S3-Session-Token-6R"}
 
 
 def crd_jar() -> Path:
@@ -126,7 +126,7 @@ def cluster_like_settings(tmp_path: Path) -> Settings:
         postgres={"host": "pg.data.svc", "password": SECRET_VALUES["postgres"]},
         s3={"endpoint": "https://s3.eu-west-1.amazonaws.com", "region": "eu-west-1", "path_style": False,
             "bucket": "risk-lake", "access_key_id": "AKIARISKJOB", "secret_access_key": SECRET_VALUES["s3"],
-            "secret_access_key_file": "/nowhere/s3-secret"},
+            "secret_access_key_file": "/nowhere/s3-secret", "session_token": SECRET_VALUES["s3 session token"]},
         privacy={"pii_hash_key": SECRET_VALUES["pii"]},
         flink={"parallelism": 6, "taskmanager_slots": 3, "taskmanager_memory": "6144m", "jobmanager_memory": "2048m",
                "checkpoint_interval_ms": 30_000, "checkpoint_prefix": "/ops/flink-state/"})
