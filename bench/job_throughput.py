@@ -155,94 +155,56 @@ def format_cores(cores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for v, k in busy) + f" (sum {sum(cores.values()):.2f})"
 
 
-def plain_consumer(settings: Settings, model: Any, budget_s: float, events: int) -> dict[str, Any]:
-    """What a user might write instead: consume, validate, score each message with ``model``, insert into PostgreSQL."""
+def python_consumer(settings: Settings, model: Any, budget_s: float, events: int, batched: bool) -> dict[str, Any]:
+    """What a user might write instead of the job: consume, validate, score applications with ``model``, write to
+    PostgreSQL. Plain: a statement and a model call per message, a commit per 500 messages. Batched, written for
+    volume: 2,000 messages at a time, one model call, pipelined upserts and one commit per batch."""
     import psycopg
     from confluent_kafka import Consumer
 
     from contracts.validate import parse_json
     from ingestion.consumer import consumer_config
+    kind = "batched" if batched else "plain"
     t = settings.kafka.topics
-    consumer = Consumer(consumer_config(settings.kafka, "bench-plain-consumer"))
+    consumer = Consumer(consumer_config(settings.kafka, f"bench-{kind}-consumer"))
     consumer.subscribe([t.applications, t.transactions, t.repayments])
     pg = settings.postgres
     conn = psycopg.connect(pg.dsn(pg.serving_db))
-    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain_events (event_id TEXT PRIMARY KEY, topic TEXT, "
+    conn.execute(f"CREATE TABLE IF NOT EXISTS bench_{kind}_events (event_id TEXT PRIMARY KEY, topic TEXT, "
                  "payload JSONB)")
-    conn.execute("CREATE TABLE IF NOT EXISTS bench_plain_scores (loan_id TEXT PRIMARY KEY, probability "
+    conn.execute(f"CREATE TABLE IF NOT EXISTS bench_{kind}_scores (loan_id TEXT PRIMARY KEY, probability "
                  "DOUBLE PRECISION, written_at TIMESTAMPTZ DEFAULT now())")
     conn.commit()
+    insert_event = f"INSERT INTO bench_{kind}_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+    upsert_score = (f"INSERT INTO bench_{kind}_scores (loan_id, probability) VALUES (%s, %s) "
+                    "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability")
     n, started, first = 0, time.perf_counter(), None
     while n < events and time.perf_counter() - started < budget_s:
-        for msg in consumer.consume(num_messages=500, timeout=1.0):
-            if msg.error():
-                continue
-            first = first or time.perf_counter()
-            event = parse_json(msg.value())
-            if event is None:
-                continue
-            conn.execute("INSERT INTO bench_plain_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                         (event.get("event_id"), msg.topic(), json.dumps(event)))
-            if msg.topic() == t.applications:
-                p = float(model.predict(application_row(event, model.feature_names))[0])
-                conn.execute("INSERT INTO bench_plain_scores (loan_id, probability) VALUES (%s, %s) "
-                             "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability",
-                             (event["application_id"], p))
-            n += 1
-        conn.commit()
-    elapsed = time.perf_counter() - (first or started)
-    consumer.close()
-    conn.close()
-    log(f"plain consumer: {n:,} events in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
-    return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
-
-
-def batched_consumer(settings: Settings, model: Any, budget_s: float, events: int) -> dict[str, Any]:
-    """The same work as :func:`plain_consumer`, written for volume: a batch of messages at a time, one model call
-    per batch, pipelined PostgreSQL upserts and one commit per batch."""
-    import psycopg
-    from confluent_kafka import Consumer
-
-    from contracts.validate import parse_json
-    from ingestion.consumer import consumer_config
-    t = settings.kafka.topics
-    consumer = Consumer(consumer_config(settings.kafka, "bench-batched-consumer"))
-    consumer.subscribe([t.applications, t.transactions, t.repayments])
-    pg = settings.postgres
-    conn = psycopg.connect(pg.dsn(pg.serving_db))
-    conn.execute("CREATE TABLE IF NOT EXISTS bench_batched_events (event_id TEXT PRIMARY KEY, topic TEXT, "
-                 "payload JSONB)")
-    conn.execute("CREATE TABLE IF NOT EXISTS bench_batched_scores (loan_id TEXT PRIMARY KEY, probability "
-                 "DOUBLE PRECISION, written_at TIMESTAMPTZ DEFAULT now())")
-    conn.commit()
-    n, started, first = 0, time.perf_counter(), None
-    while n < events and time.perf_counter() - started < budget_s:
-        batch = [m for m in consumer.consume(num_messages=2_000, timeout=1.0) if not m.error()]
+        batch = [m for m in consumer.consume(num_messages=2_000 if batched else 500, timeout=1.0) if not m.error()]
         if not batch:
             continue
         first = first or time.perf_counter()
-        rows, apps = [], []
-        for msg in batch:
-            event = parse_json(msg.value())
-            if event is None:
-                continue
-            rows.append((event.get("event_id"), msg.topic(), json.dumps(event)))
-            if msg.topic() == t.applications:
-                apps.append(event)
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO bench_batched_events VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", rows)
-            if apps:
-                matrix = np.vstack([application_row(e, model.feature_names) for e in apps])
-                probabilities = model.predict(matrix)
-                cur.executemany("INSERT INTO bench_batched_scores (loan_id, probability) VALUES (%s, %s) "
-                                "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability",
-                                [(e["application_id"], float(p)) for e, p in zip(apps, probabilities, strict=True)])
+        parsed = [(msg.topic(), event) for msg in batch if (event := parse_json(msg.value())) is not None]
+        apps = [event for topic, event in parsed if topic == t.applications]
+        if batched:
+            with conn.cursor() as cur:
+                cur.executemany(insert_event, [(e.get("event_id"), topic, json.dumps(e)) for topic, e in parsed])
+                if apps:
+                    probabilities = model.predict(np.vstack([application_row(e, model.feature_names) for e in apps]))
+                    cur.executemany(upsert_score, [(e["application_id"], float(p))
+                                                   for e, p in zip(apps, probabilities, strict=True)])
+        else:
+            for topic, event in parsed:
+                conn.execute(insert_event, (event.get("event_id"), topic, json.dumps(event)))
+                if topic == t.applications:
+                    p = float(model.predict(application_row(event, model.feature_names))[0])
+                    conn.execute(upsert_score, (event["application_id"], p))
         conn.commit()
-        n += len(batch)
+        n += len(parsed)
     elapsed = time.perf_counter() - (first or started)
     consumer.close()
     conn.close()
-    log(f"batched consumer: {n:,} events in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
+    log(f"{kind} consumer: {n:,} events in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
     return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
 
 
@@ -404,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(5)
         from models.synthetic import train_on_generated
         model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
-        plain = plain_consumer(settings_for(base, "onnx"), model, args.plain_budget, n)
-        batched = batched_consumer(settings_for(base, "onnx"), model, args.plain_budget, n)
+        plain = python_consumer(settings_for(base, "onnx"), model, args.plain_budget, n, batched=False)
+        batched = python_consumer(settings_for(base, "onnx"), model, args.plain_budget, n, batched=True)
     finally:
         down(base, progress=log)
         shutil.rmtree(state, ignore_errors=True)
