@@ -319,15 +319,36 @@ def erase_customer(settings: Settings, customer_id: str, *, warehouse: bool = Tr
     return report
 
 
+@dataclass
+class Replay:
+    """What a replay of the ledger did: a report per erasure applied again, and how many entries were forgotten."""
+
+    reports: list[ErasureReport]
+    forgotten: int = 0
+    restore_points_known: bool = True
+
+
+def _restore_point_times(settings: Settings) -> list[float] | None:
+    """When each checkpoint and savepoint of the risk job completed; None when their storage cannot be listed."""
+    from jobs.params import RISK_JOB_NAME
+    from stack.recovery import restore_points
+    try:
+        return [p.completed_at for p in restore_points(settings, RISK_JOB_NAME)]
+    except Exception:  # noqa: BLE001 - unreachable storage: the retention rule stands in (erasure/ledger.py)
+        return None
+
+
 def replay_erasures(settings: Settings, *, warehouse: bool = True, dry_run: bool = False,
-                    now: float | None = None) -> list[ErasureReport]:
-    """Apply again every erasure of the ledger still within its replay window (erasure/ledger.py); the ledger keeps
-    each one's first time, so a replay does not extend the window."""
-    from erasure.ledger import due, erasures, record_erasure
+                    now: float | None = None) -> Replay:
+    """Apply again every erasure of the ledger that a source could still undo (erasure/ledger.py), then forget the
+    entries none can (not in a dry run). The ledger keeps each one's first time, so a replay does not extend it."""
+    from erasure.ledger import due, erasures, forget_past, record_erasure
+    points = _restore_point_times(settings)
     first = {e["customer_id"]: e["erased_at"] for e in erasures(settings)}
     reports = []
-    for customer_id in due(settings, now):
+    for customer_id in due(settings, now, points):
         reports.append(erase_customer(settings, customer_id, warehouse=warehouse, dry_run=dry_run))
         if not dry_run:
             record_erasure(settings, customer_id, at=first[customer_id])
-    return reports
+    forgotten = 0 if dry_run else forget_past(settings, now, points)
+    return Replay(reports, forgotten, points is not None)

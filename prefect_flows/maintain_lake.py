@@ -45,19 +45,20 @@ def prune_restore_points() -> str:
 
 @task(name="replay-erasures", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def replay_erasures() -> str:
-    """Apply again the erasures still within their replay window (erasure/ledger.py): a job resumed from an earlier
-    checkpoint, or a replay, may have brought a customer's rows back."""
+    """Apply again the erasures a source could still undo (erasure/ledger.py): a job resumed from an earlier
+    checkpoint, or a replay, may have brought a customer's rows back; forget the others."""
     from erasure.customer import replay_erasures as replay
     from loanrisk.settings import get_settings
 
-    reports = replay(get_settings())
-    back = {r.customer_id: sum(r.removed.values()) for r in reports if sum(r.removed.values())}
+    done = replay(get_settings())
+    back = {r.customer_id: sum(r.removed.values()) for r in done.reports if sum(r.removed.values())}
     if back:
         get_run_logger().warning("rows of erased customers had come back and were removed again: %s", back)
-    failed = [r.customer_id for r in reports if r.failed]
+    failed = [r.customer_id for r in done.reports if r.failed]
     if failed:
         raise RuntimeError(f"erasure replay incomplete for {', '.join(failed)}")
-    return f"{len(reports)} erasure(s) applied again, {sum(back.values())} row(s) had come back"
+    return (f"{len(done.reports)} erasure(s) applied again, {sum(back.values())} row(s) had come back, "
+            f"{done.forgotten} forgotten (no source can undo them)")
 
 
 @flow(**flow_options("maintain_lake", "Iceberg upkeep: compact small files, expire old snapshots, delete orphans; "

@@ -43,13 +43,17 @@ def privacy_replay(warehouse: bool, dry_run: bool) -> None:
     """Apply again every erasure still within its replay window (after `riskctl job resume` from an earlier
     checkpoint, or a replay of history): rows a source brought back are removed again."""
     from erasure.customer import ErasureError, replay_erasures
-    reports = replay_erasures(get_settings(), warehouse=warehouse, dry_run=dry_run)
-    for report in reports:
+    replay = replay_erasures(get_settings(), warehouse=warehouse, dry_run=dry_run)
+    if not replay.restore_points_known:
+        click.echo("the job's checkpoints and savepoints could not be listed: erasures within "
+                   "flink.restore_point_retention_days are applied again")
+    for report in replay.reports:
         back = sum(report.removed.values())
         click.echo(f"{report.customer_id}: {back} row(s) {'would be removed' if dry_run else 'removed'} again")
         for line in report.lines() if back or report.failed else []:
             click.echo(f"  {line}")
-    failed = [r.customer_id for r in reports if r.failed]
+    failed = [r.customer_id for r in replay.reports if r.failed]
     if failed:
         raise ErasureError(f"replay incomplete for {', '.join(failed)}; run it again once every sink is reachable")
-    click.echo(f"{len(reports)} erasure(s) within their replay window applied again" + (" (dry run)" if dry_run else ""))
+    click.echo(f"{len(replay.reports)} erasure(s) that a source could still undo applied again"
+               + (" (dry run)" if dry_run else f"; {replay.forgotten} past that forgotten from the ledger"))

@@ -213,3 +213,51 @@ def test_the_erasure_ledger_keeps_each_customer_once_and_replays_them_while_a_so
     assert stat.S_IMODE(os.stat(tmp_path / "erasures.json").st_mode) == 0o600
     longer = s.model_copy(update={"flink": s.flink.model_copy(update={"restore_point_retention_days": 29.0})})
     assert replay_window_s(longer) == 29 * 86_400 and due(longer, now) == ["c1", "c3", "c2"]
+
+
+def test_the_ledger_forgets_an_erasure_once_neither_the_topics_nor_a_restore_point_can_undo_it(tmp_path: Path) -> None:
+    from erasure.ledger import at_risk_since, due, erasures, forget_past, record_erasure
+    base = Settings()
+    s = base.model_copy(update={"stack": base.stack.model_copy(update={"state_dir": tmp_path})})
+    now, day = 1_800_000_000.0, 86_400.0
+    topics_life = s.kafka.topics.longest_life_ms() / 1000
+    assert 8 * day < topics_life < 10 * day
+    record_erasure(s, "old", at=now - 40 * day)
+    record_erasure(s, "month", at=now - 30 * day)
+    record_erasure(s, "fortnight", at=now - 12 * day)
+    record_erasure(s, "recent", at=now - 2 * day)
+    # Every restore point taken after the erasures but the recent one: only the topics can undo those.
+    assert at_risk_since(s, now, [now - 3 * day, now - day]) == now - topics_life
+    assert due(s, now, [now - 3 * day, now - day]) == ["recent"]
+    assert due(s, now, []) == ["recent"]
+    # The job has been down 35 days: its latest checkpoint, kept past the retention, predates the month-old erasure.
+    assert due(s, now, [now - 35 * day]) == ["month", "fortnight", "recent"]
+    # Storage not listable: the retention rule (14 days) stands in.
+    assert due(s, now, None) == ["fortnight", "recent"]
+    assert forget_past(s, now, [now - 35 * day]) == 1
+    assert [e["customer_id"] for e in erasures(s)] == ["month", "fortnight", "recent"]
+    assert forget_past(s, now, [now - day]) == 2
+    assert erasures(s) == [{"customer_id": "recent", "erased_at": now - 2 * day}]
+    assert forget_past(s, now, [now - day]) == 0
+
+
+def test_a_replay_lists_the_jobs_restore_points_and_forgets_what_none_can_undo(tmp_path: Path) -> None:
+    import time
+
+    from erasure.customer import _restore_point_times, replay_erasures
+    from erasure.ledger import due, erasures, record_erasure
+    from stack.flink_conf import checkpoint_dir
+    from jobs.params import RISK_JOB_NAME
+    base = Settings()
+    s = base.model_copy(update={"stack": base.stack.model_copy(update={"state_dir": tmp_path})})
+    record_erasure(s, "long-gone", at=time.time() - 60 * 86_400)
+    chk = Path(checkpoint_dir(s, RISK_JOB_NAME).removeprefix("file://")) / ("ab" * 16) / "chk-7"
+    chk.mkdir(parents=True)
+    (chk / "_metadata").write_bytes(b"x")
+    old = time.time() - 90 * 86_400  # a checkpoint older than the erasure: a resume from it could undo it
+    os.utime(chk / "_metadata", (old, old))
+    assert _restore_point_times(s) == [pytest.approx(old)]
+    assert due(s, restore_points=_restore_point_times(s)) == ["long-gone"]
+    os.utime(chk / "_metadata")  # now completed after the erasure
+    later = replay_erasures(s, dry_run=False, warehouse=False)
+    assert later.reports == [] and later.forgotten == 1 and erasures(s) == []
