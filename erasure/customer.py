@@ -11,6 +11,7 @@ that commit still referenced (``riskctl privacy erase`` is idempotent).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 from loanrisk.errors import LoanRiskError
 from loanrisk.settings import Settings
 
+log = logging.getLogger(__name__)
 CUSTOMER_COLUMN = "customer_id"
 DEAD_LETTERS = "dead_letters"
 COMMIT_ATTEMPTS = 5  # the running job commits to the same tables every checkpoint: retry on conflicts
@@ -140,39 +142,72 @@ def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
     return len(gone)
 
 
+def _day_column(table: Any) -> str | None:
+    """The column of the table's identity partition (the lake's day column), None for any other spec."""
+    from pyiceberg.transforms import IdentityTransform
+    fields = table.spec().fields
+    if len(fields) != 1 or not isinstance(fields[0].transform, IdentityTransform):
+        return None
+    return str(table.schema().find_field(fields[0].source_id).name)
+
+
 def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> int:
     """Delete the customer's rows from one Iceberg table; returns how many there were (-1: no such column).
 
-    ``dry_run`` counts them and changes nothing.
+    ``dry_run`` counts them and changes nothing. The rows are found by a scan of one or two columns, and the
+    delete is narrowed to the partitions holding them: pyiceberg's delete reads every file its filter may match,
+    one after another, and a customer's rows sit in a few of a long history's day partitions.
     """
-    from pyiceberg.expressions import EqualTo, In
+    from pyiceberg.expressions import And, EqualTo, In
     names = {f.name for f in table.schema().fields}
     if CUSTOMER_COLUMN not in names and table.name()[-1] != DEAD_LETTERS:
         return -1
+    day = _day_column(table)
+    extra = (day,) if day else ()
+
+    def matching() -> tuple[int, Any]:
+        """How many rows name the customer, and the filter that deletes exactly those rows."""
+        if CUSTOMER_COLUMN in names:
+            row_filter: Any = EqualTo(CUSTOMER_COLUMN, customer_id)
+            found = table.scan(row_filter=row_filter, selected_fields=(CUSTOMER_COLUMN, *extra)).to_arrow().to_pylist()
+        else:
+            rows = table.scan(selected_fields=("dlq_id", "payload", *extra)).to_arrow().to_pylist()
+            found = [r for r in rows if payload_names_customer(r["payload"], customer_id)]
+            row_filter = In("dlq_id", sorted({r["dlq_id"] for r in found}))
+        days = {r[day] for r in found} if day else {None}
+        if found and None not in days:
+            row_filter = And(row_filter, In(day, sorted(d for d in days if d is not None)))
+        return len(found), row_filter
 
     def count_and_delete() -> tuple[int, set[str] | None]:
         table.refresh()
-        if not _file_paths(table):
+        snapshot = table.current_snapshot()
+        if snapshot is None or (snapshot.summary or {}).get("total-data-files") == "0":
             return 0, None  # nothing written yet (scanning a table without data files fails in pyarrow)
-        if CUSTOMER_COLUMN in names:
-            row_filter: Any = EqualTo(CUSTOMER_COLUMN, customer_id)
-            n = len(table.scan(row_filter=row_filter, selected_fields=(CUSTOMER_COLUMN,)).to_arrow())
-        else:
-            rows = table.scan(selected_fields=("dlq_id", "payload")).to_arrow().to_pylist()
-            ids = sorted({r["dlq_id"] for r in rows if payload_names_customer(r["payload"], customer_id)})
-            row_filter, n = In("dlq_id", ids), len(ids)
         if dry_run:
-            return n, None
+            return matching()[0], None
         before = _file_paths(table, every_snapshot=True)
-        if n:
-            _retry(lambda: table.refresh().delete(row_filter))
-        return n, before
+
+        def delete() -> int:
+            # Found again on each attempt: a conflict means files were added or rewritten since the last look.
+            table.refresh()
+            n, row_filter = matching()
+            if n:
+                table.delete(row_filter)
+            return n
+        return _retry(delete), before
 
     # Counted again on a retry only when nothing was deleted: a failed attempt commits nothing.
+    started = time.monotonic()
     n, before = _read_again(count_and_delete)
+    deleted_at = time.monotonic()
+    purged = 0
     if before is not None:
         # Always: a repeated request also expires what the job's last commit kept alive the first time.
-        _read_again(lambda: _purge_unreferenced_files(table, before))
+        purged = _read_again(lambda: _purge_unreferenced_files(table, before))
+    log.info("lake.%s: %d row(s) %s in %.1f s (%s %.1f s, expiry and file purge %.1f s: %d file(s))",
+             table.name()[-1], n, "counted" if dry_run else "removed", time.monotonic() - started,
+             "count" if dry_run else "count and delete", deleted_at - started, time.monotonic() - deleted_at, purged)
     return int(n)
 
 

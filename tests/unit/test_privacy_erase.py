@@ -147,6 +147,39 @@ def test_an_erasure_whose_files_maintenance_removed_meanwhile_reads_the_table_ag
     assert sorted(lake.load_table("risk.scores").scan().to_arrow()["customer_id"].to_pylist()) == ["c2", "c3"]
 
 
+def test_the_delete_reads_only_the_day_partitions_holding_the_customer(lake, monkeypatch) -> None:
+    """pyiceberg's delete reads, one after another, every file its filter may match; a customer id's column bounds
+    match nearly every file, so the delete is narrowed to the days the customer's rows are in."""
+    from datetime import date
+
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DateType, NestedField, StringType
+    schema = Schema(NestedField(1, "event_id", StringType()), NestedField(2, "customer_id", StringType()),
+                    NestedField(3, "event_date", DateType()))
+    raw = lake.create_table("risk.raw_transactions", schema, partition_spec=PartitionSpec(
+        PartitionField(source_id=3, field_id=1000, transform=IdentityTransform(), name="event_date")))
+    days = [date(2024, 1, d) for d in range(1, 13)]
+    for d in days:  # one file per day; c1 only on the 3rd and the 8th
+        who = ["c0", "c2", "c9"] + (["c1"] if d.day in (3, 8) else [])
+        raw.append(pa.table({"event_id": [f"{c}-{d.day}" for c in who], "customer_id": who,
+                             "event_date": [d] * len(who)}, schema=schema.as_arrow()))
+    opened: list[str] = []
+    real = PyArrowFileIO.new_input
+    monkeypatch.setattr(PyArrowFileIO, "new_input",
+                        lambda io, location: opened.append(location) or real(io, location))
+    report = ErasureReport("c1")
+    erase_lake(Settings(), "c1", report, cat=lake)
+    data_reads = [f for f in opened if f.endswith(".parquet") and "/raw_transactions/" in f]
+    # The finding scan reads each day's file once; the delete only the two that hold c1 (not all twelve again).
+    assert len(data_reads) == len(days) + 2, sorted(data_reads)
+    assert report.removed["lake.raw_transactions"] == 2 and not report.failed
+    left = lake.load_table("risk.raw_transactions").scan().to_arrow()
+    assert "c1" not in left["customer_id"].to_pylist() and left.num_rows == 3 * len(days)
+
+
 def test_a_dry_run_counts_the_customers_rows_and_changes_nothing(lake) -> None:
     scores = lake.load_table("risk.scores")
     snapshots, files = [s.snapshot_id for s in scores.snapshots()], _files(scores)
