@@ -173,6 +173,12 @@ def last_checkpoint_ms(settings: Settings, job_id: str) -> int:
     return int(latest.get("latest_ack_timestamp") or 0)
 
 
+def checkpoints_completed_since(settings: Settings, job_id: str, since_ms: float) -> int:
+    """How many checkpoints triggered after ``since_ms`` (epoch ms) have completed, from the job's recent history."""
+    history = rest(settings, f"/jobs/{job_id}/checkpoints").get("history") or []
+    return sum(1 for c in history if c.get("status") == "COMPLETED" and c.get("trigger_timestamp", 0) > since_ms)
+
+
 def operator_metric(settings: Settings, job_id: str, name: str, vertex_has: str = "") -> float:
     """Sum over the job's subtasks of an operator metric, in vertices whose plan description has ``vertex_has``."""
     total = 0.0

@@ -139,9 +139,10 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
         # A failover (RESTARTING) is allowed: recovery from the checkpoint is part of what is tested.
         assert job_state(settings, job_id) not in {"FAILED", "CANCELED", "FINISHED"}, \
             job_exceptions(settings, job_id)
-        time.sleep(5)
+        time.sleep(2)
     print(f"risk job: wanted {want}, lake has {got}")
-    time.sleep(12)  # two more checkpoints, so the windows and scores that followed are committed too
+    from tests.stack.reliability_helpers import two_more_checkpoints
+    two_more_checkpoints(settings, job_id)  # so the windows and scores that followed are committed too
     try:
         yield run
     finally:

@@ -13,6 +13,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,25 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
         return consumer.read_to_end()
 
 
-def lake(settings: Settings, table: str, columns: tuple[str, ...] = ("*",)) -> pd.DataFrame:
-    """An Iceberg table of the job (selected columns), read with pyiceberg."""
+def lake(settings: Settings, table: str, columns: tuple[str, ...] = ("*",),
+         days: Iterable[date] | None = None) -> pd.DataFrame:
+    """An Iceberg table of the job (selected columns), read with pyiceberg; only the day partitions ``days`` when
+    given (the files of other days are not read)."""
+    from pyiceberg.expressions import AlwaysTrue, In
+
+    from contracts.tables import lake_table
     from loanrisk.lake import catalog
     tbl = catalog(settings).load_table(f"{settings.catalog.namespace}.{table}")
-    return tbl.scan(selected_fields=columns).to_pandas()
+    row_filter = AlwaysTrue() if days is None else In(lake_table(table).partitioned_by,
+                                                      sorted(d.isoformat() for d in days))
+    return tbl.scan(row_filter=row_filter, selected_fields=columns).to_pandas()
+
+
+def event_days(events: Iterable[ProducedEvent]) -> set[date]:
+    """The UTC days of the events' times, with the day either side (a partition date is the event's day in the
+    job's time zone)."""
+    days = {datetime.fromtimestamp(e.event_time_ms / 1000, timezone.utc).date() for e in events}
+    return {d + timedelta(days=k) for d in days for k in (-1, 0, 1)}
 
 
 def serving(settings: Settings, query: str, params: tuple = ()) -> list[tuple]:
@@ -213,6 +228,15 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, settings:
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{last_error}")
 
 
+def two_more_checkpoints(settings: Settings, job_id: str) -> float:
+    """Wait until two checkpoints triggered from now on have completed: whatever was in flight now (a doubled row
+    too) is committed by then. Seconds waited."""
+    from stack.flink_client import checkpoints_completed_since
+    now_ms = time.time() * 1000
+    return wait_until(lambda: checkpoints_completed_since(settings, job_id, now_ms) >= 2, 120,
+                      "two more checkpoints", settings, job_id, 0.5)
+
+
 def log_files(settings: Settings) -> Iterable[Path]:
     """Every log file the stack writes (service logs, Flink's own log folder)."""
     for path in sorted((settings.state_dir / "logs").rglob("*")):
@@ -232,10 +256,10 @@ def landed(settings: Settings, events: list[ProducedEvent]) -> dict[str, set[str
     """Per kind: the expected event ids of ``events`` that are not in their raw lake table yet."""
     missing: dict[str, set[str]] = {}
     for kind, (table, _) in LAKE_RAW.items():
-        want = {e.event_id for e in events if e.kind == kind}
-        if want:
-            have = set(lake(settings, table, ("event_id",))["event_id"])
-            missing[kind] = want - have
+        of_kind = [e for e in events if e.kind == kind]
+        if of_kind:
+            have = set(lake(settings, table, ("event_id",), event_days(of_kind))["event_id"])
+            missing[kind] = {e.event_id for e in of_kind} - have
     return missing
 
 
@@ -247,14 +271,16 @@ def application_ids(events: list[ProducedEvent]) -> set[str]:
 def wait_all_landed(settings: Settings, job_id: str, events: list[ProducedEvent], timeout_s: float, what: str) -> float:
     """Seconds until every event is in its raw table and every application has its application score."""
     loans = application_ids(events)
+    # An application's score is dated by the application's event time: only those days are read.
+    days = event_days(e for e in events if e.kind == "loan_application")
 
     def complete() -> bool:
         if any(landed(settings, events).values()):
             return False
-        df = lake(settings, "scores", ("trigger_kind", "loan_id"))
+        df = lake(settings, "scores", ("trigger_kind", "loan_id"), days)
         return loans <= set(df[df["trigger_kind"] == "application"]["loan_id"])
 
-    return wait_until(complete, timeout_s, what, settings, job_id, 10)
+    return wait_until(complete, timeout_s, what, settings, job_id, 3)
 
 
 # The exactly-once promises: each of these counters of exactly_once_report must be 0.

@@ -30,7 +30,7 @@ from tests.stack.conftest import RiskRun
 from stack.flink_client import all_tasks_running
 from tests.stack.reliability_helpers import (
     Outgoing, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
-    wait_all_landed, wait_until,
+    two_more_checkpoints, wait_all_landed, wait_until,
 )
 from tests.stack.test_reliability import _freeze_for, _savepoint_and_resume, _stop_for
 from tests.stack.test_scoring_api import Api, _new_application, _served, _settings
@@ -38,14 +38,16 @@ from tests.stack.test_scoring_api import Api, _new_application, _served, _settin
 pytestmark = pytest.mark.stack
 
 OUTAGE_S = 15  # longer than the job's checkpoint interval: at least one checkpoint meets the outage
-SEND_OVER_S = 30
+LEAD_S = 5  # the stream runs this long before the fault
+SEND_OVER_S = LEAD_S + OUTAGE_S  # so events are sent until a fault of OUTAGE_S ends
 
+# The resume comes first: the resumed job's catch-up then overlaps the next fault instead of the final wait.
 OUTAGES: dict[str, Callable[[RiskRun], None]] = {
+    "stop with savepoint and resume": _savepoint_and_resume,
     "kafka broker restart": lambda r: _stop_for(r.settings, "kafka", 5),
     f"postgresql stopped {OUTAGE_S} s": lambda r: _stop_for(r.settings, "postgres", OUTAGE_S),
     f"s3 endpoint stopped {OUTAGE_S} s": lambda r: _stop_for(r.settings, "s3", OUTAGE_S),
     f"s3 endpoint paused {OUTAGE_S} s (SIGSTOP)": lambda r: _freeze_for(r.settings, "s3", OUTAGE_S),
-    "stop with savepoint and resume": _savepoint_and_resume,
 }
 
 
@@ -120,7 +122,7 @@ def _inject(risk_run: RiskRun, outage: Outage, api: Api, probe: ApiProbe) -> Non
     sent: list = []
     sender = threading.Thread(target=lambda: sent.append(send_tracked(s, msgs, pace_per_s=len(msgs) / SEND_OVER_S)))
     sender.start()
-    time.sleep(5)
+    time.sleep(LEAD_S)
     started = time.monotonic()
     serving_store_down = "postgresql" in outage.name
     prober = threading.Thread(target=probe.run, args=(api,), name="api-probe")
@@ -157,7 +159,7 @@ def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_an
             _inject(risk_run, outage, api, probe)
     every_event = [e for o in outages for e in o.events]
     landed_s = wait_all_landed(s, risk_run.job_id, every_event, 900, "every event sent during the outages landed")
-    time.sleep(15)  # two more checkpoints: a doubled row would be committed by now
+    two_more_checkpoints(s, risk_run.job_id)  # a doubled row would be committed by now
     sinks = read_sinks(s)
     for outage in outages:
         report = exactly_once_report(s, outage.events, sinks)
@@ -165,6 +167,6 @@ def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_an
               f"tasks RUNNING {outage.figures['running_s']:.0f}s later")
         print("  exactly-once report:", report)
         assert_exactly_once(before, report, outage.name)
-    print(f"every outage's events landed {landed_s:.0f}s after the last one; failovers {restarts_before} -> "
-          f"{restarts(s, risk_run.job_id)} (the resumed job counts its own)")
+    print(f"every outage's events landed {landed_s:.0f}s after the last one; failovers: {restarts_before} of the first "
+          f"job before the outages, {restarts(s, risk_run.job_id)} of the resumed job through the ones after it")
     assert all_tasks_running(s, risk_run.job_id)

@@ -29,7 +29,7 @@ from stack.flink_client import all_tasks_running, last_checkpoint_ms, operator_m
 from tests.stack.reliability_helpers import (
     LAKE_RAW, Outgoing, application_ids, assert_exactly_once, exactly_once_report,
     hostile_messages, kill_jobmanager, kill_taskmanager, lake, landed, log_files, mixed_stream,
-    prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, valid_stream,
+    prometheus_sum, read_topic, restarted_since, restarts, send_tracked, serving, two_more_checkpoints, valid_stream,
     file_sizes, files_containing, files_under, wait_all_landed, wait_until,
 )
 
@@ -92,8 +92,8 @@ def test_hostile_input_is_dead_lettered_with_reasons_valid_events_land_and_the_j
         return (set(bad) <= set(dead_letters()["key"]) and not any(landed(s, events).values())
                 and repeated() == dup_ids)
 
-    waited = wait_until(done, 600, "every hostile message dead-lettered and every valid event landed", s, job, 10)
-    time.sleep(12)  # two more checkpoints: anything doubled would show now
+    waited = wait_until(done, 600, "every hostile message dead-lettered and every valid event landed", s, job, 3)
+    two_more_checkpoints(s, job)  # anything doubled would show now
     dlq = dead_letters("payload_bytes", "payload")
     mine = dlq[dlq["key"].isin(set(bad))]
     reasons = Counter(mine["reason"])
@@ -231,7 +231,7 @@ def test_taskmanager_then_jobmanager_kill_mid_stream_recover_by_themselves_with_
         assert sent, "the producer did not finish"
         job = risk_run.job_id
         landed_s = wait_all_landed(s, job, events, 600, "every event of the stream landed after both kills")
-        time.sleep(12)
+        two_more_checkpoints(s, job)
         after = exactly_once_report(s, events)
         scores = lake(s, "scores", ("trigger_kind", "loan_id", "model_version"))
         versions = Counter(scores[scores["loan_id"].isin(application_ids(events))
@@ -371,7 +371,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     wait_until(lambda: not any(landed(s, events).values()), 300, "the PII events landed", s, job)
     wait_until(lambda: int(lake(s, "dead_letters", ("payload",))["payload"].str.contains(
         f"pii-bad-{RUN}", regex=False).sum()) == len(app_docs), 120, "the PII dead letters", s, job)
-    time.sleep(12)
+    two_more_checkpoints(s, job)
     clock.lap("landed")
     _check_pseudonyms(s, app_docs)
     _sync_warehouse(s)
@@ -393,12 +393,12 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     import subprocess
     import sys
     cli = Path(sys.executable).with_name("riskctl")
-    dry = subprocess.run([str(cli), "privacy", "erase", "--customer", victim, "--dry-run"], capture_output=True,
+    dry = subprocess.run([str(cli), "-v", "privacy", "erase", "--customer", victim, "--dry-run"], capture_output=True,
                          text=True, timeout=600)
     print(dry.stdout + dry.stderr)
     clock.lap("dry run")
     assert dry.returncode == 0, dry.stderr
-    proc = subprocess.run([str(cli), "privacy", "erase", "--customer", victim], capture_output=True, text=True,
+    proc = subprocess.run([str(cli), "-v", "privacy", "erase", "--customer", victim], capture_output=True, text=True,
                           timeout=600)
     print(proc.stdout + proc.stderr)
     clock.lap("erase")
@@ -648,7 +648,7 @@ def test_fault_matrix_every_sink_exactly_once_and_the_job_runs_again(risk_run: R
     sender.join(600)
     assert sent, "the producer did not finish"
     landed_s = wait_all_landed(s, job, events, 900, "every event sent during the fault landed")
-    time.sleep(15)
+    two_more_checkpoints(s, job)
     after = exactly_once_report(s, events)
     print(f"\nfault '{fault}': injected and healed (or failed over) in {healed_s:.0f}s; "
           f"tasks RUNNING {running_s:.0f}s later; "
@@ -657,3 +657,4 @@ def test_fault_matrix_every_sink_exactly_once_and_the_job_runs_again(risk_run: R
     print("exactly-once report:", after)
     assert_exactly_once(before, after, fault)
     assert all_tasks_running(s, job)
+

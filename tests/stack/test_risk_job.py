@@ -214,7 +214,8 @@ def test_dlq_list_shows_dead_letters_and_redrive_resends_corrected_ones(risk_run
         if len(landed) >= len(wanted):
             break
         time.sleep(5)
-    time.sleep(12)  # two more checkpoints: a doubled row would be committed by now
+    from tests.stack.reliability_helpers import two_more_checkpoints
+    two_more_checkpoints(risk_run.settings, risk_run.job_id)  # a doubled row would be committed by now
     raw = risk_run.lake("raw_transactions")
     landed = raw[raw["event_id"].isin(wanted)]
     assert sorted(landed["event_id"]) == sorted(wanted), "each corrected event lands exactly once"
