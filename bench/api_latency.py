@@ -75,7 +75,8 @@ def serve_sklearn(model_file: str, port: int) -> None:
         model, version = pickle.load(fh)
     services = Services(model=SklearnChampion(model, version),  # type: ignore[arg-type]  # same interface
                         store=PostgresStore(settings.postgres, settings.api), publisher=None)
-    uvicorn.run(create_app(settings, services), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    uvicorn.run(create_app(settings, services, serving_process=True), host="127.0.0.1", port=port, log_config=None,
+                access_log=False)
 
 
 async def load(url: str, key: str, bodies: list[Any], rate: float, seconds: float, path: str) -> dict[str, Any]:

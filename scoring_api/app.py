@@ -7,10 +7,11 @@ are never logged: the contract marks personal data in them.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loanrisk.settings import Settings
 from scoring_api.champion import ChampionModel, scorer_from_settings
@@ -96,8 +98,13 @@ def _application_body(batch: bool) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """The scoring API on ``settings``; ``services`` None builds them from the settings when the app starts."""
+def create_app(settings: Settings, services: Services | None = None, *, serving_process: bool = False) -> FastAPI:
+    """The scoring API on ``settings``; ``services`` None builds them from the settings when the app starts.
+
+    ``serving_process``: the app is the process's only work (``riskctl serve``), so what is alive once it has
+    started is frozen for the garbage collector (gc.freeze): it lives as long as the process, and a full
+    collection then no longer walks it while a request waits.
+    """
     state = _State()
     metrics = ApiMetrics(lambda: state.services.model if state.services else None)
 
@@ -113,6 +120,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         stop = threading.Event()
         upkeep = threading.Thread(target=_upkeep, args=(built, stop), name="api-upkeep", daemon=True)
         upkeep.start()
+        if serving_process:
+            gc.collect()
+            gc.freeze()
         log.info("scoring API ready: model %s, decision bands approve < %g <= refer < %g <= decline",
                  built.model.version, settings.api.approve_below, settings.api.decline_at)
         try:
@@ -154,18 +164,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         body = ErrorReply(error=code, message=str(exc.detail)).model_dump_json()
         return Response(body, status_code=exc.status_code, media_type=JSON, headers=getattr(exc, "headers", None))
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        route = request.url.path if request.url.path in ROUTES else "other"
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.requests.labels(route, str(status)).inc()
-            metrics.latency.labels(route).observe(time.perf_counter() - started)
+    app.add_middleware(_Measured, metrics=metrics)
 
     async def client_of(credentials: HTTPAuthorizationCredentials | None) -> str:
         """The caller's client name (401), once it is within its rate limit (429)."""
@@ -173,7 +172,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         assert run.auth is not None and run.limiter is not None
         key = credentials.credentials if credentials is not None else None
         try:
-            client = await anyio.to_thread.run_sync(run.auth.client_for, key)
+            client = run.auth.cached_client_for(key)
+            if client is None:
+                client = await anyio.to_thread.run_sync(run.auth.client_for, key)
         except Unauthorized as exc:
             raise ApiError(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
         except StoreUnavailable as exc:
@@ -280,6 +281,35 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.api = state
     return app
+
+
+class _Measured:
+    """Counts every request by route and status and times it (plain ASGI: no task or body copy per request, as
+    Starlette's BaseHTTPMiddleware would add)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
 def _upkeep(services: Services, stop: threading.Event) -> None:

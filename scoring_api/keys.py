@@ -93,12 +93,19 @@ class Authenticator:
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
-    def _stored(self, key_id: str) -> StoredKey | None:
-        now = self.clock()
+    def _fresh(self, key_id: str) -> _Cached | None:
+        """The cache entry of ``key_id`` while it is younger than ``cache_s``."""
         with self._lock:
             cached = self._cache.get(key_id)
-        if cached is not None and now - cached.fetched_at < self.cache_s:
-            return cached.stored
+        return cached if cached is not None and self.clock() - cached.fetched_at < self.cache_s else None
+
+    def _stored(self, key_id: str) -> StoredKey | None:
+        now = self.clock()
+        fresh = self._fresh(key_id)
+        if fresh is not None:
+            return fresh.stored
+        with self._lock:
+            cached = self._cache.get(key_id)
         try:
             stored = self.store.key_by_id(key_id)
         except StoreUnavailable:
@@ -113,13 +120,27 @@ class Authenticator:
 
     def client_for(self, key: str | None) -> str:
         """The client whose valid key ``key`` is (Unauthorized otherwise; StoreUnavailable when it cannot tell)."""
+        key_id, secret = self._parts(key)
+        return self._check(self._stored(key_id), secret)
+
+    def cached_client_for(self, key: str | None) -> str | None:
+        """As :meth:`client_for` without a store lookup: None when the key's cache entry is missing or stale (the
+        app then asks :meth:`client_for` on a worker thread; the event loop never waits for the store)."""
+        key_id, secret = self._parts(key)
+        fresh = self._fresh(key_id)
+        return None if fresh is None else self._check(fresh.stored, secret)
+
+    @staticmethod
+    def _parts(key: str | None) -> tuple[str, str]:
         if not key:
             raise Unauthorized(MISSING)
         parts = split_key(key)
         if parts is None:
             raise Unauthorized(UNKNOWN)
-        key_id, secret = parts
-        stored = self._stored(key_id)
+        return parts
+
+    @staticmethod
+    def _check(stored: StoredKey | None, secret: str) -> str:
         if stored is None or not hmac.compare_digest(key_hash(stored.key_salt, secret), stored.key_hash):
             raise Unauthorized(UNKNOWN)
         if stored.revoked_at is not None:

@@ -35,5 +35,5 @@ def run(settings: Settings) -> None:
     log.info("scoring API on http://%s:%d (docs/API.md)", api.host, api.port)
     # log_config=None: uvicorn's own loggers go to the handlers setup_logging installed; no access log, as a
     # request line per call is noise at hundreds of requests a second (the metrics count them).
-    uvicorn.run(create_app(settings), host=api.host, port=api.port, log_config=None, access_log=False,
+    uvicorn.run(create_app(settings, serving_process=True), host=api.host, port=api.port, log_config=None, access_log=False,
                 server_header=False)
