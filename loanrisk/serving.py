@@ -10,6 +10,8 @@ from loanrisk.settings import REPO_ROOT, Settings
 
 SERVING_DDL = REPO_ROOT / "sql" / "serving" / "postgres_tables.sql"
 API_DDL = REPO_ROOT / "sql" / "serving" / "api_tables.sql"
+# The pg_advisory_xact_lock key under which every process of ours runs its serving DDL ("loanrisk" in ASCII).
+DDL_LOCK = 0x6C6F616E7269736B
 
 
 def serving_ddl() -> str:
@@ -26,11 +28,23 @@ def api_ddl() -> str:
     return render(API_DDL.read_text(), table_fragments())
 
 
+def run_ddl(conn: psycopg.Connection, ddl: str) -> None:
+    """Run ``ddl`` (CREATE ... IF NOT EXISTS statements) in one transaction, one process at a time.
+
+    PostgreSQL does not make IF NOT EXISTS safe against itself: two sessions creating the same schema or table
+    at once both find it missing, and one fails on the catalog's unique index. The job, the scoring API's
+    replicas and the CLI may all start at once, so each takes the same advisory lock first.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
+        conn.execute(ddl)
+
+
 def ensure_serving_tables(settings: Settings) -> None:
     """Create the serving tables (idempotent) and let the reader role SELECT them, nothing more."""
     pg = settings.postgres
     with psycopg.connect(pg.dsn(pg.serving_db), autocommit=True) as conn:
-        conn.execute(serving_ddl())
+        run_ddl(conn, serving_ddl())
         conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
             sql.Identifier(pg.reader_user)))
 

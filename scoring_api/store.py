@@ -209,11 +209,11 @@ class PostgresStore:
         """Create the API's tables once per process (CREATE ... IF NOT EXISTS)."""
         import psycopg
 
+        from loanrisk.serving import api_ddl, run_ddl
         if self._ddl is None:
-            from loanrisk.serving import api_ddl
             self._ddl = api_ddl
         try:
-            conn.execute(self._ddl())
+            run_ddl(conn, self._ddl())
         except psycopg.Error as exc:
             conn.close()
             raise StoreUnavailable(f"serving database {self._where}: cannot create the scoring API's tables "

@@ -268,3 +268,35 @@ def test_a_promotion_is_served_without_a_restart_and_a_corrupt_champion_leaves_i
                    for line in metrics.splitlines()), "no model load failure counted"
     finally:
         _point_champion(registry, before, corrupt or promoted)
+
+
+def test_processes_creating_the_serving_ddl_at_once_all_succeed(stack_settings: Settings) -> None:
+    """PostgreSQL's CREATE ... IF NOT EXISTS races itself (the loser fails on the catalog's unique index, as an API
+    starting beside a CLI creating a key once did); loanrisk.serving.run_ddl serialises our DDL."""
+    import psycopg
+
+    from loanrisk.serving import run_ddl
+    pg = stack_settings.postgres
+    errors: list[str] = []
+    for _ in range(5):
+        schema = f"ddl_race_{uuid.uuid4().hex[:8]}"
+        ddl = (f"CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.t (k text PRIMARY KEY); "
+               f"CREATE INDEX IF NOT EXISTS t_k ON {schema}.t (k)")
+        start = threading.Barrier(6)
+
+        def create(start: threading.Barrier, ddl: str) -> None:
+            with psycopg.connect(pg.dsn(pg.serving_db), autocommit=True) as conn:
+                start.wait(30)
+                try:
+                    run_ddl(conn, ddl)
+                except psycopg.Error as exc:
+                    errors.append(str(exc).splitlines()[0])
+
+        threads = [threading.Thread(target=create, args=(start, ddl)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        with psycopg.connect(pg.dsn(pg.serving_db), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert not errors, errors
