@@ -2,7 +2,8 @@
 
 Default tier. The full tier's fault matrix (tests/stack/test_reliability.py) gives each fault a stream and a
 recovery of its own; here the same kinds of fault share one run: for each, a fresh stream is sent while
-the fault is injected, the test waits until every task runs again, and goes on to the next. At the end
+the fault is injected, the test waits until every task runs again, and goes on to the next. The first
+is the PII key rotation of docs/SECURITY.md: stop with a savepoint, a new key and key id, resume. At the end
 each fault's stream is reconciled on its own: every event in its raw table once, one application score
 per application, one PostgreSQL row per loan, no repeated key in the alert or dead-letter topics, the
 dead-letter totals unchanged.
@@ -29,10 +30,10 @@ from loanrisk.settings import Settings
 from tests.stack.conftest import RiskRun
 from stack.flink_client import all_tasks_running
 from tests.stack.reliability_helpers import (
-    Outgoing, assert_exactly_once, exactly_once_report, read_sinks, restarts, send_tracked, valid_stream,
+    Outgoing, assert_exactly_once, exactly_once_report, lake, read_sinks, restarts, send_tracked, valid_stream,
     two_more_checkpoints, wait_all_landed, wait_until,
 )
-from tests.stack.test_reliability import _freeze_for, _savepoint_and_resume, _stop_for
+from tests.stack.test_reliability import _freeze_for, _pseudonym, _stop_for
 from tests.stack.test_scoring_api import Api, _new_application, _served, _settings
 
 pytestmark = pytest.mark.stack
@@ -41,9 +42,31 @@ OUTAGE_S = 15  # longer than the job's checkpoint interval: at least one checkpo
 LEAD_S = 5  # the stream runs this long before the fault
 SEND_OVER_S = LEAD_S + OUTAGE_S  # so events are sent until a fault of OUTAGE_S ends
 
+ROTATED_KEY_ID = "k2"
+
+
+def _rotate_the_pii_key_through_a_savepoint(risk_run: RiskRun) -> None:
+    """The key rotation of docs/SECURITY.md: stop with a savepoint, a new HMAC key and key id, resume from the
+    savepoint (the key is read from a file named by a job parameter, so the plan and its state are unchanged).
+    The session goes on with the rotated settings."""
+    import secrets
+
+    from jobs.submit import submit_risk_job
+    from loanrisk.files import write_private
+    from stack.flink_client import stop_with_savepoint
+    s = risk_run.settings
+    key_file = write_private(s.state_dir / "secrets" / f"pii-hash-key-{ROTATED_KEY_ID}", secrets.token_hex(32))
+    path = stop_with_savepoint(s, risk_run.job_id, timeout_s=300)
+    rotated = s.model_copy(update={"privacy": s.privacy.model_copy(update={
+        "pii_hash_key": None, "pii_hash_key_file": key_file, "pii_key_id": ROTATED_KEY_ID})})
+    risk_run.job_id = submit_risk_job(rotated, savepoint=path)
+    risk_run.settings = rotated
+    print(f"stopped with savepoint {path}; resumed as job {risk_run.job_id} with PII key {ROTATED_KEY_ID}")
+
+
 # The resume comes first: the resumed job's catch-up then overlaps the next fault instead of the final wait.
 OUTAGES: dict[str, Callable[[RiskRun], None]] = {
-    "stop with savepoint and resume": _savepoint_and_resume,
+    "stop with savepoint, rotate the PII key, resume": _rotate_the_pii_key_through_a_savepoint,
     "kafka broker restart": lambda r: _stop_for(r.settings, "kafka", 5),
     f"postgresql stopped {OUTAGE_S} s": lambda r: _stop_for(r.settings, "postgres", OUTAGE_S),
     f"s3 endpoint stopped {OUTAGE_S} s": lambda r: _stop_for(r.settings, "s3", OUTAGE_S),
@@ -142,7 +165,7 @@ def _inject(risk_run: RiskRun, outage: Outage, api: Api, probe: ApiProbe) -> Non
 
 def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_and_double_nothing(
         risk_run: RiskRun) -> None:
-    s = risk_run.settings
+    s = before_rotation = risk_run.settings
     outages = [Outage(name, valid_stream(seed=8800 + n, customers=10, start=f"2021-{1 + n:02d}-01T00:00:00Z"))
                for n, name in enumerate(OUTAGES)]
     before = exactly_once_report(s, [])
@@ -167,6 +190,24 @@ def test_broker_postgres_and_object_store_outages_and_a_savepoint_resume_lose_an
               f"tasks RUNNING {outage.figures['running_s']:.0f}s later")
         print("  exactly-once report:", report)
         assert_exactly_once(before, report, outage.name)
+    _check_the_key_rotation(before_rotation, risk_run.settings, outages)
     print(f"every outage's events landed {landed_s:.0f}s after the last one; failovers: {restarts_before} of the first "
           f"job before the outages, {restarts(s, risk_run.job_id)} of the resumed job through the ones after it")
     assert all_tasks_running(s, risk_run.job_id)
+
+
+def _check_the_key_rotation(before: Settings, after: Settings, outages: list[Outage]) -> None:
+    """Pseudonyms under both key ids in the lake: each application sent after the rotation under the new key,
+    those sent around it under one of the two, the rows from before it still under the old one."""
+    apps = [(n, e) for n, o in enumerate(outages) for e in o.events if e.kind == "loan_application"]
+    raw = lake(after, "raw_loan_applications", ("event_id", "full_name"))
+    stored = dict(zip(raw["event_id"], raw["full_name"]))
+    for n, e in apps:
+        name = json.loads(e.value_bytes)["full_name"]
+        allowed = {_pseudonym(after, name)} | ({_pseudonym(before, name)} if n == 0 else set())
+        assert stored[e.event_id] in allowed, (outages[n].name, e.event_id, stored[e.event_id])
+    ids = [str(v).partition(":")[0] for v in raw["full_name"].dropna()]
+    counts = {k: ids.count(k) for k in sorted(set(ids))}
+    print(f"PII key rotation: lake rows by key id {counts}")
+    assert before.privacy.pii_key_id in counts and ROTATED_KEY_ID in counts, counts
+    assert ROTATED_KEY_ID != before.privacy.pii_key_id
