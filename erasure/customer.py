@@ -174,9 +174,9 @@ def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> in
             rows = table.scan(selected_fields=("dlq_id", "payload", *extra)).to_arrow().to_pylist()
             found = [r for r in rows if payload_names_customer(r["payload"], customer_id)]
             row_filter = In("dlq_id", sorted({r["dlq_id"] for r in found}))
-        days = {r[day] for r in found} if day else {None}
-        if found and None not in days:
-            row_filter = And(row_filter, In(day, sorted(d for d in days if d is not None)))
+        days = {r[day] for r in found} if day else set()
+        if days and None not in days:
+            row_filter = And(row_filter, In(day, sorted(days)))
         return len(found), row_filter
 
     def count_and_delete() -> tuple[int, set[str] | None]:

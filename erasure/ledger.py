@@ -56,17 +56,22 @@ def at_risk_since(settings: Settings, now: float | None = None,
     return min([topics, *restore_points])
 
 
+def _undoable(entries: list[dict[str, Any]], settings: Settings, now: float | None,
+              restore_points: Sequence[float] | None) -> list[dict[str, Any]]:
+    """The entries erased since :func:`at_risk_since`."""
+    cutoff = at_risk_since(settings, now, restore_points)
+    return [e for e in entries if e["erased_at"] >= cutoff]
+
+
 def due(settings: Settings, now: float | None = None, restore_points: Sequence[float] | None = None) -> list[str]:
     """The customers whose erasure is to be applied again: erased since :func:`at_risk_since`."""
-    cutoff = at_risk_since(settings, now, restore_points)
-    return [e["customer_id"] for e in erasures(settings) if e["erased_at"] >= cutoff]
+    return [e["customer_id"] for e in _undoable(erasures(settings), settings, now, restore_points)]
 
 
 def forget_past(settings: Settings, now: float | None = None, restore_points: Sequence[float] | None = None) -> int:
     """Drop the entries no source can undo any more (erased before :func:`at_risk_since`); how many."""
-    cutoff = at_risk_since(settings, now, restore_points)
     entries = erasures(settings)
-    kept = [e for e in entries if e["erased_at"] >= cutoff]
+    kept = _undoable(entries, settings, now, restore_points)
     if len(kept) < len(entries):
         write_private(ledger_path(settings), json.dumps(kept, indent=1))
     return len(entries) - len(kept)

@@ -93,19 +93,17 @@ class Authenticator:
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
-    def _fresh(self, key_id: str) -> _Cached | None:
-        """The cache entry of ``key_id`` while it is younger than ``cache_s``."""
+    def _cached(self, key_id: str, now: float) -> tuple[_Cached | None, bool]:
+        """The cache entry of ``key_id``, and whether it is younger than ``cache_s`` at ``now``."""
         with self._lock:
             cached = self._cache.get(key_id)
-        return cached if cached is not None and self.clock() - cached.fetched_at < self.cache_s else None
+        return cached, cached is not None and now - cached.fetched_at < self.cache_s
 
     def _stored(self, key_id: str) -> StoredKey | None:
         now = self.clock()
-        fresh = self._fresh(key_id)
-        if fresh is not None:
-            return fresh.stored
-        with self._lock:
-            cached = self._cache.get(key_id)
+        cached, fresh = self._cached(key_id, now)
+        if cached is not None and fresh:
+            return cached.stored
         try:
             stored = self.store.key_by_id(key_id)
         except StoreUnavailable:
@@ -127,8 +125,8 @@ class Authenticator:
         """As :meth:`client_for` without a store lookup: None when the key's cache entry is missing or stale (the
         app then asks :meth:`client_for` on a worker thread; the event loop never waits for the store)."""
         key_id, secret = self._parts(key)
-        fresh = self._fresh(key_id)
-        return None if fresh is None else self._check(fresh.stored, secret)
+        cached, fresh = self._cached(key_id, self.clock())
+        return self._check(cached.stored, secret) if cached is not None and fresh else None
 
     @staticmethod
     def _parts(key: str | None) -> tuple[str, str]:

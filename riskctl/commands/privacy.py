@@ -40,8 +40,8 @@ def privacy_erase(customer_id: str, warehouse: bool, dry_run: bool) -> None:
 @click.option("--warehouse/--no-warehouse", default=True, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Count the rows that came back; change nothing.")
 def privacy_replay(warehouse: bool, dry_run: bool) -> None:
-    """Apply again every erasure still within its replay window (after `riskctl job resume` from an earlier
-    checkpoint, or a replay of history): rows a source brought back are removed again."""
+    """Apply again every erasure a source could still undo (after `riskctl job resume` from an earlier checkpoint,
+    or a replay of history): rows a source brought back are removed again; the others are forgotten."""
     from erasure.customer import ErasureError, replay_erasures
     replay = replay_erasures(get_settings(), warehouse=warehouse, dry_run=dry_run)
     if not replay.restore_points_known:

@@ -33,7 +33,7 @@ from tests.stack.reliability_helpers import (
     Outgoing, assert_exactly_once, exactly_once_report, lake, read_sinks, restarts, send_tracked, valid_stream,
     two_more_checkpoints, wait_all_landed, wait_until,
 )
-from tests.stack.test_reliability import _freeze_for, _pseudonym, _stop_for
+from tests.stack.test_reliability import _freeze_for, _pseudonym, _savepoint_and_resume, _stop_for
 from tests.stack.test_scoring_api import Api, _new_application, _served, _settings
 
 pytestmark = pytest.mark.stack
@@ -51,17 +51,13 @@ def _rotate_the_pii_key_through_a_savepoint(risk_run: RiskRun) -> None:
     The session goes on with the rotated settings."""
     import secrets
 
-    from jobs.submit import submit_risk_job
     from loanrisk.files import write_private
-    from stack.flink_client import stop_with_savepoint
     s = risk_run.settings
     key_file = write_private(s.state_dir / "secrets" / f"pii-hash-key-{ROTATED_KEY_ID}", secrets.token_hex(32))
-    path = stop_with_savepoint(s, risk_run.job_id, timeout_s=300)
     rotated = s.model_copy(update={"privacy": s.privacy.model_copy(update={
         "pii_hash_key": None, "pii_hash_key_file": key_file, "pii_key_id": ROTATED_KEY_ID})})
-    risk_run.job_id = submit_risk_job(rotated, savepoint=path)
-    risk_run.settings = rotated
-    print(f"stopped with savepoint {path}; resumed as job {risk_run.job_id} with PII key {ROTATED_KEY_ID}")
+    risk_run.settings = _savepoint_and_resume(risk_run, rotated)
+    print(f"PII key now {ROTATED_KEY_ID}")
 
 
 # The resume comes first: the resumed job's catch-up then overlaps the next fault instead of the final wait.

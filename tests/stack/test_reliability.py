@@ -24,6 +24,7 @@ import pytest
 
 from contracts.registry_layout import METADATA_FILE, MODEL_FILE, champion_path, version_path
 from ingestion.wire import topics_from_settings
+from loanrisk.settings import Settings
 from tests.stack.conftest import RiskRun
 from stack.flink_client import all_tasks_running, last_checkpoint_ms, operator_metric
 from tests.stack.reliability_helpers import (
@@ -599,16 +600,18 @@ def _freeze_for(s, name: str, seconds: float) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-def _savepoint_and_resume(risk_run: RiskRun) -> None:
-    """Stop the job with a savepoint and submit the same SQL again from it (a configuration change: a new
-    checkpoint interval); the fixture then follows the new job id."""
+def _savepoint_and_resume(risk_run: RiskRun, changed: Settings | None = None) -> Settings:
+    """Stop the job with a savepoint and submit the same SQL again from it with ``changed`` settings (by default a
+    configuration change: a new checkpoint interval); the fixture then follows the new job id. Returns the
+    settings the job resumed with."""
     from jobs.submit import submit_risk_job
     from stack.flink_client import stop_with_savepoint
     path = stop_with_savepoint(risk_run.settings, risk_run.job_id, timeout_s=300)
-    changed = risk_run.settings.model_copy(update={"flink": risk_run.settings.flink.model_copy(
+    changed = changed or risk_run.settings.model_copy(update={"flink": risk_run.settings.flink.model_copy(
         update={"checkpoint_interval_ms": 6000})})
     risk_run.job_id = submit_risk_job(changed, savepoint=path)
     print(f"stopped with savepoint {path}; resumed as job {risk_run.job_id}")
+    return changed
 
 
 FAULTS: dict[str, Callable[[RiskRun], None]] = {
