@@ -485,6 +485,33 @@ class PrometheusSettings(BaseModel):
         return self.port + 1
 
 
+class AlertingSettings(BaseModel):
+    """Alertmanager, receiving the alert rules' alerts from Prometheus and routing them to one webhook."""
+
+    # Not Alertmanager's usual 9093: that is the local Kafka's controller port.
+    port: int = Field(9095, ge=1, le=65535)
+    webhook_url: SecretStr | None = Field(
+        None, description="Where every alert is POSTed (Alertmanager's webhook format); unset: alerts stay in "
+                          "Alertmanager's UI. A secret because such URLs often carry a token")
+    webhook_url_file: Path | None = Field(None, description="File holding webhook_url, read at stack start")
+    group_wait_s: int = Field(10, ge=0, description="Wait before the first notification of a new alert group")
+    group_interval_s: int = Field(60, ge=1, description="Wait before notifying alerts added to a notified group")
+    repeat_interval_h: float = Field(4.0, gt=0, description="Resend a still-firing alert this often")
+    rule_for_max_s: int | None = Field(
+        None, ge=0, description="Cap every alert rule's `for:` at this many seconds: for tests that compress "
+                                "live time; unset keeps the rules as written")
+
+    @property
+    def url(self) -> str:
+        """Base URL of Alertmanager's HTTP API and UI."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def webhook(self) -> str | None:
+        """The webhook URL, read from its file when only the file is configured."""
+        value = _read_secret(self.webhook_url, self.webhook_url_file)
+        return value.get_secret_value() if value else None
+
+
 class GrafanaSettings(BaseModel):
     """A real Grafana that `riskctl dashboards publish` pushes datasources and dashboards to."""
 
@@ -630,6 +657,7 @@ class Settings(BaseSettings):
     snowflake: SnowflakeSettings = SnowflakeSettings()
     prefect: PrefectSettings = PrefectSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    alerting: AlertingSettings = AlertingSettings()
     grafana: GrafanaSettings = GrafanaSettings()
     model: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()

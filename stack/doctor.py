@@ -34,7 +34,9 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
         notes.append(f"Java {major}")
     for exe, why in (("mvn", "setup fetches the pinned jars with it (apt-get install maven)"),
                      ("pg_config", "PostgreSQL runs the catalog and serving databases (apt-get install postgresql)"),
-                     ("prometheus", "Prometheus scrapes Flink (apt-get install prometheus)")):
+                     ("prometheus", "Prometheus scrapes Flink (apt-get install prometheus)"),
+                     ("prometheus-alertmanager",
+                      "Alertmanager routes the alerts (apt-get install prometheus-alertmanager)")):
         if shutil.which(exe) is None:
             problems.append(f"{exe} not on PATH: {why}")
         else:

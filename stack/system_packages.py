@@ -1,4 +1,4 @@
-"""Debian packages the local stack needs (PostgreSQL, Prometheus), installed when missing."""
+"""Debian packages the local stack needs (PostgreSQL, Prometheus, Alertmanager), installed when missing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Callable
 from loanrisk.errors import SetupError
 
 # executable that proves the package is there -> Debian package
-PACKAGES: dict[str, str] = {"pg_config": "postgresql", "prometheus": "prometheus", "mvn": "maven"}
+PACKAGES: dict[str, str] = {"pg_config": "postgresql", "prometheus": "prometheus",
+                             "prometheus-alertmanager": "prometheus-alertmanager", "mvn": "maven"}
 
 
 def missing_packages() -> list[str]:

@@ -34,9 +34,18 @@ def session_secrets(state_dir: Path) -> dict[str, str]:
     return env
 
 
+def compressed_alerting(alertmanager_port: int) -> dict[str, str]:
+    """Alerts in compressed time: every rule's pending and Alertmanager's grouping waits cut to seconds; the
+    webhook on the port after Alertmanager's, where tests/stack/test_alerting.py listens."""
+    return {"LOANRISK_ALERTING__RULE_FOR_MAX_S": "5", "LOANRISK_ALERTING__GROUP_WAIT_S": "1",
+            "LOANRISK_ALERTING__GROUP_INTERVAL_S": "5",
+            "LOANRISK_ALERTING__WEBHOOK_URL": f"http://127.0.0.1:{alertmanager_port + 1}/alerts"}
+
+
 def isolated_stack_env(state_dir: Path) -> dict[str, str]:
     """Environment overrides for an isolated stack of this test process (see stack/isolated.py), own secrets."""
-    return {**isolated.isolated_stack_env(state_dir, INSTALL_DIR, seed=os.getpid()), **session_secrets(state_dir)}
+    env = isolated.isolated_stack_env(state_dir, INSTALL_DIR, seed=os.getpid())
+    return {**env, **compressed_alerting(int(env["LOANRISK_ALERTING__PORT"])), **session_secrets(state_dir)}
 
 
 @pytest.fixture(scope="session")

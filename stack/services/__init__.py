@@ -9,6 +9,7 @@ from stack.services.base import Service
 def all_services(settings: Settings, with_prefect: bool | None = None,
                  with_api: bool | None = None) -> list[Service]:
     """Every service of the local stack in dependency order (Prefect and the scoring API only when enabled)."""
+    from stack.services.alertmanager import Alertmanager
     from stack.services.flink import FlinkCluster
     from stack.services.kafka import KafkaBroker
     from stack.services.lag_exporter import LagExporter
@@ -21,7 +22,7 @@ def all_services(settings: Settings, with_prefect: bool | None = None,
 
     services: list[Service] = [Postgres(settings), S3Endpoint(settings), KafkaBroker(settings),
                                SnowflakeEndpoint(settings), FlinkCluster(settings), LagExporter(settings),
-                               Prometheus(settings)]
+                               Alertmanager(settings), Prometheus(settings)]
     if settings.prefect.enabled if with_prefect is None else with_prefect:
         services.append(PrefectServer(settings))
     if settings.api.enabled if with_api is None else with_api:

@@ -24,8 +24,9 @@ from loanrisk.settings import Settings
 MODULE_ORDER = ("test_foundation", "test_produce_roundtrip", "test_risk_job", "start:test_compressed_life",
                 "test_warehouse", "test_flows", "test_reliability", "test_outages", "test_security",
                 "test_scoring_api", "test_compressed_life")
-# Modules that disturb the running job (bursts of malformed events) run after every other module.
-MODULE_LAST = ("test_dashboards",)
+# Modules that disturb the running job (bursts of malformed events) run after every other module, then the
+# one that cancels it.
+MODULE_LAST = ("test_dashboards", "test_alerting")
 LIFE_START = "test_live_time_starts"
 
 
@@ -34,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if name in MODULE_LAST:
-            return len(MODULE_ORDER) + 1
+            return len(MODULE_ORDER) + 1 + MODULE_LAST.index(name)
         if item.name.startswith(LIFE_START):
             name = f"start:{name}"
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)

@@ -306,6 +306,14 @@ def test_alertmanager_routes_every_alert_to_the_webhook_from_the_env_file() -> N
                         COMPOSE["configs"][url_config["source"]]["content"])
 
 
+def test_alertmanager_routes_as_the_local_stack_does_with_the_default_settings() -> None:
+    from loanrisk.settings import Settings
+    from stack.services.alertmanager import alertmanager_config
+    config = yaml.safe_load((REPO_ROOT / "docker" / "alertmanager.yml").read_text())
+    url_file = {"url_file": config["receivers"][0]["webhook_configs"][0]["url_file"]}
+    assert config == alertmanager_config(Settings().alerting, url_file)
+
+
 def test_compose_env_lists_the_optional_variables_with_their_defaults(tmp_path: Path) -> None:
     from stack.compose_env import optional_variables, write_env_file
     env = tmp_path / ".env"
