@@ -4,7 +4,9 @@ the step that completes the job's parameter file inside the JobManager pod.
 Every value comes from the builders `riskctl job submit` uses (jobs/params.py, jobs/submit.py,
 stack/flink_conf.py), run on the settings as the pods see them (:func:`cluster_settings`). No secret is in a
 manifest: the parameter file travels in a ConfigMap with a placeholder where each secret goes, and an init
-container of the JobManager pod (``python -m jobs.kubernetes``) fills them in from the mounted Secrets.
+container of the JobManager pod (``python -m jobs.kubernetes``) fills them in from the mounted Secrets. With no S3
+key configured the pods hold none: they run under a ServiceAccount for a pod role (IRSA) and every S3 client takes
+the AWS credential chain.
 
 Module level is stdlib only, as for jobs/sqlfiles.py: the init container runs this file with the image's Flink
 runtime Python, which has no pydantic. The renderers import the settings-side builders when called.
@@ -32,8 +34,10 @@ IMAGE_CODE_DIR = PurePosixPath("/opt/loanrisk")
 IMAGE_PYTHON = "/opt/flink-python/bin/python"
 DEFAULT_IMAGE_REPOSITORY = "loanrisk/flink"
 # The operator's Helm chart creates this service account, with the rights Kubernetes HA needs, in the
-# namespaces it watches.
+# namespaces it watches; pods that sign with S3 keys run as it.
 SERVICE_ACCOUNT = "flink"
+# EKS's pod identity webhook gives the pods of a ServiceAccount so annotated a token for this IAM role (IRSA).
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
 # The operator merges a pod template into the container of this name.
 MAIN_CONTAINER = "flink-main-container"
 SECRETS_DIR = PurePosixPath("/etc/loanrisk/secrets")
@@ -106,7 +110,7 @@ KAFKA_CA_SECRET = SecretRef("loanrisk-kafka-ca", "ca.pem", "kafka.ssl_cafile: th
 def expected_secrets(settings: Settings) -> list[SecretRef]:
     """The Secrets the deployment of these settings reads; create them before applying it."""
     k = settings.kafka
-    found = [POSTGRES_SECRET, S3_SECRET, PII_SECRET]
+    found = [POSTGRES_SECRET, PII_SECRET] if settings.s3.default_chain else [POSTGRES_SECRET, S3_SECRET, PII_SECRET]
     if k.sasl_mechanism:
         found.append(KAFKA_SASL_SECRET)
     if k.ssl_cafile and "SSL" in k.security_protocol:
@@ -128,13 +132,15 @@ def cluster_settings(settings: Settings, secret: Callable[[SecretRef], str] = _p
         kafka.update(sasl_password=secret(KAFKA_SASL_SECRET), sasl_password_file=None)
     if KAFKA_CA_SECRET in refs:
         kafka["ssl_cafile"] = str(KAFKA_CA_SECRET.path)
-    return override(
-        settings, flink={"checkpoint_storage": "s3"}, kafka=kafka,
-        postgres={"password": secret(POSTGRES_SECRET), "password_file": None},
+    s3: dict[str, object] = {}
+    if S3_SECRET in refs:
         # A session token would expire under a long-running job, and the pods have no Secret for one: they sign
-        # with the Secret's key (pod roles are not wired), so the token is dropped rather than written.
-        s3={"secret_access_key": secret(S3_SECRET), "secret_access_key_file": None, "session_token": None,
-            "session_token_file": None},
+        # with the Secret's key, so the token is dropped rather than written. A pod role renews its own.
+        s3 = {"secret_access_key": secret(S3_SECRET), "secret_access_key_file": None, "session_token": None,
+              "session_token_file": None}
+    return override(
+        settings, flink={"checkpoint_storage": "s3"}, kafka=kafka, s3=s3,
+        postgres={"password": secret(POSTGRES_SECRET), "password_file": None},
         # The value beside the file keeps jobs.params.pii_key_file from reading the file, which exists only in the
         # TaskManager pods; only the path reaches the job's parameters.
         privacy={"pii_hash_key": secret(PII_SECRET), "pii_hash_key_file": str(PII_SECRET.path)})
@@ -163,16 +169,20 @@ def flink_value(value: object) -> str:
 
 def flink_configuration(settings: Settings, name: str) -> dict[str, str]:
     """The deployment's Flink configuration: the local cluster's portable options, the S3 file system without
-    its keys, the job's configuration (jobs/params.py), Kubernetes HA and the image's Python."""
+    keys (from the pods' environment, or the AWS credential chain for a pod role), the job's configuration
+    (jobs/params.py), Kubernetes HA and the image's Python."""
     from jobs.params import flink_conf
     from jobs.submit import risk_job_python_files
     from stack.flink_conf import flink_config, s3_filesystem_options, state_root
     pods = cluster_settings(settings)
     local = flink_config(pods)
     conf: dict[str, object] = {key: local[key] for key in CLUSTER_OPTIONS}
+    # With no keys this already names the SDK's default chain, which reads the pod role's web identity token.
     s3 = s3_filesystem_options(pods)
-    del s3["s3.access-key"], s3["s3.secret-key"]
-    conf.update(s3, **{"s3.aws.credentials.provider": S3_ENV_CREDENTIALS})
+    if not settings.s3.default_chain:
+        del s3["s3.access-key"], s3["s3.secret-key"]
+        s3["s3.aws.credentials.provider"] = S3_ENV_CREDENTIALS
+    conf.update(s3)
     job = flink_conf(pods, name)
     # It holds secret placeholders; jobs/run_sql.py sets it from the completed parameter file.
     del job["pipeline.global-job-parameters"]
@@ -215,10 +225,17 @@ def _secret_mounts(refs: list[SecretRef]) -> list[dict[str, Any]]:
     return [{"name": ref.volume, "mountPath": str(SECRETS_DIR / ref.name), "readOnly": True} for ref in refs]
 
 
-def _s3_env(settings: Settings) -> list[dict[str, Any]]:
-    return [{"name": "AWS_ACCESS_KEY_ID", "value": settings.s3.access_key_id},
-            {"name": "AWS_SECRET_ACCESS_KEY",
-             "valueFrom": {"secretKeyRef": {"name": S3_SECRET.name, "key": S3_SECRET.key}}}]
+def _main_container(settings: Settings, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Flink pod's main container: the S3 keys Flink's file system reads, when the pods sign with keys, and
+    ``mounts``. A pod role gets no variable: an AWS_ACCESS_KEY_ID would come before the role's token in every
+    client's credential chain."""
+    main: dict[str, Any] = {"name": MAIN_CONTAINER}
+    if not settings.s3.default_chain:
+        main["env"] = [{"name": "AWS_ACCESS_KEY_ID", "value": settings.s3.access_key_id},
+                       {"name": "AWS_SECRET_ACCESS_KEY",
+                        "valueFrom": {"secretKeyRef": {"name": S3_SECRET.name, "key": S3_SECRET.key}}}]
+    main["volumeMounts"] = mounts
+    return main
 
 
 def jobmanager_pod(settings: Settings, image: str, name: str, params_digest: str) -> dict[str, Any]:
@@ -231,9 +248,8 @@ def jobmanager_pod(settings: Settings, image: str, name: str, params_digest: str
                         "--secrets-dir", str(SECRETS_DIR), "--out", str(PARAMS_DIR / PARAMS_FILE)],
             "volumeMounts": [{"name": "params-template", "mountPath": str(TEMPLATE_DIR), "readOnly": True},
                              {"name": "job-params", "mountPath": str(PARAMS_DIR)}, *_secret_mounts(filled)]}
-    main = {"name": MAIN_CONTAINER, "env": _s3_env(settings),
-            "volumeMounts": [{"name": "job-params", "mountPath": str(PARAMS_DIR), "readOnly": True},
-                             *_secret_mounts(files)]}
+    main = _main_container(settings, [{"name": "job-params", "mountPath": str(PARAMS_DIR), "readOnly": True},
+                                      *_secret_mounts(files)])
     volumes = [{"name": "params-template", "configMap": {"name": f"{name}-params"}},
                {"name": "job-params", "emptyDir": {"medium": "Memory"}}, *_secret_volumes([*filled, *files])]
     # The operator redeploys (by savepoint) when the spec changes; the digest makes a changed parameter file one.
@@ -242,10 +258,79 @@ def jobmanager_pod(settings: Settings, image: str, name: str, params_digest: str
 
 
 def taskmanager_pod(settings: Settings) -> dict[str, Any]:
-    """The TaskManagers' pod template: the S3 keys for checkpoints and the secret files their functions read."""
+    """The TaskManagers' pod template: the S3 keys for checkpoints (unless a pod role) and the secret files their
+    functions read."""
     files = [r for r in expected_secrets(settings) if "taskmanager" in r.mounted_on]
-    main = {"name": MAIN_CONTAINER, "env": _s3_env(settings), "volumeMounts": _secret_mounts(files)}
+    main = _main_container(settings, _secret_mounts(files))
     return {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [main], "volumes": _secret_volumes(files)}}
+
+
+def pod_service_account(settings: Settings, name: str) -> str:
+    """The ServiceAccount the Flink pods run as: kubernetes.service_account; else, signing with S3 keys, the
+    operator chart's; else (a pod role) the one :func:`service_account_objects` writes, named after the job."""
+    if settings.kubernetes.service_account:
+        return settings.kubernetes.service_account
+    return name if settings.s3.default_chain else SERVICE_ACCOUNT
+
+
+def check_pod_role(settings: Settings) -> None:
+    """A ConfigError saying the fix when kubernetes.role_arn could not take effect."""
+    from loanrisk.errors import ConfigError
+    k = settings.kubernetes
+    if k.role_arn is None:
+        return
+    if not settings.s3.default_chain:
+        raise ConfigError(f"kubernetes.role_arn {k.role_arn} is set, but the pods would sign with an S3 key ("
+                          "s3.secret_access_key or its _file, or the local object store's own without s3.endpoint), "
+                          "which the AWS credential chain puts first: to use the role, set s3.endpoint and unset "
+                          "s3.secret_access_key and s3.secret_access_key_file; else unset kubernetes.role_arn")
+    if k.service_account:
+        raise ConfigError(f"kubernetes.role_arn annotates the ServiceAccount the render writes, but "
+                          f"kubernetes.service_account names your own, {k.service_account}: annotate it "
+                          f"(kubectl annotate serviceaccount {k.service_account} {ROLE_ARN_ANNOTATION}={k.role_arn}) "
+                          "and unset kubernetes.role_arn")
+
+
+def job_rbac_rules() -> list[dict[str, Any]]:
+    """The rights the operator chart's `flink` Role grants a job's pods: the JobManager creates its TaskManager
+    pods (owned by its Deployment) and keeps Kubernetes HA's leader and checkpoint pointers in ConfigMaps."""
+    verbs = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    return [{"apiGroups": [""], "resources": ["pods", "configmaps"], "verbs": list(verbs)},
+            {"apiGroups": ["apps"], "resources": ["deployments", "deployments/finalizers"], "verbs": list(verbs)}]
+
+
+def service_account_objects(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """For a pod role with no ServiceAccount of the user's: one named after the job, annotated with
+    kubernetes.role_arn if set, and the Role and RoleBinding giving it the rights of the operator chart's `flink`
+    Role. None otherwise: the pods run as an account that exists already."""
+    if settings.kubernetes.service_account or not settings.s3.default_chain:
+        return []
+    account: dict[str, Any] = {"name": name, "labels": _labels(name)}
+    if settings.kubernetes.role_arn:
+        account["annotations"] = {ROLE_ARN_ANNOTATION: settings.kubernetes.role_arn}
+    rbac = "rbac.authorization.k8s.io"
+    # The subject has no namespace: a RoleBinding's ServiceAccount is looked up in the binding's own, the one
+    # everything here is applied to (kubectl -n).
+    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account},
+            {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": name, "labels": _labels(name)},
+             "rules": job_rbac_rules()},
+            {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": name, "labels": _labels(name)},
+             "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": name}]}]
+
+
+def service_account_note(settings: Settings, name: str) -> str:
+    """One line saying which ServiceAccount the pods run as and what it must have."""
+    account = pod_service_account(settings, name)
+    if settings.kubernetes.service_account:
+        return (f"{account}, yours (kubernetes.service_account): give it the rights of the operator chart's flink "
+                f"Role, and for IRSA the {ROLE_ARN_ANNOTATION} annotation")
+    if not settings.s3.default_chain:
+        return f"{account}, the operator chart's (the pods sign with the S3 key of Secret {S3_SECRET.name})"
+    role = settings.kubernetes.role_arn
+    return (f"{account}, written here with its Role and RoleBinding; " +
+            (f"IRSA role {role}" if role else "no kubernetes.role_arn: the pods take what the AWS credential chain "
+             "finds, such as the node's instance role"))
 
 
 def operator_flink_version(flink_version: str) -> str:
@@ -288,7 +373,8 @@ def flink_deployment(settings: Settings, image: str, name: str, savepoint: str |
             "metadata": {"name": name, "labels": _labels(name)},
             "spec": {"image": check_image(image), "imagePullPolicy": "IfNotPresent",
                      "flinkVersion": operator_flink_version(flink_version), "mode": "native",
-                     "serviceAccount": SERVICE_ACCOUNT, "flinkConfiguration": flink_configuration(settings, name),
+                     "serviceAccount": pod_service_account(settings, name),
+                     "flinkConfiguration": flink_configuration(settings, name),
                      "jobManager": {"replicas": 1, "resource": {"memory": f.jobmanager_memory, "cpu": 1.0},
                                     "podTemplate": jobmanager_pod(settings, image, name, digest)},
                      # A core per slot: each slot runs a Python worker scoring with onnxruntime.
@@ -298,8 +384,12 @@ def flink_deployment(settings: Settings, image: str, name: str, savepoint: str |
 
 
 def manifests(settings: Settings, image: str, name: str, savepoint: str | None = None) -> list[dict[str, Any]]:
-    """Every object to apply, in order: the parameter ConfigMap, then the FlinkDeployment that mounts it."""
-    return [params_config_map(settings, name), flink_deployment(settings, image, name, savepoint)]
+    """Every object to apply, in order: for a pod role its ServiceAccount, Role and RoleBinding (none when the
+    pods sign with S3 keys or run as an account of the user's), the parameter ConfigMap, then the
+    FlinkDeployment that mounts it."""
+    check_pod_role(settings)
+    return [*service_account_objects(settings, name), params_config_map(settings, name),
+            flink_deployment(settings, image, name, savepoint)]
 
 
 def unreachable_endpoints(settings: Settings) -> list[str]:

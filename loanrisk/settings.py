@@ -374,6 +374,12 @@ class S3Settings(BaseModel):
         """The endpoint URL clients talk to."""
         return self.endpoint or f"http://{self.host}:{self.port}"
 
+    @property
+    def default_chain(self) -> bool:
+        """No key configured (nor its file) for a remote endpoint: every client takes its SDK's default chain.
+        Decided from the settings alone, with no file read, so a machine without the credentials can tell."""
+        return self.secret_access_key is None and self.secret_access_key_file is None and self.endpoint is not None
+
     def _secret_key(self) -> SecretStr | None:
         """The secret access key: configured (its file first), else generated for the local object store."""
         configured = _read_secret(None, self.secret_access_key_file) or self.secret_access_key
@@ -612,6 +618,21 @@ class PrivacySettings(BaseModel):
         return value.get_secret_value() if value is not None else None
 
 
+class KubernetesSettings(BaseModel):
+    """The risk job on Kubernetes under the Flink Kubernetes Operator (`riskctl k8s render`, docs/KUBERNETES.md)."""
+
+    service_account: str | None = Field(
+        None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Kubernetes ServiceAccount the Flink pods run as, your own: it needs the rights of the operator "
+        "chart's `flink` Role and, for a pod role, the role's annotation. Unset: with S3 keys the chart's `flink`; "
+        "with none (s3.endpoint and no secret key: a pod role), one the render writes, named after the job")
+    role_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$",
+        description="IAM role the Flink pods assume through EKS IAM roles for service accounts (IRSA): the "
+        "eks.amazonaws.com/role-arn annotation of the ServiceAccount the render writes. Only without S3 keys and "
+        "without kubernetes.service_account")
+
+
 class StackSettings(BaseModel):
     """The local stack: where its state lives and how its processes log."""
 
@@ -662,6 +683,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     privacy: PrivacySettings = PrivacySettings()
     api: ApiSettings = ApiSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -42,9 +42,10 @@ def to_yaml(obj: dict[str, Any]) -> str:
 @click.option("--from-savepoint", "savepoint", default=None, metavar="PATH",
               help="Savepoint the job starts from when first deployed (spec.job.initialSavepointPath).")
 def render_cmd(out_dir: Path | None, image: str | None, savepoint: str | None) -> None:
-    """Write the FlinkDeployment and its parameter ConfigMap as YAML, one file per object; list the Secrets
-    they read (their values are never written)."""
-    from jobs.kubernetes import check_image, default_image, expected_secrets, manifests, unreachable_endpoints
+    """Write the FlinkDeployment, its parameter ConfigMap and, for a pod role, its ServiceAccount as YAML, one file
+    per object; list the Secrets they read (their values are never written)."""
+    from jobs.kubernetes import (check_image, default_image, expected_secrets, manifests, service_account_note,
+                                 unreachable_endpoints)
     settings = get_settings()
     try:
         objects = manifests(settings, check_image(image or default_image()), RISK_JOB_NAME, savepoint)
@@ -59,5 +60,6 @@ def render_cmd(out_dir: Path | None, image: str | None, savepoint: str | None) -
     click.echo("Secrets it reads (create them first, docs/KUBERNETES.md):")
     for ref in expected_secrets(settings):
         click.echo(f"  {ref.name:<22} key {ref.key:<18} {ref.holds}")
+    click.echo(f"Pods run as service account {service_account_note(settings, RISK_JOB_NAME)}")
     for line in unreachable_endpoints(settings):
         click.echo(f"warning: {line}", err=True)

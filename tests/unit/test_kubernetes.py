@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from jobs import kubernetes
 from jobs.kubernetes import IMAGE_CODE_DIR, SecretRef, cluster_settings, expected_secrets, job_params, manifests
@@ -37,6 +38,10 @@ FLINK_VERSION_BEYOND_THE_CRD = ("spec.flinkVersion: 'v2_1' not in enum "
 # The keywords of the structural schema the walk below understands; the CRD must use no other.
 SCHEMA_KEYWORDS = {"type", "properties", "additionalProperties", "items", "enum", "anyOf", "x-kubernetes-int-or-string"}
 
+ROLE_ARN = "arn:aws:iam::123456789012:role/loan-risk-flink"
+# What Flink's S3 file system (flink-s3-fs-hadoop: Hadoop 3.3's S3A on AWS SDK v1) is told for the SDK's default
+# chain, which unlike S3A's own list reads a web identity token (IRSA).
+SDK_DEFAULT_CHAIN = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
 # Distinctive values of every secret setting: none may reach a manifest.
 SECRET_VALUES = {"postgres": "Pg-Writer-Secret-7Q", "s3": "S3-Secret-Key-9Z/xK+w", "pii": "Pii-Hmac-Key-4V",
                  "kafka": "Sasl-Password-2M:x@y", "s3 session token": "S3-Session-Token-6R"}
@@ -132,13 +137,26 @@ def cluster_like_settings(tmp_path: Path) -> Settings:
                "checkpoint_interval_ms": 30_000, "checkpoint_prefix": "/ops/flink-state/"})
 
 
-SETTINGS: dict[str, Callable[[Path], Settings]] = {"defaults": default_settings, "cluster-like": cluster_like_settings}
+def pod_role_settings(tmp_path: Path) -> Settings:
+    """The cluster-like settings with no S3 key (the AWS credential chain) and an IRSA role for the pods."""
+    return override(cluster_like_settings(tmp_path), kubernetes={"role_arn": ROLE_ARN},
+                    s3={"secret_access_key": None, "secret_access_key_file": None, "session_token": None})
+
+
+SETTINGS: dict[str, Callable[[Path], Settings]] = {"defaults": default_settings, "cluster-like": cluster_like_settings,
+                                                  "pod-role": pod_role_settings}
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The one object of ``kind`` among ``objects``."""
+    (found,) = [obj for obj in objects if obj["kind"] == kind]
+    return found
 
 
 def rendered(settings: Settings, savepoint: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the parameter ConfigMap, the FlinkDeployment) for ``settings``."""
-    config_map, deployment = manifests(settings, IMAGE, NAME, savepoint)
-    return config_map, deployment
+    objects = manifests(settings, IMAGE, NAME, savepoint)
+    return of_kind(objects, "ConfigMap"), of_kind(objects, "FlinkDeployment")
 
 
 def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -166,13 +184,15 @@ def test_the_crd_check_finds_unknown_keys_wrong_types_and_values_outside_an_enum
     spec["flinkConfiguration"]["parallelism.default"] = 6
     spec["taskManager"]["resources"] = spec["taskManager"].pop("resource")
     spec["taskManager"]["podTemplate"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretRef"] = {"name": "x"}
+    spec["serviceAccountName"] = spec.pop("serviceAccount")
     assert set(deployment_errors(crd, deployment)) == {
         FLINK_VERSION_BEYOND_THE_CRD,
         "spec.job.upgradeMode: 'last-savepoint' not in enum ['last-state', 'savepoint', 'stateless']",
         "spec.job.parallelism: '6' is not of type integer",
         "spec.flinkConfiguration.parallelism.default: 6 is not of type string",
         "spec.taskManager.resources: not in the schema",
-        "spec.taskManager.podTemplate.spec.containers[0].env[1].valueFrom.secretRef: not in the schema"}
+        "spec.taskManager.podTemplate.spec.containers[0].env[1].valueFrom.secretRef: not in the schema",
+        "spec.serviceAccountName: not in the schema"}
 
 
 @pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
@@ -274,25 +294,132 @@ def assert_mounted(pod: dict[str, Any], ref: SecretRef) -> None:
 
 
 @pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+@pytest.mark.parametrize("which", ["cluster-like", "pod-role"])
 def test_no_secret_value_is_written_and_rendering_reads_or_generates_none(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        which: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from riskctl.commands import k8s as k8s_command
-    settings = cluster_like_settings(tmp_path)
+    settings = SETTINGS[which](tmp_path)
     monkeypatch.setattr(k8s_command, "get_settings", lambda: settings)
     out = tmp_path / "manifests"
     result = CliRunner().invoke(k8s_command.k8s, ["render", "--out", str(out), "--image", IMAGE])
     assert result.exit_code == 0, result.output
     written = sorted(out.iterdir())
-    assert [f"wrote {path}" for path in written] == [line for line in result.stdout.splitlines() if line.startswith("wrote")]
+    assert [f"wrote {path}" for path in written] == sorted(line for line in result.stdout.splitlines()
+                                                           if line.startswith("wrote"))
     text = "".join(path.read_text() for path in written) + result.output
     for name, value in SECRET_VALUES.items():
         assert value not in text, f"the {name} secret reached a manifest or the command's output"
     assert not (tmp_path / "state" / "secrets").exists(), "rendering generated a secret"
     assert str(REPO_ROOT) not in text and str(tmp_path) not in text.replace(str(out), ""), "a local path reached a pod"
     objects = [yaml.safe_load(path.read_text()) for path in written]
-    assert objects == manifests(settings, IMAGE, NAME), "the YAML does not read back as the objects rendered"
+    by_kind = lambda obj: obj["kind"]  # noqa: E731
+    assert sorted(objects, key=by_kind) == sorted(manifests(settings, IMAGE, NAME), key=by_kind), \
+        "the YAML does not read back as the objects rendered"
     for ref in expected_secrets(settings):
         assert ref.name in result.output
+    account = of_kind(objects, "FlinkDeployment")["spec"]["serviceAccount"]
+    assert f"Pods run as service account {account}," in result.output
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_with_s3_keys_the_pods_sign_with_the_secrets_key_as_the_operator_charts_account(tmp_path: Path) -> None:
+    objects = manifests(cluster_like_settings(tmp_path), IMAGE, NAME)
+    assert [obj["kind"] for obj in objects] == ["ConfigMap", "FlinkDeployment"]
+    deployment = of_kind(objects, "FlinkDeployment")
+    assert deployment["spec"]["serviceAccount"] == kubernetes.SERVICE_ACCOUNT
+    assert deployment["spec"]["flinkConfiguration"]["s3.aws.credentials.provider"] == \
+        "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+    for container in [c for c in containers(deployment) if c["name"] == kubernetes.MAIN_CONTAINER]:
+        assert {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
+            "name": kubernetes.S3_SECRET.name, "key": kubernetes.S3_SECRET.key}}} in container["env"]
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_a_pod_role_deployment_reads_no_s3_key_secret_and_puts_no_key_in_a_pod(tmp_path: Path) -> None:
+    settings = pod_role_settings(tmp_path)
+    objects = manifests(settings, IMAGE, NAME)
+    assert kubernetes.S3_SECRET not in expected_secrets(settings)
+    text = json.dumps(objects)
+    assert kubernetes.S3_SECRET.name not in text and settings.s3.access_key_id not in text
+    # An access key in a pod's environment would come before the role in every client's credential chain.
+    assert [e["name"] for c in containers(of_kind(objects, "FlinkDeployment")) for e in c.get("env", [])
+            if e["name"].startswith("AWS_")] == []
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_with_a_pod_role_every_s3_client_in_the_pods_takes_the_aws_credential_chain(tmp_path: Path) -> None:
+    config_map, deployment = rendered(pod_role_settings(tmp_path))
+    conf = deployment["spec"]["flinkConfiguration"]
+    # Flink's S3 file system (checkpoints, savepoints, HA metadata), which Flink hands to S3A as fs.s3a.*.
+    assert conf["s3.aws.credentials.provider"] == SDK_DEFAULT_CHAIN
+    assert [key for key in conf if key.startswith("s3.") and ("key" in key or "token" in key)] == []
+    params = json.loads(config_map["data"]["params.json"])
+    # Iceberg's S3FileIO reads an empty key as none; the scorer's pyarrow file system is given none.
+    sql = params["sql"]
+    assert (sql["s3_access_key_id"], sql["s3_secret_access_key"], sql["s3_session_token"]) == ("", "", "")
+    udf = json.loads(params["flink_conf"]["pipeline.global-job-parameters"])
+    assert sorted(key for key in udf if key.startswith("s3.")) == ["s3.endpoint", "s3.region"]
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_a_pod_role_runs_under_the_service_account_the_render_writes_annotated_with_the_role(tmp_path: Path) -> None:
+    objects = manifests(pod_role_settings(tmp_path), IMAGE, NAME)
+    assert [obj["kind"] for obj in objects] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "FlinkDeployment"]
+    account, role, binding = objects[:3]
+    assert [obj["apiVersion"] for obj in objects[:3]] == ["v1", "rbac.authorization.k8s.io/v1",
+                                                          "rbac.authorization.k8s.io/v1"]
+    assert of_kind(objects, "FlinkDeployment")["spec"]["serviceAccount"] == account["metadata"]["name"] == NAME
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE_ARN}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NAME}]
+    # What the JobManager does as this account: start and stop its TaskManager pods, keep HA state in ConfigMaps.
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert {("", resource, verb) for resource in ("pods", "configmaps")
+            for verb in ("get", "list", "watch", "create", "update", "delete")} <= granted
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_a_pod_role_without_a_role_arn_gets_a_service_account_without_the_annotation(tmp_path: Path) -> None:
+    settings = override(pod_role_settings(tmp_path), kubernetes={"role_arn": None})
+    account = of_kind(manifests(settings, IMAGE, NAME), "ServiceAccount")
+    assert account["metadata"]["name"] == NAME and "annotations" not in account["metadata"]
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+@pytest.mark.parametrize("which", ["cluster-like", "pod-role"])
+def test_a_service_account_of_the_users_is_named_and_not_written(which: str, tmp_path: Path) -> None:
+    settings = override(SETTINGS[which](tmp_path), kubernetes={"service_account": "risk-job", "role_arn": None})
+    objects = manifests(settings, IMAGE, NAME)
+    assert [obj["kind"] for obj in objects] == ["ConfigMap", "FlinkDeployment"]
+    assert of_kind(objects, "FlinkDeployment")["spec"]["serviceAccount"] == "risk-job"
+
+
+@pytest.mark.parametrize(("which", "kubernetes_settings", "fix"), [
+    ("cluster-like", {"role_arn": ROLE_ARN}, "unset s3.secret_access_key and s3.secret_access_key_file"),
+    ("defaults", {"role_arn": ROLE_ARN}, "set s3.endpoint"),
+    ("pod-role", {"service_account": "risk-job"},
+     f"kubectl annotate serviceaccount risk-job eks.amazonaws.com/role-arn={ROLE_ARN}")])
+def test_a_role_arn_that_could_not_take_effect_is_one_line_with_the_fix(
+        which: str, kubernetes_settings: dict[str, str], fix: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from riskctl.commands import k8s as k8s_command
+    settings = override(SETTINGS[which](tmp_path), kubernetes=kubernetes_settings)
+    monkeypatch.setattr(k8s_command, "get_settings", lambda: settings)
+    result = CliRunner().invoke(k8s_command.k8s, ["render", "--out", str(tmp_path / "manifests"), "--image", IMAGE])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert len(lines) == 1 and fix in lines[0], result.output
+    assert not (tmp_path / "manifests").exists()
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("role_arn", "loan-risk-flink"), ("role_arn", "arn:aws:iam::1234:role/loan-risk-flink"),
+    ("role_arn", "arn:aws:iam::123456789012:user/loan-risk"), ("service_account", "Risk_Job")])
+def test_a_malformed_role_arn_or_service_account_is_refused_by_the_settings(setting: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=setting):
+        override(Settings(), kubernetes={setting: value})
 
 
 @pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
