@@ -1,6 +1,11 @@
-"""The "Loan risk, live" dashboard: scores, risk windows and repayments from the PostgreSQL serving tables."""
+"""The "Loan risk, live" dashboard: scores, risk windows and repayments from the PostgreSQL serving tables.
+
+Every number has a unit and starts at 0; probabilities and shares run from 0 to 100 %.
+"""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import barchart, dashboard as dash, histogram, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
@@ -20,6 +25,7 @@ FILTERS = ("('__all' IN ($product) OR product IN ($product)) AND ('__all' IN ($r
 SCORES = f"FROM loan_scores_latest WHERE $__timeFilter(trigger_time) AND {FILTERS}"
 WINDOWS = f"FROM risk_by_window WHERE $__timeFilter(window_start) AND {FILTERS}"
 SHARE_STEPS = steps((None, "green"), (0.05, "orange"), (0.15, "red"))
+_P = TypeVar("_P", stat.Panel, timeseries.Panel)
 
 
 def _filter_variable(name: str, column: str, label: str) -> dash.QueryVariable:
@@ -38,15 +44,22 @@ def _segment_variable() -> dash.CustomVariable:
 
 
 def _stat(ids: Ids, title: str, sql: str, unit: str, thresholds: dash.ThresholdsConfig) -> stat.Panel:
-    return (stat.Panel().id(ids()).title(title).datasource(POSTGRES).with_target(Sql(sql))
-            .unit(unit).thresholds(thresholds).height(4).span(4).color_mode(common.BigValueColorMode.VALUE)
-            .graph_mode(common.BigValueGraphMode.NONE))
+    panel = (stat.Panel().id(ids()).title(title).datasource(POSTGRES).with_target(Sql(sql))
+             .thresholds(thresholds).height(4).span(4).color_mode(common.BigValueColorMode.VALUE)
+             .graph_mode(common.BigValueGraphMode.NONE))
+    return _bounded(panel, unit).decimals(1) if unit == "percentunit" else _bounded(panel, unit)
 
 
 def _series(ids: Ids, title: str, sql: str, unit: str, description: str) -> timeseries.Panel:
-    return (timeseries.Panel().id(ids()).title(title).description(description).datasource(POSTGRES)
-            .with_target(Sql(sql, fmt="time_series")).unit(unit).height(8).span(12).fill_opacity(15)
-            .span_nulls(True))
+    panel = (timeseries.Panel().id(ids()).title(title).description(description).datasource(POSTGRES)
+             .with_target(Sql(sql, fmt="time_series")).height(8).span(12).fill_opacity(15).span_nulls(True))
+    return _bounded(panel, unit).decimals(0) if unit == "short" else _bounded(panel, unit)
+
+
+def _bounded(panel: _P, unit: str) -> _P:
+    """``unit`` from 0, and shares and probabilities to 100 %."""
+    panel = panel.unit(unit).min(0)
+    return panel.max(1) if unit == "percentunit" else panel
 
 
 def build(settings: Settings) -> Dashboard:
@@ -77,7 +90,7 @@ def build(settings: Settings) -> Dashboard:
                      .with_target(Sql(f"SELECT model_version, count(*) AS loans {SCORES} "
                                       "GROUP BY model_version ORDER BY max(trigger_time) DESC LIMIT 1"))
                      .reduce_options(cb.ReduceDataOptions().values(False).calcs(["lastNotNull"])
-                                     .fields("/^model_version$/"))
+                                     .fields("/^model_version$/")).unit("string")
                      .text_mode(common.BigValueTextMode.VALUE).color_mode(common.BigValueColorMode.NONE)
                      .height(4).span(8)))
     d = (d.with_row(dash.Row("Distribution").id(ids()))
@@ -89,13 +102,13 @@ def build(settings: Settings) -> Dashboard:
                          f"count(*) FILTER (WHERE probability >= {medium} AND probability < {high}) AS \"medium\", "
                          f"count(*) FILTER (WHERE probability >= {high}) AS \"high\" "
                          f"{SCORES} GROUP BY 1 ORDER BY 1"))
-                     .x_field("segment").stacking(common.StackingMode.NORMAL).unit("short")
+                     .x_field("segment").stacking(common.StackingMode.NORMAL).unit("short").min(0).decimals(0)
                      .color_scheme(dash.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC)).height(9).span(12))
          .with_panel(histogram.Panel().id(ids()).title("Default-probability histogram").datasource(POSTGRES)
                      .description("Latest probability of every loan in the range.")
                      .with_target(Sql(f"SELECT probability {SCORES}"))
                      .bucket_size(0.02)  # type: ignore[arg-type]  # Grafana takes a fraction; the SDK says int
-                     .unit("percentunit").min(0).max(1).thresholds(pd_steps)
+                     .unit("percentunit").min(0).max(1).decimals(0).thresholds(pd_steps)
                      .height(9).span(12)))
     d = (d.with_row(dash.Row("Risk windows").id(ids()))
          .with_panel(_series(ids, "Applications", f"SELECT $__timeGroupAlias(window_start, $__interval), "
@@ -131,9 +144,10 @@ def build(settings: Settings) -> Dashboard:
                          f"expected_loss_usd, reason_codes, model_version {SCORES} "
                          "ORDER BY probability DESC NULLS LAST, trigger_time DESC LIMIT 25"))
                      .thresholds(pd_steps).height(8).span(12)
-                     .override_by_name("probability", [_prop("unit", "percentunit"),
+                     .override_by_name("probability", [_prop("unit", "percentunit"), _prop("min", 0), _prop("max", 1),
+                                                       _prop("decimals", 1),
                                                        _prop("custom.cellOptions", {"type": "color-background"})])
-                     .override_by_name("expected_loss_usd", [_prop("unit", "currencyUSD")])))
+                     .override_by_name("expected_loss_usd", [_prop("unit", "currencyUSD"), _prop("min", 0)])))
     return d.build()
 
 

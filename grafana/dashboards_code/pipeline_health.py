@@ -3,6 +3,8 @@
 Metric names are those Flink 2.1's Prometheus reporter exports (``flink_<scope>_<metric>``, job name
 ``loan-risk`` becomes the label ``job_name="loan_risk"``), the scoring UDF's own metrics (registered in
 udfs/flink_udf.py, exported under the PythonCalc operator) and ``loanrisk_kafka_*`` from stack/lag_exporter.py.
+Every panel has a unit and starts at 0 (counts, rates, lags and durations are never negative); shares
+run from 0 to 100 %.
 """
 
 from __future__ import annotations
@@ -21,15 +23,21 @@ DEAD_LETTERS = f'sum(rate({OP}_numRecordsIn{{{JOB}, operator_name=~"dead_letter_
 SOURCE_RECORDS = f'sum(rate({OP}_numRecordsOut{{{JOB}, operator_name=~"Source:.*"}}[$__rate_interval]))'
 
 
-def _stat(ids: Ids, title: str, expr: str, unit: str, thresholds: dash.ThresholdsConfig, w: int = 4) -> stat.Panel:
-    return (stat.Panel().id(ids()).title(title).datasource(PROMETHEUS).with_target(prom(expr))
-            .unit(unit).thresholds(thresholds).height(4).span(w).color_mode(common.BigValueColorMode.VALUE)
-            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
+def _stat(ids: Ids, title: str, expr: str, unit: str, thresholds: dash.ThresholdsConfig,
+          decimals: int | None = None) -> stat.Panel:
+    panel = (stat.Panel().id(ids()).title(title).datasource(PROMETHEUS).with_target(prom(expr))
+             .unit(unit).min(0).thresholds(thresholds).height(4).span(4)
+             .color_mode(common.BigValueColorMode.VALUE).reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"])))
+    return panel if decimals is None else panel.decimals(decimals)
 
 
-def _series(ids: Ids, title: str, unit: str, description: str, *targets) -> timeseries.Panel:
+def _series(ids: Ids, title: str, unit: str, description: str, *targets, decimals: int | None = None) -> timeseries.Panel:
     panel = (timeseries.Panel().id(ids()).title(title).description(description).datasource(PROMETHEUS)
-             .unit(unit).height(8).span(12).fill_opacity(10))
+             .unit(unit).min(0).height(8).span(12).fill_opacity(10))
+    if unit == "percentunit":
+        panel = panel.max(1)
+    if decimals is not None:
+        panel = panel.decimals(decimals)
     for t in targets:
         panel = panel.with_target(t)
     return panel
@@ -46,18 +54,18 @@ def build(settings: Settings) -> Dashboard:
                         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
                         .current(VariableOption(selected=True, text="loan_risk", value="loan_risk"))))
     d = (d.with_row(dash.Row("Job").id(ids()))
-         .with_panel(_stat(ids, "Job uptime", f"max(flink_jobmanager_job_uptime{{{JOB}}}) / 1000", "s",
-                           steps((None, "red"), (60, "orange"), (600, "green"))))
+         .with_panel(_stat(ids, "Job uptime", f"max(flink_jobmanager_job_uptime{{{JOB}}}) / 1000", "dtdurations",
+                           steps((None, "red"), (60, "orange"), (600, "green")), decimals=1))
          .with_panel(_stat(ids, "Restarts", f"max(flink_jobmanager_job_numRestarts{{{JOB}}})", "short",
-                           steps((None, "green"), (1, "orange"), (5, "red"))))
+                           steps((None, "green"), (1, "orange"), (5, "red")), decimals=0))
          .with_panel(_stat(ids, "Failed checkpoints", f"max(flink_jobmanager_job_numberOfFailedCheckpoints{{{JOB}}})",
-                           "short", steps((None, "green"), (1, "orange"), (3, "red"))))
+                           "short", steps((None, "green"), (1, "orange"), (3, "red")), decimals=0))
          .with_panel(_stat(ids, "Consumer lag", "sum(loanrisk_kafka_consumer_lag)", "short",
                            steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
          .with_panel(_stat(ids, "Model load failures", f"sum({OP}_model_load_failures{{{JOB}}})", "short",
-                           steps((None, "green"), (1, "red"))))
+                           steps((None, "green"), (1, "red")), decimals=0))
          .with_panel(_stat(ids, "Model version", f"max({OP}_model_version_number{{{JOB}}})", "none",
-                           steps((None, "blue")))))
+                           steps((None, "blue")), decimals=0)))
     d = (d.with_row(dash.Row("Throughput and checkpoints").id(ids()))
          .with_panel(_series(ids, "Records in per second, by operator", "rps",
                              "Top 10 operators by records received.",
@@ -75,15 +83,15 @@ def build(settings: Settings) -> Dashboard:
                              prom(f"sum(increase(flink_jobmanager_job_numberOfCompletedCheckpoints{{{JOB}}}[5m]))",
                                   "completed"),
                              prom(f"sum(increase(flink_jobmanager_job_numberOfFailedCheckpoints{{{JOB}}}[5m]))",
-                                  "failed", ref_id="B")))
+                                  "failed", ref_id="B"), decimals=0))
          .with_panel(_series(ids, "Backpressure, by task", "percentunit",
                              "Share of time the five most back-pressured tasks spent back-pressured.",
                              prom(f"topk(5, max by (task_name) (flink_taskmanager_job_task_backPressuredTimeMsPerSecond"
                                   f"{{{JOB}}})) / 1000", "{{task_name}}"))
-                     .max(1).thresholds(steps((None, "green"), (0.5, "orange"), (0.8, "red"))))
+                     .thresholds(steps((None, "green"), (0.5, "orange"), (0.8, "red"))))
          .with_panel(_series(ids, "Restarts and running jobs", "short", "Job restarts since submission; running jobs.",
                              prom(f"max(flink_jobmanager_job_numRestarts{{{JOB}}})", "restarts"),
-                             prom("max(flink_jobmanager_numRunningJobs)", "running jobs", ref_id="B"))))
+                             prom("max(flink_jobmanager_numRunningJobs)", "running jobs", ref_id="B"), decimals=0)))
     d = (d.with_row(dash.Row("Kafka, dead letters, scoring, Iceberg").id(ids()))
          .with_panel(_series(ids, "Kafka consumer lag, by topic", "short",
                              "Records not committed by the job's consumer group (exporter), and records the "
@@ -92,7 +100,7 @@ def build(settings: Settings) -> Dashboard:
                              prom(f"sum by (operator_name) ({OP}_pendingRecords{{{JOB}}})",
                                   "pending {{operator_name}}", ref_id="B"))
                      .thresholds(steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
-         .with_panel(_series(ids, "Dead letters per second", "rps",
+         .with_panel(_series(ids, "Dead letters per second", "wps",
                              "Invalid events the job routed to the dead-letter topic, and their share of input.",
                              prom(DEAD_LETTERS, "dead letters/s"))
                      .thresholds(steps((None, "green"), (1, "orange"), (10, "red"))))
@@ -109,7 +117,7 @@ def build(settings: Settings) -> Dashboard:
          .with_panel(_series(ids, "Iceberg data files committed (5 min), by table", "short",
                              "Files each Iceberg committer added per 5 minutes.",
                              prom(f"sum by (table) (increase({OP}_IcebergFilesCommitter_table_committedDataFilesCount"
-                                  f"{{{JOB}}}[5m]))", "{{table}}")))
+                                  f"{{{JOB}}}[5m]))", "{{table}}"), decimals=0))
          .with_panel(_series(ids, "Seconds since the last Iceberg commit, by table", "s",
                              "Grows between checkpoints; a steady climb means commits stopped.",
                              prom(f"max by (table) ({OP}_IcebergFilesCommitter_table_elapsedSecondsSinceLastSuccessful"
@@ -118,7 +126,8 @@ def build(settings: Settings) -> Dashboard:
          .with_panel(_series(ids, "Model load and registry poll failures", "short",
                              "Champions the UDF could not load, and failed reads of the registry pointer.",
                              prom(f"sum({OP}_model_load_failures{{{JOB}}})", "model load failures"),
-                             prom(f"sum({OP}_registry_poll_failures{{{JOB}}})", "registry poll failures", ref_id="B"))
+                             prom(f"sum({OP}_registry_poll_failures{{{JOB}}})", "registry poll failures", ref_id="B"),
+                             decimals=0)
                      .thresholds(steps((None, "green"), (1, "red"))))
          .with_panel(_series(ids, "Rows scored per second", "rps", "Rows scored by the ONNX UDF.",
                              prom(f"sum(rate({OP}_scored_rows{{{JOB}}}[$__rate_interval]))", "rows/s"))))

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contracts.tables import SERVING_TABLES
 from grafana import macros
 from grafana.build import DASHBOARD_DIR, load, render_json, stale_files
 from grafana.publish import provisioned_datasources
 from grafana.render import query_panels
+from grafana.units import UNITS
 from loanrisk.settings import Settings, override
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,6 +134,54 @@ def test_loan_risk_dashboard_has_the_filters_units_and_thresholds(dashboards: di
             if t["format"] == "time_series":
                 assert "$__timeGroupAlias(" in t["rawSql"] and "ORDER BY 1" in t["rawSql"]
     assert sum(bool(p.get("fieldConfig", {}).get("defaults", {}).get("thresholds")) for p in query_panels(d)) >= 6
+
+
+def field_configs(panel: dict) -> list[tuple[str, dict]]:
+    """("defaults", config) and (field name, properties) of each override of a panel."""
+    fc = panel.get("fieldConfig", {})
+    return [("defaults", fc.get("defaults", {}))] + [
+        (o["matcher"]["options"], {p["id"]: p["value"] for p in o["properties"]}) for o in fc.get("overrides", [])]
+
+
+def numeric_table_columns(panel: dict) -> list[str]:
+    """Columns of a table panel's SELECT that hold numbers, by the serving table's declared types."""
+    select = re.match(r"SELECT (.+?) FROM (\w+)", panel["targets"][0]["rawSql"])
+    assert select, panel["title"]
+    types = {c.name: c.type for t in SERVING_TABLES if t.name == select.group(2) for c in t.columns}
+    columns = [c.strip() for c in select.group(1).split(",")]
+    assert set(columns) <= set(types), (panel["title"], set(columns) - set(types))
+    return [c for c in columns if types[c] in ("int", "long", "double")]
+
+
+def test_every_panel_shows_its_numbers_in_a_unit_the_renderer_knows(dashboards: dict[str, dict]) -> None:
+    for d in dashboards.values():
+        for p in query_panels(d):
+            configs = dict(field_configs(p))
+            if p["type"] == "table":
+                for column in numeric_table_columns(p):
+                    assert configs.get(column, {}).get("unit") in UNITS, f"{p['title']}: column {column} has no unit"
+            else:
+                assert configs["defaults"].get("unit") in UNITS, f"{p['title']}: unit {configs['defaults'].get('unit')}"
+
+
+def test_shares_and_probabilities_run_from_0_to_100_percent(dashboards: dict[str, dict]) -> None:
+    checked = 0
+    for d in dashboards.values():
+        for p in query_panels(d):
+            for field, config in field_configs(p):
+                if config.get("unit") == "percentunit":
+                    checked += 1
+                    assert (config.get("min"), config.get("max")) == (0, 1), f"{p['title']} ({field})"
+    assert checked >= 9
+
+
+def test_no_number_is_drawn_below_zero(dashboards: dict[str, dict]) -> None:
+    """Counts, rates, lags, durations, money and shares are never negative, so every axis and gauge starts at 0."""
+    for d in dashboards.values():
+        for p in query_panels(d):
+            for field, config in field_configs(p):
+                if config.get("unit") not in (None, "string"):
+                    assert config.get("min") == 0, f"{p['title']} ({field}): min {config.get('min')}"
 
 
 def test_provider_points_at_the_mounted_dashboard_folder() -> None:
