@@ -20,7 +20,9 @@ NICE_INTERVALS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10
                   604800, 2592000)
 DEFAULT_MAX_POINTS = 300
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(?!__)(\w+)")
+# A variable name starts with a letter: "$1" in a PromQL label_replace is a regex group, which Grafana leaves
+# alone because no variable has that name.
+_VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::[\w]+)?\}|\$(?!__)([A-Za-z_]\w*)")
 
 
 class MacroError(ValueError):

@@ -3,6 +3,7 @@
 Metric names are those Flink 2.1's Prometheus reporter exports (``flink_<scope>_<metric>``, job name
 ``loan-risk`` becomes the label ``job_name="loan_risk"``), the scoring UDF's own metrics (registered in
 udfs/flink_udf.py, exported under the PythonCalc operator) and ``loanrisk_kafka_*`` from stack/lag_exporter.py.
+Operator and task labels reach the legends through grafana/flink_names.py, never as Flink's generated names.
 Every panel has a unit and starts at 0 (counts, rates, lags and durations are never negative); shares
 run from 0 to 100 %.
 """
@@ -13,6 +14,8 @@ from grafana_foundation_sdk.builders import common as cb, dashboard as dash, sta
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import Dashboard, VariableOption, VariableRefresh
 
+from grafana.flink_names import (SINK_OPERATORS, SINK_RULES, SOURCE_OPERATORS, SOURCE_RULES, TASK_RULES,
+                                  relabel)
 from grafana.panels import PROMETHEUS, Ids, prom, steps
 from loanrisk.settings import Settings
 
@@ -21,6 +24,15 @@ OP = "flink_taskmanager_job_task_operator"
 JOB = 'job_name="$job"'
 DEAD_LETTERS = f'sum(rate({OP}_numRecordsIn{{{JOB}, operator_name=~"dead_letter_topic.*Writer"}}[$__rate_interval]))'
 SOURCE_RECORDS = f'sum(rate({OP}_numRecordsOut{{{JOB}, operator_name=~"Source:.*"}}[$__rate_interval]))'
+# Per Kafka source, per sink and per task, labelled with the names of grafana/flink_names.py.
+SOURCES_OUT = relabel(f'rate({OP}_numRecordsOut{{{JOB}, operator_name=~"{SOURCE_OPERATORS}"}}[$__rate_interval])',
+                      "source", "operator_name", SOURCE_RULES)
+SINKS_IN = relabel(f'rate({OP}_numRecordsIn{{{JOB}, operator_name=~"{SINK_OPERATORS}"}}[$__rate_interval])',
+                   "sink", "operator_name", SINK_RULES)
+PENDING = relabel(f'{OP}_pendingRecords{{{JOB}, operator_name=~"{SOURCE_OPERATORS}"}}', "source", "operator_name",
+                  SOURCE_RULES)
+BACKPRESSURE = relabel(f"max by (task_name) (flink_taskmanager_job_task_backPressuredTimeMsPerSecond{{{JOB}}})",
+                       "task", "task_name", TASK_RULES)
 
 
 def _stat(ids: Ids, title: str, expr: str, unit: str, thresholds: dash.ThresholdsConfig,
@@ -67,14 +79,13 @@ def build(settings: Settings) -> Dashboard:
          .with_panel(_stat(ids, "Model version", f"max({OP}_model_version_number{{{JOB}}})", "none",
                            steps((None, "blue")), decimals=0)))
     d = (d.with_row(dash.Row("Throughput and checkpoints").id(ids()))
-         .with_panel(_series(ids, "Records in per second, by operator", "rps",
-                             "Top 10 operators by records received.",
-                             prom(f"topk(10, sum by (operator_name) (rate({OP}_numRecordsIn{{{JOB}}}[$__rate_interval])))",
-                                  "{{operator_name}}")))
-         .with_panel(_series(ids, "Records out per second, by operator", "rps",
-                             "Top 10 operators by records emitted (sources emit what they read from Kafka).",
-                             prom(f"topk(10, sum by (operator_name) (rate({OP}_numRecordsOut{{{JOB}}}[$__rate_interval])))",
-                                  "{{operator_name}}")))
+         .with_panel(_series(ids, "Records read per second, by Kafka source", "rps",
+                             "Records each Kafka source table emits into the job (what it reads from its topic).",
+                             prom(f"sum by (source) ({SOURCES_OUT})", "{{source}}")))
+         .with_panel(_series(ids, "Records written per second, by sink", "wps",
+                             "Records each sink receives: PostgreSQL serving tables, Kafka topics, and the Iceberg "
+                             "writers of all lake tables together (Flink names them alike).",
+                             prom(f"sum by (sink) ({SINKS_IN})", "{{sink}}")))
          .with_panel(_series(ids, "Checkpoint duration", "ms", "Duration of the last completed checkpoint.",
                              prom(f"max(flink_jobmanager_job_lastCheckpointDuration{{{JOB}}})", "last checkpoint"))
                      .thresholds(steps((None, "green"), (30_000, "orange"), (60_000, "red"))))
@@ -86,8 +97,7 @@ def build(settings: Settings) -> Dashboard:
                                   "failed", ref_id="B"), decimals=0))
          .with_panel(_series(ids, "Backpressure, by task", "percentunit",
                              "Share of time the five most back-pressured tasks spent back-pressured.",
-                             prom(f"topk(5, max by (task_name) (flink_taskmanager_job_task_backPressuredTimeMsPerSecond"
-                                  f"{{{JOB}}})) / 1000", "{{task_name}}"))
+                             prom(f"topk(5, {BACKPRESSURE}) / 1000", "{{task}}"))
                      .thresholds(steps((None, "green"), (0.5, "orange"), (0.8, "red"))))
          .with_panel(_series(ids, "Restarts and running jobs", "short", "Job restarts since submission; running jobs.",
                              prom(f"max(flink_jobmanager_job_numRestarts{{{JOB}}})", "restarts"),
@@ -97,8 +107,7 @@ def build(settings: Settings) -> Dashboard:
                              "Records not committed by the job's consumer group (exporter), and records the "
                              "job's sources still see ahead of them (Flink pendingRecords).",
                              prom("sum by (topic) (loanrisk_kafka_consumer_lag)", "committed lag {{topic}}"),
-                             prom(f"sum by (operator_name) ({OP}_pendingRecords{{{JOB}}})",
-                                  "pending {{operator_name}}", ref_id="B"))
+                             prom(f"sum by (source) ({PENDING})", "pending {{source}}", ref_id="B"))
                      .thresholds(steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
          .with_panel(_series(ids, "Dead letters per second", "wps",
                              "Invalid events the job routed to the dead-letter topic, and their share of input.",

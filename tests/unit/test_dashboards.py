@@ -17,6 +17,8 @@ import yaml
 from contracts.tables import SERVING_TABLES
 from grafana import macros
 from grafana.build import DASHBOARD_DIR, load, render_json, stale_files
+from grafana.flink_names import (SINK_OPERATORS, SINK_RULES, SOURCE_OPERATORS, SOURCE_RULES, TASK_RULES, Rule,
+                                  relabel)
 from grafana.publish import provisioned_datasources
 from grafana.render import query_panels
 from grafana.units import UNITS
@@ -28,6 +30,10 @@ RULES = REPO / "prometheus" / "rules" / "loan-risk.yml"
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+# The operator_name and task_name labels Flink 2.1's Prometheus reporter gives the risk job's operators and tasks.
+FLINK_LABELS = json.loads((Path(__file__).parent / "flink_metric_labels.json").read_text())
+# Labels whose values Flink generates from the plan ("Calc_11_"): a legend must never print them.
+GENERATED_LABELS = {"operator_name", "task_name"}
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +159,43 @@ def numeric_table_columns(panel: dict) -> list[str]:
     return [c for c in columns if types[c] in ("int", "long", "double")]
 
 
+def prom_targets(dashboards: dict[str, dict]) -> list[tuple[dict, dict]]:
+    return [(p, t) for d in dashboards.values() for p in query_panels(d) for t in p["targets"] if "expr" in t]
+
+
+def labels_out(expr: str) -> set[str]:
+    """Labels a query's result is grouped by or given with label_replace."""
+    grouped = {label.strip() for by in re.findall(r"by \(([^)]*)\)", expr) for label in by.split(",")}
+    return grouped | set(re.findall(r', "(\w+)", "[^"]*", "\w+", "[^"]*"\)', expr))
+
+
+def relabelled(rules: tuple[Rule, ...], value: str) -> str | None:
+    """The label a chain of label_replace calls (grafana.flink_names.relabel) writes for ``value``: as Prometheus
+    does, each regex must match the whole value, ``$1`` is its first group, and a later match wins."""
+    name = None
+    for regex, replacement in rules:
+        match = re.fullmatch(regex, value)
+        if match:
+            name = match.expand(re.sub(r"\$(\d+)", r"\\g<\1>", replacement)) or None
+    return name
+
+
+def unreadable(name: str | None) -> bool:
+    """A name with Flink's plan ids or escaped punctuation left in it (Calc_11_, _48_:_Writer, ____)."""
+    return not name or "Calc_" in name or bool(re.search(r"_[0-9]+_|:_|__", name))
+
+
+def run_promtool_tests(tmp_path: Path, tests: list[dict]) -> None:
+    """Run promtool's PromQL unit tests (Prometheus's own engine, no server); skip without promtool."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    path = tmp_path / "promql_test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [], "tests": tests}))
+    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def test_every_panel_shows_its_numbers_in_a_unit_the_renderer_knows(dashboards: dict[str, dict]) -> None:
     for d in dashboards.values():
         for p in query_panels(d):
@@ -182,6 +225,88 @@ def test_no_number_is_drawn_below_zero(dashboards: dict[str, dict]) -> None:
             for field, config in field_configs(p):
                 if config.get("unit") not in (None, "string"):
                     assert config.get("min") == 0, f"{p['title']} ({field}): min {config.get('min')}"
+
+
+def test_legends_never_print_flink_generated_names(dashboards: dict[str, dict]) -> None:
+    targets = prom_targets(dashboards)
+    assert len(targets) >= 20
+    for panel, target in targets:
+        legend = target.get("legendFormat", "")
+        placeholders = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
+        if panel["type"] == "timeseries":
+            assert legend, f"{panel['title']}: without a legend Grafana names a series by all its labels"
+        assert not placeholders & GENERATED_LABELS, f"{panel['title']}: legend {legend!r}"
+        assert placeholders <= labels_out(target["expr"]), f"{panel['title']}: {placeholders} not in the result"
+
+
+def test_sources_sinks_and_tasks_get_readable_names() -> None:
+    operators = FLINK_LABELS["operator_name"]
+    sources = {o: relabelled(SOURCE_RULES, o) for o in operators if re.fullmatch(SOURCE_OPERATORS, o)}
+    sinks = {o: relabelled(SINK_RULES, o) for o in operators if re.fullmatch(SINK_OPERATORS, o)}
+    tasks = {t: relabelled(TASK_RULES, t) for t in FLINK_LABELS["task_name"]}
+    assert sorted(map(str, sources.values())) == ["loan_applications", "repayments", "transactions"]
+    assert {"risk_by_window (PostgreSQL)", "loan_scores_latest (PostgreSQL)", "dead_letter_topic (Kafka)",
+            "risk_alerts_topic (Kafka)", "lake tables (Iceberg)"} <= set(sinks.values())
+    assert not [o for o in sinks if "Committer" in o or o.startswith(("Calc_", "IcebergSink"))], sinks
+    assert tasks["Deduplicate_81_____PythonCalc_82______Calc_83_____IcebergStreamWriter__Calc_85_____ConstraintEnforcer"
+                 "_86_____Sink:_pg_loan_scores_latest_86___Calc_87___Calc_92_____Calc_93_____LocalWindowAggregate_94__"
+                 ] == "score loans (Python UDF)"
+    assert tasks["dead_letter_topic_48_:_Writer____dead_letter_topic_48_:_Committer"] == "write dead_letter_topic (Kafka)"
+    bad = {raw: name for raw, name in [*sources.items(), *sinks.items(), *tasks.items()] if unreadable(name)}
+    assert not bad, bad
+    assert len(set(tasks.values())) == len(tasks), "two tasks share a legend name"
+
+
+def test_prometheus_gives_the_names_the_rules_describe(tmp_path: Path) -> None:
+    """The test's reading of the rules (relabelled) is what Prometheus's label_replace does with them."""
+    cases = [("operator_name", "source", SOURCE_RULES), ("operator_name", "sink", SINK_RULES),
+             ("task_name", "task", TASK_RULES)]
+    tests = []
+    for label, target, rules in cases:
+        values = FLINK_LABELS[label]
+        expected = []
+        for v in values:
+            name = relabelled(rules, v)
+            expected.append({"labels": f'm{{{label}="{v}"' + (f', {target}="{name}"' if name else "") + "}", "value": 1})
+        tests.append({"interval": "1m", "input_series": [{"series": f'm{{{label}="{v}"}}', "values": "1"} for v in values],
+                      "promql_expr_test": [{"expr": relabel("m", target, label, rules), "eval_time": "0m",
+                                            "exp_samples": expected}]})
+    run_promtool_tests(tmp_path, tests)
+
+
+def test_the_operator_panels_return_one_readable_series_per_source_sink_and_task(
+        dashboards: dict[str, dict], tmp_path: Path) -> None:
+    """The pipeline panels' own queries over every operator and task of the job, evaluated by Prometheus."""
+    d = dashboards["pipeline-health.json"]
+    op = "flink_taskmanager_job_task_operator"
+    job = 'job_name="loan_risk", subtask_index="0"'
+    operators, tasks = FLINK_LABELS["operator_name"], FLINK_LABELS["task_name"]
+    series = [{"series": f'{op}_{metric}{{{job}, operator_name="{o}"}}', "values": "0+0x10"}
+              for metric in ("numRecordsIn", "numRecordsOut", "pendingRecords") for o in operators]
+    busiest = {t: 10.0 * i for i, t in enumerate(tasks)}
+    series += [{"series": f'flink_taskmanager_job_task_backPressuredTimeMsPerSecond{{{job}, task_name="{t}"}}',
+                "values": f"{ms}x10"} for t, ms in busiest.items()]
+
+    def expr(title: str, ref: str = "A") -> str:
+        panel = next(p for p in query_panels(d) if p["title"] == title)
+        target = next(t for t in panel["targets"] if t["refId"] == ref)
+        return macros.expand_promql(target["expr"], T0, T1, 60, 15, macros.variable_values(d))
+
+    def zeros(label: str, names: set[str | None]) -> list[dict]:
+        return [{"labels": f'{{{label}="{n}"}}', "value": 0} for n in sorted(map(str, names))]
+
+    sources = {relabelled(SOURCE_RULES, o) for o in operators if re.fullmatch(SOURCE_OPERATORS, o)}
+    sinks = {relabelled(SINK_RULES, o) for o in operators if re.fullmatch(SINK_OPERATORS, o)}
+    top5 = sorted(busiest, key=busiest.__getitem__)[-5:]
+    checks = [
+        (expr("Records read per second, by Kafka source"), zeros("source", sources)),
+        (expr("Records written per second, by sink"), zeros("sink", sinks)),
+        (expr("Kafka consumer lag, by topic", "B"), zeros("source", sources)),
+        (expr("Backpressure, by task"), [{"labels": f'{{task_name="{t}", task="{relabelled(TASK_RULES, t)}"}}',
+                                          "value": busiest[t] / 1000} for t in top5]),
+    ]
+    run_promtool_tests(tmp_path, [{"interval": "1m", "input_series": series, "promql_expr_test": [
+        {"expr": e, "eval_time": "5m", "exp_samples": samples} for e, samples in checks]}])
 
 
 def test_provider_points_at_the_mounted_dashboard_folder() -> None:
