@@ -1,7 +1,9 @@
 """Runs every panel's query (SQL as the reader role, PromQL over the HTTP API) and draws it to PNG with plotly.
 
 For users without Grafana: each panel becomes one PNG, and the panels are laid out by their gridPos
-into one picture per dashboard. PNG export uses kaleido 0.2.1 (its own headless Chromium).
+into one picture per dashboard. Numbers are written as Grafana writes them (grafana/units.py): each
+panel's unit, decimals, min and max give its stat text, table cells and axis ticks, so no picture shows a
+raw 4.205e+4 or a share axis below 0 %. PNG export uses kaleido 0.2.1 (its own headless Chromium).
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
-from grafana import macros
+from grafana import macros, units
 from grafana.build import dashboards
 from grafana.panels import POSTGRES_UID, PROMETHEUS_UID
 from loanrisk.errors import LoanRiskError
@@ -114,9 +117,27 @@ def run_panel(settings: Settings, panel: dict, values: dict[str, str], start: da
     return result
 
 
-def _unit_format(unit: str) -> dict:
-    """plotly axis/number formatting for a Grafana unit."""
-    return {"percentunit": {"tickformat": ".1%"}, "currencyUSD": {"tickprefix": "$", "tickformat": ",.0f"}}.get(unit, {})
+def field_config(panel: dict, column: str | None = None) -> dict:
+    """The panel's field defaults, with the overrides that name ``column`` applied (unit, decimals, min, max)."""
+    config = dict(panel.get("fieldConfig", {}).get("defaults", {}))
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        matcher = override.get("matcher", {})
+        if column is not None and matcher.get("id") == "byName" and matcher.get("options") == column:
+            config.update({p["id"]: p["value"] for p in override.get("properties", [])})
+    return config
+
+
+def _value_axis(config: dict, values: list[float]) -> dict:
+    """plotly axis settings for a value axis in the panel's unit: its min/max (or the data's extent) and
+    ticks labelled in that unit."""
+    unit = config.get("unit") or "none"
+    lo, hi = units.axis_range(values, config.get("min"), config.get("max"))
+    ticks, labels = units.axis_ticks(lo, hi, unit, config.get("decimals"))
+    return {"range": [lo, hi], "tickmode": "array", "tickvals": ticks, "ticktext": labels}
+
+
+def _finite(values: object) -> list[float]:
+    return [float(v) for v in pd.to_numeric(pd.Series(values), errors="coerce").dropna()]
 
 
 def figure(res: PanelResult, width: int, height: int):
@@ -124,22 +145,15 @@ def figure(res: PanelResult, width: int, height: int):
     import plotly.graph_objects as go
 
     panel, kind = res.panel, res.panel["type"]
-    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
-    fmt = _unit_format(unit)
+    config = field_config(panel)
     fig = go.Figure()
     frame = res.frames[0] if res.frames else pd.DataFrame()
     if kind == "stat":
-        value, text = _stat_value(res)
-        if value is None and text is None:
-            text = "No data"
-        if text is not None:
-            fig.add_annotation(text=f"<b>{text}</b>", x=0.5, y=0.45, xref="paper", yref="paper", showarrow=False,
-                               font={"size": 26 if len(text) < 12 else 16})
-            fig.update_xaxes(visible=False)
-            fig.update_yaxes(visible=False)
-        else:
-            fig.add_trace(go.Indicator(mode="number", value=value, number={
-                "valueformat": fmt.get("tickformat", ",.6~g"), "prefix": fmt.get("tickprefix", "")}))
+        text = stat_text(res)
+        fig.add_annotation(text=f"<b>{text}</b>", x=0.5, y=0.45, xref="paper", yref="paper", showarrow=False,
+                           font={"size": 26 if len(text) < 12 else 16})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     elif kind == "timeseries":
         if res.series:
             for name, s in res.series:
@@ -148,23 +162,29 @@ def figure(res: PanelResult, width: int, height: int):
             t = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
             for col in [c for c in frame.columns if c != "time"]:
                 fig.add_trace(go.Scatter(x=t, y=frame[col].astype(float), name=col, mode="lines+markers"))
-        fig.update_yaxes(**fmt)
+        fig.update_yaxes(**_value_axis(config, [v for tr in fig.data for v in _finite(tr.y)]))
     elif kind == "barchart":
         x = panel.get("options", {}).get("xField") or frame.columns[0]
-        for col in [c for c in frame.columns if c != x]:
+        cols = [c for c in frame.columns if c != x]
+        for col in cols:
             fig.add_trace(go.Bar(x=frame[x].astype(str), y=frame[col], name=col))
         fig.update_layout(barmode="stack")
+        totals = frame[cols].apply(pd.to_numeric, errors="coerce").sum(axis=1) if cols else []
+        fig.update_yaxes(**_value_axis(config, _finite(totals)))
     elif kind == "histogram":
         col = frame.columns[0]
         size = panel.get("options", {}).get("bucketSize")
         fig.add_trace(go.Histogram(x=frame[col].astype(float), xbins={"size": size} if size else None, name=col))
-        fig.update_xaxes(**fmt)
+        fig.update_xaxes(**_value_axis(config, _finite(frame[col])))
     elif kind == "table":
-        cells = [frame[c].map(_cell).tolist() for c in frame.columns]
+        cells = [frame[c].map(lambda v, c=c: _cell(v, field_config(panel, c))).tolist() for c in frame.columns]
         fig.add_trace(go.Table(header={"values": list(frame.columns), "align": "left"},
                                cells={"values": cells, "align": "left", "height": 20}))
     else:
         raise RenderError(f"panel type {kind!r} cannot be rendered")
+    # Axes the panel's unit does not label (time, histogram counts) still never switch to 1e+4 notation.
+    fig.update_xaxes(exponentformat="none", separatethousands=True)
+    fig.update_yaxes(exponentformat="none", separatethousands=True)
     fig.update_layout(title={"text": panel.get("title", ""), "font": {"size": 14}}, width=width, height=height,
                       margin={"l": 50, "r": 20, "t": 40, "b": 35}, template="plotly_white",
                       showlegend=kind in ("timeseries", "barchart") and len(fig.data) > 1,
@@ -172,13 +192,25 @@ def figure(res: PanelResult, width: int, height: int):
     return fig
 
 
-def _cell(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
+def _cell(v: object, config: dict) -> str:
+    """A table cell: numbers in the column's unit (a plain number without one), times to the minute."""
+    if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):  # PostgreSQL numeric arrives as Decimal
+        return units.format_value(float(v), config.get("unit") or "none", config.get("decimals"))
     if isinstance(v, datetime):
         return v.strftime("%Y-%m-%d %H:%M")
     text = "" if v is None else str(v)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def stat_text(res: PanelResult) -> str:
+    """What a stat panel shows: its value in the panel's unit and decimals, or its text field."""
+    value, text = _stat_value(res)
+    if text is not None:
+        return text
+    if value is None:
+        return "No data"
+    config = field_config(res.panel)
+    return units.format_value(value, config.get("unit") or "none", config.get("decimals"))
 
 
 def _stat_value(res: PanelResult) -> tuple[float | None, str | None]:
