@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.flink_sql import scoring_fragments, sql_fragments
+from jobs.shipping import shipping_conf
 from jobs.sqlfiles import sql_string
 from loanrisk.files import write_private
 from loanrisk.settings import KafkaSettings, Settings, generated_secret
@@ -150,7 +151,8 @@ def flink_conf(settings: Settings, name: str) -> dict[str, object]:
             "execution.checkpointing.unaligned.enabled": "false",
             "python.fn-execution.arrow.batch.size": f.python_batch_size,
             # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).
-            "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name}
+            "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name,
+            **shipping_conf(settings)}
 
 
 def state_retention(settings: Settings) -> dict[str, int]:

@@ -23,6 +23,9 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     from stack import flink_client
     from stack.recovery import Submission, record_submission
     ensure_serving_tables(settings)
+    if settings.flink.ships:
+        from jobs.shipping import ensure_python_archive
+        ensure_python_archive(settings)
     params = risk_job_params(settings, name, savepoint).write(params_path(settings, name))
     args: list[str] = ["--plan-out", str(plan_path(settings, name))]
     for folder in (*RISK_SQL, *extra_sql):

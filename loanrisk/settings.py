@@ -205,6 +205,16 @@ class FlinkSettings(BaseModel):
     rest_port: int = Field(8081, ge=1, le=65535)
     jobmanager_rpc_port: int = Field(6123, ge=1, le=65535)
     taskmanager_slots: int = Field(2, ge=1)
+    taskmanagers: int = Field(1, ge=1, le=8, description="TaskManager processes of the local cluster "
+                              "(`riskctl stack up --taskmanagers N`); each has taskmanager_slots slots")
+    cluster_home: Literal["shared", "bare"] = Field(
+        "shared", description="FLINK_HOME the local cluster runs from: 'shared', the client's (its lib/ holds the "
+        "connectors and the project's functions); 'bare', <install_dir>/flink-bare: Flink's own lib/ and the "
+        "plugins only, like a cluster that shares nothing with the client, so the job ships its dependencies")
+    ship_dependencies: bool = Field(
+        False, description="Submit the risk job as to a remote cluster: the connector and function jars "
+        "(pipeline.jars) and the Flink runtime Python environment (python.archives) travel with the job; always so "
+        "with flink.remote_url or a bare cluster_home")
     jobmanager_memory: str = "1600m"
     taskmanager_memory: str = "8192m"
     taskmanager_managed_fraction: float = Field(0.2, gt=0, lt=1)
@@ -259,6 +269,11 @@ class FlinkSettings(BaseModel):
     def rest_url(self) -> str:
         """Base URL of the Flink REST API."""
         return self.remote_url or f"http://{self.rest_address}:{self.rest_port}"
+
+    @property
+    def ships(self) -> bool:
+        """True when the job carries its jars and Python environment (see ship_dependencies)."""
+        return self.ship_dependencies or self.remote_url is not None or self.cluster_home == "bare"
 
     @property
     def behaviour_retention(self) -> int:
@@ -738,6 +753,11 @@ class Settings(BaseSettings):
     def flink_home(self) -> Path:
         """FLINK_HOME laid out by setup: the pyflink wheel's Flink plus the pinned jars."""
         return self.install_dir / "flink"
+
+    @property
+    def cluster_flink_home(self) -> Path:
+        """FLINK_HOME of the local cluster's processes: the client's, or the bare one (flink.cluster_home)."""
+        return self.install_dir / "flink-bare" if self.flink.cluster_home == "bare" else self.flink_home
 
     @property
     def flink_conf_dir(self) -> Path:

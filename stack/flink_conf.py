@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -165,9 +166,9 @@ def write_flink_config(settings: Settings) -> None:
     (settings.state_dir / "logs" / "flink").mkdir(parents=True, exist_ok=True)
 
 
-def flink_env(settings: Settings) -> dict[str, str]:
-    """Environment for Flink's bin/ scripts."""
+def flink_env(settings: Settings, home: Path | None = None) -> dict[str, str]:
+    """Environment for Flink's bin/ scripts: the client's FLINK_HOME, or ``home`` (the cluster's)."""
     from stack.java import java_home
-    return {"FLINK_HOME": str(settings.flink_home), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
+    return {"FLINK_HOME": str(home or settings.flink_home), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
             "FLINK_LOG_DIR": str(settings.state_dir / "logs" / "flink"), "JAVA_HOME": str(java_home()),
             "PYFLINK_CLIENT_EXECUTABLE": str(settings.flink_python)}

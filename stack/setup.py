@@ -67,10 +67,9 @@ def _link_all(src: Path, dst: Path) -> None:
             link.symlink_to(entry)
 
 
-def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
-    """FLINK_HOME = the wheel's bin/ (copied), lib/ opt/ plugins/ (linked) plus the pinned jars."""
-    home = settings.flink_home
-    wheel = pyflink_dir(settings)
+def _layout_distribution(home: Path, wheel: Path, jar_dirs: dict[str, Path]) -> None:
+    """``home`` = the wheel's bin/ (copied: the scripts find FLINK_HOME from where they are), its lib/ opt/
+    plugins/ (linked), and the pinned plugins, each in a folder of its own."""
     for sub in ("lib", "opt", "plugins"):
         if (home / sub).exists():
             shutil.rmtree(home / sub)
@@ -79,6 +78,18 @@ def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
     shutil.copytree(wheel / "bin", home / "bin")
     for sub in ("lib", "opt", "plugins"):
         _link_all(wheel / sub, home / sub)
+    # Flink loads a plugin only from a folder of its own under plugins/ (in lib/ it would clash).
+    for jar in jar_dirs["flink_plugins"].glob("*.jar") if "flink_plugins" in jar_dirs else ():
+        folder = home / "plugins" / plugin_folder(jar.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / jar.name).symlink_to(jar)
+    (home / "log").mkdir(parents=True, exist_ok=True)
+
+
+def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
+    """FLINK_HOME = the distribution (:func:`_layout_distribution`) plus the pinned jars in lib/ and opt/."""
+    home = settings.flink_home
+    _layout_distribution(home, pyflink_dir(settings), jar_dirs)
     ours = list(jar_dirs["functions"].glob("*.jar")) if "functions" in jar_dirs else []
     for jar in [*jar_dirs["flink_lib"].glob("*.jar"), *ours]:
         (home / "lib" / jar.name).symlink_to(jar)
@@ -87,12 +98,15 @@ def layout_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
     # The SQL client needs the gateway classes on its classpath: it loads lib/ and its own jar.
     for jar in jar_dirs["flink_opt"].glob("flink-sql-gateway-*.jar"):
         (home / "lib" / jar.name).symlink_to(jar)
-    # Flink loads a plugin only from a folder of its own under plugins/ (in lib/ it would clash).
-    for jar in jar_dirs["flink_plugins"].glob("*.jar") if "flink_plugins" in jar_dirs else ():
-        folder = home / "plugins" / plugin_folder(jar.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / jar.name).symlink_to(jar)
-    (home / "log").mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def layout_bare_flink_home(settings: Settings, jar_dirs: dict[str, Path]) -> Path:
+    """<install_dir>/flink-bare: the distribution and its plugins only, what a cluster's image holds before any
+    job: no connector, no function of ours. A local cluster run from it (flink.cluster_home=bare) takes every
+    other jar, and its Python, from the job (jobs/shipping.py)."""
+    home = settings.install_dir / "flink-bare"
+    _layout_distribution(home, pyflink_dir(settings), jar_dirs)
     return home
 
 
@@ -134,6 +148,7 @@ def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float
     t = time.monotonic()
     progress("FLINK_HOME layout ...")
     home = layout_flink_home(settings, jar_dirs)
+    layout_bare_flink_home(settings, jar_dirs)
     installed = next(home.glob("lib/flink-dist*.jar"), None)
     if installed is None or flink_version not in installed.name:
         raise SetupError(f"FLINK_HOME has {installed.name if installed else 'no flink-dist'}, but "

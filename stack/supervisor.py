@@ -1,12 +1,14 @@
-"""Keeps the Flink JobManager and TaskManager running, restarting either when it dies (as systemd would),
+"""Keeps the Flink JobManager and the TaskManagers running, restarting each when it dies (as systemd would),
 and brings back the jobs a crashed JobManager took with it.
 
-Run as ``python -m stack.supervisor``; SIGTERM stops both (TaskManager first) and then itself.
-The children's PIDs are in .loanrisk/run/flink-jobmanager.pid and flink-taskmanager.pid.
+Run as ``python -m stack.supervisor``; SIGTERM stops them (TaskManagers first) and then itself. The
+children's PIDs are in .loanrisk/run/flink-jobmanager.pid, flink-taskmanager.pid and, with
+flink.taskmanagers > 1, flink-taskmanager-2.pid and so on. They run from the cluster's FLINK_HOME
+(flink.cluster_home), which may share nothing with the client's.
 
 A standalone JobManager has no high availability here (Flink 2.1 offers it through ZooKeeper or
 Kubernetes only), so a new one starts without the jobs of the one that died. The supervisor then
-restarts the TaskManager too (its tasks belong to jobs no JobManager knows any more, and would hold its
+restarts the TaskManagers too (their tasks belong to jobs no JobManager knows any more, and would hold
 slots and keep writing to the sinks until their heartbeat times out), and resubmits, once, every job
 submitted through riskctl that was running: from its latest completed checkpoint, with the arguments it
 was submitted with (stack/recovery.py decides which).
@@ -76,7 +78,7 @@ class JobKeeper:
 
     def _taskmanager_registered(self) -> bool:
         from stack.flink_client import rest
-        return int(rest(self.settings, "/overview").get("taskmanagers", 0)) >= 1
+        return int(rest(self.settings, "/overview").get("taskmanagers", 0)) >= self.settings.flink.taskmanagers
 
     # -- called by the supervisor's main loop -------------------------------------------------------
     def jobmanager_lost(self) -> None:
@@ -161,17 +163,23 @@ class JobKeeper:
                 log.warning("job keeper round failed: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
+def taskmanager_role(n: int) -> str:
+    """Name of the n-th TaskManager (from 1): its PID and log files are flink-<role>.pid and .log."""
+    return "taskmanager" if n == 1 else f"taskmanager-{n}"
+
+
 def main() -> int:
-    """Start both processes and restart them until asked to stop."""
+    """Start the JobManager and the TaskManagers and restart them until asked to stop."""
     import argparse
     argparse.ArgumentParser(prog="stack.supervisor").add_argument("--state")  # recorded for `ps`, read via env
     from loanrisk.logs import setup_logging
     setup_logging()
     settings = get_settings()
     state = settings.state_dir
-    env = flink_env(settings)
-    children = [Child("jobmanager", "jobmanager.sh"), Child("taskmanager", "taskmanager.sh")]
-    jobmanager, taskmanager = children
+    env = flink_env(settings, home=settings.cluster_flink_home)
+    taskmanagers = [Child(taskmanager_role(n), "taskmanager.sh") for n in range(1, settings.flink.taskmanagers + 1)]
+    jobmanager = Child("jobmanager", "jobmanager.sh")
+    children = [jobmanager, *taskmanagers]
     stopping = False
     keeper_stop = threading.Event()
     keeper = JobKeeper(settings)
@@ -185,8 +193,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_term)
 
     def start(child: Child) -> None:
-        cmd = [str(settings.flink_home / "bin" / child.script), "start-foreground"]
-        child.pid = spawn(cmd, state / "logs" / f"flink-{child.role}.log", env=env, cwd=settings.flink_home)
+        home = settings.cluster_flink_home
+        cmd = [str(home / "bin" / child.script), "start-foreground"]
+        child.pid = spawn(cmd, state / "logs" / f"flink-{child.role}.log", env=env, cwd=home)
         child.started_at = time.monotonic()
         PidFile(state / "run" / f"flink-{child.role}.pid", "flink").write(child.pid)
         say(f"started flink {child.role} pid {child.pid} (restarts so far: {child.restarts})")
@@ -217,11 +226,12 @@ def main() -> int:
                 start(child)
                 if child is jobmanager:
                     keeper.jobmanager_started()
-                    if taskmanager.pid is not None and is_alive(taskmanager.pid):
-                        say(f"restarting flink taskmanager pid {taskmanager.pid}: its tasks belong to the lost "
-                            "JobManager's jobs")
-                        stop_pid(taskmanager.pid, "flink", timeout_s=15)
-                        start(taskmanager)
+                    for tm in taskmanagers:
+                        if tm.pid is not None and is_alive(tm.pid):
+                            say(f"restarting flink {tm.role} pid {tm.pid}: its tasks belong to the lost "
+                                "JobManager's jobs")
+                            stop_pid(tm.pid, "flink", timeout_s=15)
+                            start(tm)
     keeper_stop.set()
     for child in reversed(children):
         if child.pid is not None:

@@ -45,10 +45,16 @@ def stack() -> None:
 @click.option("--with-prefect/--without-prefect", default=None, help="Also start the Prefect server.")
 @click.option("--with-api/--without-api", default=None,
               help="Also start the scoring API (riskctl serve) on api.host:api.port.")
-def stack_up(with_prefect: bool | None, with_api: bool | None) -> None:
+@click.option("--taskmanagers", type=click.IntRange(1, 8), default=None,
+              help="TaskManager processes of the Flink cluster (default: flink.taskmanagers).")
+def stack_up(with_prefect: bool | None, with_api: bool | None, taskmanagers: int | None) -> None:
     """Start every service (idempotent) and wait until each is healthy."""
+    from loanrisk.settings import override
     from stack.manager import up
-    timings = up(get_settings(), with_prefect=with_prefect, progress=click.echo, with_api=with_api)
+    settings = get_settings()
+    if taskmanagers is not None:
+        settings = override(settings, flink={"taskmanagers": taskmanagers})
+    timings = up(settings, with_prefect=with_prefect, progress=click.echo, with_api=with_api)
     click.echo(f"stack up: {len(timings)} services healthy in {sum(timings.values()):.1f}s")
 
 

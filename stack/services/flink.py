@@ -14,7 +14,7 @@ from stack.services.base import Service
 
 
 class FlinkCluster(Service):
-    """JobManager (REST on flink.rest_port) and one TaskManager, supervised."""
+    """JobManager (REST on flink.rest_port) and flink.taskmanagers TaskManagers, supervised."""
 
     name = "flink"
 
@@ -28,8 +28,8 @@ class FlinkCluster(Service):
 
     def prepare(self) -> None:
         from stack.setup import s3_plugin_installed
-        if not (self.settings.flink_home / "lib").exists():
-            raise StackError("FLINK_HOME is not laid out: run `riskctl setup` first")
+        if not (self.settings.cluster_flink_home / "lib").exists():
+            raise StackError(f"{self.settings.cluster_flink_home} is not laid out: run `riskctl setup` first")
         if self.settings.flink.checkpoint_storage == "s3" and not s3_plugin_installed(self.settings):
             raise StackError(f"no S3 file system in {self.settings.flink_home / 'plugins'} for checkpoints on the "
                              "object store: run `riskctl setup` (or set LOANRISK_FLINK__CHECKPOINT_STORAGE=local)")
@@ -42,8 +42,11 @@ class FlinkCluster(Service):
         return [sys.executable, "-m", "stack.supervisor", "--state", str(self.state)]
 
     def env(self) -> dict[str, str]:
+        # The supervisor reads its settings from the environment: pass on what `stack up` may have overridden.
+        f = self.settings.flink
         return {"PYTHONPATH": str(REPO_ROOT), "LOANRISK_STACK__STATE_DIR": str(self.state),
-                "LOANRISK_STACK__INSTALL_DIR": str(self.settings.install_dir)}
+                "LOANRISK_STACK__INSTALL_DIR": str(self.settings.install_dir),
+                "LOANRISK_FLINK__TASKMANAGERS": str(f.taskmanagers), "LOANRISK_FLINK__CLUSTER_HOME": f.cluster_home}
 
     def overview(self) -> dict:
         """The REST API's /overview document."""
@@ -52,10 +55,10 @@ class FlinkCluster(Service):
 
     def healthy(self) -> bool:
         try:
-            return self.overview().get("taskmanagers", 0) >= 1
+            return self.overview().get("taskmanagers", 0) >= self.settings.flink.taskmanagers
         except OSError:
             return False
 
     def child_pid(self, role: str) -> int | None:
-        """PID of the supervised JobManager or TaskManager."""
+        """PID of the supervised JobManager or a TaskManager (stack.supervisor.taskmanager_role)."""
         return PidFile(self.state / "run" / f"flink-{role}.pid", "flink").read()

@@ -181,12 +181,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def kill_taskmanager(settings: Settings) -> int:
-    """kill -9 the TaskManager recorded in the stack's PID file, and its Python UDF workers with it (as a
-    lost machine or container takes them: killed alone, the TaskManager leaves them running as orphans);
-    returns its PID."""
+def kill_taskmanager(settings: Settings, role: str = "taskmanager") -> int:
+    """kill -9 a TaskManager recorded in the stack's PID files (the first, or ``role``: see
+    stack.supervisor.taskmanager_role), and its Python UDF workers with it (as a lost machine or container
+    takes them: killed alone, the TaskManager leaves them running as orphans); returns its PID."""
     from stack.process import PidFile
-    pid = PidFile(settings.state_dir / "run" / "flink-taskmanager.pid", "flink").read()
+    pid = PidFile(settings.state_dir / "run" / f"flink-{role}.pid", "flink").read()
     assert pid is not None, "no live TaskManager PID in the stack's PID file"
     workers = descendants(pid)
     os.kill(pid, signal.SIGKILL)
