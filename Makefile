@@ -18,8 +18,9 @@ demo: setup
 	.venv/bin/riskctl stack up
 	.venv/bin/riskctl demo
 
+# Two workers: one runs the stack modules in order on one session stack, the other the unit tests beside it.
 test: setup
-	.venv/bin/python -m pytest -m "not full" -p no:cacheprovider --durations=25
+	.venv/bin/python -m pytest -m "not full" -n 2 --dist loadgroup -p no:cacheprovider --durations=25
 
 # Unit tests without `riskctl setup`; the few that read the Flink environment or run the job's Java
 # functions (marked setup) run in `make test`.

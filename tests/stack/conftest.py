@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ MODULE_LAST = ("test_dashboards", "test_alerting")
 LIFE_START = "test_live_time_starts"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group markers set here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Foundation and round-trip first, then the risk job's module, then modules that read its output."""
     def rank(item: pytest.Item) -> int:
@@ -40,9 +42,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.name.startswith(LIFE_START):
             name = f"start:{name}"
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
-    stack_items = [i for i in items if "tests/stack/" in str(i.path)]
+    stack_items = sorted((i for i in items if "tests/stack/" in str(i.path)), key=rank)
     others = [i for i in items if "tests/stack/" not in str(i.path)]
-    items[:] = others + sorted(stack_items, key=rank)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the stack modules in this order
+        # while the other runs the unit tests: the stack group first, so it starts at once.
+        for item in stack_items:
+            item.add_marker(pytest.mark.xdist_group("stack"))
+        items[:] = stack_items + others
+    else:
+        items[:] = others + stack_items
 
 
 WINDOW_MINUTES = 1440
