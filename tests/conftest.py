@@ -18,6 +18,14 @@ INSTALL_DIR = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".l
 free_port_block = isolated.free_port_block
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test) two groups, one per worker: the stack modules, in
+    their order (tests/stack/conftest.py) on one session stack, and the unit tests beside them. Each group
+    stays on its own worker: unit tests never run in a process whose environment points at the stack."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        item.add_marker(pytest.mark.xdist_group("stack" if "tests/stack/" in str(item.path) else "unit"))
+
+
 def session_secrets(state_dir: Path) -> dict[str, str]:
     """Distinctive secrets in files (mode 0600) with PostgreSQL password auth on; test_security.py greps for them."""
     folder = state_dir / "secrets"

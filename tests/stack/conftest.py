@@ -32,7 +32,6 @@ MODULE_LAST = ("test_dashboards", "test_alerting")
 LIFE_START = "test_live_time_starts"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group markers set here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Foundation and round-trip first, then the risk job's module, then modules that read its output."""
     def rank(item: pytest.Item) -> int:
@@ -45,11 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     stack_items = sorted((i for i in items if "tests/stack/" in str(i.path)), key=rank)
     others = [i for i in items if "tests/stack/" not in str(i.path)]
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Under `pytest -n 2 --dist loadgroup` (make test) one worker runs the stack modules in this order
-        # while the other runs the unit tests: the stack group first, so it starts at once.
-        for item in stack_items:
-            item.add_marker(pytest.mark.xdist_group("stack"))
-        items[:] = stack_items + others
+        items[:] = stack_items + others  # the stack group first, so its worker starts it at once
     else:
         items[:] = others + stack_items
 
