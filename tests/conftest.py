@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -68,33 +69,32 @@ def isolated_stack_env(state_dir: Path) -> dict[str, str]:
     return {**env, **compressed_alerting(int(env["LOANRISK_ALERTING__PORT"])), **session_secrets(state_dir)}
 
 
-@pytest.fixture(scope="session")
-def stack_settings() -> Iterator[Settings]:
-    """Start the real stack (Kafka, Flink, PostgreSQL, S3, Snowflake endpoint, Prometheus) once per session."""
+@contextmanager
+def isolated_stack(name: str, extra_env: dict[str, str] | None = None) -> Iterator[Settings]:
+    """Start an isolated stack (.loanrisk/test-stacks/<name>, free ports, own secrets; ``extra_env`` over that),
+    with this process's environment pointing at it until it is stopped by PID; its state goes when nothing
+    of it is left (LOANRISK_TEST_KEEP_STATE keeps it)."""
     from loanrisk.settings import get_settings
     from stack.manager import down, up
     from stack.services import all_services
 
-    if not (INSTALL_DIR / "flink" / "lib").exists():
-        pytest.fail("run `riskctl setup` (make setup) before the stack tests")
-    if os.environ.get("LOANRISK_TEST_REUSE_STACK"):
-        # Development only: use the stack the environment points at, already up; start nothing.
-        get_settings.cache_clear()
-        yield Settings()
-        return
-    state_dir = INSTALL_DIR / "test-stacks" / f"session-{os.getpid()}"
+    state_dir = INSTALL_DIR / "test-stacks" / name
     if state_dir.exists():
         shutil.rmtree(state_dir)
-    env = isolated_stack_env(state_dir)
+    env = {**isolated_stack_env(state_dir), **(extra_env or {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()
     settings = Settings()
+
+    def say(message: str) -> None:
+        print(f"[{name}] {message}")
+
     try:
-        up(settings, progress=lambda m: print(f"[stack] {m}"))
+        up(settings, progress=say)
         yield settings
     finally:
-        left = down(settings, progress=lambda m: print(f"[stack] {m}"))
+        left = down(settings, progress=say)
         pids = [svc.pid() for svc in all_services(settings, with_prefect=True, with_api=True)]
         for k, v in saved.items():
             if v is None:
@@ -104,6 +104,22 @@ def stack_settings() -> Iterator[Settings]:
         get_settings.cache_clear()
         if not left and not any(pids) and not os.environ.get("LOANRISK_TEST_KEEP_STATE"):
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Start the real stack (Kafka, Flink, PostgreSQL, S3, Snowflake endpoint, Prometheus) once per session."""
+    from loanrisk.settings import get_settings
+
+    if not (INSTALL_DIR / "flink" / "lib").exists():
+        pytest.fail("run `riskctl setup` (make setup) before the stack tests")
+    if os.environ.get("LOANRISK_TEST_REUSE_STACK"):
+        # Development only: use the stack the environment points at, already up; start nothing.
+        get_settings.cache_clear()
+        yield Settings()
+        return
+    with isolated_stack(f"session-{os.getpid()}") as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")

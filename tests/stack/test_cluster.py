@@ -6,7 +6,6 @@ each event once. Full tier: it runs a stack of its own beside the session's."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from loanrisk.settings import Settings
 from stack.flink_client import all_tasks_running
-from tests.conftest import INSTALL_DIR, isolated_stack_env
+from tests.conftest import INSTALL_DIR, isolated_stack
 from tests.stack.conftest import publish_champion
 from tests.stack.reliability_helpers import (
     Outgoing,
@@ -44,29 +43,10 @@ CLUSTER = {"LOANRISK_FLINK__TASKMANAGERS": "2", "LOANRISK_FLINK__TASKMANAGER_SLO
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Settings]:
     """A stack of its own with the two-TaskManager cluster, on free ports; stopped by PID at the end."""
-    from loanrisk.settings import get_settings
-    from stack.manager import down, up
-    from stack.services import all_services
     if not (INSTALL_DIR / "flink-bare" / "lib").exists():
         pytest.fail("run `riskctl setup` (make setup) before the stack tests: it lays out flink-bare")
-    state_dir = INSTALL_DIR / "test-stacks" / f"cluster-{os.getpid()}"
-    shutil.rmtree(state_dir, ignore_errors=True)
-    env = {**isolated_stack_env(state_dir), **CLUSTER}
-    saved = dict(os.environ)
-    os.environ.update(env)
-    get_settings.cache_clear()
-    settings = Settings()
-    try:
-        up(settings, progress=lambda m: print(f"[cluster] {m}"))
+    with isolated_stack(f"cluster-{os.getpid()}", CLUSTER) as settings:
         yield settings
-    finally:
-        left = down(settings, progress=lambda m: print(f"[cluster] {m}"))
-        pids = [svc.pid() for svc in all_services(settings, with_prefect=True, with_api=True)]
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
-        if not left and not any(pids):
-            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _cmdline(pid: int) -> list[str]:
