@@ -71,7 +71,8 @@ class BacktestResult:
         """A plain-text report: summary table and paired differences."""
         lines = [f"backtest on {self.source}: {self.rows} loans, {self.positives} defaults, "
                  f"{self.settings['n_splits']}-fold x {self.settings['n_repeats']} (nested, inner "
-                 f"{self.settings['inner_splits']}-fold, budget {self.settings['budget']})",
+                 f"{self.settings['inner_splits']}-fold, budget {self.settings['budget']}"
+                 f"{', monotonic constraints' if self.settings.get('monotonic') else ''})",
                  f"{'model':22s} {'ROC AUC':>15s} {'PR AUC':>8s} {'Brier':>9s} {'KS':>6s}"]
         s = self.summary()
         for m in s.index:
@@ -93,14 +94,15 @@ class BacktestResult:
 
 def backtest(ts: TrainingSet, n_splits: int = 5, n_repeats: int = 2, inner_splits: int = 3,
              families: Sequence[str] = FAMILIES, budget: int | dict[str, int] = 4, seed: int = 0,
-             threshold: float = 0.5) -> BacktestResult:
-    """Nested CV of the training procedure on ``ts`` with the baselines on the same outer folds."""
+             threshold: float = 0.5, monotonic: bool = False) -> BacktestResult:
+    """Nested CV of the training procedure on ``ts`` with the baselines on the same outer folds
+    (``monotonic``: the procedure trains under the features' declared directions)."""
     rows: list[dict[str, Any]] = []
     chosen: list[dict[str, Any]] = []
     for i, (tr, te) in enumerate(cv_folds(ts.label, n_splits, n_repeats, seed)):
         train, test = ts.subset(tr), ts.subset(te)
         inner = cv_folds(train.label, inner_splits, 1, seed + 1000 + i)
-        model = fit(train, inner, families, budget, seed)
+        model = fit(train, inner, families, budget, seed, monotonic=monotonic)
         chosen.append({"fold": i, "family": model.family, "params": model.params,
                        "inner_auc": model.search.cv_auc_mean})
         probs = {"model": model.predict(test.matrix().astype(np.float64)), **baseline_probabilities(train, test)}
@@ -109,6 +111,6 @@ def backtest(ts: TrainingSet, n_splits: int = 5, n_repeats: int = 2, inner_split
             rows.append({"fold": i, "model": name, **{k: m[k] for k in METRICS},
                          "no_skill_brier": m["no_skill_brier"], "positives": m["positives"], "n": m["n"]})
     settings = {"n_splits": n_splits, "n_repeats": n_repeats, "inner_splits": inner_splits,
-                "families": list(families), "budget": budget, "seed": seed}
+                "families": list(families), "budget": budget, "seed": seed, "monotonic": monotonic}
     return BacktestResult(source=ts.source, rows=ts.n, positives=ts.positives, per_fold=pd.DataFrame(rows),
                           chosen=chosen, settings=settings)

@@ -10,11 +10,27 @@ import numpy as np
 from contracts.registry_layout import ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
 from contracts.features import feature_schema_hash
 from models.errors import ModelError, ParityError
+from models.onnx_boosting import convert_hist_gradient_boosting
 from models.onnx_isotonic import calibrates_isotonic, convert_calibrated_classifier, float_interface
 # Parity, holdout metrics and batch scores come from the session and prediction the stream's workers run.
 from udfs.scorer import onnx_session as session, predict_proba as onnx_proba
 
 PARITY_TOLERANCE = 1e-5
+
+
+def register_sign_constrained_logistic() -> None:
+    """Convert SignConstrainedLogisticRegression as skl2onnx converts LogisticRegression (it is one, with
+    some coefficients held at 0); the calibrator's converter finds its base model's converter by class."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.operator_converters.linear_classifier import convert_sklearn_linear_classifier
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    from models.monotonic import SignConstrainedLogisticRegression
+
+    update_registered_converter(SignConstrainedLogisticRegression, "LoanRiskSignConstrainedLogisticRegression",
+                                calculate_linear_classifier_output_shapes, convert_sklearn_linear_classifier,
+                                options={"zipmap": [True, False, "columns"], "nocl": [True, False],
+                                         "output_class_labels": [False, True], "raw_scores": [True, False]})
 
 
 def export_onnx(estimator: Any, feature_names: list[str]) -> bytes:
@@ -23,14 +39,19 @@ def export_onnx(estimator: Any, feature_names: list[str]) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
+    register_sign_constrained_logistic()
     k = len(feature_names)
     isotonic = calibrates_isotonic(estimator)
     tensor = DoubleTensorType if isotonic else FloatTensorType
-    # skl2onnx's isotonic calibrator picks the nearest threshold instead of interpolating (models/onnx_isotonic.py).
+    # skl2onnx's isotonic calibrator picks the nearest threshold instead of interpolating (models/onnx_isotonic.py);
+    # its HistGradientBoosting converter fails under onnx 1.23 and rounds thresholds (models/onnx_boosting.py).
+    custom = {CalibratedClassifierCV: convert_calibrated_classifier,
+              HistGradientBoostingClassifier: convert_hist_gradient_boosting}
     model = convert_sklearn(estimator, name=f"ONNX({type(estimator).__name__})",
                             initial_types=[(ONNX_INPUT, tensor([None, k]))], options={"zipmap": False},
-                            custom_conversion_functions={CalibratedClassifierCV: convert_calibrated_classifier})
+                            custom_conversion_functions=custom)
     graph = model.graph
     names = [o.name for o in graph.output]
     if ONNX_PROBABILITIES not in names:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.features import feature_schema_hash
+from contracts.features import feature_schema_hash, risk_directions
 from contracts.registry_layout import ONNX_INPUT, ONNX_PROBABILITIES
 from models.compat import check_model
 from models.dataset import TrainingSet, describe
@@ -23,6 +23,7 @@ from models.evaluate import (
     lift_by_decile, permutation_importance,
 )
 from models.export import check_parity, export_onnx, onnx_proba, parity as parity_diff, session
+from models.monotonic import check_record, dropped_features, monotonicity_check
 from models.registry import Registry, code_version
 from models.split import SplitPlan, cv_folds, holdout_id, latest_period, plan
 from models.train import (
@@ -63,7 +64,7 @@ class Candidate:
 
 
 def compare_calibrations(train: TrainingSet, test: TrainingSet, family: str, params: dict[str, Any],
-                         seed: int = 0, threshold: float = 0.5) -> dict[str, dict[str, Any]]:
+                         seed: int = 0, threshold: float = 0.5, monotonic: bool = False) -> dict[str, dict[str, Any]]:
     """Each calibration method of ``family``/``params``, fitted on ``train``, scored on ``test`` through ONNX.
 
     Same configuration, same rows, only the calibrator differs; the ONNX parity of each export is
@@ -71,7 +72,7 @@ def compare_calibrations(train: TrainingSet, test: TrainingSet, family: str, par
     """
     out: dict[str, dict[str, Any]] = {}
     for method in CALIBRATIONS:
-        estimator = fit_final(train, family, params, seed, method)
+        estimator = fit_final(train, family, params, seed, method, monotonic)
         model_bytes = export_onnx(estimator, train.feature_names)
         m = binary_metrics(test.label, onnx_proba(session(model_bytes), test.matrix()), threshold)
         out[method] = {**{k: m[k] for k in ("n", "positives", "roc_auc", "brier", "ece", "log_loss", "mean_p")},
@@ -80,24 +81,42 @@ def compare_calibrations(train: TrainingSet, test: TrainingSet, family: str, par
     return out
 
 
+def monotonic_record(trained: TrainedModel) -> dict[str, Any]:
+    """Metadata: whether the model was trained under constraints, the directions declared for its features,
+    and the features a sign-constrained logistic regression dropped."""
+    directions = risk_directions(trained.feature_names)
+    return {"constrained": trained.monotonic_cst is not None,
+            "directions": {n: d for n, d in zip(trained.feature_names, directions, strict=True) if d},
+            "dropped": dropped_features(trained.estimator, trained.feature_names)}
+
+
+def check_monotonicity(model_bytes: bytes, names: list[str], X: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """The monotonicity check (models/monotonic.py) of an ONNX model on rows ``X`` (columns ``names``)."""
+    sess = session(model_bytes)
+    return monotonicity_check(lambda batch: onnx_proba(sess, batch), X, names, risk_directions(names), seed=seed)
+
+
 def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget: int | dict[str, int] = 6,
                     seed: int = 0, n_splits: int = 5, n_repeats: int = 2, hold_out: bool = True,
                     threshold: float | None = None, calibration: str = CALIBRATION,
-                    compare_calibration: bool = False) -> Candidate:
+                    compare_calibration: bool = False, monotonic: bool = False) -> Candidate:
     """Split, search, fit, export and check parity (on the holdout, else on the training rows).
 
     ``compare_calibration`` also fits the chosen configuration with every calibration method and records
     their holdout ECE and Brier (``calibration_comparison`` in the metadata); it needs a holdout.
+    ``monotonic`` searches and fits under the features' declared directions. Either way the model's
+    monotonicity is checked on the rows parity is checked on (``monotonicity_check`` in the metadata).
     """
     threshold = alert_threshold() if threshold is None else threshold
     sp = plan(ts, n_splits, n_repeats, seed, hold_out=hold_out)
     if compare_calibration and not sp.has_holdout:
         raise ModelError("comparing calibrations needs held-out rows: train with a holdout (a dated data set)")
     dev = ts.subset(sp.dev)
-    trained = fit(dev, sp.folds, families, budget, seed, calibration)
+    trained = fit(dev, sp.folds, families, budget, seed, calibration, monotonic)
     model_bytes = export_onnx(trained.estimator, trained.feature_names)
     hold = ts.subset(sp.holdout) if sp.has_holdout else None
-    parity = check_parity(trained.estimator, model_bytes, (hold if hold is not None else dev).matrix())
+    checked = hold if hold is not None else dev
+    parity = check_parity(trained.estimator, model_bytes, checked.matrix())
     metrics: dict[str, Any] = {"cv": {
         "roc_auc_mean": trained.search.cv_auc_mean, "roc_auc_std": trained.search.cv_auc_std,
         "folds": len(sp.folds),
@@ -115,10 +134,14 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "feature_schema_hash": feature_schema_hash(trained.feature_names),
         "feature_reference": trained.feature_reference,
         "family": trained.family,
-        "estimator": boosting_name() if trained.family == "gradient_boosting" else trained.family,
+        "estimator": boosting_name(trained.monotonic_cst is not None) if trained.family == "gradient_boosting"
+        else trained.family,
         "params": trained.params,
         "calibration": trained.calibration,
         "class_weighting": CLASS_WEIGHTING[trained.family],
+        "monotonic": monotonic_record(trained),
+        "monotonicity_check": check_record(check_monotonicity(model_bytes, trained.feature_names, checked.matrix(),
+                                                              seed)),
         "metrics": metrics,
         "holdout": holdout_meta,
         "training_data": describe(dev),
@@ -126,6 +149,7 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
         "parity": parity,
         "score_reference": score_reference(onnx_proba(session(model_bytes), dev.matrix())),
         "search": {"families": list(families), "budget": budget, "seed": seed, "trials": len(trained.search.trials),
+                   "monotonic": monotonic,
                    "n_splits": n_splits, "n_repeats": 1 if sp.has_holdout else n_repeats,
                    "choice_rule": "one standard error between families (simplest first), then the family's best"},
         "alert_threshold": threshold,
@@ -135,7 +159,7 @@ def train_candidate(ts: TrainingSet, families: Sequence[str] = FAMILIES, budget:
     }
     if compare_calibration and hold is not None:
         meta["calibration_comparison"] = compare_calibrations(dev, hold, trained.family, trained.params, seed,
-                                                              threshold)
+                                                              threshold, monotonic)
     return Candidate(trained=trained, model_bytes=model_bytes, metadata=meta, plan=sp, holdout=hold)
 
 
@@ -166,6 +190,8 @@ class Evaluation:
     lift: pd.DataFrame
     importance: pd.DataFrame
     calibration_comparison: dict[str, dict[str, Any]] | None = None
+    monotonicity: pd.DataFrame | None = None
+    constrained: bool | None = None
 
 
 def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingSet, hold_out: bool = True,
@@ -173,7 +199,9 @@ def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingS
     """Score ``ts`` (its latest period when it spans several) through ONNX and compare with baselines.
 
     ``compare_calibration`` refits the version's configuration with every calibration method on the
-    periods before the evaluated one and scores the evaluated rows with each (ECE, Brier).
+    periods before the evaluated one and scores the evaluated rows with each (ECE, Brier). The
+    monotonicity check runs on the evaluated rows whether or not the version was trained constrained;
+    ``constrained`` is None for a version registered before constraints were recorded.
     """
     threshold = alert_threshold() if threshold is None else threshold
     names = check_model(model_bytes, metadata, expected=ts.feature_names)
@@ -188,6 +216,7 @@ def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingS
     X = rows.matrix()[:, cols]
     p = predict(X)
     base = oof_baselines(rows, seed=seed)
+    constrained = metadata["monotonic"].get("constrained") if isinstance(metadata.get("monotonic"), dict) else None
     comparison = None
     if compare_calibration:
         if latest is None or "family" not in metadata or "params" not in metadata:
@@ -196,9 +225,11 @@ def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingS
         same = dataclasses.replace(ts, features=ts.features[names])  # the version's features, in its order
         comparison = compare_calibrations(same.subset(np.setdiff1d(np.arange(ts.n), latest[0])),
                                           same.subset(latest[0]), metadata["family"], metadata["params"], seed,
-                                          threshold)
+                                          threshold, bool(constrained))
     return Evaluation(version=str(metadata.get("version", "?")), rows=rows, model_p=p, baselines=base,
                       metrics=compare_on(rows, p, base, threshold), calibration=calibration_table(rows.label, p),
                       lift=lift_by_decile(rows.label, p),
                       importance=permutation_importance(predict, X, rows.label, names, n_repeats=3, seed=seed),
-                      calibration_comparison=comparison)
+                      calibration_comparison=comparison,
+                      monotonicity=monotonicity_check(predict, X, names, risk_directions(names), seed=seed),
+                      constrained=constrained)

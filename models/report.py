@@ -1,4 +1,5 @@
-"""An HTML evaluation report with PNG plots: ROC, calibration, reliability, permutation importance, score distribution."""
+"""An HTML evaluation report with PNG plots (ROC, calibration, reliability, permutation importance, score
+distribution) and the monotonicity check's table."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.evaluate import CALIBRATION_BINS, expected_calibration_error
+from models.monotonic import CHECK_POINTS, CHECK_QUANTILES, TOLERANCE
 from models.pipeline import Evaluation
 
 
@@ -135,6 +137,23 @@ def _comparison_table(comparison: dict[str, dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _monotonicity_section(table: pd.DataFrame, constrained: bool | None) -> list[str]:
+    """The monotonicity check: how the model was trained, what was varied, and the rows scored against a direction."""
+    trained = {True: "trained with monotonic constraints", False: "trained without monotonic constraints",
+               None: "trained before constraints were recorded (none)"}[constrained]
+    low, high = (f"{q:.0%}" for q in CHECK_QUANTILES)
+    text = (f"<p>The model was {trained}. For each feature with a declared direction (contracts/features.py; +1: "
+            "a higher value must never lower P(default), -1: never raise it), sampled loans are scored with that "
+            f"feature set to {CHECK_POINTS} points from its {low} to its {high} quantile, the others as they are. "
+            f"A loan violates when its probability at a higher point is more than {TOLERANCE:g} against the direction "
+            "from its value at a lower one; max_against is the largest such gap. Unconstrained models are checked "
+            "the same way, which shows what the constraint changes.</p>")
+    if table.empty:
+        return ["<h2>Monotonicity</h2>", text, "<p>No feature of this model has a declared direction.</p>"]
+    return ["<h2>Monotonicity</h2>", text,
+            table.to_html(index=False, na_rep="constant", float_format=lambda v: f"{v:.4g}")]
+
+
 def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: float = 0.5) -> Path:
     """Write ``index.html`` and its PNGs into ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
@@ -161,6 +180,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: flo
                 "<h2>Calibration methods on the same rows</h2>",
                 "<p>The version's configuration refitted with each method on the earlier periods and scored "
                 "through ONNX on these rows.</p>", _comparison_table(ev.calibration_comparison)]),
+            *([] if ev.monotonicity is None else _monotonicity_section(ev.monotonicity, ev.constrained)),
             "<h2>Plots</h2>", *[f'<img src="{i}" alt="{i}">' for i in imgs]]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

@@ -4,6 +4,12 @@ Families: logistic regression (StandardScaler; a uniform QuantileTransformer is 
 random forest, and gradient boosting: HistGradientBoosting when skl2onnx converts it in the installed versions
 (checked at run time by :func:`hist_gradient_boosting_converts`), else GradientBoosting.
 
+With ``monotonic`` the search trains every family under the features' declared directions
+(models/monotonic.py): ``monotonic_cst`` for the forest and for boosting, which is then always
+HistGradientBoosting (GradientBoosting takes no constraints; the export mends skl2onnx's converter,
+models/onnx_boosting.py), and a sign-constrained logistic regression. Off by default: it changes the
+chosen model, and a default changes only after a held-out comparison on Lending Club (docs/MODELS.md).
+
 Class imbalance (about 1 % defaults on Lending Club) is handled by calibration, and with class weights
 only where they are a search choice: random forest tries ``class_weight`` None/"balanced_subsample";
 logistic regression searches only its L1 path (weights would mostly rescale C, doubling the choices
@@ -37,6 +43,7 @@ from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from models.dataset import TrainingSet
 from models.errors import ModelError
+from models.monotonic import SignConstrainedLogisticRegression, constraints
 from models.split import Fold
 
 FAMILIES: tuple[str, ...] = ("logistic_regression", "gradient_boosting", "random_forest")  # simplest first
@@ -72,43 +79,61 @@ CLASS_WEIGHTING = {
 
 @lru_cache(maxsize=1)
 def hist_gradient_boosting_converts() -> bool:
-    """True when skl2onnx converts a fitted HistGradientBoostingClassifier in the installed versions."""
-    from models.export import export_onnx
+    """True when skl2onnx's own converter converts a fitted HistGradientBoostingClassifier in the installed versions.
+
+    Asked of skl2onnx alone, not of the export (which mends the converter, models/onnx_boosting.py): the
+    unconstrained family changes estimator only when skl2onnx itself is fixed, not as a side effect.
+    """
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
     y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
     try:
-        export_onnx(HistGradientBoostingClassifier(max_iter=3).fit(X, y), ["a", "b", "c"])
+        convert_sklearn(HistGradientBoostingClassifier(max_iter=3).fit(X, y),
+                        initial_types=[("features", FloatTensorType([None, 3]))], options={"zipmap": False})
     except Exception:  # noqa: BLE001 - skl2onnx 1.20 + onnx 1.23: "Expected an int, got a boolean"
         return False
     return True
 
 
-def boosting_name() -> str:
-    """Which boosting estimator the gradient_boosting family uses here."""
-    return "HistGradientBoostingClassifier" if hist_gradient_boosting_converts() else "GradientBoostingClassifier"
+def boosting_name(constrained: bool = False) -> str:
+    """Which boosting estimator the gradient_boosting family uses here (always HistGradientBoosting when constrained)."""
+    if constrained or hist_gradient_boosting_converts():
+        return "HistGradientBoostingClassifier"
+    return "GradientBoostingClassifier"
 
 
-def _boosting(params: dict[str, Any], seed: int) -> ClassifierMixin:
-    """The boosting estimator for ``params`` (HistGradientBoosting when it converts, else GradientBoosting)."""
-    if hist_gradient_boosting_converts():
+def _boosting(params: dict[str, Any], seed: int, monotonic_cst: list[int] | None = None) -> ClassifierMixin:
+    """The boosting estimator for ``params``: HistGradientBoosting when constrained or when skl2onnx converts it."""
+    if boosting_name(monotonic_cst is not None) == "HistGradientBoostingClassifier":
+        # HistGradientBoosting has no subsample. early_stopping off: the search sets the iterations, and
+        # "auto" would hold out a tenth of the rows (and of the few defaults) above 10,000 loans.
         return HistGradientBoostingClassifier(
             max_iter=params["n_estimators"], learning_rate=params["learning_rate"],
-            max_depth=params["max_depth"], min_samples_leaf=params["min_samples_leaf"], random_state=seed)
+            max_depth=params["max_depth"], min_samples_leaf=params["min_samples_leaf"], early_stopping=False,
+            monotonic_cst=monotonic_cst, random_state=seed)
     return GradientBoostingClassifier(random_state=seed, **params)
 
 
-def _classifier(family: str, params: dict[str, Any], seed: int) -> ClassifierMixin:
-    """The uncalibrated classifier of ``family`` (without the logistic regression's preprocessing)."""
+def _classifier(family: str, params: dict[str, Any], seed: int,
+                monotonic_cst: list[int] | None = None) -> ClassifierMixin:
+    """The uncalibrated classifier of ``family`` (without the logistic regression's preprocessing).
+
+    ``monotonic_cst``: a direction per feature (+1, -1, 0) the classifier must obey, or None.
+    """
     if family == "logistic_regression":
         l1 = params.get("penalty", "l2") == "l1"
-        return LogisticRegression(C=params["C"], class_weight=params["class_weight"], max_iter=5000,
-                                  l1_ratio=1.0 if l1 else 0.0, solver="liblinear" if l1 else "lbfgs")
+        kwargs: dict[str, Any] = {"C": params["C"], "class_weight": params["class_weight"], "max_iter": 5000,
+                                  "l1_ratio": 1.0 if l1 else 0.0, "solver": "liblinear" if l1 else "lbfgs"}
+        if monotonic_cst is not None:
+            return SignConstrainedLogisticRegression(monotonic_cst=monotonic_cst, **kwargs)
+        return LogisticRegression(**kwargs)
     if family == "random_forest":
-        return RandomForestClassifier(random_state=seed, n_jobs=1, **params)
+        return RandomForestClassifier(random_state=seed, n_jobs=1, monotonic_cst=monotonic_cst, **params)
     if family == "gradient_boosting":
-        return _boosting(params, seed)
+        return _boosting(params, seed, monotonic_cst)
     raise ModelError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
 
 
@@ -127,9 +152,10 @@ def _wrap(family: str, params: dict[str, Any], clf: ClassifierMixin) -> Classifi
     return Pipeline(steps)
 
 
-def ranking_estimator(family: str, params: dict[str, Any], seed: int = 0) -> ClassifierMixin:
+def ranking_estimator(family: str, params: dict[str, Any], seed: int = 0,
+                      monotonic_cst: list[int] | None = None) -> ClassifierMixin:
     """The uncalibrated model the search ranks configurations with (sigmoid calibration keeps ROC AUC)."""
-    return _wrap(family, params, _classifier(family, params, seed))
+    return _wrap(family, params, _classifier(family, params, seed, monotonic_cst))
 
 
 def check_calibration(calibration: str) -> str:
@@ -139,14 +165,14 @@ def check_calibration(calibration: str) -> str:
     return calibration
 
 
-def final_estimator(family: str, params: dict[str, Any], seed: int = 0,
-                    calibration: str = CALIBRATION) -> ClassifierMixin:
+def final_estimator(family: str, params: dict[str, Any], seed: int = 0, calibration: str = CALIBRATION,
+                    monotonic_cst: list[int] | None = None) -> ClassifierMixin:
     """The model that is registered: the family's classifier inside a CalibratedClassifierCV (``calibration``).
 
     For logistic regression the scaler stays outside the calibrator: skl2onnx mis-converts a
     calibrated Pipeline (docs/MODELS.md).
     """
-    cal = CalibratedClassifierCV(_classifier(family, params, seed), method=check_calibration(calibration),
+    cal = CalibratedClassifierCV(_classifier(family, params, seed, monotonic_cst), method=check_calibration(calibration),
                                  ensemble=False, cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=seed))
     return _wrap(family, params, cal)
 
@@ -226,15 +252,18 @@ class SearchResult:
 
 
 def search(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], families: Sequence[str] = FAMILIES,
-           budget: int | dict[str, int] = 6, seed: int = 0) -> SearchResult:
-    """Try ``budget`` configurations per family on the same folds; choose by :func:`choose`."""
+           budget: int | dict[str, int] = 6, seed: int = 0, monotonic_cst: list[int] | None = None) -> SearchResult:
+    """Try ``budget`` configurations per family on the same folds; choose by :func:`choose`.
+
+    ``monotonic_cst`` (a direction per column of ``X``, or None) constrains every configuration tried.
+    """
     trials: list[dict[str, Any]] = []
     for family in families:
         if family not in FAMILIES:
             raise ModelError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
         n = budget[family] if isinstance(budget, dict) else budget
         for params in configurations(family, n, seed):
-            aucs = cv_auc(ranking_estimator(family, params, seed), X, y, folds)
+            aucs = cv_auc(ranking_estimator(family, params, seed, monotonic_cst), X, y, folds)
             trials.append({"family": family, "params": params, "auc_mean": float(aucs.mean()),
                            "auc_std": float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0,
                            "fold_auc": [round(float(a), 6) for a in aucs]})
@@ -257,6 +286,7 @@ class TrainedModel:
     search: SearchResult
     extra: dict[str, Any] = field(default_factory=dict)
     calibration: str = CALIBRATION
+    monotonic_cst: list[int] | None = None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) for rows of ``X`` (columns in ``feature_names`` order)."""
@@ -269,22 +299,29 @@ def feature_reference(ts: TrainingSet) -> dict[str, float]:
 
 
 def fit_final(ts: TrainingSet, family: str, params: dict[str, Any], seed: int = 0,
-              calibration: str = CALIBRATION) -> Any:
-    """The configuration ``family``/``params`` fitted, calibrated by ``calibration``, on all of ``ts``."""
+              calibration: str = CALIBRATION, monotonic: bool = False) -> Any:
+    """The configuration ``family``/``params`` fitted, calibrated by ``calibration``, on all of ``ts``
+    (under the features' declared directions with ``monotonic``)."""
+    cst = constraints(ts.feature_names) if monotonic else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        return final_estimator(family, params, seed, calibration).fit(ts.matrix().astype(np.float64), ts.label)
+        return final_estimator(family, params, seed, calibration, cst).fit(ts.matrix().astype(np.float64), ts.label)
 
 
 def fit(ts: TrainingSet, folds: Sequence[Fold], families: Sequence[str] = FAMILIES,
-        budget: int | dict[str, int] = 6, seed: int = 0, calibration: str = CALIBRATION) -> TrainedModel:
-    """Search on ``folds`` of ``ts``, then fit the chosen configuration, calibrated, on all of ``ts``."""
+        budget: int | dict[str, int] = 6, seed: int = 0, calibration: str = CALIBRATION,
+        monotonic: bool = False) -> TrainedModel:
+    """Search on ``folds`` of ``ts``, then fit the chosen configuration, calibrated, on all of ``ts``.
+
+    ``monotonic``: search and fit under the directions ``contracts.features`` declares for ``ts``'s features.
+    """
     X, y = ts.matrix().astype(np.float64), ts.label
     check_calibration(calibration)
     if ts.positives < 6 or ts.n - ts.positives < 6:
         raise ModelError(f"{ts.source}: {ts.positives} defaults in {ts.n} loans is too few to train on")
-    result = search(X, y, folds, families, budget, seed)
-    estimator = fit_final(ts, result.family, result.params, seed, calibration)
+    cst = constraints(ts.feature_names) if monotonic else None
+    result = search(X, y, folds, families, budget, seed, cst)
+    estimator = fit_final(ts, result.family, result.params, seed, calibration, monotonic)
     return TrainedModel(estimator=estimator, family=result.family, params=result.params,
                         feature_names=ts.feature_names, feature_reference=feature_reference(ts), search=result,
-                        calibration=calibration)
+                        calibration=calibration, monotonic_cst=cst)

@@ -80,6 +80,35 @@ def _families(value: str | None) -> list[str]:
     return out
 
 
+def monotonic_option(fn: F) -> F:
+    """--monotonic/--no-monotonic: train under the features' declared directions."""
+    return click.option("--monotonic/--no-monotonic", default=False, show_default=True,
+                        help="Constrain every family to the directions contracts/features.py declares (higher "
+                             "utilisation, debt-to-income, delinquencies never lower P(default)). Off until "
+                             "compared on Lending Club (docs/MODELS.md).")(fn)
+
+
+def _monotonicity_line(meta: dict[str, Any]) -> str | None:
+    """One line: trained constrained or not, what was dropped, and the check's worst feature."""
+    from models.monotonic import worst
+
+    record = meta.get("monotonicity_check")
+    if not isinstance(record, dict):
+        return None
+    mono = meta.get("monotonic") or {}
+    how = "constrained" if mono.get("constrained") else "unconstrained"
+    dropped = f" (dropped: {', '.join(mono['dropped'])})" if mono.get("dropped") else ""
+    top = worst(record)
+    if top is None:
+        found = "no feature with a declared direction varies on these loans"
+    elif top[1] == 0:
+        found = f"no loan of {record['rows']} moves against a declared direction ({len(record['features'])} features)"
+    else:
+        found = (f"worst {top[0]}: {top[1]:.1%} of {record['rows']} loans against its direction, "
+                 f"by up to {top[2]:.4f}")
+    return f"monotonicity: {how}{dropped}; {found}"
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     """A number rounded for tables, or '-'."""
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
@@ -104,10 +133,11 @@ def model() -> None:
               help="How the chosen model's probabilities are calibrated (both export to ONNX with parity).")
 @click.option("--compare-calibration", is_flag=True,
               help="Also fit every calibration method and record their holdout ECE and Brier in the metadata.")
+@monotonic_option
 @one_line_errors
 def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, families: str | None, budget: int,
               seed: int, no_holdout: bool, register: bool, do_promote: bool, calibration: str,
-              compare_calibration: bool) -> None:
+              compare_calibration: bool, monotonic: bool) -> None:
     """Search, calibrate, export to ONNX, check parity and register a new version."""
     from models.pipeline import train_candidate
 
@@ -115,7 +145,7 @@ def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, 
     ts = _load(dataset, file)
     _err.print(f"training on {ts.source}: {ts.n} loans, {ts.positives} defaults ({ts.prevalence:.2%})")
     cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout, calibration=calibration,
-                           compare_calibration=compare_calibration)
+                           compare_calibration=compare_calibration, monotonic=monotonic)
     m = cand.metadata
     _out.print(f"chosen: {m['family']} {json.dumps(m['params'])}; CV ROC AUC {m['metrics']['cv']['roc_auc_mean']:.4f}"
                f" ± {m['metrics']['cv']['roc_auc_std']:.4f}; parity max |diff| {m['parity']['max_abs_diff']:.2e}")
@@ -125,6 +155,9 @@ def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, 
     for method, met in (m.get("calibration_comparison") or {}).items():
         _out.print(f"  calibration {method:9s} holdout ECE {met.get('ece', float('nan')):.4f}  "
                    f"Brier {met.get('brier', float('nan')):.6f}")
+    line = _monotonicity_line(m)
+    if line:
+        _out.print(line)
     if not register:
         return
     reg = _registry(registry_uri)
@@ -170,6 +203,11 @@ def evaluate_cmd(dataset: str | None, file: Path | None, registry_uri: str | Non
     for method, met in (ev.calibration_comparison or {}).items():
         _out.print(f"calibration {method:9s} ECE {_fmt(met.get('ece'), 4)}  Brier {_fmt(met.get('brier'), 6)}  "
                    f"(refit on {met.get('trained_on')} earlier loans)")
+    if ev.monotonicity is not None:
+        for r in ev.monotonicity.itertuples():
+            share = "constant here" if r.violating_share != r.violating_share else f"{r.violating_share:.1%}"
+            _out.print(f"monotonicity {r.feature:22s} {r.direction:+d}: {share} of {r.rows} loans against it "
+                       f"(largest gap {_fmt(r.max_against, 6)})")
     if report_dir is not None:
         from models.report import write_report
         path = write_report(ev, report_dir, f"Model {meta.get('version')} on {ev.rows.source}", alert_threshold())
@@ -240,9 +278,10 @@ def rollback_cmd(registry_uri: str | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the digest as JSON here.")
+@monotonic_option
 @one_line_errors
 def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
-                 repeats: int, seed: int, json_out: Path | None) -> None:
+                 repeats: int, seed: int, json_out: Path | None, monotonic: bool) -> None:
     """Nested repeated stratified CV of the training procedure against the baselines."""
     from models.backtest import backtest
     from models.pipeline import alert_threshold
@@ -252,7 +291,7 @@ def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, b
     chosen = _families(families)
     ts = _load(dataset, file)
     result = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
-                      seed=seed, threshold=alert_threshold())
+                      seed=seed, threshold=alert_threshold(), monotonic=monotonic)
     _out.print(result.text())
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
