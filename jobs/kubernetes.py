@@ -99,6 +99,8 @@ POSTGRES_SECRET = SecretRef("loanrisk-postgres", "password", "postgres.password:
                             "JDBC catalog, serving tables)", in_params=True)
 S3_SECRET = SecretRef("loanrisk-s3", "secret-access-key", "s3.secret_access_key of s3.access_key_id (lake, model "
                       "registry; Flink's checkpoints through AWS_SECRET_ACCESS_KEY)", in_params=True)
+S3_READER_SECRET = SecretRef("loanrisk-s3-reader", "secret-access-key", "s3.reader.secret_access_key of "
+                             "s3.reader.access_key_id: the scorer's model registry key, which cannot write", in_params=True)
 PII_SECRET = SecretRef("loanrisk-pii-hash-key", "pii-hash-key", "privacy.pii_hash_key: the HMAC key of every PII "
                        "pseudonym (the installation's own: pseudonyms change with it)", mounted_on=("taskmanager",))
 KAFKA_SASL_SECRET = SecretRef("loanrisk-kafka", "sasl-password", "kafka.sasl_password of kafka.sasl_username",
@@ -111,6 +113,8 @@ def expected_secrets(settings: Settings) -> list[SecretRef]:
     """The Secrets the deployment of these settings reads; create them before applying it."""
     k = settings.kafka
     found = [POSTGRES_SECRET, PII_SECRET] if settings.s3.default_chain else [POSTGRES_SECRET, S3_SECRET, PII_SECRET]
+    if not settings.s3.for_readers().default_chain:
+        found.insert(-1, S3_READER_SECRET)
     if k.sasl_mechanism:
         found.append(KAFKA_SASL_SECRET)
     if k.ssl_cafile and "SSL" in k.security_protocol:
@@ -138,6 +142,10 @@ def cluster_settings(settings: Settings, secret: Callable[[SecretRef], str] = _p
         # with the Secret's key, so the token is dropped rather than written. A pod role renews its own.
         s3 = {"secret_access_key": secret(S3_SECRET), "secret_access_key_file": None, "session_token": None,
               "session_token_file": None}
+    if S3_READER_SECRET in refs:
+        # The scorer's key, filled in like the read-write one (its session token dropped for the same reason).
+        s3["reader"] = {**dict(settings.s3.reader), "secret_access_key": secret(S3_READER_SECRET),
+                        "secret_access_key_file": None, "session_token": None, "session_token_file": None}
     return override(
         settings, flink={"checkpoint_storage": "s3"}, kafka=kafka, s3=s3,
         postgres={"password": secret(POSTGRES_SECRET), "password_file": None},
@@ -402,9 +410,10 @@ def unreachable_endpoints(settings: Settings) -> list[str]:
             return ipaddress.ip_address(host.strip("[]")).is_loopback
         except ValueError:
             return host == "localhost"
-    k, pg, s3 = settings.kafka, settings.postgres, settings.s3
+    k, pg, s3, readers = settings.kafka, settings.postgres, settings.s3, settings.s3.for_readers()
     checks = [("kafka.bootstrap_servers", k.bootstrap, [s.rsplit(":", 1)[0] for s in k.bootstrap.split(",")]),
-              ("postgres.host", pg.host, [pg.host]), ("s3.endpoint", s3.url, [urlsplit(s3.url).hostname or ""])]
+              ("postgres.host", pg.host, [pg.host]), ("s3.endpoint", s3.url, [urlsplit(s3.url).hostname or ""]),
+              ("s3.reader.endpoint", readers.url, [urlsplit(readers.url).hostname or ""])]
     return [f"{setting} is {value}: pods cannot reach a loopback address; set LOANRISK_{setting.upper().replace('.', '__')}"
             for setting, value, hosts in checks if any(loopback(h) for h in hosts)]
 

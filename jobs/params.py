@@ -107,13 +107,18 @@ def pii_key_file(settings: Settings) -> Path:
 
 def scorer_parameters(settings: Settings) -> dict[str, str]:
     """The champion scorer's parameters (udfs/scorer.py SCORER_PARAMETERS) from the settings: what the job's
-    UDF reads from its job parameters and the scoring API builds its scorer from, so both score alike."""
-    s3, m = settings.s3, settings.model
-    params = {"model.registry_uri": m.registry(s3), "model.poll_interval_s": m.poll_interval_s,
+    UDF reads from its job parameters and the scoring API builds its scorer from, so both score alike.
+
+    Both read the registry as its readers (``s3.reader``): a key that cannot write, so whoever takes over a worker
+    or the API can read the champion but not replace it; the trainer and promotion keep the read-write key.
+    """
+    m = settings.model
+    readers = settings.s3.for_readers()
+    params = {"model.registry_uri": m.registry(settings.s3), "model.poll_interval_s": m.poll_interval_s,
               "model.alert_threshold": m.alert_threshold, "model.max_model_bytes": m.max_model_bytes,
-              "s3.endpoint": s3.url, "s3.region": s3.region}
+              "s3.endpoint": readers.url, "s3.region": readers.region}
     # No keys configured: none are passed, and the UDF takes the AWS SDK's default chain on its worker.
-    keys = s3.credentials()
+    keys = readers.credentials()
     if keys is not None:
         params.update({"s3.access_key_id": keys.access_key_id, "s3.secret_access_key": keys.secret_access_key})
         if keys.session_token:

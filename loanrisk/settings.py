@@ -347,6 +347,44 @@ class S3Credentials(NamedTuple):
     session_token: str | None = None
 
 
+def _token_without_keys(token: SecretStr | None, token_file: Path | None, secret: SecretStr | None,
+                        secret_file: Path | None) -> bool:
+    """True when a session token is configured without the secret key it belongs to."""
+    return (token is not None or token_file is not None) and secret is None and secret_file is None
+
+
+class S3ReaderSettings(BaseModel):
+    """The model registry's readers (the job's scorer, the scoring API): an endpoint and a key of their own.
+
+    The trainer and `riskctl model promote` keep the s3 section's key, which writes. The readers' key cannot: with
+    the local object store it belongs to a second s3proxy serving the same files read-only; on AWS it is a
+    principal of its own (an IAM user's key, or the default credential chain) granted s3:GetObject on the registry.
+    """
+
+    host: str = Field(LOOPBACK, description="Host of the local read-only endpoint (unused with an endpoint URL)")
+    port: int = Field(9001, ge=1, le=65535, description="Port of the local read-only endpoint: an s3proxy serving "
+                      "the object store's files that refuses every write, bucket creation and deletion")
+    endpoint: str | None = Field(None, description="URL the registry readers use; unset: s3.endpoint when that is "
+                                 "set (the same store, another principal), else the local read-only endpoint")
+    access_key_id: str = Field("loanrisk-reader", description="Access key id of the readers' secret key (the local "
+                               "read-only endpoint's identity); must differ from s3.access_key_id")
+    secret_access_key: SecretStr | None = Field(
+        None, description="The readers' secret key. Unset with the local object store: generated, its own (see "
+        "s3.generated_secrets_dir); unset (and no file) with s3.endpoint or s3.reader.endpoint: the readers take the "
+        "AWS SDK's default credential chain, never the s3 section's key")
+    secret_access_key_file: Path | None = Field(None, description="File holding the readers' secret key, read at use")
+    session_token: SecretStr | None = Field(None, description="Session token of the readers' temporary credentials")
+    session_token_file: Path | None = Field(None, description="File holding the readers' session token, read at use")
+
+    @model_validator(mode="after")
+    def _token_goes_with_keys(self) -> S3ReaderSettings:
+        if _token_without_keys(self.session_token, self.session_token_file, self.secret_access_key,
+                               self.secret_access_key_file):
+            raise ValueError("s3.reader.session_token is part of temporary credentials: set s3.reader.access_key_id "
+                             "and s3.reader.secret_access_key (or its _file) with it, or neither for the default chain")
+        return self
+
+
 class S3Settings(BaseModel):
     """The S3-compatible object store holding the lake and the model registry.
 
@@ -373,16 +411,35 @@ class S3Settings(BaseModel):
     bucket: str = "warehouse"
     path_style: bool = True
     generated_secrets_dir: Path | None = Field(
-        None, description="Where the local object store's secret key is generated and kept when unset "
-        "(default <stack.state_dir>/secrets)")
+        None, description="Where the local object store's secret keys (the read-write one and the registry "
+        "readers') are generated and kept when unset (default <stack.state_dir>/secrets)")
+    reader: S3ReaderSettings = S3ReaderSettings()
 
     @model_validator(mode="after")
     def _token_goes_with_keys(self) -> S3Settings:
-        if ((self.session_token is not None or self.session_token_file is not None)
-                and self.secret_access_key is None and self.secret_access_key_file is None):
+        if _token_without_keys(self.session_token, self.session_token_file, self.secret_access_key,
+                               self.secret_access_key_file):
             raise ValueError("s3.session_token is part of temporary credentials: set s3.access_key_id and "
                              "s3.secret_access_key (or its _file) with it, or neither for the default credential chain")
         return self
+
+    @model_validator(mode="after")
+    def _readers_sign_with_a_key_of_their_own(self) -> S3Settings:
+        # One key id is one principal: the readers would write with it wherever the read-write key may.
+        if not self.for_readers().default_chain and self.reader.access_key_id == self.access_key_id:
+            raise ValueError(f"s3.reader.access_key_id is {self.access_key_id!r}, the id of the read-write key "
+                             "(s3.access_key_id): the model registry's readers need a key of their own that cannot "
+                             "write; set another id (and its secret key, unless generated for the local store)")
+        return self
+
+    def for_readers(self) -> S3Settings:
+        """These settings as the model registry's readers use them: the same bucket and region, the readers' endpoint
+        and key (``s3.reader``), never this section's read-write key. Every client takes them as it takes these."""
+        r = self.reader
+        return self.model_copy(update={
+            "host": r.host, "port": r.port, "endpoint": r.endpoint or self.endpoint, "access_key_id": r.access_key_id,
+            "secret_access_key": r.secret_access_key, "secret_access_key_file": r.secret_access_key_file,
+            "session_token": r.session_token, "session_token_file": r.session_token_file})
 
     @property
     def url(self) -> str:

@@ -56,6 +56,7 @@ def isolated_stack_env(state_dir: Path, install_dir: Path, seed: int) -> dict[st
         "LOANRISK_PROMETHEUS__PORT": str(base + 7),
         "LOANRISK_PREFECT__PORT": str(base + 9),
         "LOANRISK_API__PORT": str(base + 10),
+        "LOANRISK_S3__READER__PORT": str(base + 11),
         "LOANRISK_FLINK__PROMETHEUS_PORTS": f"{base + 12}-{base + 21}",
         "LOANRISK_ALERTING__PORT": str(base + 22),
     }

@@ -16,13 +16,13 @@ def all_services(settings: Settings, with_prefect: bool | None = None,
     from stack.services.postgres import Postgres
     from stack.services.prefect import PrefectServer
     from stack.services.prometheus import Prometheus
-    from stack.services.s3 import S3Endpoint
+    from stack.services.s3 import S3Endpoint, S3ReadOnlyEndpoint
     from stack.services.scoring_api import ScoringApi
     from stack.services.snowflake import SnowflakeEndpoint
 
-    services: list[Service] = [Postgres(settings), S3Endpoint(settings), KafkaBroker(settings),
-                               SnowflakeEndpoint(settings), FlinkCluster(settings), LagExporter(settings),
-                               Alertmanager(settings), Prometheus(settings)]
+    services: list[Service] = [Postgres(settings), S3Endpoint(settings), S3ReadOnlyEndpoint(settings),
+                               KafkaBroker(settings), SnowflakeEndpoint(settings), FlinkCluster(settings),
+                               LagExporter(settings), Alertmanager(settings), Prometheus(settings)]
     if settings.prefect.enabled if with_prefect is None else with_prefect:
         services.append(PrefectServer(settings))
     if settings.api.enabled if with_api is None else with_api:

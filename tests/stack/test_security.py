@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from loanrisk.settings import Settings
+from loanrisk.settings import S3Settings, Settings
 from jobs.params import RISK_JOB_NAME
 from stack.flink_conf import checkpoint_dir
 from tests.stack.conftest import RiskRun
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.stack
 def _secrets(s: Settings) -> dict[str, str]:
     """The configured secret values, by name (each read from its file)."""
     values = {"postgres writer password": s.postgres.secret(), "postgres reader password": s.postgres.reader_secret(),
-              "s3 secret key": s.s3.secret(), "pii hash key": s.privacy.key()}
+              "s3 secret key": s.s3.secret(), "s3 registry readers' key": s.s3.for_readers().secret(),
+              "pii hash key": s.privacy.key()}
     return {k: v for k, v in values.items() if v}
 
 
@@ -333,6 +334,52 @@ def test_the_object_store_refuses_a_client_without_credentials_or_with_a_wrong_k
     print(f"\nobject store {s3.url}: anonymous {anonymous.value.code}, wrong key "
           f"{signed_wrong.value.response['Error']['Code']}, the configured key lists the bucket")
     assert anonymous.value.code == 403
+
+
+def _job_registry_key(s: Settings) -> S3Settings:
+    """The S3 endpoint and key the running risk job's scorer reads the registry with, from the parameter file the job
+    was submitted with (what its UDF receives as job parameters), as S3 settings every client takes."""
+    from jobs.params import params_path
+    conf = json.loads(params_path(s, RISK_JOB_NAME).read_text())["flink_conf"]
+    udf = json.loads(conf["pipeline.global-job-parameters"])
+    return S3Settings(endpoint=udf["s3.endpoint"], region=udf["s3.region"], bucket=s.s3.bucket,
+                      access_key_id=udf["s3.access_key_id"], secret_access_key=udf["s3.secret_access_key"])
+
+
+def _refused(call) -> int | None:
+    """The HTTP status a refused S3 request got, or None when it was carried out."""
+    from botocore.exceptions import ClientError
+    try:
+        call()
+    except ClientError as exc:
+        return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+    return None
+
+
+def test_the_jobs_registry_key_reads_the_champion_but_cannot_write_or_delete(risk_run: RiskRun) -> None:
+    from contracts.registry_layout import champion_path
+    from loanrisk.objectstore import s3_client
+    s = risk_run.settings
+    job_key = _job_registry_key(s)
+    assert (job_key.url, job_key.access_key_id) != (s.s3.url, s.s3.access_key_id), "the job reads as the trainer"
+    assert job_key.secret() != s.s3.secret(), "the job holds the read-write key"
+    bucket, key = s.s3.bucket, champion_path(s.model.registry(s.s3)).removeprefix(f"s3://{s.s3.bucket}/")
+    reader, writer = s3_client(job_key, attempts=1), s3_client(s.s3, attempts=1)
+    champion = writer.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert reader.get_object(Bucket=bucket, Key=key)["Body"].read() == champion
+    stray = key.rsplit("/", 1)[0] + "/intruder.json"
+    refused = {"PUT over champion.json": _refused(lambda: reader.put_object(Bucket=bucket, Key=key, Body=b"{}")),
+               "PUT of a new object": _refused(lambda: reader.put_object(Bucket=bucket, Key=stray, Body=b"{}")),
+               "DELETE of champion.json": _refused(lambda: reader.delete_object(Bucket=bucket, Key=key))}
+    # Its key is the read-only endpoint's own: the read-write endpoint does not know it.
+    elsewhere = s3_client(type(job_key).model_validate({**dict(job_key), "endpoint": s.s3.url}), attempts=1)
+    unknown = _refused(lambda: elsewhere.get_object(Bucket=bucket, Key=key))
+    print(f"\njob's registry key {job_key.access_key_id} on {job_key.url}: reads champion.json ({len(champion)} bytes); "
+          f"refused: {refused}; on the read-write endpoint {s.s3.url}: {unknown}")
+    assert refused == {name: 501 for name in refused}, refused
+    assert writer.get_object(Bucket=bucket, Key=key)["Body"].read() == champion
+    assert _refused(lambda: writer.head_object(Bucket=bucket, Key=stray)) == 404
+    assert unknown == 403
 
 
 def test_the_sasl_listener_refuses_strangers_and_its_acls_let_the_analyst_only_read(

@@ -74,7 +74,7 @@ def test_compose_env_writes_a_distinct_secret_for_every_required_variable(tmp_pa
     from stack.compose_env import required_variables
     required = required_variables((REPO_ROOT / "docker-compose.yml").read_text())
     assert {"LOANRISK_POSTGRES__PASSWORD", "LOANRISK_POSTGRES__READER_PASSWORD", "LOANRISK_S3__SECRET_ACCESS_KEY",
-            "GRAFANA_ADMIN_PASSWORD"} <= set(required)
+            "LOANRISK_S3__READER__SECRET_ACCESS_KEY", "GRAFANA_ADMIN_PASSWORD"} <= set(required)
     env = tmp_path / ".env"
     result = CliRunner().invoke(stack, ["compose-env", "--file", str(env)])
     assert result.exit_code == 0, result.output
@@ -93,7 +93,7 @@ def test_compose_env_writes_a_distinct_secret_for_every_required_variable(tmp_pa
 # -- the compose stack against the local stack's own definitions ----------------------------------------------------
 
 # Local service name -> compose service, where they differ (Flink's JobManager serves the REST port).
-COMPOSE_NAME = {"flink": "jobmanager", "lag_exporter": "lag-exporter"}
+COMPOSE_NAME = {"flink": "jobmanager", "lag_exporter": "lag-exporter", "s3_reader": "s3-reader"}
 # Ports only the service's own processes use: the KRaft controller and the JobManager's RPC port stay inside the
 # compose network (the TaskManager reaches it there), so neither is published.
 INTERNAL_PORTS = {("kafka", "controller"), ("flink", "rpc")}
@@ -235,6 +235,24 @@ def test_the_object_store_is_the_pinned_s3proxy_on_the_settings_port_and_bucket(
     assert env["S3PROXY_ENDPOINT"] == f"http://0.0.0.0:{s3.port}" and env["JCLOUDS_PROVIDER"] == "filesystem"
     assert environment_of(COMPOSE["services"]["init"])["LOANRISK_S3__BUCKET"] == s3.bucket
     assert "minio" not in (REPO_ROOT / "docker-compose.yml").read_text().lower()
+
+
+def test_the_registry_readers_endpoint_serves_the_same_volume_read_only_with_its_own_key() -> None:
+    from loanrisk.settings import Settings
+    s3 = Settings().s3
+    rw, ro = environment_of(COMPOSE["services"]["s3"]), environment_of(COMPOSE["services"]["s3-reader"])
+    assert COMPOSE["services"]["s3-reader"]["image"] == COMPOSE["services"]["s3"]["image"]
+    assert ro["S3PROXY_READ_ONLY_BLOBSTORE"] == "true" and "S3PROXY_READ_ONLY_BLOBSTORE" not in rw
+    assert ro["S3PROXY_ENDPOINT"] == f"http://0.0.0.0:{s3.reader.port}"
+    assert ro["JCLOUDS_FILESYSTEM_BASEDIR"] == rw["JCLOUDS_FILESYSTEM_BASEDIR"]
+    assert COMPOSE["services"]["s3-reader"]["volumes"] == [f"{COMPOSE['services']['s3']['volumes'][0]}:ro"]
+    assert (ro["S3PROXY_IDENTITY"], ro["S3PROXY_CREDENTIAL"]) != (rw["S3PROXY_IDENTITY"], rw["S3PROXY_CREDENTIAL"])
+    assert ro["S3PROXY_IDENTITY"] == s3.reader.access_key_id
+    # The platform's readers (the scoring API) are pointed at it, with the key it accepts.
+    platform = environment_of(COMPOSE["services"]["api"])
+    assert platform["LOANRISK_S3__READER__HOST"] == "s3-reader"
+    assert platform["LOANRISK_S3__READER__ACCESS_KEY_ID"] == ro["S3PROXY_IDENTITY"]
+    assert platform["LOANRISK_S3__READER__SECRET_ACCESS_KEY"] == ro["S3PROXY_CREDENTIAL"]
 
 
 def test_flink_checkpoints_on_the_object_store_with_path_style_access() -> None:

@@ -44,7 +44,8 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/loan-risk-flink"
 SDK_DEFAULT_CHAIN = "com.amazonaws.auth.DefaultAWSCredentialsProviderChain"
 # Distinctive values of every secret setting: none may reach a manifest.
 SECRET_VALUES = {"postgres": "Pg-Writer-Secret-7Q", "s3": "S3-Secret-Key-9Z/xK+w", "pii": "Pii-Hmac-Key-4V",
-                 "kafka": "Sasl-Password-2M:x@y", "s3 session token": "S3-Session-Token-6R"}
+                 "kafka": "Sasl-Password-2M:x@y", "s3 session token": "S3-Session-Token-6R",
+                 "s3 reader": "S3-Reader-Key-3J/pQ+v"}
 
 
 def crd_jar() -> Path:
@@ -131,16 +132,19 @@ def cluster_like_settings(tmp_path: Path) -> Settings:
         postgres={"host": "pg.data.svc", "password": SECRET_VALUES["postgres"]},
         s3={"endpoint": "https://s3.eu-west-1.amazonaws.com", "region": "eu-west-1", "path_style": False,
             "bucket": "risk-lake", "access_key_id": "AKIARISKJOB", "secret_access_key": SECRET_VALUES["s3"],
-            "secret_access_key_file": "/nowhere/s3-secret", "session_token": SECRET_VALUES["s3 session token"]},
+            "secret_access_key_file": "/nowhere/s3-secret", "session_token": SECRET_VALUES["s3 session token"],
+            "reader": {"access_key_id": "AKIARISKREADER", "secret_access_key": SECRET_VALUES["s3 reader"],
+                       "secret_access_key_file": "/nowhere/s3-reader-secret"}},
         privacy={"pii_hash_key": SECRET_VALUES["pii"]},
         flink={"parallelism": 6, "taskmanager_slots": 3, "taskmanager_memory": "6144m", "jobmanager_memory": "2048m",
                "checkpoint_interval_ms": 30_000, "checkpoint_prefix": "/ops/flink-state/"})
 
 
 def pod_role_settings(tmp_path: Path) -> Settings:
-    """The cluster-like settings with no S3 key (the AWS credential chain) and an IRSA role for the pods."""
+    """The cluster-like settings with no S3 key, the readers' neither (the AWS credential chain), and an IRSA role
+    for the pods."""
     return override(cluster_like_settings(tmp_path), kubernetes={"role_arn": ROLE_ARN},
-                    s3={"secret_access_key": None, "secret_access_key_file": None, "session_token": None})
+                    s3={"secret_access_key": None, "secret_access_key_file": None, "session_token": None, "reader": {}})
 
 
 SETTINGS: dict[str, Callable[[Path], Settings]] = {"defaults": default_settings, "cluster-like": cluster_like_settings,
@@ -361,6 +365,38 @@ def test_with_a_pod_role_every_s3_client_in_the_pods_takes_the_aws_credential_ch
     assert sorted(key for key in udf if key.startswith("s3.")) == ["s3.endpoint", "s3.region"]
 
 
+def scorer_parameters_of(config_map: dict[str, Any]) -> dict[str, str]:
+    """The scorer UDF's job parameters in the parameter ConfigMap."""
+    return json.loads(json.loads(config_map["data"]["params.json"])["flink_conf"]["pipeline.global-job-parameters"])
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+@pytest.mark.parametrize("which", ["defaults", "cluster-like"])
+def test_the_scorer_reads_the_registry_with_the_readers_secret_never_the_read_write_one(which: str,
+                                                                                        tmp_path: Path) -> None:
+    settings = SETTINGS[which](tmp_path)
+    assert kubernetes.S3_READER_SECRET in expected_secrets(settings)
+    config_map, _ = rendered(settings)
+    udf = scorer_parameters_of(config_map)
+    readers = settings.s3.for_readers()
+    assert (udf["s3.endpoint"], udf["s3.access_key_id"]) == (readers.url, settings.s3.reader.access_key_id)
+    assert udf["s3.secret_access_key"] == kubernetes.S3_READER_SECRET.placeholder and "s3.session_token" not in udf
+    assert kubernetes.S3_SECRET.placeholder in config_map["data"]["params.json"], "the lake keeps the read-write key"
+
+
+@pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
+def test_with_a_pod_role_and_a_readers_key_only_the_scorer_signs_with_a_key(tmp_path: Path) -> None:
+    """The pod role writes the lake; on one pod the scorer can be kept from writing only by a key of its own."""
+    settings = override(pod_role_settings(tmp_path),
+                        s3={"reader": {"access_key_id": "AKIARISKREADER", "secret_access_key": SECRET_VALUES["s3 reader"]}})
+    assert [ref for ref in expected_secrets(settings) if ref.name.startswith("loanrisk-s3")] == \
+        [kubernetes.S3_READER_SECRET]
+    config_map, deployment = rendered(settings)
+    assert scorer_parameters_of(config_map)["s3.secret_access_key"] == kubernetes.S3_READER_SECRET.placeholder
+    assert deployment["spec"]["flinkConfiguration"]["s3.aws.credentials.provider"] == SDK_DEFAULT_CHAIN
+    assert SECRET_VALUES["s3 reader"] not in json.dumps(manifests(settings, IMAGE, NAME))
+
+
 @pytest.mark.setup  # renders the Flink configuration from the Flink environment's default config
 def test_a_pod_role_runs_under_the_service_account_the_render_writes_annotated_with_the_role(tmp_path: Path) -> None:
     objects = manifests(pod_role_settings(tmp_path), IMAGE, NAME)
@@ -451,7 +487,8 @@ def test_the_init_container_fills_in_the_parameters_the_builders_would_build_wit
     from jobs.params import risk_job_params
     settings = cluster_like_settings(tmp_path)
     by_ref = {kubernetes.POSTGRES_SECRET: SECRET_VALUES["postgres"], kubernetes.S3_SECRET: SECRET_VALUES["s3"],
-              kubernetes.PII_SECRET: SECRET_VALUES["pii"], kubernetes.KAFKA_SASL_SECRET: SECRET_VALUES["kafka"]}
+              kubernetes.S3_READER_SECRET: SECRET_VALUES["s3 reader"], kubernetes.PII_SECRET: SECRET_VALUES["pii"],
+              kubernetes.KAFKA_SASL_SECRET: SECRET_VALUES["kafka"]}
     code, out = fill(job_params(settings, NAME).as_dict(), tmp_path, by_ref)
     assert code == 0
     assert json.loads(out.read_text()) == risk_job_params(cluster_settings(settings, by_ref.__getitem__), NAME).as_dict()
@@ -496,5 +533,5 @@ def test_an_image_without_a_usable_tag_is_one_clear_line(image: str) -> None:
 
 def test_loopback_endpoints_are_named_because_pods_cannot_reach_them(tmp_path: Path) -> None:
     assert [line.split(" is ")[0] for line in kubernetes.unreachable_endpoints(default_settings(tmp_path))] == \
-        ["kafka.bootstrap_servers", "postgres.host", "s3.endpoint"]
+        ["kafka.bootstrap_servers", "postgres.host", "s3.endpoint", "s3.reader.endpoint"]
     assert kubernetes.unreachable_endpoints(cluster_like_settings(tmp_path)) == []

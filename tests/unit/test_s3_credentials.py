@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from jobs.params import scorer_parameters, sql_params
 from loanrisk.objectstore import s3_client
-from loanrisk.settings import S3Settings, Settings, StackSettings
+from loanrisk.settings import S3ReaderSettings, S3Settings, Settings, StackSettings
 from stack.flink_conf import s3_filesystem_options
 from tests.moto_s3 import enforced_auth, moto_server, temporary_credentials
 from udfs import registry_reader
@@ -130,6 +130,94 @@ def test_the_session_token_is_a_secret_read_from_its_file_first(tmp_path: Path) 
 def test_a_session_token_without_a_secret_key_is_refused() -> None:
     with pytest.raises(ValidationError, match="session_token is part of temporary credentials"):
         S3Settings(endpoint="http://127.0.0.1:1", session_token="t")
+    with pytest.raises(ValidationError, match="s3.reader.session_token is part of temporary credentials"):
+        S3Settings(endpoint="http://127.0.0.1:1", reader=S3ReaderSettings(session_token="t"))
+
+
+# -- the model registry's readers: a key of their own, which cannot write ----------------------------
+
+
+def test_the_local_stores_readers_have_their_own_endpoint_and_generated_key(tmp_path: Path) -> None:
+    settings = Settings(stack=StackSettings(state_dir=tmp_path, install_dir=tmp_path))
+    s3, readers = settings.s3, settings.s3.for_readers()
+    assert readers.url == f"http://127.0.0.1:{s3.reader.port}" != s3.url
+    assert (readers.bucket, readers.region, readers.path_style) == (s3.bucket, s3.region, s3.path_style)
+    keys, own = readers.credentials(), s3.credentials()
+    assert keys is not None and own is not None
+    assert keys.access_key_id == "loanrisk-reader" != own.access_key_id
+    assert keys.secret_access_key == (tmp_path / "secrets" / "s3-loanrisk-reader").read_text()
+    assert keys.secret_access_key != own.secret_access_key
+
+
+def test_a_remote_stores_readers_take_their_own_key_or_the_default_chain_never_the_read_write_one(
+        tmp_path: Path) -> None:
+    endpoint = "https://s3.eu-west-1.amazonaws.com"
+    writer = S3Settings(endpoint=endpoint, access_key_id="AKIAWRITER", secret_access_key="w", session_token="wt")
+    readers = writer.for_readers()
+    assert readers.url == endpoint and readers.default_chain and readers.credentials() is None
+    key_file = tmp_path / "reader-key"
+    key_file.write_text("r\n")
+    own = S3Settings(endpoint=endpoint, access_key_id="AKIAWRITER", secret_access_key="w",
+                     reader=S3ReaderSettings(endpoint="https://registry.example:8443", access_key_id="AKIAREADER",
+                                             secret_access_key_file=key_file, session_token="rt")).for_readers()
+    assert own.url == "https://registry.example:8443" and own.credentials() == ("AKIAREADER", "r", "rt")
+
+
+def test_the_readers_may_not_sign_with_the_read_write_keys_id() -> None:
+    with pytest.raises(ValidationError, match="the model registry's readers need a key of their own"):
+        S3Settings(reader=S3ReaderSettings(access_key_id="loanrisk"))
+    with pytest.raises(ValidationError, match="a key of their own"):
+        S3Settings(endpoint="https://s3.example", access_key_id="AKIA1", secret_access_key="w",
+                   reader=S3ReaderSettings(access_key_id="AKIA1", secret_access_key="r"))
+    # With no key of their own the readers take the default chain: their key id is not used.
+    S3Settings(endpoint="https://s3.example", access_key_id="AKIA1", reader=S3ReaderSettings(access_key_id="AKIA1"))
+
+
+def test_the_jobs_registry_parameters_carry_the_read_only_key_never_the_read_write_one(tmp_path: Path) -> None:
+    from jobs.params import udf_job_parameters
+    settings = Settings(stack=StackSettings(state_dir=tmp_path, install_dir=tmp_path))
+    readers = settings.s3.for_readers()
+    keys = readers.credentials()
+    assert keys is not None
+    params = scorer_parameters(settings)
+    assert (params["s3.endpoint"], params["s3.access_key_id"], params["s3.secret_access_key"]) == \
+        (readers.url, keys.access_key_id, keys.secret_access_key)
+    assert params["model.registry_uri"] == settings.model.registry(settings.s3)
+    job = udf_job_parameters(settings)
+    assert settings.s3.secret() not in job and settings.s3.url not in job
+    # The lake's writers (Iceberg in the job) keep the read-write key.
+    assert sql_params(settings)["s3_secret_access_key"] == settings.s3.secret()
+
+
+def test_the_scoring_api_reads_the_registry_with_the_read_only_key(tmp_path: Path) -> None:
+    from scoring_api.champion import scorer_from_settings
+    from stack.process import free_port
+    # Nothing listens on the readers' port: the scorer starts without a model, as the API does before the store.
+    settings = Settings(stack=StackSettings(state_dir=tmp_path, install_dir=tmp_path),
+                        s3=S3Settings(reader=S3ReaderSettings(port=free_port())))
+    reader = scorer_from_settings(settings)._reader
+    keys = settings.s3.for_readers().credentials()
+    assert reader.s3 is not None and keys is not None
+    assert (reader.s3.endpoint, reader.s3.access_key_id, reader.s3.secret_access_key) == \
+        (settings.s3.for_readers().url, keys.access_key_id, keys.secret_access_key)
+
+
+def test_the_read_only_endpoint_serves_the_object_stores_files_with_its_own_identity(tmp_path: Path) -> None:
+    from stack.services.s3 import S3Endpoint, S3ReadOnlyEndpoint
+    settings = Settings(stack=StackSettings(state_dir=tmp_path, install_dir=tmp_path))
+
+    def conf(service: S3Endpoint) -> dict[str, str]:
+        service.prepare()
+        lines = (service.home / "s3proxy.conf").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line)
+    rw, ro = conf(S3Endpoint(settings)), conf(S3ReadOnlyEndpoint(settings))
+    keys = settings.s3.for_readers().credentials()
+    assert keys is not None
+    assert ro["s3proxy.read-only-blobstore"] == "true" and "s3proxy.read-only-blobstore" not in rw
+    assert ro["jclouds.filesystem.basedir"] == rw["jclouds.filesystem.basedir"]
+    assert (ro["s3proxy.identity"], ro["s3proxy.credential"]) == (keys.access_key_id, keys.secret_access_key)
+    assert ro["s3proxy.endpoint"] == f"http://127.0.0.1:{settings.s3.reader.port}"
+    assert rw["s3proxy.credential"] == settings.s3.secret() != ro["s3proxy.credential"]
 
 
 # -- temporary credentials, checked by the endpoint ---------------------------------------------------
@@ -169,27 +257,30 @@ def test_with_no_keys_every_client_takes_the_credentials_from_the_environment(
 # -- the job's parameters and Flink's S3 file system ------------------------------------------------
 
 
-def job_settings(tmp_path: Path, **s3: object) -> Settings:
+def job_settings(tmp_path: Path, reader: dict[str, str] | None = None, **s3: object) -> Settings:
     from loanrisk.settings import FlinkSettings
     return Settings(stack=StackSettings(state_dir=tmp_path, install_dir=tmp_path),
                     flink=FlinkSettings(checkpoint_storage="s3"),
-                    s3=S3Settings(endpoint="http://127.0.0.1:19000", **s3))
+                    s3=S3Settings(endpoint="http://127.0.0.1:19000", reader=S3ReaderSettings(**(reader or {})), **s3))
 
 
-def test_the_job_parameters_carry_the_token_and_no_key_when_none_is_set(tmp_path: Path) -> None:
-    temporary = job_settings(tmp_path, access_key_id="ASIA1", secret_access_key="s", session_token="t")
+def test_the_job_parameters_carry_the_readers_token_and_no_key_when_none_is_set(tmp_path: Path) -> None:
+    temporary = job_settings(tmp_path, access_key_id="ASIA1", secret_access_key="s", session_token="t",
+                             reader={"access_key_id": "ASIAR", "secret_access_key": "rs", "session_token": "rt"})
     params = scorer_parameters(temporary)
-    assert (params["s3.access_key_id"], params["s3.secret_access_key"], params["s3.session_token"]) == ("ASIA1", "s", "t")
+    assert (params["s3.access_key_id"], params["s3.secret_access_key"], params["s3.session_token"]) == \
+        ("ASIAR", "rs", "rt")
     reader = scorer_from_parameters(params.get, ["f"], poll_on_score=False, clock=lambda: 0.0)._reader
-    assert reader.s3 is not None and reader.s3.session_token == "t"
+    assert reader.s3 is not None and reader.s3.session_token == "rt"
     assert sql_params(temporary)["s3_session_token"] == "t"
 
-    chain = job_settings(tmp_path)
-    params = scorer_parameters(chain)
-    assert not [name for name in params if name.startswith("s3.") and name not in ("s3.endpoint", "s3.region")]
-    reader = scorer_from_parameters(params.get, ["f"], poll_on_score=False, clock=lambda: 0.0)._reader
-    assert reader.s3 is not None and reader.s3.access_key_id == "" and reader.s3.session_token is None
-    sql = sql_params(chain)
+    # Keys for the lake only: the scorer is given none of them, and takes the default chain.
+    for chain in (job_settings(tmp_path), job_settings(tmp_path, access_key_id="AKIA1", secret_access_key="s")):
+        params = scorer_parameters(chain)
+        assert not [name for name in params if name.startswith("s3.") and name not in ("s3.endpoint", "s3.region")]
+        reader = scorer_from_parameters(params.get, ["f"], poll_on_score=False, clock=lambda: 0.0)._reader
+        assert reader.s3 is not None and reader.s3.access_key_id == "" and reader.s3.session_token is None
+    sql = sql_params(job_settings(tmp_path))
     assert (sql["s3_access_key_id"], sql["s3_secret_access_key"], sql["s3_session_token"]) == ("", "", "")
 
 
