@@ -29,7 +29,7 @@ def up(settings: Settings, with_prefect: bool | None = None, progress: Progress 
             if busy:
                 purpose, port = busy[0]
                 raise StackError(f"port {port} ({svc.name} {purpose}) is already in use: free it or set another "
-                                 f"port (e.g. LOANRISK_{svc.name.upper()}__PORT)")
+                                 "port in the settings (riskctl doctor lists them)")
     timings: dict[str, float] = {}
     for svc in services:
         t = time.monotonic()
