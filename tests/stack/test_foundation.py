@@ -103,9 +103,8 @@ def test_stack_up_with_a_taken_port_exits_nonzero_with_one_line(stack_settings: 
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        for var in ("LOANRISK_KAFKA__PORT", "LOANRISK_POSTGRES__PORT", "LOANRISK_S3__PORT",
-                    "LOANRISK_SNOWFLAKE__PORT", "LOANRISK_FLINK__REST_PORT", "LOANRISK_PROMETHEUS__PORT"):
-            env[var] = str(int(os.environ[var]) + 100)  # away from the session's own stack
+        for var in [k for k in os.environ if k.startswith("LOANRISK_") and k.endswith("_PORT")]:
+            env[var] = str(int(os.environ[var]) + 100)  # every port away from the session's own stack
         env["LOANRISK_KAFKA__PORT"] = str(port)
         proc = subprocess.run([sys.executable, "-m", "riskctl.main", "stack", "up"], env=env,
                               capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
