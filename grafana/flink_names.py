@@ -6,7 +6,8 @@ operators; its Prometheus reporter turns every character outside ``[a-zA-Z0-9:_]
 labels read ``Calc_11_`` and ``Deduplicate_81_____PythonCalc_82______Calc_83_____IcebergStreamWriter__...``.
 The ids change whenever a statement does and Flink SQL has no way to name an operator, so the dashboards
 map the labels in the query (``label_replace``): sources and sinks by their table, a task by what it
-writes, scores or reads, and any other task by its first stateful operator ("Deduplicate 25").
+writes, scores or reads, and any other task by its first stateful operator ("Deduplicate 25", or
+"de-duplicate events 12" for the job's first_seen calls).
 
 Rules are (regex, replacement) pairs applied in order, a later match overwriting an earlier one; the regex
 must match the whole label value (Prometheus anchors it) and ``$1`` inserts its first group.
@@ -35,6 +36,7 @@ SINK_RULES: tuple[Rule, ...] = (
 TASK_RULES: tuple[Rule, ...] = (
     ("(.*)", "$1"),
     ("(?:Calc_[0-9]+_+)?([A-Za-z]+)_([0-9]+)_.*", "$1 $2"),
+    ("ProcessTableFunction_([0-9]+)_.*", "de-duplicate events $1"),  # first_seen, sql/risk/40_valid_events.sql
     ("IcebergStreamWriter", "write lake tables (Iceberg)"),
     (".*Sink:_(?:pg_)?(.+?)_[0-9]+_.*", "write $1 (PostgreSQL)"),
     ("(?:.*?_)??([a-z][a-z0-9_]*?)_[0-9]+_:_Writer.*", "write $1 (Kafka)"),

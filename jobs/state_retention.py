@@ -6,9 +6,9 @@ de-duplication window, a loan's outcome for its whole life, a customer's behavio
 lookback. So the job is compiled to a plan (Flink's CompiledPlan JSON), every stateful node is matched
 to one entry of ``STATE_RETENTION`` by its kind and key columns, and its retention is written into the
 node: the ``state`` entries Flink's plan format has for that purpose, and the node's configuration for
-OVER aggregates (which read ``table.exec.state.ttl`` from it). A stateful node that matches no entry
-stops the submission: no operator silently falls back to a job-wide value. Stdlib only: it runs in
-the Flink client's Python.
+OVER aggregates and process table functions (which read ``table.exec.state.ttl`` from it). A stateful
+node that matches no entry stops the submission: no operator silently falls back to a job-wide value.
+Stdlib only: it runs in the Flink client's Python.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TTL_KEY = "table.exec.state.ttl"
 # Node kinds that keep keyed state which only a retention ever clears. Window aggregates are not here:
 # the watermark clears their state when a window fires.
 STATEFUL_KINDS = ("deduplicate", "group-aggregate", "over-aggregate", "rank", "join", "changelog-normalize",
-                  "limit", "sort-limit")
+                  "limit", "sort-limit", "process-table-function")
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,8 @@ class Retention:
 
 
 STATE_RETENTION: tuple[Retention, ...] = (
-    Retention("event ids seen (one per input topic)", "deduplicate", ("event_id",), "dedup",
-              "a repeated event id is dropped while remembered"),
-    Retention("repeats per event id", "group-aggregate", ("source_topic", "event_id"), "dedup",
-              "counts the copies the de-duplication drops, for as long as it drops them"),
+    Retention("event ids seen and their copies (first_seen, one per input topic)", "process-table-function",
+              ("event_id",), "dedup", "a repeated event id is dropped and counted while remembered"),
     Retention("scorings done (per loan, trigger kind, event time)", "deduplicate", ("trigger_kind", "loan_id", "event_time"),
               "dedup", "a lookup answered twice for the same trigger scores once"),
     Retention("loans scored, high and not high", "deduplicate", ("loan_id", "high_risk"), "loan",
@@ -146,6 +144,11 @@ class _Plan:
             positions = list(node["grouping"])
         elif kind == "over-aggregate":
             positions = list(node["overSpec"]["partition"]["fields"])
+        elif kind == "process-table-function":
+            # A PTF's state is keyed by its table argument's PARTITION BY columns, named in the argument's type.
+            arg = next(op for op in node["functionCall"]["operands"] if op.get("kind") == "TABLE_ARG_CALL")
+            names = [str(f["name"]) for f in arg["type"]["fields"]]
+            return tuple(names[i] for i in arg["partitionKeys"])
         else:
             return ()
         upstream = self.inputs.get(node["id"], [])

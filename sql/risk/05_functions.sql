@@ -2,6 +2,8 @@
 -- parse_event returns the first broken rule and the typed fields; event_time_of the source's rowtime.
 CREATE TEMPORARY SYSTEM FUNCTION parse_event AS 'loanrisk.flink.ParseEvent' LANGUAGE JAVA;
 CREATE TEMPORARY SYSTEM FUNCTION event_time_of AS 'loanrisk.flink.EventTimeOf' LANGUAGE JAVA;
+-- first_seen, a process table function: one keyed state per event id de-duplicates and counts the copies.
+CREATE TEMPORARY SYSTEM FUNCTION first_seen AS 'loanrisk.flink.FirstSeen' LANGUAGE JAVA;
 
 -- Personal data, pseudonymised before any sink with HMAC-SHA256 under a key the TaskManagers read from
 -- a file (job parameter pii.key_file), so the key is in no plan, REST response or checkpoint:

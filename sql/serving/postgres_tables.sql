@@ -19,5 +19,5 @@ ${repayments_by_window_postgres};
 ${loan_outcomes_postgres};
 
 -- Repeated event ids the job dropped (valid messages whose id was seen before): one row per id,
--- repeats = copies dropped. SUM(repeats) is the duplicate count (sql/risk/35_repeated_events.sql).
+-- repeats = copies dropped. SUM(repeats) is the duplicate count (sql/risk/45_repeated_events.sql).
 ${repeated_events_postgres};

@@ -248,10 +248,12 @@ def test_sources_sinks_and_tasks_get_readable_names() -> None:
     assert {"risk_by_window (PostgreSQL)", "loan_scores_latest (PostgreSQL)", "dead_letter_topic (Kafka)",
             "risk_alerts_topic (Kafka)", "lake tables (Iceberg)"} <= set(sinks.values())
     assert not [o for o in sinks if "Committer" in o or o.startswith(("Calc_", "IcebergSink"))], sinks
-    assert tasks["Deduplicate_81_____PythonCalc_82______Calc_83_____IcebergStreamWriter__Calc_85_____ConstraintEnforcer"
-                 "_86_____Sink:_pg_loan_scores_latest_86___Calc_87___Calc_92_____Calc_93_____LocalWindowAggregate_94__"
+    assert tasks["Deduplicate_75_____PythonCalc_76______Calc_77_____IcebergStreamWriter__Calc_79_____ConstraintEnforcer"
+                 "_80_____Sink:_pg_loan_scores_latest_80___Calc_81___Calc_86_____LocalWindowAggregate_87__"
                  ] == "score loans (Python UDF)"
-    assert tasks["dead_letter_topic_48_:_Writer____dead_letter_topic_48_:_Committer"] == "write dead_letter_topic (Kafka)"
+    assert tasks["dead_letter_topic_42_:_Writer____dead_letter_topic_42_:_Committer"] == "write dead_letter_topic (Kafka)"
+    assert tasks["ProcessTableFunction_12______Calc_13_____IcebergStreamWriter__Calc_23___Calc_43__"
+                 ] == "de-duplicate events 12"
     bad = {raw: name for raw, name in [*sources.items(), *sinks.items(), *tasks.items()] if unreadable(name)}
     assert not bad, bad
     assert len(set(tasks.values())) == len(tasks), "two tasks share a legend name"

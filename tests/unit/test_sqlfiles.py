@@ -109,7 +109,7 @@ def test_a_quote_in_a_secret_stays_inside_its_literal() -> None:
 # the operators' state in checkpoints: a change here is a state migration (docs/RUNBOOK.md, "Changing the
 # job's SQL"), so it is pinned and has to be edited on purpose.
 RISK_JOB_INSERT_ORDER = (
-    "pg_repeated_events", "raw_loan_applications", "raw_transactions", "raw_repayments", "dead_letters",
+    "raw_loan_applications", "raw_transactions", "raw_repayments", "pg_repeated_events", "dead_letters",
     "dead_letter_topic", "customer_behaviour_windows", "pg_customer_behaviour_windows",
     "pg_loan_applications_active", "scores", "pg_loan_scores_latest", "risk_alerts_topic", "risk_by_window",
     "pg_risk_by_window", "pg_repayments_by_window", "loan_outcomes", "pg_loan_outcomes",
