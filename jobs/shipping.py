@@ -72,7 +72,26 @@ def ensure_python_archive(settings: Settings, progress: Callable[[str], None] = 
             if n % 5000 == 0:
                 progress(f"  {n}/{len(entries)} files")
     partial.replace(archive)
+    for old in prune_python_archives(settings):
+        progress(f"removed {old}, an archive of an earlier requirements/flink.lock")
     return archive
+
+
+def prune_python_archives(settings: Settings, keep_earlier: int = 1) -> list[Path]:
+    """Delete the archives of earlier lock files but the newest ``keep_earlier``; returns what was deleted.
+
+    One archive (about 160 MB) is made per lock digest, and nothing else ever reads an old one. The newest
+    earlier one stays: a job submitted before the last upgrade names it, and the supervisor resubmits that job
+    as it was if its JobManager dies before someone submits it again.
+    """
+    current = python_archive(settings)
+    earlier = sorted((p for p in current.parent.glob("flink-env-*.zip") if p != current),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    partials = [p for p in current.parent.glob("flink-env-*.partial") if p != current.with_suffix(".partial")]
+    gone = [*earlier[keep_earlier:], *partials]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
 
 
 def shipping_conf(settings: Settings) -> dict[str, object]:

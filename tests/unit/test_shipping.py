@@ -71,3 +71,17 @@ def test_the_archive_holds_the_environment_without_pyflinks_jars_and_an_executab
     before = os.stat(archive).st_mtime_ns
     assert ensure_python_archive(settings, progress=lambda _m: None) == archive
     assert os.stat(archive).st_mtime_ns == before
+
+
+def test_a_new_lock_s_archive_removes_all_but_the_newest_earlier_one(tmp_path: Path) -> None:
+    _fake_install(tmp_path)
+    s = _settings(tmp_path, ship_dependencies=True)
+    ship = python_archive(s).parent
+    ship.mkdir(parents=True)
+    for age, name in enumerate(("flink-env-bbbb.zip", "flink-env-aaaa.zip", "flink-env-cccc.partial")):
+        (ship / name).write_bytes(b"old")
+        os.utime(ship / name, (1_700_000_000 - age * 3600,) * 2)
+    archive = ensure_python_archive(s, progress=lambda _: None)
+    assert sorted(p.name for p in ship.iterdir()) == sorted([archive.name, "flink-env-bbbb.zip"])
+    assert ensure_python_archive(s, progress=lambda _: None) == archive  # made once: nothing more removed
+    assert (ship / "flink-env-bbbb.zip").exists()
