@@ -13,13 +13,14 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    included) from the release until the first checkpoint after that has completed (the buffered tail, the
    last files and the commit belong to the cost), over the backlog;
 4. with ``--without GLOB``: the whole job once more without the INSERTs into matching tables, an A/B against
-   the top rung in the same run (what one sink costs);
+   the top rung in the same run (what one sink costs); with ``--baseline REV``: the whole job once more as
+   commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run;
 5. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
    run once more, unmeasured; Java Flight Recorder samples the TaskManager while they drain, and a flame graph
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of
+[--without GLOB] [--baseline REV] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of
 TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's events/s.
 """
 
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ class Stage:
     name: str
     adds: str
     into: tuple[str, ...]
+    root: Path = REPO_ROOT  # the tree whose jobs/ and sql/ run: another commit's for --baseline
 
 
 _SERVING_INTO = ("pg_customer_behaviour_windows", "pg_loan_applications_active")
@@ -86,10 +89,22 @@ def without(base: Settings, globs: list[str]) -> Stage:
     return Stage(f"full-without-{tag}", f"the whole job without {', '.join(globs)}", keep)
 
 
+def baseline(rev: str, folder: Path) -> Stage:
+    """The whole job as commit ``rev`` had it (its tree unpacked into ``folder``: jobs/, sql/ and the UDFs'
+    packages): the B of an A/B of code against the top rung, in the same run, on the same stack and backlog.
+    The functions jar and the job's parameters are this tree's (the jar only adds functions)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return Stage(f"full@{rev}", f"the whole job at {rev}", (), root=folder)
+
+
 def stage_settings(base: Settings, shape: str, stage: str) -> Settings:
     """The stack's settings with the run's own input topics, consumer group and Iceberg namespace (and the
     pandas ONNX scorer, the product's)."""
-    name = f"{shape}-{stage}"
+    name = f"{shape}-{stage.replace('@', '-at-')}"
     t = base.kafka.topics
     topics = {**t.model_dump(), "applications": f"ladder-{name}-{t.applications}",
               "transactions": f"ladder-{name}-{t.transactions}", "repayments": f"ladder-{name}-{t.repayments}"}
@@ -181,7 +196,8 @@ def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) 
     from jobs.submit import submit_risk_job
     submitted = time.perf_counter()
     extra = ("ladder",) if stage.into else ()
-    job_id = submit_risk_job(settings, name=f"ladder-{shape}-{stage.name}", only_into=stage.into, extra_sql=extra)
+    job_id = submit_risk_job(settings, name=f"ladder-{shape}-{stage.name.replace('@', '-at-')}", only_into=stage.into,
+                             extra_sql=extra, root=stage.root)
     while not all_tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
             raise RuntimeError(f"{shape}/{stage.name}: tasks not running after {timeout_s}s")
@@ -303,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without", action="append", default=[], metavar="GLOB",
                         help="Repeatable: also run the whole job without the INSERTs into matching tables (an A/B "
                              "against the top rung, in the same run).")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="Also run the whole job as commit REV had it (its jobs/ and sql/): an A/B of a change "
+                             "against the top rung, in the same run.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     args = parser.parse_args(argv)
@@ -331,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:
             warm_up(base, backlogs[shapes[0]], args.warmup, args.timeout)
         ab = [without(base, args.without)] if args.without else []
+        if args.baseline:
+            ab.append(baseline(args.baseline, state / "baseline"))
         for shape in shapes:
             for stage in [*chosen, *ab]:
                 results.append(run_stage(base, backlogs[shape], stage, args.timeout))
@@ -382,8 +403,9 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
         for r in ab:
             line = f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event"
             if top:
+                what = "this tree's change" if "@" in r["stage"] else "what was left out"
                 line += (f" (the whole job: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event;"
-                         f" {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} us/event for what was left out)")
+                         f" {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} us/event for {what})")
             print(line)
     by = {(r["shape"], r["stage"]): r for r in results}
     checks = []

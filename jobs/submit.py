@@ -13,11 +13,12 @@ ENTRY = REPO_ROOT / "jobs" / "run_sql.py"
 
 
 def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: str | None = None,
-                    only_into: tuple[str, ...] = (), extra_sql: tuple[str, ...] = ()) -> str:
+                    only_into: tuple[str, ...] = (), extra_sql: tuple[str, ...] = (), root: Path = REPO_ROOT) -> str:
     """Submit the risk job, from ``savepoint`` if given; returns the job id.
 
     ``only_into``: table-name globs; only the INSERTs into those are submitted (the benchmarks' partial jobs).
     ``extra_sql``: more sql/ folders loaded after the job's own (the cost ladder's stage sinks).
+    ``root``: the tree whose jobs/, sql/ and UDFs run (the cost ladder's baseline: an earlier commit's, unpacked).
     """
     from loanrisk.serving import ensure_serving_tables
     from stack import flink_client
@@ -29,14 +30,15 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     params = risk_job_params(settings, name, savepoint).write(params_path(settings, name))
     args: list[str] = ["--plan-out", str(plan_path(settings, name))]
     for folder in (*RISK_SQL, *extra_sql):
-        args += ["--sql-dir", str(REPO_ROOT / "sql" / folder)]
+        args += ["--sql-dir", str(root / "sql" / folder)]
     for glob in only_into:
         args += ["--only-into", glob]
     args += ["--params", str(params), "--name", name]
-    py_files = risk_job_python_files()
-    job_id = flink_client.flink_run(settings, ENTRY, args, py_files=py_files)
+    entry = root / ENTRY.relative_to(REPO_ROOT)
+    py_files = risk_job_python_files(root)
+    job_id = flink_client.flink_run(settings, entry, args, py_files=py_files)
     # What the supervisor resubmits, from its latest checkpoint, if the JobManager dies under it.
-    record_submission(settings, Submission(name, job_id, str(ENTRY), args, [str(p) for p in py_files], str(params)))
+    record_submission(settings, Submission(name, job_id, str(entry), args, [str(p) for p in py_files], str(params)))
     return job_id
 
 
@@ -45,7 +47,7 @@ def plan_path(settings: Settings, name: str = RISK_JOB_NAME) -> Path:
     return settings.state_dir / "run" / f"plan-{name}.json"
 
 
-def risk_job_python_files() -> list[Path]:
+def risk_job_python_files(root: Path = REPO_ROOT) -> list[Path]:
     """The folders shipped with the risk job (-pyfs): jobs/ for the entry point, and what the UDFs import."""
     from udfs import WORKER_PACKAGES
-    return [REPO_ROOT / "jobs", *(REPO_ROOT / name for name in WORKER_PACKAGES)]
+    return [root / "jobs", *(root / name for name in WORKER_PACKAGES)]

@@ -7,6 +7,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from bench.cost_ladder import FLOOR, STAGES, live_time, without
 from bench.flame import PLUMBING, draw, hottest_frames, origin, short, thread_kind
 from jobs.params import sql_params
@@ -99,3 +101,12 @@ def test_an_ab_run_leaves_out_exactly_the_named_sinks() -> None:
     assert sorted(b.into) == sorted(t for t in product if t not in {"pg_repeated_events", "risk_alerts_topic"})
     with pytest.raises(SystemExit, match="no INSERT"):
         without(Settings(), ["no_such_table"])
+
+
+def test_the_baseline_rung_runs_another_commits_jobs_and_sql(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bench.cost_ladder import baseline
+    stage = baseline("HEAD", tmp_path / "b")
+    assert stage.name == "full@HEAD" and stage.into == ()
+    assert (stage.root / "jobs" / "run_sql.py").is_file() and (stage.root / "sql" / "risk").is_dir()
+    with pytest.raises(SystemExit, match="--baseline no-such-rev"):
+        baseline("no-such-rev", tmp_path / "c")
