@@ -27,7 +27,7 @@ _ENVELOPE = (
     Field("schema_version", "int", "Contract version the producer wrote.", minimum=1, maximum=SCHEMA_VERSION),
     Field("event_time", "timestamp", "When the fact happened in the source system (UTC)."),
     Field("source", "string", "Where the event came from.", choices=SOURCES),
-    Field("customer_id", "string", "Pseudonymous customer id; the Kafka key."),
+    Field("customer_id", "string", "Pseudonymous customer id; the Kafka key.", identifies_person=True),
 )
 
 LOAN_APPLICATION = EventContract(
@@ -130,7 +130,9 @@ DEAD_LETTER = EventContract(
         Field("source_offset", "long", "Kafka offset."),
         Field("reason", "string", "First validation rule the message broke (e.g. invalid_json, "
                                   "missing:amount_minor, range:amount_minor)."),
-        Field("payload", "string", "The message with PII fields replaced by keyed hashes (truncated to 64 KiB)."),
+        # It still names the customer (their id, the pseudonyms of their PII): the erasure matches it.
+        Field("payload", "string", "The message with PII fields replaced by keyed hashes (truncated to 64 KiB).",
+              identifies_person=True),
         Field("payload_bytes", "int", "Size of the original message.", unit="bytes"),
         Field("received_at", "timestamp", "Kafka record timestamp (ingestion time)."),
     ),

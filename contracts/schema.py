@@ -22,7 +22,12 @@ TYPE_MAP: dict[str, tuple[str, str, str, str]] = {
 
 @dataclass(frozen=True)
 class Field:
-    """One field of an event: its type, whether it may be null, PII marking, unit and meaning."""
+    """One field of an event: its type, whether it may be null, PII marking, unit and meaning.
+
+    ``pii`` fields hold personal data (pseudonymised before any sink). ``identifies_person`` marks the other
+    fields that single a person out although they hold no personal data themselves: the customer id, and text
+    that can carry one. Both kinds are what an erasure must leave nowhere (see :attr:`names_a_person`).
+    """
 
     name: str
     type: LogicalType
@@ -33,6 +38,12 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    identifies_person: bool = False
+
+    @property
+    def names_a_person(self) -> bool:
+        """Whether a value of this field points at one person (PII, or an identifier such as the customer id)."""
+        return self.pii or self.identifies_person
 
     @property
     def flink_type(self) -> str:

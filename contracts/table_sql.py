@@ -1,7 +1,7 @@
 """DDL and INSERT select lists rendered from the table declarations of contracts/tables.py.
 
 sql/ files use them as parameters (jobs/sqlfiles.py), keyed by the Flink table name:
-``${<lake table>_columns}`` and ``${<lake table>_partition}`` in the Iceberg DDL,
+``${<lake table>_columns}``, ``${<lake table>_partition}`` and ``${<lake table>_properties}`` in the Iceberg DDL,
 ``${<jdbc table>_columns}`` (with its primary key) and ``${<jdbc table>_table}`` in the JDBC DDL (the JDBC
 table of serving table ``t`` is ``pg_t``),
 ``${<table>_select}`` for the SELECT list of the INSERT writing it, and ``${<serving table>_postgres}``
@@ -12,6 +12,14 @@ that one and ``${<table>_table}``, their name with its schema. The Snowflake DDL
 from __future__ import annotations
 
 from contracts.tables import API_TABLES, LAKE_TABLES, SERVING_TABLES, Column, LakeTable, ServingTable
+
+# Iceberg's metrics mode for a column whose values point at a person: value and null counts, no lower or upper
+# bound. A bound is a (16-character prefix of a) value kept in every manifest that lists the file, and in every
+# old snapshot's manifests, long after an erasure removed the rows; a random id's bounds prune almost no file.
+NO_BOUNDS = "counts"
+METRICS_COLUMN_PREFIX = "write.metadata.metrics.column."
+# Set when a table is created and never changed after (Iceberg refuses it as a property update).
+CREATE_ONLY_PROPERTIES = {"format-version": "2"}
 
 # The JDBC connector has no TIMESTAMP_LTZ: the job writes UTC times as TIMESTAMP(3) (session and JVM in UTC).
 JDBC_TIMESTAMP = "TIMESTAMP(3)"
@@ -29,6 +37,24 @@ def _jdbc_type(c: Column) -> str:
 def lake_columns_ddl(t: LakeTable) -> str:
     """Column definitions of the Iceberg table (nullable, as Iceberg evolves more easily that way)."""
     return ",\n  ".join(f"{flink_name(c.name)} {c.flink_type}" for c in t.columns)
+
+
+def lake_table_properties(t: LakeTable) -> dict[str, str]:
+    """The Iceberg table properties a lake table must have (both the job's writers and pyiceberg's honour them).
+
+    Writers are not hash-distributed by partition (see sql/risk/20_lake_tables.sql); no column naming a person
+    gets bounds in the manifests; each commit deletes the metadata files past the last
+    ``write.metadata.previous-versions-max`` (Iceberg's default, 100) instead of leaving them to orphan clean-up.
+    """
+    props = {"write.distribution-mode": "none", "write.metadata.delete-after-commit.enabled": "true"}
+    props.update({f"{METRICS_COLUMN_PREFIX}{c.name}": NO_BOUNDS for c in t.columns if c.names_a_person})
+    return props
+
+
+def lake_properties_ddl(t: LakeTable) -> str:
+    """The WITH options of the Iceberg table's CREATE TABLE."""
+    props = {**CREATE_ONLY_PROPERTIES, **lake_table_properties(t)}
+    return ",\n  ".join(f"'{k}' = '{v}'" for k, v in props.items())
 
 
 def jdbc_columns_ddl(t: ServingTable) -> str:
@@ -84,6 +110,7 @@ def table_fragments() -> dict[str, str]:
     for lake in LAKE_TABLES:
         pairs += [(f"{lake.name}_columns", lake_columns_ddl(lake)),
                   (f"{lake.name}_partition", flink_name(lake.partitioned_by)),
+                  (f"{lake.name}_properties", lake_properties_ddl(lake)),
                   (f"{lake.name}_select", lake_select(lake))]
     for serving in SERVING_TABLES:
         pairs += [(f"{serving.jdbc_table}_columns", jdbc_columns_ddl(serving)),

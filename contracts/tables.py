@@ -23,7 +23,8 @@ class Column:
     """A table column: logical type, nullability, and the view column it is written from when named otherwise.
 
     ``pg_type_override`` replaces the PostgreSQL type TYPE_MAP gives; ``pg_default`` makes it a column
-    PostgreSQL fills itself (the job's JDBC table leaves it out).
+    PostgreSQL fills itself (the job's JDBC table leaves it out). ``names_a_person``: its values point at one
+    person (a contract field's :attr:`~contracts.schema.Field.names_a_person`); the lake keeps no bounds of them.
     """
 
     name: str
@@ -32,6 +33,7 @@ class Column:
     source: str | None = None
     pg_type_override: str | None = None
     pg_default: str | None = None
+    names_a_person: bool = False
 
     @property
     def written_from(self) -> str:
@@ -121,6 +123,15 @@ def _required(name: str, type_: LogicalType, **kw: object) -> Column:
     return Column(name, type_, nullable=False, **kw)  # type: ignore[arg-type]
 
 
+# The customer id as every input event carries it (its contract field says it names a person).
+_CUSTOMER_FIELD = LOAN_APPLICATION.field("customer_id")
+
+
+def _customer_id(nullable: bool = False) -> Column:
+    return Column(_CUSTOMER_FIELD.name, _CUSTOMER_FIELD.type, nullable=nullable,
+                  names_a_person=_CUSTOMER_FIELD.names_a_person)
+
+
 def lake_history(serving: ServingTable, name: str, partition: str, partition_from: str) -> LakeTable:
     """The lake table keeping every row the job upserts into ``serving``, plus its date partition column."""
     return LakeTable(name, serving.sink_columns + (Column(partition, "date", source=partition_from),), partition)
@@ -128,7 +139,7 @@ def lake_history(serving: ServingTable, name: str, partition: str, partition_fro
 
 def raw_events(contract: EventContract, name: str) -> LakeTable:
     """The lake table of one input event: the contract's fields, ingestion time and the event date."""
-    fields = tuple(Column(f.name, f.type) for f in contract.fields)
+    fields = tuple(Column(f.name, f.type, names_a_person=f.names_a_person) for f in contract.fields)
     return LakeTable(name, fields + (Column("ingested_at", "timestamp"),
                                      Column("event_date", "date", source=contract.event_time_field)), "event_date")
 
@@ -137,7 +148,7 @@ def raw_events(contract: EventContract, name: str) -> LakeTable:
 
 CUSTOMER_BEHAVIOUR_WINDOWS = ServingTable(
     "customer_behaviour_windows",
-    (_required("customer_id", "string"),
+    (_customer_id(),
      # Created without time zone in existing deployments; the lookup join reads it as TIMESTAMP(3) in UTC.
      _required("behaviour_as_of", "timestamp", pg_type_override="TIMESTAMP"),
      *(_required(n, "double") for n in ("income_stability", "debit_minor_last", "balance_mean_minor_last",
@@ -147,7 +158,7 @@ CUSTOMER_BEHAVIOUR_WINDOWS = ServingTable(
 
 LOAN_APPLICATIONS_ACTIVE = ServingTable(
     "loan_applications_active",
-    (_required("customer_id", "string"), _required("loan_id", "string"),
+    (_customer_id(), _required("loan_id", "string"),
      _required("applied_at", "timestamp", source="event_time"),
      Column("product", "string"), Column("region", "string"), Column("grade", "string"),
      Column("currency", "string"), Column("amount_minor", "long"), Column("monthly_income_minor", "double"),
@@ -158,7 +169,7 @@ LOAN_APPLICATIONS_ACTIVE = ServingTable(
 
 LOAN_SCORES_LATEST = ServingTable(
     "loan_scores_latest",
-    (_required("loan_id", "string"), _required("customer_id", "string"),
+    (_required("loan_id", "string"), _customer_id(),
      _required("trigger_time", "timestamp", source="event_time"), _required("trigger_kind", "string"),
      # NULL with probability: the latest trigger came while no model could load.
      Column("model_version", "string"), Column("probability", "double"), Column("reason_codes", "string"),
@@ -186,7 +197,7 @@ REPAYMENTS_BY_WINDOW = ServingTable(
 
 LOAN_OUTCOMES = ServingTable(
     "loan_outcomes",
-    (_required("loan_id", "string"), _required("customer_id", "string"), Column("first_due_date", "date"),
+    (_required("loan_id", "string"), _customer_id(), Column("first_due_date", "date"),
      _required("max_days_past_due", "int"), Column("first_default_date", "date"),
      _required("observed_until", "timestamp"), _required("repayment_records", "long")),
     ("loan_id",))
@@ -234,7 +245,7 @@ RAW_REPAYMENTS = raw_events(REPAYMENT, "raw_repayments")
 
 DEAD_LETTERS = LakeTable(
     "dead_letters",
-    tuple(Column(f.name, f.type) for f in DEAD_LETTER.fields)
+    tuple(Column(f.name, f.type, names_a_person=f.names_a_person) for f in DEAD_LETTER.fields)
     + (Column("received_date", "date", source=DEAD_LETTER.event_time_field),),
     "received_date")
 
@@ -243,7 +254,7 @@ BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR_WINDOWS, "customer_behaviour
 # One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 SCORES = LakeTable(
     "scores",
-    (Column("trigger_kind", "string"), Column("loan_id", "string"), Column("customer_id", "string"),
+    (Column("trigger_kind", "string"), Column("loan_id", "string"), _customer_id(nullable=True),
      Column("trigger_time", "timestamp", source="event_time"), Column("behaviour_as_of", "timestamp"),
      Column("product", "string"), Column("region", "string"), Column("grade_band", "string"),
      Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),

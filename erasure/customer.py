@@ -3,9 +3,10 @@
 Tables are discovered, not listed: every lake table and every serving/warehouse table with a
 ``customer_id`` column is cleaned, and dead letters whose payload names the customer are removed
 too. Lake deletes are Iceberg row-level deletes; the snapshots that still reference the deleted rows
-are then expired and the data files only they referenced are removed. The running job's latest
-commit is kept (see ``_expirable``): repeat the request after the next checkpoint to purge files
-that commit still referenced (``riskctl privacy erase`` is idempotent).
+are then expired and the files only they referenced are removed: data files, and the manifests and
+manifest lists whose entries describe those files. The running job's latest commit is kept (see
+``_expirable``): repeat the request after the next checkpoint to purge files that commit still
+referenced (``riskctl privacy erase`` is idempotent; the ledger replay does it).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ class ErasureReport:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
+    history: dict[str, HistoryPurge] = field(default_factory=dict)  # per lake table
 
     def lines(self) -> list[str]:
-        """One line per table, then failures and skips."""
+        """One line per table, then what went from each lake table's history, then failures and skips."""
         done = "would be removed" if self.dry_run else "removed"
         out = [f"{name}: {n} row(s) {done}" for name, n in sorted(self.removed.items())]
+        out += [purge.line(name, self.dry_run) for name, purge in sorted(self.history.items())]
         out += [f"{name}: FAILED: {why}" for name, why in sorted(self.failed.items())]
         out += [f"{name}: skipped: {why}" for name, why in sorted(self.skipped.items())]
         return out
@@ -100,18 +103,6 @@ def _retry(action: Any, errors: tuple[type[BaseException], ...] | None = None) -
     return None
 
 
-def _file_paths(table: Any, every_snapshot: bool = False) -> set[str]:
-    """Data and delete files of the current snapshot (or of every snapshot); empty for empty commits."""
-    import pyarrow as pa
-    if table.current_snapshot() is None:
-        return set()
-    try:
-        files = table.inspect.all_files() if every_snapshot else table.inspect.files()
-    except pa.ArrowInvalid:  # pyiceberg 0.12 cannot concatenate zero manifests (an empty commit)
-        return set()
-    return set(files.column("file_path").to_pylist())
-
-
 def _expirable(table: Any) -> list[int]:
     """Snapshots that can go: all but the job's commit chain (the current one back to the job's latest commit)."""
     from loanrisk.lake import job_commit_chain
@@ -125,21 +116,78 @@ def _read_again(action: Any) -> Any:
     return _retry(action, (FileNotFoundError,))
 
 
-def _purge_unreferenced_files(table: Any, before: set[str]) -> int:
-    """Expire the snapshots that may go and delete the data files no remaining snapshot uses."""
+@dataclass
+class HistoryPurge:
+    """What leaving a lake table's history did (or would do, in a dry run)."""
+
+    snapshots: int = 0  # expired
+    files: int = 0  # deleted: data files, manifests and manifest lists only expired snapshots referenced
+    kept: int = 0  # older snapshots of the job's commit chain, still holding the table as it was before
+
+    def line(self, table: str, dry_run: bool) -> str:
+        done = ("would be expired", "would be deleted") if dry_run else ("expired", "deleted")
+        line = f"{table}: history: {self.snapshots} snapshot(s) {done[0]}, {self.files} file(s) {done[1]}"
+        if self.kept:
+            line += (f"; {self.kept} snapshot(s) kept for the job's last commit: run the request again after its "
+                     "next checkpoint")
+        return line
+
+
+def _referenced(table: Any, snapshots: list[Any]) -> set[str]:
+    """Every file ``snapshots`` reference: manifest lists, manifests, live data and delete files.
+
+    Manifests keep column bounds of the files they list, and every snapshot keeps the manifests of its time,
+    so a snapshot's files hold a customer's id (and, without bounds, their rows) until the snapshot goes.
+    """
+    out: set[str] = set()
+    manifests: set[str] = set()
+    for snap in snapshots:
+        out.add(snap.manifest_list)
+        for manifest in snap.manifests(table.io):
+            if manifest.manifest_path in manifests:
+                continue
+            manifests.add(manifest.manifest_path)
+            out |= {e.data_file.file_path for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True)}
+    return out | manifests
+
+
+def _purge_history(table: Any, dry_run: bool = False) -> HistoryPurge:
+    """Expire the snapshots that may go and delete every file no remaining snapshot references.
+
+    pyiceberg's expiry only drops the snapshots from the metadata, so the files only they referenced are deleted
+    here: those referenced before the expiry and by no snapshot after it, the job's commits meanwhile included.
+    The metadata files that still list expired snapshots hold no rows or bounds; each commit deletes those past
+    ``write.metadata.previous-versions-max`` (``write.metadata.delete-after-commit.enabled``).
+    """
+    from loanrisk.lake import job_commit_chain
     table.refresh()
-    old = _expirable(table)
-    if old:
-        _retry(lambda: table.refresh().maintenance.expire_snapshots().by_ids(_expirable(table)).commit())
+    snapshots = table.snapshots()
+    old = set(_expirable(table))
+    kept = max(len(job_commit_chain(table)) - 1, 0)
+    if dry_run:
+        keep = [s for s in snapshots if s.snapshot_id not in old]
+        freed = _referenced(table, [s for s in snapshots if s.snapshot_id in old]) - _referenced(table, keep)
+        return HistoryPurge(len(old), len(freed), kept)
+    if not old:
+        return HistoryPurge(0, 0, kept)
+    before = _referenced(table, snapshots)
+    expired = len(old)
+
+    def expire() -> None:
+        nonlocal expired
+        ids = _expirable(table.refresh())
+        expired = len(ids)
+        if ids:
+            table.maintenance.expire_snapshots().by_ids(ids).commit()
+    _retry(expire)
     table.refresh()
-    still = _file_paths(table, every_snapshot=True)
-    gone = before - still
+    gone = before - _referenced(table, table.snapshots())
     for path in gone:
         try:
             table.io.delete(path)
         except FileNotFoundError:
             pass  # lake maintenance removed it first
-    return len(gone)
+    return HistoryPurge(expired, len(gone), max(len(job_commit_chain(table)) - 1, 0))
 
 
 def _day_column(table: Any) -> str | None:
@@ -151,17 +199,19 @@ def _day_column(table: Any) -> str | None:
     return str(table.schema().find_field(fields[0].source_id).name)
 
 
-def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> int:
-    """Delete the customer's rows from one Iceberg table; returns how many there were (-1: no such column).
+def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> tuple[int, HistoryPurge | None]:
+    """Delete the customer's rows from one Iceberg table, then the history that still holds them; returns how many
+    rows there were (-1: no such column) and what went from the history (None: nothing written yet).
 
-    ``dry_run`` counts them and changes nothing. The rows are found by a scan of one or two columns, and the
-    delete is narrowed to the partitions holding them: pyiceberg's delete reads every file its filter may match,
-    one after another, and a customer's rows sit in a few of a long history's day partitions.
+    ``dry_run`` counts them, and what the history would lose, and changes nothing. The rows are found by a scan
+    of one or two columns, and the delete is narrowed to the partitions holding them: pyiceberg's delete reads
+    every file its filter may match, one after another, and a customer's rows sit in a few of a long history's
+    day partitions.
     """
     from pyiceberg.expressions import And, EqualTo, In
     names = {f.name for f in table.schema().fields}
     if CUSTOMER_COLUMN not in names and table.name()[-1] != DEAD_LETTERS:
-        return -1
+        return -1, None
     day = _day_column(table)
     extra = (day,) if day else ()
 
@@ -179,14 +229,15 @@ def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> in
             row_filter = And(row_filter, In(day, sorted(days)))
         return len(found), row_filter
 
-    def count_and_delete() -> tuple[int, set[str] | None]:
+    def count_and_delete() -> int | None:
         table.refresh()
         snapshot = table.current_snapshot()
-        if snapshot is None or (snapshot.summary or {}).get("total-data-files") == "0":
-            return 0, None  # nothing written yet (scanning a table without data files fails in pyarrow)
+        if snapshot is None:
+            return None
+        if (snapshot.summary or {}).get("total-data-files") == "0":
+            return 0  # no rows now (scanning a table without data files fails in pyarrow); its history may have
         if dry_run:
-            return matching()[0], None
-        before = _file_paths(table, every_snapshot=True)
+            return int(matching()[0])
 
         def delete() -> int:
             # Found again on each attempt: a conflict means files were added or rewritten since the last look.
@@ -195,20 +246,20 @@ def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> in
             if n:
                 table.delete(row_filter)
             return n
-        return _retry(delete), before
+        return int(_retry(delete))
 
     # Counted again on a retry only when nothing was deleted: a failed attempt commits nothing.
     started = time.monotonic()
-    n, before = _read_again(count_and_delete)
+    n = _read_again(count_and_delete)
     deleted_at = time.monotonic()
-    purged = 0
-    if before is not None:
+    purge = None
+    if n is not None:
         # Always: a repeated request also expires what the job's last commit kept alive the first time.
-        purged = _read_again(lambda: _purge_unreferenced_files(table, before))
-    log.info("lake.%s: %d row(s) %s in %.1f s (%s %.1f s, expiry and file purge %.1f s: %d file(s))",
-             table.name()[-1], n, "counted" if dry_run else "removed", time.monotonic() - started,
-             "count" if dry_run else "count and delete", deleted_at - started, time.monotonic() - deleted_at, purged)
-    return int(n)
+        purge = _read_again(lambda: _purge_history(table, dry_run))
+    log.info("lake.%s: %d row(s) %s in %.1f s (%s %.1f s, history %.1f s: %s)",
+             table.name()[-1], n or 0, "counted" if dry_run else "removed", time.monotonic() - started,
+             "count" if dry_run else "count and delete", deleted_at - started, time.monotonic() - deleted_at, purge)
+    return int(n or 0), purge
 
 
 def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat: Any = None) -> None:
@@ -221,12 +272,14 @@ def erase_lake(settings: Settings, customer_id: str, report: ErasureReport, cat:
     for ident in cat.list_tables(ns):
         name = f"lake.{ident[-1]}"
         try:
-            n = _erase_lake_table(cat.load_table(ident), customer_id, report.dry_run)
+            n, purge = _erase_lake_table(cat.load_table(ident), customer_id, report.dry_run)
         except Exception as exc:  # noqa: BLE001 - reported per table, the others still run
             report.failed[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
             continue
         if n >= 0:
             report.removed[name] = n
+        if purge is not None:
+            report.history[name] = purge
 
 
 def erase_serving(settings: Settings, customer_id: str, report: ErasureReport) -> None:

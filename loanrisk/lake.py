@@ -67,3 +67,51 @@ def job_commit_chain(table: Any) -> list[int]:
             return chain
         snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
     return [current.snapshot_id] if current is not None else []
+
+
+def upgrade_table_properties(table: Any, wanted: dict[str, str], attempts: int = 5) -> dict[str, str]:
+    """Set the properties of ``wanted`` that ``table`` lacks or holds otherwise; returns those it set (none: no commit).
+
+    The job commits to the same table every checkpoint: a conflict is retried on the refreshed table.
+    """
+    import time
+
+    from pyiceberg.exceptions import CommitFailedException
+    for attempt in range(attempts):
+        table.refresh()
+        changed = {k: v for k, v in wanted.items() if table.properties.get(k) != v}
+        if not changed:
+            return {}
+        try:
+            with table.transaction() as tx:
+                tx.set_properties(changed)
+            return changed
+        except CommitFailedException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    return {}
+
+
+def upgrade_lake_tables(settings: Settings, cat: Any = None) -> dict[str, dict[str, str]]:
+    """Give every existing lake table the properties its declaration renders (contracts/table_sql.py).
+
+    ``CREATE TABLE IF NOT EXISTS`` leaves a table made by an earlier version as it was, and the job's Iceberg
+    writers read the properties when the job is submitted: run before every submission, and by lake maintenance.
+    Returns, per table changed, the properties set. A table not created yet is left to the job's DDL.
+    """
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from contracts.table_sql import lake_table_properties
+    from contracts.tables import LAKE_TABLES
+    cat = cat if cat is not None else catalog(settings)
+    done = {}
+    for declared in LAKE_TABLES:
+        try:
+            table = cat.load_table(f"{settings.catalog.namespace}.{declared.name}")
+        except NoSuchTableError:
+            continue
+        changed = upgrade_table_properties(table, lake_table_properties(declared))
+        if changed:
+            done[declared.name] = changed
+    return done

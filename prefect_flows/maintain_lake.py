@@ -13,13 +13,22 @@ from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 
 @task(name="upkeep-table", task_run_name="upkeep-{table}", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def upkeep(table: str, namespace: str, min_files: int, do_compact: bool) -> str:
-    """Compact, expire and clean one table (safety ages from settings.prefect)."""
-    from loanrisk.lake import catalog
+    """Bring a lake table's properties up to its declaration, then compact, expire and clean it (safety ages from
+    settings.prefect)."""
+    from contracts.table_sql import lake_table_properties
+    from contracts.tables import LAKE_TABLES
+    from loanrisk.lake import catalog, upgrade_table_properties
     from loanrisk.settings import get_settings
 
     s = get_settings()
     tbl = catalog(s).load_table(f"{namespace}.{table}")
     report = UpkeepReport(table)
+    declared = next((t for t in LAKE_TABLES if t.name == table), None)
+    if declared is not None:
+        # Before compaction, so the files it writes already follow them (the job's writers: at its next submission).
+        changed = upgrade_table_properties(tbl, lake_table_properties(declared))
+        if changed:
+            report.notes.append(f"properties set: {', '.join(sorted(changed))}")
     if do_compact:
         compact(tbl, min_files=min_files, report=report)
     expire_snapshots(tbl.refresh(), timedelta(hours=s.prefect.snapshot_min_age_h), report=report)

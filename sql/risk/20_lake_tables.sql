@@ -1,6 +1,9 @@
 -- Iceberg tables of the lake: raw events (one per input topic), dead letters and the job's derived
 -- tables, partitioned by day. Columns and partition columns are declared in contracts/tables.py (raw
--- and dead-letter columns from the event contracts). Iceberg commits on every checkpoint (exactly once).
+-- and dead-letter columns from the event contracts), and so are the table properties
+-- (contracts/table_sql.py: no column bounds for a column that names a person, so no manifest keeps a
+-- customer id after an erasure); existing tables get them at every `riskctl job submit`, before the
+-- job's writers read them (loanrisk/lake.py). Iceberg commits on every checkpoint (exactly once).
 -- Writers are not hash-distributed by partition ('none'): they chain to the operator before them, saving
 -- a shuffle of every row and a partition-path string per row; each writer may then write a file to every
 -- day partition of a checkpoint (maintain_lake compacts them).
@@ -14,41 +17,41 @@ CREATE DATABASE IF NOT EXISTS ${catalog_name}.${namespace};
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.raw_loan_applications (
   ${raw_loan_applications_columns}
 ) PARTITIONED BY (${raw_loan_applications_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${raw_loan_applications_properties});
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.raw_transactions (
   ${raw_transactions_columns}
 ) PARTITIONED BY (${raw_transactions_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${raw_transactions_properties});
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.raw_repayments (
   ${raw_repayments_columns}
 ) PARTITIONED BY (${raw_repayments_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${raw_repayments_properties});
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.dead_letters (
   ${dead_letters_columns}
 ) PARTITIONED BY (${dead_letters_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${dead_letters_properties});
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.customer_behaviour_windows (
   ${customer_behaviour_windows_columns}
 ) PARTITIONED BY (${customer_behaviour_windows_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${customer_behaviour_windows_properties});
 
 -- One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.scores (
   ${scores_columns}
 ) PARTITIONED BY (${scores_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${scores_properties});
 
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.risk_by_window (
   ${risk_by_window_columns}
 ) PARTITIONED BY (${risk_by_window_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${risk_by_window_properties});
 
 -- Append-only outcome history: the row with the latest observed_until per loan is its outcome.
 CREATE TABLE IF NOT EXISTS ${catalog_name}.${namespace}.loan_outcomes (
   ${loan_outcomes_columns}
 ) PARTITIONED BY (${loan_outcomes_partition})
-  WITH ('format-version' = '2', 'write.distribution-mode' = 'none');
+  WITH (${loan_outcomes_properties});

@@ -133,11 +133,13 @@ def submission(tmp_path: Path, job_id: str = JOB_A, at: float = 100.0, wanted: b
 
 def test_submitting_the_risk_job_records_how_to_submit_it_again(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import loanrisk.lake
     import loanrisk.serving
     import stack.flink_client
     from jobs.submit import submit_risk_job
     runs: list[tuple[Path, list[str]]] = []
     monkeypatch.setattr(loanrisk.serving, "ensure_serving_tables", lambda settings: None)
+    monkeypatch.setattr(loanrisk.lake, "upgrade_lake_tables", lambda settings: {})
     monkeypatch.setattr(stack.flink_client, "flink_run", lambda settings, job, args, py_files=None:
                         runs.append((job, args)) or JOB_A)
     s = local_settings(tmp_path)
