@@ -294,3 +294,78 @@ def test_a_replay_lists_the_jobs_restore_points_and_forgets_what_none_can_undo(t
     os.utime(chk / "_metadata")  # now completed after the erasure
     later = replay_erasures(s, dry_run=False, warehouse=False)
     assert later.reports == [] and later.forgotten == 1 and erasures(s) == []
+
+
+VICTIM = "cus_0123456789abcdef"  # the generator's shape: 20 characters, longer than a truncated bound (16)
+
+
+def _holding(table, needle: str) -> list[str]:
+    """Files under the table's location that hold ``needle``, decoded (Avro blocks decompressed, Parquet read)."""
+    from tests.lake_bytes import holds
+    root = Path(table.location().removeprefix("file://"))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and holds(p.read_bytes(),
+                                                                                                 needle.encode()))
+
+
+def _job_commit(table, customers: list[str], checkpoint: int) -> None:
+    """An append as the Flink committer makes it: its checkpoint id in the snapshot summary."""
+    table.append(pa.table({"loan_id": [f"l-{c}" for c in customers], "customer_id": customers}),
+                 snapshot_properties={"flink.max-committed-checkpoint-id": str(checkpoint), "flink.job-id": "j"})
+
+
+def test_once_the_job_committed_again_an_erasure_leaves_no_file_holding_the_customer_id_in_rows_or_bounds(
+        tmp_path: Path) -> None:
+    """A table written with bounds (made before the lake's properties): manifests keep a 16-character prefix of
+    the customer id; the files of the snapshots the job's last commit keeps go once the job has committed again."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from tests.lake_bytes import AVRO_MAGIC
+    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=f"file://{tmp_path / 'wh'}")
+    cat.create_namespace("risk")
+    scores = cat.create_table("risk.scores", pa.schema([("loan_id", pa.string()), ("customer_id", pa.string())]))
+    _job_commit(scores, [VICTIM, "cus_ffffffffffffffff"], 1)
+    _job_commit(scores, ["cus_1111111111111111"], 2)
+    bound = VICTIM[:16]  # the lower bound truncate(16) writes
+    in_manifests = [f for f in _holding(scores, bound) if f.endswith(".avro")]
+    assert in_manifests, "the scan must see bounds inside compressed manifests, or it proves nothing"
+    manifests = list(Path(scores.location().removeprefix("file://")).rglob("*.avro"))
+    assert all(p.read_bytes().startswith(AVRO_MAGIC) for p in manifests)
+    assert not [p for p in manifests if bound.encode() in p.read_bytes()], "compressed: a raw scan sees no bound"
+
+    first = ErasureReport(VICTIM)
+    erase_lake(Settings(), VICTIM, first, cat=cat)
+    assert first.removed == {"lake.scores": 1} and first.history["lake.scores"].kept == 1
+    assert "run the request again after its next checkpoint" in first.lines()[-1]
+    assert _holding(cat.load_table("risk.scores"), VICTIM), "the job's last commit still references the old file"
+
+    _job_commit(cat.load_table("risk.scores"), ["cus_2222222222222222"], 3)
+    dry = ErasureReport(VICTIM, dry_run=True)
+    erase_lake(Settings(), VICTIM, dry, cat=cat)
+    preview = dry.history["lake.scores"]
+    assert preview.snapshots == 2 and preview.files > 0 and preview.kept == 0
+    again = ErasureReport(VICTIM)
+    erase_lake(Settings(), VICTIM, again, cat=cat)
+    assert again.removed == {"lake.scores": 0}
+    assert (again.history["lake.scores"].snapshots, again.history["lake.scores"].files) == (2, preview.files)
+    scores = cat.load_table("risk.scores")
+    assert not _holding(scores, VICTIM) and not _holding(scores, bound)
+    assert sorted(scores.scan().to_arrow()["customer_id"].to_pylist()) == [
+        "cus_1111111111111111", "cus_2222222222222222", "cus_ffffffffffffffff"]
+
+
+def test_an_existing_table_gets_the_declared_properties_once_and_pyiceberg_then_writes_no_bounds_of_the_customer(
+        lake) -> None:
+    from contracts.table_sql import lake_table_properties
+    from contracts.tables import SCORES
+    from loanrisk.lake import upgrade_table_properties
+    scores = lake.load_table("risk.scores")
+    wanted = lake_table_properties(SCORES)
+    assert upgrade_table_properties(scores, wanted) == wanted
+    location = scores.refresh().metadata_location
+    assert upgrade_table_properties(scores, wanted) == {} and scores.refresh().metadata_location == location
+    old = set(scores.inspect.files().column("file_path").to_pylist())
+    scores.append(pa.table({"loan_id": ["l-new"], "customer_id": [VICTIM]}))
+    ids = {f.name: f.field_id for f in scores.schema().fields}
+    (new,) = [f for f in scores.inspect.files().to_pylist() if f["file_path"] not in old]
+    assert ids["customer_id"] not in dict(new["lower_bounds"]) and ids["customer_id"] in dict(new["value_counts"])
+    assert ids["loan_id"] in dict(new["lower_bounds"])  # other columns keep theirs
+    assert [f for f in _holding(scores, VICTIM[:16]) if not f.endswith(".parquet")] == []  # only its rows have it

@@ -116,3 +116,49 @@ def test_every_warehouse_table_copies_a_declared_lake_table() -> None:
     assert {t.lake_table for t in TABLES} == {t.name for t in LAKE_TABLES} - {"dead_letters"}
     for t in TABLES:
         assert t.lake in LAKE_TABLES
+
+
+def _unbounded(props: dict[str, str]) -> set[str]:
+    """The columns the properties give no lower or upper bounds."""
+    from contracts.table_sql import METRICS_COLUMN_PREFIX
+    return {k.removeprefix(METRICS_COLUMN_PREFIX) for k, v in props.items()
+            if k.startswith(METRICS_COLUMN_PREFIX) and v in ("counts", "none")}
+
+
+def test_every_lake_column_naming_a_person_gets_no_bounds_and_every_other_column_keeps_them() -> None:
+    from contracts.table_sql import lake_table_properties
+    pii = {f.name for c in (*INPUT_EVENTS, DEAD_LETTER) for f in c.fields if f.pii}
+    expected = {"raw_loan_applications": {"customer_id", "full_name", "email", "phone"},
+                "raw_transactions": {"customer_id", "account_number", "counterparty"},
+                "raw_repayments": {"customer_id"}, "dead_letters": {"payload"},
+                "customer_behaviour_windows": {"customer_id"}, "scores": {"customer_id"},
+                "risk_by_window": set(), "loan_outcomes": {"customer_id"}}
+    assert {t.name: _unbounded(lake_table_properties(t)) for t in LAKE_TABLES} == expected
+    for t in LAKE_TABLES:  # derived, not listed: every customer id and every PII column, wherever it lands
+        assert {c.name for c in t.columns if c.name == "customer_id" or c.name in pii} <= _unbounded(
+            lake_table_properties(t)), t.name
+        assert _unbounded(lake_table_properties(t)) <= set(t.names), "Iceberg refuses metrics of an unknown column"
+
+
+def test_a_column_that_names_a_person_added_to_a_contract_loses_its_bounds_in_the_lake() -> None:
+    from contracts.schema import Field
+    from contracts.table_sql import lake_table_properties
+    from contracts.tables import raw_events
+    contract = replace(INPUT_EVENTS[0], fields=INPUT_EVENTS[0].fields + (
+        Field("national_id", "string", "A new identifier.", pii=True),
+        Field("passport_no", "string", "Another.", identifies_person=True), Field("note", "string", "Not one.")))
+    unbounded = _unbounded(lake_table_properties(raw_events(contract, "raw_x")))
+    assert {"national_id", "passport_no"} <= unbounded and "note" not in unbounded
+
+
+def test_the_lake_ddl_creates_each_table_with_its_properties_and_format_version_2() -> None:
+    from contracts.table_sql import lake_table_properties
+    fragments = table_fragments()
+    for t in LAKE_TABLES:
+        ddl = fragments[f"{t.name}_properties"]
+        assert "'format-version' = '2'" in ddl
+        for key, value in lake_table_properties(t).items():
+            assert f"'{key}' = '{value}'" in ddl, (t.name, key)
+    sql = (REPO_ROOT / "sql" / "risk" / "20_lake_tables.sql").read_text()
+    assert all(f"WITH (${{{t.name}_properties}})" in sql for t in LAKE_TABLES)
+    assert "format-version" not in lake_table_properties(LAKE_TABLES[0]), "Iceberg refuses it as a property update"
