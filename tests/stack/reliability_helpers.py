@@ -472,17 +472,29 @@ def file_sizes(paths: list[Path]) -> int:
     return total
 
 
-def files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]]:
+def files_containing(root: Path, needles: dict[str, str], decode: bool = False) -> dict[str, list[str]]:
     """Which files under ``root`` contain which needle (read in chunks: some files are large).
 
+    ``decode``: an Avro, Parquet or gzip file is also searched as it reads decoded (tests/lake_bytes.py): the
+    lake's manifests and data files are compressed, and a raw scan would miss what they hold.
     A file that disappears while the folder is read (a live store removing it) holds nothing any more.
     """
+    from tests.lake_bytes import AVRO_MAGIC, GZIP_MAGIC, PARQUET_MAGIC, holds
     hits: dict[str, list[str]] = {}
     encoded = {name: value.encode() for name, value in needles.items()}
     longest = max(len(v) for v in encoded.values())
     for path in files_under(root):
         tail = b""
         try:
+            if decode:
+                with path.open("rb") as fh:
+                    magic = fh.read(4)
+                if magic.startswith((AVRO_MAGIC, PARQUET_MAGIC, GZIP_MAGIC)):
+                    data = path.read_bytes()
+                    found = [name for name, value in encoded.items() if holds(data, value)]
+                    if found:
+                        hits[str(path)] = found
+                    continue
             with path.open("rb") as fh:
                 while chunk := fh.read(1 << 20):
                     window = tail + chunk

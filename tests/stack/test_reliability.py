@@ -388,6 +388,12 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
 
     # Erasure: one customer, every sink; the other customers stay.
     victim, other = customers[0], customers[1]
+    victim_forms = _stored_forms(s, victim, [d for d in docs if d["customer_id"] == victim])
+    seen = _in_the_object_store(s, victim_forms)
+    clock.lap("scan for the customer")
+    print(f"before the erasure, the object store holds {victim}'s identifiers in {len(seen)} file(s)")
+    assert {victim, *_pseudonyms_of(victim_forms)} <= {n for names in seen.values() for n in names}, (
+        "the decoded scan must find the customer's id and pseudonyms before the erasure, or it proves nothing")
     before = _rows_of(s, [victim, other])
     assert sum(before[other].values()) > 0 and sum(before[victim].values()) > 0
     clock.lap("count rows")
@@ -410,7 +416,18 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     counted, removed = ([m.groups() for m in map(per_table.match, out.splitlines()) if m] for out in (dry.stdout,
                                                                                                      proc.stdout))
     assert counted and counted == removed, "the erasure found other rows than its dry run counted"
-    _scan_stores_for(s, secrets)
+    # The job's latest commit still references the old files of the tables it has not committed to since; once it
+    # has, the request made again (as the ledger replay does) expires them.
+    waiting = _kept_for_the_job(proc.stdout)
+    waited = _wait_for_a_job_commit(s, job, waiting)
+    again = subprocess.run([str(cli), "-v", "privacy", "erase", "--customer", victim, "--no-warehouse"],
+                           capture_output=True, text=True, timeout=600)
+    print(f"waited {waited:.0f}s for the job to commit to {sorted(waiting)}; the request again:\n{again.stdout}"
+          f"{again.stderr}")
+    clock.lap("erase again after the job's commit")
+    assert again.returncode == 0, again.stderr
+    assert not _kept_for_the_job(again.stdout), "a snapshot from before the erasure is still kept"
+    _scan_stores_for(s, secrets, victim_forms)
     after = _rows_of(s, [victim, other])
     assert sum(after[victim].values()) == 0, after[victim]
     assert after[other] == before[other]
@@ -426,12 +443,54 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     assert all_tasks_running(s, job)
 
 
-def _scan_stores_for(s, values: set[str]) -> None:
+def _stored_forms(s, customer_id: str, their_events: list[dict]) -> dict[str, str]:
+    """Every form in which the lake stores what identifies the customer: their id, the pseudonym of each of their
+    PII values, and the first 16 characters of each (what a truncated column bound in a manifest keeps)."""
+    forms = {"customer_id": customer_id}
+    forms.update({f"pseudonym of {v}": _pseudonym(s, v) for v in _distinctive(their_events)})
+    forms.update({f"{name} as a bound": value[:16] for name, value in list(forms.items())})
+    return forms
+
+
+def _pseudonyms_of(forms: dict[str, str]) -> set[str]:
+    return {name for name in forms if name.startswith("pseudonym of") and not name.endswith(" as a bound")}
+
+
+def _object_store(s) -> Path:
+    return s.state_dir / "s3" / "data"
+
+
+def _in_the_object_store(s, forms: dict[str, str]) -> dict[str, list[str]]:
+    """Files of the object store holding any of ``forms``, decoded (Avro blocks, Parquet values)."""
+    return files_containing(_object_store(s), forms, decode=True)
+
+
+def _kept_for_the_job(erase_output: str) -> set[str]:
+    """Lake tables whose history an erasure had to keep for the job's last commit (its lines say so)."""
+    import re
+    return {m.group(1) for m in re.finditer(r"^lake\.(\w+): history: .*kept for the job's last commit", erase_output,
+                                            re.MULTILINE)}
+
+
+def _wait_for_a_job_commit(s, job: str, tables: set[str]) -> float:
+    """Until the job has committed on top of what an erasure left in each of ``tables`` (with no rows to commit,
+    the Iceberg committer commits every tenth checkpoint)."""
+    from loanrisk.lake import catalog, job_commit_chain
+
+    def committed() -> bool:
+        cat = catalog(s)
+        return all(len(job_commit_chain(cat.load_table(f"{s.catalog.namespace}.{t}"))) == 1 for t in tables)
+    return wait_until(committed, 300, f"a job commit to each of {sorted(tables)}", s, job) if tables else 0.0
+
+
+def _scan_stores_for(s, values: set[str], customer_forms: dict[str, str]) -> None:
     """No byte of a seeded value in any file of the lake's object store (data, metadata, manifests), the
-    PostgreSQL data directory or the job's checkpoints. (Kafka keeps its input until the topics' retention:
-    tests/stack/test_security.py shows the broker removing it.)"""
+    PostgreSQL data directory or the job's checkpoints, and none of the erased customer's ``customer_forms`` in
+    the object store, every Avro and Parquet file read decoded. (Kafka keeps its input until the topics'
+    retention: tests/stack/test_security.py shows the broker removing it. The customer id stays in the job's
+    state, so in its checkpoints, and in PostgreSQL's dead rows and WAL until vacuum and recycling: docs/SECURITY.md.)"""
     from stack.flink_conf import checkpoint_dir
-    stores = {"object store": s.state_dir / "s3" / "data", "postgresql": s.state_dir / "postgres",
+    stores = {"object store": _object_store(s), "postgresql": s.state_dir / "postgres",
               "checkpoints": Path(checkpoint_dir(s).removeprefix("file://"))}
     needles = {v: v for v in values}
     found, sizes = {}, {}
@@ -439,9 +498,13 @@ def _scan_stores_for(s, values: set[str]) -> None:
         files = files_under(root)
         assert files, f"nothing under {root}: the scan of the {name} would prove nothing"
         sizes[name] = (len(files), file_sizes(files) / 1e6)
-        found[name] = files_containing(root, needles)
-    print("byte scan for the seeded PII:", {n: f"{c} files, {mb:.0f} MB, {len(found[n])} with PII"
-                                            for n, (c, mb) in sizes.items()})
+        lake = name == "object store"
+        found[name] = files_containing(root, {**needles, **customer_forms} if lake else needles, decode=lake)
+    print("byte scan for the seeded PII and the erased customer's identifiers:",
+          {n: f"{c} files, {mb:.0f} MB, {len(found[n])} holding one" for n, (c, mb) in sizes.items()})
+    outside = {name: len(files_containing(stores[name], {"customer_id": customer_forms["customer_id"]}))
+               for name in ("postgresql", "checkpoints")}
+    print("files still holding the erased customer's id outside the lake (not erased there):", outside)
     assert not any(found.values()), found
 
 
