@@ -1,4 +1,5 @@
-"""maintain_lake: compaction of small files, snapshot expiry and orphan-file cleanup for every lake table."""
+"""maintain_lake: declared table properties, compaction of small files, snapshot expiry and orphan-file cleanup for
+every lake table."""
 
 from __future__ import annotations
 
