@@ -391,8 +391,10 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     victim_forms = _stored_forms(s, victim, [d for d in docs if d["customer_id"] == victim])
     seen = _in_the_object_store(s, victim_forms)
     clock.lap("scan for the customer")
-    print(f"before the erasure, the object store holds {victim}'s identifiers in {len(seen)} file(s)")
-    assert {victim, *_pseudonyms_of(victim_forms)} <= {n for names in seen.values() for n in names}, (
+    print(f"before the erasure, the object store holds {victim}'s identifiers in {len(seen)} file(s):",
+          Counter(Path(path).suffix for path in seen), "; forms found:",
+          Counter(name for names in seen.values() for name in names))
+    assert {"customer_id", *_pseudonyms_of(victim_forms)} <= {n for names in seen.values() for n in names}, (
         "the decoded scan must find the customer's id and pseudonyms before the erasure, or it proves nothing")
     before = _rows_of(s, [victim, other])
     assert sum(before[other].values()) > 0 and sum(before[victim].values()) > 0
