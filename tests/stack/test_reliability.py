@@ -430,6 +430,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     assert again.returncode == 0, again.stderr
     assert not _kept_for_the_job(again.stdout), "a snapshot from before the erasure is still kept"
     _scan_stores_for(s, secrets, victim_forms)
+    clock.lap("byte scan")
     after = _rows_of(s, [victim, other])
     assert sum(after[victim].values()) == 0, after[victim]
     assert after[other] == before[other]
