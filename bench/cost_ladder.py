@@ -159,7 +159,7 @@ def held_back(settings: Settings, backlog: Backlog) -> ConfluentEventProducer:
     from ingestion.producer import make_producer
     from stack.services.kafka import ensure_topics
     k = settings.kafka
-    ensure_topics(k.bootstrap, k.topics.all()[:3], k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
+    ensure_topics(k, k.topics.all()[:3], k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
     topics = {"loan_application": k.topics.applications, "transaction": k.topics.transactions,
               "repayment": k.topics.repayments}
     producer = make_producer(kafka=k, overrides={"transactional.id": f"{k.topics.applications}-loader",
@@ -175,9 +175,9 @@ def held_back(settings: Settings, backlog: Backlog) -> ConfluentEventProducer:
 
 def drop_topics(settings: Settings) -> None:
     """Delete the run's input topics (a million events per run adds up on disk)."""
-    from ingestion.topics import delete_topics
+    from stack.services.kafka import drop_topics as drop
     k = settings.kafka
-    delete_topics(k.client_config(), k.topics.all()[:3])
+    drop(k, k.topics.all()[:3])
 
 
 def emitted(settings: Settings, job_id: str, sources: dict[str, str]) -> int:

@@ -1,6 +1,10 @@
 """Producer throughput for the synthetic event mix: confluent-kafka vs kafka-python in one run (events/s, MB/s).
 
-    .venv/bin/python -m bench.producer_throughput --bootstrap 127.0.0.1:9092 [--events 200000]
+    .venv/bin/python -m bench.producer_throughput [--events 200000]
+
+against the broker the settings name (LOANRISK_KAFKA__PORT, or LOANRISK_KAFKA__BOOTSTRAP_SERVERS with its
+security settings), logged in as every platform client is; the bench topics are made through the local
+broker's admin listener.
 
 The events are generated first (not timed against the producers), then each client sends the same
 messages to fresh topics with the platform's settings (acks=all, idempotence, compression, batching) and
@@ -18,9 +22,10 @@ import uuid
 from ingestion.generator import GeneratorConfig, generate
 from ingestion.producer import (CONFLUENT_COMPRESSION, IMPLEMENTATIONS, KAFKA_PYTHON_COMPRESSION, make_producer,
                                 produce_events)
-from ingestion.topics import create_topics, delete_topics
 from ingestion.wire import ProducedEvent
 from loanrisk.errors import LoanRiskError
+from loanrisk.settings import KafkaSettings, get_settings
+from stack.services.kafka import drop_topics, ensure_topics
 
 TARGET_EVENTS_PER_S = 50_000
 KINDS = ("loan_application", "transaction", "repayment")
@@ -33,21 +38,20 @@ def event_mix(count: int, seed: int) -> tuple[list[ProducedEvent], float]:
     return events, count / (time.perf_counter() - start)
 
 
-def measure(impl: str, events: list[ProducedEvent], bootstrap: str, partitions: int) -> dict[str, float]:
+def measure(impl: str, events: list[ProducedEvent], kafka: KafkaSettings, partitions: int) -> dict[str, float]:
     """Send ``events`` with one client to fresh topics; events/s and MB/s from first send to flush."""
     run = uuid.uuid4().hex[:8]
     topics = {kind: f"bench-{run}-{kind}" for kind in KINDS}
-    admin = {"bootstrap.servers": bootstrap}
-    create_topics(admin, list(topics.values()), partitions=partitions)
+    ensure_topics(kafka, list(topics.values()), partitions, {})
     try:
         renamed = [ProducedEvent(topics[e.kind], e.key, e.value_bytes, e.event_id, e.kind, e.event_time_ms)
                    for e in events]
-        producer = make_producer(impl, bootstrap=bootstrap)
+        producer = make_producer(impl, kafka=kafka)
         producer.check_connection()
         summary = produce_events(renamed, producer, flush_timeout_s=300)
         producer.close()
     finally:
-        delete_topics(admin, list(topics.values()))
+        drop_topics(kafka, list(topics.values()))
     return {"events_per_s": summary.delivered / summary.elapsed_s,
             "mb_per_s": summary.bytes / summary.elapsed_s / 1e6, "delivered": summary.delivered,
             "failed": summary.failed + summary.pending, "seconds": summary.elapsed_s}
@@ -56,7 +60,6 @@ def measure(impl: str, events: list[ProducedEvent], bootstrap: str, partitions: 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print one line per client plus the verdict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="host:port of the Kafka broker")
     parser.add_argument("--events", type=int, default=200_000, help="messages per client (default 200,000)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions per bench topic")
     parser.add_argument("--seed", type=int, default=1)
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for impl in (IMPLEMENTATIONS if args.impl == "both" else (args.impl,)):
         try:
-            results[impl] = r = measure(impl, events, args.bootstrap, args.partitions)
+            results[impl] = r = measure(impl, events, get_settings().kafka, args.partitions)
         except LoanRiskError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -21,12 +21,11 @@ class ConsumedRecord:
     timestamp_ms: int
 
 
-def consumer_config(kafka: KafkaSettings, group_id: str, *, bootstrap: str | None = None,
-                    read_committed: bool = False, from_beginning: bool = True) -> dict[str, Any]:
-    """librdkafka consumer settings: no auto-commit (the caller commits after processing)."""
+def consumer_config(kafka: KafkaSettings, group_id: str, *, read_committed: bool = False,
+                    from_beginning: bool = True) -> dict[str, Any]:
+    """librdkafka consumer settings: the platform's client configuration (where, how to log in), no auto-commit
+    (the caller commits after processing)."""
     conf = kafka.client_config()
-    if bootstrap:
-        conf["bootstrap.servers"] = bootstrap
     conf.update({
         "group.id": group_id, "enable.auto.commit": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -39,13 +38,13 @@ def consumer_config(kafka: KafkaSettings, group_id: str, *, bootstrap: str | Non
 class EventConsumer:
     """Reads batches from ``topics`` as consumer group ``group_id``; commit() stores what was read."""
 
-    def __init__(self, topics: list[str], group_id: str, *, bootstrap: str | None = None,
-                 kafka: KafkaSettings | None = None, read_committed: bool = False, from_beginning: bool = True,
+    def __init__(self, topics: list[str], group_id: str, *, kafka: KafkaSettings | None = None,
+                 read_committed: bool = False, from_beginning: bool = True,
                  overrides: dict[str, Any] | None = None):
         from confluent_kafka import Consumer
 
-        conf = consumer_config(kafka or get_settings().kafka, group_id, bootstrap=bootstrap,
-                               read_committed=read_committed, from_beginning=from_beginning)
+        conf = consumer_config(kafka or get_settings().kafka, group_id, read_committed=read_committed,
+                               from_beginning=from_beginning)
         # End-of-partition events tell read_to_end where each partition ended (for read_committed, the last
         # stable offset: an open transaction's records are not waited for).
         conf["enable.partition.eof"] = True

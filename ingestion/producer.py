@@ -155,11 +155,10 @@ class NullEventProducer(EventProducer):
         return None
 
 
-def confluent_config(kafka: KafkaSettings, bootstrap: str | None = None) -> dict[str, Any]:
-    """librdkafka producer settings: security from settings, then reliability, batching and compression."""
+def confluent_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka producer settings: the platform's client configuration (where, how to log in), then
+    reliability, batching and compression."""
     conf = kafka.client_config()
-    if bootstrap:
-        conf["bootstrap.servers"] = bootstrap
     conf.update({
         "acks": "all", "enable.idempotence": True, "compression.type": CONFLUENT_COMPRESSION,
         "linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 10_000,
@@ -265,7 +264,7 @@ class ConfluentEventProducer(EventProducer):
                 "start the stack or set LOANRISK_KAFKA__PORT / LOANRISK_KAFKA__BOOTSTRAP_SERVERS") from None
 
 
-def kafka_python_config(kafka: KafkaSettings, bootstrap: str | None = None) -> dict[str, Any]:
+def kafka_python_config(kafka: KafkaSettings) -> dict[str, Any]:
     """The same settings in kafka-python's vocabulary."""
     rd = kafka.client_config()
     names = {"security.protocol": "security_protocol", "sasl.mechanism": "sasl_mechanism",
@@ -274,7 +273,7 @@ def kafka_python_config(kafka: KafkaSettings, bootstrap: str | None = None) -> d
              "ssl.key.location": "ssl_keyfile"}
     conf: dict[str, Any] = {names[k]: v for k, v in rd.items() if k in names}
     conf.update({
-        "bootstrap_servers": (bootstrap or rd["bootstrap.servers"]).split(","),
+        "bootstrap_servers": rd["bootstrap.servers"].split(","),
         "acks": "all", "enable_idempotence": True, "compression_type": KAFKA_PYTHON_COMPRESSION,
         "linger_ms": 20, "batch_size": 512 * 1024,
         "max_request_size": kafka.max_message_bytes + RECORD_OVERHEAD_BYTES,
@@ -358,16 +357,16 @@ class KafkaPythonEventProducer(EventProducer):
         self._producer.close(timeout=timeout_s)
 
 
-def make_producer(impl: str = "confluent", *, bootstrap: str | None = None,
-                  kafka: KafkaSettings | None = None, overrides: dict[str, Any] | None = None) -> EventProducer:
-    """A producer configured from ``settings.kafka`` (or ``kafka``), optionally another ``bootstrap``."""
+def make_producer(impl: str = "confluent", *, kafka: KafkaSettings | None = None,
+                  overrides: dict[str, Any] | None = None) -> EventProducer:
+    """A producer configured from ``settings.kafka`` (or ``kafka``)."""
     kafka = kafka or get_settings().kafka
     if impl == "confluent":
-        conf = confluent_config(kafka, bootstrap)
+        conf = confluent_config(kafka)
         conf.update(overrides or {})
         return ConfluentEventProducer(conf, kafka.max_message_bytes)
     if impl == "kafka-python":
-        conf = kafka_python_config(kafka, bootstrap)
+        conf = kafka_python_config(kafka)
         conf.update(overrides or {})
         return KafkaPythonEventProducer(conf, kafka.max_message_bytes)
     raise ValueError(f"unknown producer implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}")

@@ -115,7 +115,7 @@ def expected_secrets(settings: Settings) -> list[SecretRef]:
     found = [POSTGRES_SECRET, PII_SECRET] if settings.s3.default_chain else [POSTGRES_SECRET, S3_SECRET, PII_SECRET]
     if not settings.s3.for_readers().default_chain:
         found.insert(-1, S3_READER_SECRET)
-    if k.sasl_mechanism:
+    if k.sasl:
         found.append(KAFKA_SASL_SECRET)
     if k.ssl_cafile and "SSL" in k.security_protocol:
         found.append(KAFKA_CA_SECRET)

@@ -113,13 +113,21 @@ class KafkaSettings(BaseModel):
     """Kafka: the local KRaft broker by default, or any cluster (SASL_SSL/TLS) via ``bootstrap_servers``."""
 
     host: str = LOOPBACK
-    port: int = Field(9092, ge=1, le=65535)
+    port: int = Field(9092, ge=1, le=65535, description="The platform's listener: every client of the platform "
+                      "(the job, producers, consumers, tools) bootstraps from host:port; on the local broker it takes "
+                      "SASL/SCRAM-SHA-512 with ACLs (security_protocol SASL_PLAINTEXT) or, opted out, PLAINTEXT")
     controller_port: int = Field(9093, ge=1, le=65535)
+    admin_port: int = Field(
+        9094, ge=1, le=65535, description="Local broker: its PLAINTEXT listener on 127.0.0.1 that only the stack "
+        "itself uses (topics, SCRAM users, ACLs), as PostgreSQL is administered over its socket; never a client's")
     bootstrap_servers: str | None = None
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "SASL_PLAINTEXT", description="How clients connect; the SASL settings apply to the SASL protocols only. A "
+        "cluster without client authentication needs PLAINTEXT (or SSL) set explicitly")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = Field(None, description="The platform's SASL user (unset: loanrisk)")
+    sasl_password: SecretStr | None = Field(None, description="Its password; unset with the local broker: generated, "
+                                            "see generated_secrets_dir")
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
@@ -129,13 +137,14 @@ class KafkaSettings(BaseModel):
                                  description="Local broker: also listen with TLS on this port (needs tls_keystore_file)")
     tls_keystore_file: Path | None = Field(
         None, description="Local broker: PEM file holding its TLS private key (PKCS#8, unencrypted) and certificate chain")
-    sasl_port: int | None = Field(
-        None, ge=1, le=65535, description="Local broker: also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on this port, "
-        "ACLs enforced: the platform user (sasl_username) reads and writes the platform topics, the analyst only "
-        "reads them; the loopback PLAINTEXT port stays the stack's own")
-    analyst_username: str = Field("risk_analyst", description="Local broker's read-only SASL user (with sasl_port)")
+    analyst_username: str = Field("risk_analyst", description="Local broker's read-only SASL user: reads and "
+                                  "describes the platform topics with consumer groups named after it, nothing else")
+    analyst_password: SecretStr | None = Field(None, description="The analyst's password (unset with the local "
+                                               "broker: generated, its own)")
+    analyst_password_file: Path | None = Field(None, description="File holding the analyst's password")
     generated_secrets_dir: Path | None = Field(
-        None, description="Where SASL passwords left unset are generated and kept (default <stack.state_dir>/secrets)")
+        None, description="Where the local broker's SASL passwords left unset are generated and kept, one 0600 file "
+        "per user (default <stack.state_dir>/secrets)")
     topics: TopicSettings = TopicSettings()
 
     @property
@@ -143,12 +152,29 @@ class KafkaSettings(BaseModel):
         """The bootstrap server list clients connect to."""
         return self.bootstrap_servers or f"{self.host}:{self.port}"
 
+    @property
+    def local_broker(self) -> bool:
+        """The broker is the stack's own (no bootstrap_servers): it listens as these settings say."""
+        return self.bootstrap_servers is None
+
+    @property
+    def admin_bootstrap(self) -> str:
+        """The local broker's admin listener (PLAINTEXT, the stack's own): for the stack, never for a client."""
+        return f"{self.host}:{self.admin_port}"
+
+    @property
+    def sasl(self) -> bool:
+        """Whether clients log in (a SASL protocol): the SASL settings apply only then."""
+        return self.security_protocol.startswith("SASL")
+
     def client_config(self) -> dict[str, Any]:
-        """librdkafka-style security settings (confluent-kafka); empty for PLAINTEXT."""
+        """The librdkafka client configuration (confluent-kafka) of every platform client: where to connect and
+        how to log in. Every Python client of the platform starts from it; only the stack's own administration
+        of the local broker connects otherwise (stack/services/kafka.py)."""
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
         if self.security_protocol != "PLAINTEXT":
             conf["security.protocol"] = self.security_protocol
-        if self.sasl_mechanism:
+        if self.sasl:
             conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_user,
                          "sasl.password": self.sasl_secret()})
         for key, path in (("ssl.ca.location", self.ssl_cafile), ("ssl.certificate.location", self.ssl_certfile),
@@ -168,7 +194,7 @@ class KafkaSettings(BaseModel):
         props: dict[str, str] = {"security.protocol": self.security_protocol}
         if "SSL" in self.security_protocol and self.ssl_cafile:
             props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.ssl_cafile)})
-        if self.sasl_mechanism:
+        if self.sasl:
             # Flink's SQL Kafka connector relocates the Kafka client: its login modules live under this prefix,
             # and the unshaded class names fail the login (the JAAS line is read by the relocated client).
             shaded = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security"
@@ -182,19 +208,24 @@ class KafkaSettings(BaseModel):
 
     @property
     def sasl_user(self) -> str:
-        """The platform's SASL user: sasl_username, else the one the local broker's SASL listener creates."""
+        """The platform's SASL user: sasl_username, else the one the local broker creates."""
         return self.sasl_username or "loanrisk"
 
     def sasl_secret(self, username: str | None = None) -> str:
-        """The SASL password of ``username`` (default: the platform's user): configured, else, for a user of the
-        local broker's SASL listener, the one generated for this installation."""
+        """The SASL password of ``username`` (default: the platform's user; or the analyst): configured, else, on
+        the local broker, the one generated for this installation."""
         user = username or self.sasl_user
-        if user == self.sasl_user:
-            configured = _read_secret(self.sasl_password, self.sasl_password_file)
-            if configured is not None:
-                return configured.get_secret_value()
-        if self.sasl_port is not None and self.generated_secrets_dir is not None:
+        configured = (_read_secret(self.sasl_password, self.sasl_password_file) if user == self.sasl_user else
+                      _read_secret(self.analyst_password, self.analyst_password_file)
+                      if user == self.analyst_username else None)
+        if configured is not None:
+            return configured.get_secret_value()
+        if self.local_broker and self.sasl and self.generated_secrets_dir is not None:
             return generated_secret(self.generated_secrets_dir / f"kafka-{user}").get_secret_value()
+        if user == self.sasl_user and self.sasl and not self.local_broker:
+            raise ConfigError(f"kafka.security_protocol is {self.security_protocol} but kafka.sasl_password is unset: "
+                              "set LOANRISK_KAFKA__SASL_PASSWORD_FILE, or LOANRISK_KAFKA__SECURITY_PROTOCOL=PLAINTEXT "
+                              "(or SSL) for a cluster that does not authenticate clients")
         return ""
 
 
@@ -764,8 +795,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:
-        if self.kafka.port == self.kafka.controller_port:
-            raise ValueError("kafka.port and kafka.controller_port must differ")
+        k = self.kafka
+        ports = {"kafka.port": k.port, "kafka.controller_port": k.controller_port, "kafka.admin_port": k.admin_port,
+                 "kafka.tls_port": k.tls_port}
+        taken: dict[int, str] = {}
+        for name, port in ports.items():
+            if port is None:
+                continue
+            if port in taken:
+                raise ValueError(f"{taken[port]} and {name} must differ")
+            taken[port] = name
         return self
 
     @model_validator(mode="after")

@@ -41,7 +41,7 @@ def free_port_block(n: int, rng: random.Random) -> int:
 
 def isolated_stack_env(state_dir: Path, install_dir: Path, seed: int) -> dict[str, str]:
     """Environment overrides for an isolated stack: every port free, state under ``state_dir``."""
-    base = free_port_block(24, random.Random(seed))
+    base = free_port_block(25, random.Random(seed))
     return {
         "LOANRISK_STACK__STATE_DIR": str(state_dir),
         "LOANRISK_STACK__INSTALL_DIR": str(install_dir),
@@ -59,4 +59,5 @@ def isolated_stack_env(state_dir: Path, install_dir: Path, seed: int) -> dict[st
         "LOANRISK_S3__READER__PORT": str(base + 11),
         "LOANRISK_FLINK__PROMETHEUS_PORTS": f"{base + 12}-{base + 21}",
         "LOANRISK_ALERTING__PORT": str(base + 22),
+        "LOANRISK_KAFKA__ADMIN_PORT": str(base + 24),
     }

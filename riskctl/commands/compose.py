@@ -21,12 +21,15 @@ def compose_init() -> None:
     existing tables are kept. The broker has topic auto-creation off, so nothing can produce before this ran.
     """
     from loanrisk.serving import ensure_serving_tables
-    from stack.services.kafka import ensure_topics
+    from stack.services.kafka import ensure_topics, grant_sasl_access
     from stack.services.s3 import S3Endpoint
     settings = get_settings()
     k = settings.kafka
-    ensure_topics(k.bootstrap, k.topics.all(), k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
-    click.echo(f"topics {', '.join(k.topics.all())} ({k.topics.partitions} partitions each) on {k.bootstrap}")
+    ensure_topics(k, k.topics.all(), k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
+    click.echo(f"topics {', '.join(k.topics.all())} ({k.topics.partitions} partitions each) on {k.admin_bootstrap}")
+    if k.sasl:
+        grant_sasl_access(k)
+        click.echo(f"SCRAM users {k.sasl_user} and {k.analyst_username} with their ACLs")
     S3Endpoint(settings).after_start()
     click.echo(f"bucket {settings.s3.bucket} on {settings.s3.url}")
     ensure_serving_tables(settings)

@@ -28,8 +28,7 @@ def kafka_counts(settings: Settings) -> dict[str, int]:
     """Messages in each input topic."""
     from stack.services.kafka import topic_offsets
     t = settings.kafka.topics
-    return {name: topic_offsets(settings.kafka.bootstrap, name) for name in (t.applications, t.transactions,
-                                                                             t.repayments)}
+    return {name: topic_offsets(settings.kafka, name) for name in (t.applications, t.transactions, t.repayments)}
 
 
 def serving_summary(settings: Settings) -> dict[str, object]:

@@ -9,6 +9,7 @@ CREATE TEMPORARY TABLE smoke_source (
   'connector' = 'kafka',
   'topic' = '${smoke_topic}',
   'properties.bootstrap.servers' = '${kafka_bootstrap}',
+  ${kafka_security}
   'properties.group.id' = 'loanrisk-smoke',
   'scan.startup.mode' = 'earliest-offset',
   'scan.bounded.mode' = 'latest-offset',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from loanrisk.errors import StackError
 from loanrisk.settings import KafkaSettings
@@ -39,10 +40,11 @@ class KafkaBroker(Service):
     def ports(self) -> dict[str, int]:
         k = self.settings.kafka
         tls = {"tls": k.tls_port} if k.tls_port else {}
-        return {"broker": k.port, "controller": k.controller_port, **tls}
+        return {"broker": k.port, "controller": k.controller_port, "admin": k.admin_port, **tls}
 
     def tls_properties(self) -> list[str]:
-        """The TLS listener's lines (none unless kafka.tls_port is set); PLAINTEXT stays for the stack itself."""
+        """The TLS listener's lines (none unless kafka.tls_port is set): its clients log in as the platform's do
+        (SASL_SSL), or, with the platform opted out to PLAINTEXT, do not (SSL)."""
         k = self.settings.kafka
         if not k.tls_port:
             return []
@@ -51,27 +53,33 @@ class KafkaBroker(Service):
                              "and certificate chain (LOANRISK_KAFKA__TLS_KEYSTORE_FILE)")
         return ["ssl.keystore.type=PEM", f"ssl.keystore.location={k.tls_keystore_file}", "ssl.client.auth=none"]
 
-    def sasl_properties(self) -> list[str]:
-        """The SASL/SCRAM listener's lines (none unless kafka.sasl_port is set).
+    @property
+    def platform_protocol(self) -> str:
+        """What the platform's listener (kafka.port) speaks: SASL_PLAINTEXT, or PLAINTEXT when opted out."""
+        protocol = self.settings.kafka.security_protocol
+        if protocol not in ("SASL_PLAINTEXT", "PLAINTEXT"):
+            raise StackError(f"kafka.security_protocol {protocol}: the local broker serves the platform SASL_PLAINTEXT "
+                             "(or PLAINTEXT) on kafka.port, and TLS on kafka.tls_port only; set "
+                             "LOANRISK_KAFKA__SECURITY_PROTOCOL=SASL_PLAINTEXT, or LOANRISK_KAFKA__BOOTSTRAP_SERVERS "
+                             "for another cluster")
+        return protocol
 
-        ACLs are enforced by the standard authorizer on every listener; the loopback PLAINTEXT listener and
-        the controller's act as ANONYMOUS, a super user: they are the stack's own (topic creation, SCRAM
-        users, ACLs), as PostgreSQL is administered over its Unix socket. Clients of the SASL port get only
-        what their ACLs grant (:func:`grant_sasl_access`).
+    def sasl_properties(self) -> list[str]:
+        """SCRAM on the platform's listener and the authorizer (none when the platform is opted out to PLAINTEXT).
+
+        ACLs are enforced by the standard authorizer on every listener; the admin and controller listeners
+        act as ANONYMOUS, a super user: they are the stack's own (topic creation, SCRAM users, ACLs), bound
+        to loopback, as PostgreSQL is administered over its Unix socket. Clients of the platform's listener get
+        only what their ACLs grant (:func:`grant_sasl_access`).
         """
-        k = self.settings.kafka
-        if not k.sasl_port:
+        if self.platform_protocol != "SASL_PLAINTEXT":
             return []
-        return ["sasl.enabled.mechanisms=SCRAM-SHA-512",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        scram = [f"listener.name.{name}.scram-sha-512.sasl.jaas.config="
+                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                 for name in ("platform", *(["tls"] if self.settings.kafka.tls_port else []))]
+        return ["sasl.enabled.mechanisms=SCRAM-SHA-512", *scram,
                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                 "super.users=User:ANONYMOUS", "allow.everyone.if.no.acl.found=false"]
-
-    @property
-    def admin_bootstrap(self) -> str:
-        """The loopback PLAINTEXT listener the stack administers the broker through."""
-        return f"127.0.0.1:{self.settings.kafka.port}"
 
     @property
     def classpath(self) -> str:
@@ -79,16 +87,19 @@ class KafkaBroker(Service):
 
     def properties(self) -> str:
         k = self.settings.kafka
-        tls = f",SSL://127.0.0.1:{k.tls_port}" if k.tls_port else ""
-        tls += f",SASL_PLAINTEXT://127.0.0.1:{k.sasl_port}" if k.sasl_port else ""
+        tls = f",TLS://127.0.0.1:{k.tls_port}" if k.tls_port else ""
+        tls_protocol = "SASL_SSL" if self.platform_protocol == "SASL_PLAINTEXT" else "SSL"
+        platform = f"PLATFORM://127.0.0.1:{k.port}"
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{k.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{k.port},CONTROLLER://127.0.0.1:{k.controller_port}{tls}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{k.port}{tls}",
+            f"listeners={platform},ADMIN://127.0.0.1:{k.admin_port},CONTROLLER://127.0.0.1:{k.controller_port}{tls}",
+            f"advertised.listeners={platform},ADMIN://127.0.0.1:{k.admin_port}{tls}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "inter.broker.listener.name=ADMIN",
+            f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,ADMIN:PLAINTEXT,PLATFORM:{self.platform_protocol},"
+            f"TLS:{tls_protocol}",
             *self.tls_properties(),
             *self.sasl_properties(),
             f"log.dirs={self.home / 'data'}",
@@ -133,7 +144,7 @@ class KafkaBroker(Service):
     def healthy(self) -> bool:
         from confluent_kafka.admin import AdminClient
         try:
-            md = AdminClient({"bootstrap.servers": self.admin_bootstrap,
+            md = AdminClient({**admin_config(self.settings.kafka),
                               "socket.timeout.ms": 2000, "log_level": 0}).list_topics(timeout=2)
             return bool(md.brokers)
         except Exception:  # noqa: BLE001 - any client error means "not yet"
@@ -141,24 +152,51 @@ class KafkaBroker(Service):
 
     def after_start(self) -> None:
         k = self.settings.kafka
-        ensure_topics(self.admin_bootstrap, k.topics.all(), k.topics.partitions,
-                      k.topics.topic_config(k.max_message_bytes))
-        if k.sasl_port:
-            grant_sasl_access(self.admin_bootstrap, k)
+        ensure_topics(k, k.topics.all(), k.topics.partitions, k.topics.topic_config(k.max_message_bytes))
+        if k.sasl:
+            grant_sasl_access(k)
 
 
-def grant_sasl_access(admin_bootstrap: str, k: KafkaSettings) -> None:
-    """SCRAM users and ACLs of the SASL listener (idempotent: passwords and ACLs are set again on every start).
+def admin_config(k: KafkaSettings) -> dict[str, Any]:
+    """The stack's own client of the broker: the admin listener (PLAINTEXT, a super user, never a platform client's).
 
-    The platform user reads and writes the platform topics, uses any consumer group and transactional id
-    (the job's exactly-once sinks) and may write idempotently; the analyst reads and describes the platform
-    topics with consumer groups named ``<analyst>*``, and nothing else.
+    Platform clients take ``KafkaSettings.client_config`` and log in on the platform's listener.
+    """
+    return {"bootstrap.servers": k.admin_bootstrap}
+
+
+def _allow(user: str, rtype: Any, name: str, pattern: Any, *ops: Any) -> list[Any]:
+    from confluent_kafka.admin import AclBinding, AclPermissionType
+    return [AclBinding(rtype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW) for op in ops]
+
+
+def _topic_acls(user: str, names: list[str]) -> list[Any]:
+    """What the platform user may do on its topics: read, write and describe them, nothing more."""
+    from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+    return [acl for name in names for acl in _allow(user, ResourceType.TOPIC, name, ResourcePatternType.LITERAL,
+                                                     AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)]
+
+
+def _create_acls(admin: Any, acls: list[Any]) -> None:
+    for acl, fut in admin.create_acls(acls).items():
+        try:
+            fut.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            raise StackError(f"could not create the Kafka ACL {acl}: {exc}") from None
+
+
+def grant_sasl_access(k: KafkaSettings) -> None:
+    """SCRAM users and ACLs of the platform's listener (idempotent: passwords and ACLs are set again on every start).
+
+    The platform user reads and writes the platform topics (:func:`ensure_topics` grants each topic it makes), uses
+    any consumer group and transactional id (the job's exactly-once sinks) and may write idempotently; the analyst
+    reads and describes the platform topics with consumer groups named ``<analyst>*``, and nothing else.
     """
     from confluent_kafka.admin import (
-        AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType, ResourceType,
-        ScramCredentialInfo, ScramMechanism, UserScramCredentialAlteration, UserScramCredentialUpsertion,
+        AclOperation, AdminClient, ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
+        UserScramCredentialAlteration, UserScramCredentialUpsertion,
     )
-    admin = AdminClient({"bootstrap.servers": admin_bootstrap})
+    admin = AdminClient(admin_config(k))
     users = [k.sasl_user, k.analyst_username]
     scram = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
     upserts: list[UserScramCredentialAlteration] = [
@@ -169,37 +207,28 @@ def grant_sasl_access(admin_bootstrap: str, k: KafkaSettings) -> None:
         except Exception as exc:  # noqa: BLE001
             raise StackError(f"could not set the SCRAM credential of Kafka user {user}: {exc}") from None
 
-    def allow(user: str, rtype: ResourceType, name: str, pattern: ResourcePatternType,
-              *ops: AclOperation) -> list[AclBinding]:
-        return [AclBinding(rtype, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW) for op in ops]
-
     literal, prefixed = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
-    acls: list[AclBinding] = []
+    acls = _topic_acls(k.sasl_user, k.topics.all())
     for topic in k.topics.all():
-        acls += allow(k.sasl_user, ResourceType.TOPIC, topic, literal, AclOperation.READ, AclOperation.WRITE,
-                      AclOperation.DESCRIBE)
-        acls += allow(k.analyst_username, ResourceType.TOPIC, topic, literal, AclOperation.READ,
-                      AclOperation.DESCRIBE)
-    acls += allow(k.sasl_user, ResourceType.GROUP, "*", literal, AclOperation.READ, AclOperation.DESCRIBE)
-    acls += allow(k.sasl_user, ResourceType.TRANSACTIONAL_ID, "*", literal, AclOperation.WRITE, AclOperation.DESCRIBE)
-    acls += allow(k.sasl_user, ResourceType.BROKER, "kafka-cluster", literal, AclOperation.IDEMPOTENT_WRITE,
-                  AclOperation.DESCRIBE)
-    acls += allow(k.analyst_username, ResourceType.GROUP, k.analyst_username, prefixed, AclOperation.READ,
-                  AclOperation.DESCRIBE)
-    for acl, fut in admin.create_acls(acls).items():
-        try:
-            fut.result(timeout=30)
-        except Exception as exc:  # noqa: BLE001
-            raise StackError(f"could not create the Kafka ACL {acl}: {exc}") from None
+        acls += _allow(k.analyst_username, ResourceType.TOPIC, topic, literal, AclOperation.READ,
+                       AclOperation.DESCRIBE)
+    acls += _allow(k.sasl_user, ResourceType.GROUP, "*", literal, AclOperation.READ, AclOperation.DESCRIBE)
+    acls += _allow(k.sasl_user, ResourceType.TRANSACTIONAL_ID, "*", literal, AclOperation.WRITE, AclOperation.DESCRIBE)
+    acls += _allow(k.sasl_user, ResourceType.BROKER, "kafka-cluster", literal, AclOperation.IDEMPOTENT_WRITE,
+                   AclOperation.DESCRIBE)
+    acls += _allow(k.analyst_username, ResourceType.GROUP, k.analyst_username, prefixed, AclOperation.READ,
+                   AclOperation.DESCRIBE)
+    _create_acls(admin, acls)
 
 
-def ensure_topics(bootstrap: str, names: list[str], partitions: int, config: dict[str, str]) -> None:
-    """Create the missing topics with ``config``, and set ``config`` on those that exist (idempotent).
+def ensure_topics(k: KafkaSettings, names: list[str], partitions: int, config: dict[str, str]) -> None:
+    """Create the missing topics with ``config``, set ``config`` on those that exist (idempotent) and, over SASL, let
+    the platform user read and write them; through the admin listener, as only the stack creates topics.
 
     Setting it on existing topics is how a lowered retention reaches an installation made before it.
     """
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(k))
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config)
               for n in names if n not in existing]
@@ -217,12 +246,32 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, config: dic
             fut.result(timeout=30)
         except Exception as exc:  # noqa: BLE001
             raise StackError(f"could not configure topic {resource.name}: {exc}") from None
+    if k.sasl:
+        _create_acls(admin, _topic_acls(k.sasl_user, names))
 
 
-def topic_offsets(bootstrap: str, topic: str) -> int:
-    """Total number of messages ever written to ``topic`` (sum of high watermarks)."""
+def drop_topics(k: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> None:
+    """Delete topics :func:`ensure_topics` made (tests' and benchmarks' own) with the platform user's ACLs on them;
+    missing ones are ignored."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AclBindingFilter, AdminClient
+    admin = AdminClient(admin_config(k))
+    for future in admin.delete_topics(list(names), operation_timeout=timeout_s).values():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException:
+            pass
+    if k.sasl:
+        filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                                    b.permission_type) for b in _topic_acls(k.sasl_user, names)]
+        for future in admin.delete_acls(filters).values():
+            future.result(timeout=timeout_s)
+
+
+def topic_offsets(k: KafkaSettings, topic: str) -> int:
+    """Total number of messages ever written to ``topic`` (sum of high watermarks), read as a platform client."""
     from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "loanrisk-offsets", "enable.auto.commit": False})
+    c = Consumer({**k.client_config(), "group.id": "loanrisk-offsets", "enable.auto.commit": False})
     try:
         md = c.list_topics(topic, timeout=10)
         total = 0
@@ -234,4 +283,4 @@ def topic_offsets(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-__all__ = ["KafkaBroker", "ensure_topics", "topic_offsets", "Path"]
+__all__ = ["KafkaBroker", "admin_config", "drop_topics", "ensure_topics", "grant_sasl_access", "topic_offsets"]

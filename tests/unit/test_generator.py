@@ -30,6 +30,7 @@ from ingestion.generator import GeneratorConfig, SyntheticWorld, generate, laten
 from ingestion.pacing import TokenBucket
 from ingestion.producer import KafkaUnavailable, NullEventProducer, make_producer, produce_events
 from ingestion.timeutil import MS_PER_DAY
+from loanrisk.settings import KafkaSettings
 from riskctl.commands.produce import produce
 
 CONFIG = GeneratorConfig(seed=7, customers=120, spend_txn_per_month=4)
@@ -325,13 +326,14 @@ def test_ctrl_c_stops_the_loop_and_flushes(messages: list) -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_unreachable_broker_is_one_clear_error() -> None:
+def test_unreachable_broker_is_one_clear_error(tmp_path) -> None:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connections are refused
-        producer = make_producer(bootstrap=f"127.0.0.1:{port}", overrides={"log_level": 0})
+        producer = make_producer(kafka=KafkaSettings(port=port, generated_secrets_dir=tmp_path),
+                                 overrides={"log_level": 0})
         with pytest.raises(KafkaUnavailable, match=f"127.0.0.1:{port}"):
             producer.check_connection(timeout_s=1.0)
 

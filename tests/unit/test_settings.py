@@ -127,10 +127,13 @@ def test_the_flink_kafka_options_log_in_with_the_connectors_relocated_scram_modu
         assert module.replace(".", "/") + ".class" in jar.namelist(), f"{module} is not in {connector[0].name}"
 
 
-def test_the_local_sasl_listener_users_get_generated_passwords_of_their_own(tmp_path: Path) -> None:
+def test_the_local_brokers_sasl_users_get_generated_passwords_of_their_own(tmp_path: Path) -> None:
     from loanrisk.settings import KafkaSettings
-    k = KafkaSettings(sasl_port=19094, generated_secrets_dir=tmp_path)
+    k = KafkaSettings(generated_secrets_dir=tmp_path)
     platform, analyst = k.sasl_secret(), k.sasl_secret(k.analyst_username)
     assert platform and analyst and platform != analyst and k.sasl_secret() == platform
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"kafka-{k.analyst_username}", f"kafka-{k.sasl_user}"])
-    assert KafkaSettings(generated_secrets_dir=tmp_path).sasl_secret() == "", "no listener of ours: nothing to make"
+    configured = KafkaSettings(generated_secrets_dir=tmp_path, analyst_password="mine")
+    assert configured.sasl_secret(k.analyst_username) == "mine" and configured.sasl_secret() == platform
+    elsewhere = KafkaSettings(bootstrap_servers="b1:9093", sasl_password="theirs", generated_secrets_dir=tmp_path)
+    assert elsewhere.sasl_secret(k.analyst_username) == "", "not our broker: no analyst of ours to make"
