@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loanrisk.settings import REPO_ROOT, Settings
+from loanrisk.settings import REPO_ROOT, KafkaSettings, Settings
 from stack import isolated
 
 INSTALL_DIR = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
@@ -40,13 +40,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def session_secrets(state_dir: Path) -> dict[str, str]:
-    """Distinctive secrets in files (mode 0600) with PostgreSQL password auth on; test_security.py greps for them."""
+    """Distinctive secrets in files (mode 0600) with PostgreSQL password auth on (Kafka's SASL is the default);
+    test_security.py greps for them."""
     folder = state_dir / "secrets"
     folder.mkdir(parents=True, exist_ok=True)
     env = {"LOANRISK_POSTGRES__AUTH": "scram-sha-256"}
     for name, var in (("postgres-writer", "LOANRISK_POSTGRES__PASSWORD_FILE"),
                       ("postgres-reader", "LOANRISK_POSTGRES__READER_PASSWORD_FILE"),
-                      ("s3", "LOANRISK_S3__SECRET_ACCESS_KEY_FILE"), ("pii", "LOANRISK_PRIVACY__PII_HASH_KEY_FILE")):
+                      ("s3", "LOANRISK_S3__SECRET_ACCESS_KEY_FILE"), ("pii", "LOANRISK_PRIVACY__PII_HASH_KEY_FILE"),
+                      ("kafka", "LOANRISK_KAFKA__SASL_PASSWORD_FILE")):
         path = folder / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -123,6 +125,6 @@ def stack_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(stack_settings: Settings) -> str:
-    """bootstrap.servers of the session's real Kafka broker."""
-    return stack_settings.kafka.bootstrap
+def kafka(stack_settings: Settings) -> KafkaSettings:
+    """How the platform's clients reach the session's real Kafka broker (where, and how they log in)."""
+    return stack_settings.kafka

@@ -126,7 +126,7 @@ def risk_run(stack_settings: Settings) -> Iterator[RiskRun]:
         publish_champion(settings, seed=3, family="logistic_regression")
     messages = list(generate(GeneratorConfig(seed=20261126, customers=120, anomalies=ANOMALIES)))
     job_id = submit_risk_job(settings)
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True,
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "linger.ms": 20})
     for m in messages:
         producer.produce(m.topic, key=m.key, value=m.value_bytes)
@@ -162,7 +162,7 @@ def new_applications_score_with(run: RiskRun, version: str, seed: int, customers
     time.sleep(3 * s.model.poll_interval_s + 2)  # the UDF polls the champion pointer
     more = [m for m in generate(GeneratorConfig(seed=seed, customers=customers, history_months=0))
             if m.kind == "loan_application"]
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
+    producer = Producer({**s.kafka.client_config(), "enable.idempotence": True})
     for m in more:
         producer.produce(m.topic, key=m.key, value=m.value_bytes)
     assert producer.flush(30) == 0

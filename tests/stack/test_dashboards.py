@@ -145,7 +145,7 @@ def test_lag_and_dead_letter_rate_rise_under_a_burst_of_malformed_events(risk_ru
     dl_expr = _dashboard_expr("Dead letters per second", settings)
     lag_before = _instant(settings, lag_expr).get(topic, 0.0)
     rate_before = sum(_instant(settings, dl_expr).values())
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "linger.ms": 50})
+    producer = Producer({**settings.kafka.client_config(), "linger.ms": 50})
     sent = 0
     for burst in range(3):
         for i in range(15_000):

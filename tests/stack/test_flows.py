@@ -115,7 +115,7 @@ def _more_mature_loans(settings: Settings, timeout_s: float = 420) -> None:
     from models.errors import DatasetError
     cfg = GeneratorConfig(seed=99, customers=400, start="2019-06-01T00:00:00Z", applications_per_day=10.0,
                           history_months=0, spend_txn_per_month=0.5)
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 20})
     for m in generate(cfg):
         producer.produce(m.topic, key=m.key, value=m.value_bytes)
     assert producer.flush(60) == 0

@@ -34,8 +34,8 @@ def _catalog(settings: Settings):
 
 def _produce_json(settings: Settings, topic: str, rows: list[dict]) -> None:
     k = settings.kafka
-    ensure_topics(k.bootstrap, [topic], 2, k.topics.topic_config(k.max_message_bytes))
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
+    ensure_topics(k, [topic], 2, k.topics.topic_config(k.max_message_bytes))
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
     for row in rows:
         producer.produce(topic, key=str(row["id"] % 5), value=json.dumps(row))
     assert producer.flush(30) == 0
@@ -153,7 +153,7 @@ def test_down_stops_every_pid_and_up_keeps_all_data(stack_settings: Settings) ->
         time.sleep(0.5)
     assert not [p for p in pids if is_alive(p)], "stack down left processes running"
     up(s, progress=print)
-    assert topic_offsets(s.kafka.bootstrap, topic) == 40
+    assert topic_offsets(s.kafka, topic) == 40
     with psycopg.connect(s.postgres.dsn(s.postgres.serving_db)) as conn:
         assert conn.execute("SELECT count(*) FROM persist_check WHERE v = %s", (topic,)).fetchone()[0] == 1
     with connect(s) as conn:

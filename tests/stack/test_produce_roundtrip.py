@@ -10,29 +10,29 @@ import pytest
 from ingestion.consumer import EventConsumer
 from ingestion.generator import GeneratorConfig, generate
 from ingestion.producer import ConfluentEventProducer, make_producer, produce_events
-from ingestion.topics import create_topics, delete_topics
+from loanrisk.settings import KafkaSettings
+from stack.services.kafka import drop_topics, ensure_topics
 
 pytestmark = pytest.mark.stack
 
 EVENTS = 100_000
 
 
-def _roundtrip(kafka_bootstrap: str, impl: str, count: int) -> None:
+def _roundtrip(kafka: KafkaSettings, impl: str, count: int) -> None:
     run = uuid.uuid4().hex[:8]
     topics = {name: f"roundtrip-{run}-{name}" for name in ("loan_application", "transaction", "repayment")}
-    admin = {"bootstrap.servers": kafka_bootstrap}
-    create_topics(admin, list(topics.values()), partitions=3)
+    ensure_topics(kafka, list(topics.values()), 3, {})
     try:
         config = GeneratorConfig(seed=99, topics=topics, history_months=1)
         sent = [m for m, _ in zip(generate(config), range(count))]
-        producer = make_producer(impl, bootstrap=kafka_bootstrap)
+        producer = make_producer(impl, kafka=kafka)
         producer.check_connection()
         summary = produce_events(iter(sent), producer, flush_timeout_s=120)
         producer.close()
         assert (summary.handed, summary.delivered, summary.failed, summary.pending, summary.refused) == \
             (count, count, 0, 0, 0), summary.line()
 
-        with EventConsumer(list(topics.values()), group_id=f"roundtrip-{run}", bootstrap=kafka_bootstrap,
+        with EventConsumer(list(topics.values()), group_id=f"roundtrip-{run}", kafka=kafka,
                            read_committed=True) as consumer:
             received = consumer.read(count, idle_timeout_s=30)
             consumer.commit()
@@ -54,72 +54,71 @@ def _roundtrip(kafka_bootstrap: str, impl: str, count: int) -> None:
         assert all(len(p) == 1 for p in partitions.values())  # one customer, one partition per topic
         assert len({r.partition for r in received}) == 3
     finally:
-        delete_topics(admin, list(topics.values()))
+        drop_topics(kafka, list(topics.values()))
 
 
-def test_100k_synthetic_events_roundtrip_without_loss_in_customer_order(kafka_bootstrap: str) -> None:
-    _roundtrip(kafka_bootstrap, "confluent", EVENTS)
+def test_100k_synthetic_events_roundtrip_without_loss_in_customer_order(kafka: KafkaSettings) -> None:
+    _roundtrip(kafka, "confluent", EVENTS)
 
 
-def test_kafka_python_producer_keeps_the_same_promises(kafka_bootstrap: str) -> None:
-    _roundtrip(kafka_bootstrap, "kafka-python", 10_000)
+def test_kafka_python_producer_keeps_the_same_promises(kafka: KafkaSettings) -> None:
+    _roundtrip(kafka, "kafka-python", 10_000)
 
 
-def test_oversized_message_is_refused_at_the_producer(kafka_bootstrap: str) -> None:
+def test_oversized_message_is_refused_at_the_producer(kafka: KafkaSettings) -> None:
     run = uuid.uuid4().hex[:8]
     topic = f"roundtrip-{run}-big"
-    admin = {"bootstrap.servers": kafka_bootstrap}
-    create_topics(admin, [topic], partitions=1)
+    ensure_topics(kafka, [topic], 1, {})
     try:
-        producer = make_producer(bootstrap=kafka_bootstrap)
+        producer = make_producer(kafka=kafka)
         limit = producer.max_message_bytes
         assert producer.send(topic, "c1", b"x" * (limit - 100))
         assert not producer.send(topic, "c1", b"x" * (limit + 1))
         assert producer.flush(60) == 0
         assert (producer.stats.delivered, producer.stats.failed, producer.stats.refused_too_large) == (1, 0, 1)
     finally:
-        delete_topics(admin, [topic])
+        drop_topics(kafka, [topic])
 
 
-def test_config_topics_reach_their_topics(kafka_bootstrap: str) -> None:
+def test_config_topics_reach_their_topics(kafka: KafkaSettings) -> None:
     """Each contract's events land on the topic configured for it (the mapping the CLI uses)."""
     run = uuid.uuid4().hex[:8]
     topics = {name: f"roundtrip-{run}-{name}" for name in ("loan_application", "transaction", "repayment")}
-    admin = {"bootstrap.servers": kafka_bootstrap}
-    create_topics(admin, list(topics.values()), partitions=1)
+    ensure_topics(kafka, list(topics.values()), 1, {})
     try:
         sent = list(generate(GeneratorConfig(seed=5, topics=topics, customers=30, spend_txn_per_month=3)))
-        producer = make_producer(bootstrap=kafka_bootstrap)
+        producer = make_producer(kafka=kafka)
         assert produce_events(iter(sent), producer).delivered == len(sent)
-        with EventConsumer(list(topics.values()), group_id=f"kinds-{run}", bootstrap=kafka_bootstrap) as consumer:
+        with EventConsumer(list(topics.values()), group_id=f"kinds-{run}", kafka=kafka) as consumer:
             received = consumer.read(len(sent), idle_timeout_s=20)
         assert len(received) == len(sent)
         kind_of = {m.value_bytes: m.kind for m in sent}
         assert all(topics[kind_of[r.value]] == r.topic for r in received)
         assert {r.topic for r in received} == set(topics.values())
     finally:
-        delete_topics(admin, list(topics.values()))
+        drop_topics(kafka, list(topics.values()))
 
 
-def test_delivery_errors_are_counted_not_reported_as_sent(kafka_bootstrap: str) -> None:
-    producer = make_producer(bootstrap=kafka_bootstrap, overrides={"topic.metadata.propagation.max.ms": 1000})
+def test_delivery_errors_are_counted_not_reported_as_sent(kafka: KafkaSettings) -> None:
+    producer = make_producer(kafka=kafka, overrides={"topic.metadata.propagation.max.ms": 1000})
     for i in range(5):
         producer.send(f"no-such-topic-{uuid.uuid4().hex[:8]}", f"c{i}", b"{}")
     assert producer.flush(60) == 0
     assert (producer.stats.delivered, producer.stats.failed) == (0, 5)
-    assert any("Unknown topic" in e for e in producer.stats.errors)
+    # Over SASL the broker does not even tell a client without rights on a topic whether it exists.
+    refusal = "Topic authorization failed" if kafka.sasl else "Unknown topic"
+    assert any(refusal in e for e in producer.stats.errors), producer.stats.errors
 
 
 def test_read_to_end_stops_at_the_last_stable_offset_without_waiting_for_an_open_transaction(
-        kafka_bootstrap: str) -> None:
+        kafka: KafkaSettings) -> None:
     """The job's transactional sinks always hold a transaction open; reading "everything committed" must not
     wait for it (an idle timeout would), nor show its records, and must see empty partitions end too."""
     from confluent_kafka import Producer
     run = uuid.uuid4().hex[:8]
     topic = f"roundtrip-{run}-txn"
-    admin = {"bootstrap.servers": kafka_bootstrap}
-    create_topics(admin, [topic], partitions=4)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"read-to-end-{run}"})
+    ensure_topics(kafka, [topic], 4, {})
+    producer = Producer({**kafka.client_config(), "transactional.id": f"read-to-end-{run}"})
     try:
         producer.init_transactions(60)
         producer.begin_transaction()
@@ -129,30 +128,29 @@ def test_read_to_end_stops_at_the_last_stable_offset_without_waiting_for_an_open
         producer.begin_transaction()
         producer.produce(topic, key="same-partition", value=b"open")
         producer.flush(60)
-        with EventConsumer([topic], group_id=f"to-end-{run}", bootstrap=kafka_bootstrap,
+        with EventConsumer([topic], group_id=f"to-end-{run}", kafka=kafka,
                            read_committed=True) as consumer:
             received = consumer.read_to_end(timeout_s=60)
         assert [r.value for r in received] == [b"committed-0", b"committed-1", b"committed-2"]
     finally:
         producer.abort_transaction(60)
-        delete_topics(admin, [topic])
+        drop_topics(kafka, [topic])
 
 
-def test_a_transaction_holds_every_message_back_until_it_commits(kafka_bootstrap: str) -> None:
+def test_a_transaction_holds_every_message_back_until_it_commits(kafka: KafkaSettings) -> None:
     """The producer's transaction (what bench/cost_ladder.py releases a backlog with): a read_committed consumer
     sees none of the messages while it is open, then all of them at once."""
     run = uuid.uuid4().hex[:8]
     topic = f"roundtrip-{run}-held"
-    admin = {"bootstrap.servers": kafka_bootstrap}
-    create_topics(admin, [topic], partitions=2)
-    producer = make_producer(bootstrap=kafka_bootstrap, overrides={"transactional.id": f"held-{run}"})
+    ensure_topics(kafka, [topic], 2, {})
+    producer = make_producer(kafka=kafka, overrides={"transactional.id": f"held-{run}"})
     assert isinstance(producer, ConfluentEventProducer)
     try:
         producer.begin_transaction()
         for i in range(50):
             producer.send(topic, f"k{i % 5}", f"held-{i}".encode())
         assert producer.flush(60) == 0
-        with EventConsumer([topic], group_id=f"held-{run}", bootstrap=kafka_bootstrap,
+        with EventConsumer([topic], group_id=f"held-{run}", kafka=kafka,
                            read_committed=True) as consumer:
             assert consumer.read_to_end(timeout_s=60) == []
             producer.commit_transaction(60)
@@ -161,4 +159,4 @@ def test_a_transaction_holds_every_message_back_until_it_commits(kafka_bootstrap
         assert producer.stats.failed == 0
     finally:
         producer.close()
-        delete_topics(admin, [topic])
+        drop_topics(kafka, [topic])

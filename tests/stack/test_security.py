@@ -1,7 +1,8 @@
 """Security on the real stack: password auth on, secrets only from files, no secret in any log, least privilege.
 
-The session stack (tests/conftest.py) runs with PostgreSQL scram-sha-256 and distinctive secrets
-read from files: the PostgreSQL writer and reader passwords, the S3 secret key and the PII hash key.
+The session stack (tests/conftest.py) runs with PostgreSQL scram-sha-256, Kafka's SASL/SCRAM (the default) and
+distinctive secrets read from files: the PostgreSQL writer and reader passwords, the S3 secret key, the PII hash
+key and the platform's Kafka password.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from loanrisk.settings import S3Settings, Settings
+from loanrisk.settings import KafkaSettings, S3Settings, Settings
 from jobs.params import RISK_JOB_NAME
 from stack.flink_conf import checkpoint_dir
 from tests.stack.conftest import RiskRun
@@ -25,7 +26,8 @@ def _secrets(s: Settings) -> dict[str, str]:
     """The configured secret values, by name (each read from its file)."""
     values = {"postgres writer password": s.postgres.secret(), "postgres reader password": s.postgres.reader_secret(),
               "s3 secret key": s.s3.secret(), "s3 registry readers' key": s.s3.for_readers().secret(),
-              "pii hash key": s.privacy.key()}
+              "pii hash key": s.privacy.key(), "kafka platform password": s.kafka.sasl_secret(),
+              "kafka analyst password": s.kafka.sasl_secret(s.kafka.analyst_username)}
     return {k: v for k, v in values.items() if v}
 
 
@@ -151,17 +153,19 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
     from stack.services.kafka import KafkaBroker, ensure_topics
 
     ca, keystore = _certificates(tmp_path / "certs")
-    port = free_port_block(3, random.Random(os.getpid() + 7))
+    port = free_port_block(4, random.Random(os.getpid() + 7))
     settings = Settings(stack={"state_dir": tmp_path / "tls-stack", "install_dir": stack_settings.install_dir},
-                        kafka={"port": port, "controller_port": port + 1, "tls_port": port + 2,
-                               "tls_keystore_file": keystore})
+                        kafka={"port": port, "controller_port": port + 1, "admin_port": port + 2,
+                               "tls_port": port + 3, "tls_keystore_file": keystore})
     broker = KafkaBroker(settings)
     broker.start(timeout_s=180)
     try:
-        tls = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port + 2}", security_protocol="SSL", ssl_cafile=ca)
-        topics = ["tls-in", "tls-out"]
         k = settings.kafka
-        ensure_topics(k.bootstrap, topics, 1, k.topics.topic_config(k.max_message_bytes))
+        # The TLS listener's clients log in as the platform's do: SCRAM inside TLS (SASL_SSL).
+        tls = KafkaSettings(bootstrap_servers=f"127.0.0.1:{port + 3}", security_protocol="SASL_SSL", ssl_cafile=ca,
+                            sasl_password=k.sasl_secret())
+        topics = ["tls-in", "tls-out"]
+        ensure_topics(k, topics, 1, k.topics.topic_config(k.max_message_bytes))
         sent = [m for m in generate(GeneratorConfig(seed=31, customers=5, history_months=0))][:300]
         sent = [type(m)("tls-in", m.key, m.value_bytes, m.event_id, m.kind, m.event_time_ms) for m in sent]
         summary = produce_events(iter(sent), make_producer(kafka=tls))
@@ -187,8 +191,9 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
         with EventConsumer(["tls-out"], group_id="tls-check", kafka=tls, read_committed=True) as consumer:
             received = consumer.read(len(sent), idle_timeout_s=20)
         assert sorted(r.value for r in received) == sorted(m.value_bytes for m in sent)
-        print(f"\nKafka TLS listener 127.0.0.1:{port + 2} (test CA): {len(sent)} events produced over TLS, copied "
-              f"by a Flink job over TLS in {time.monotonic() - started:.0f}s, consumed over TLS; PLAINTEXT refused")
+        print(f"\nKafka TLS listener 127.0.0.1:{port + 3} (test CA, SCRAM inside): {len(sent)} events produced over "
+              f"TLS, copied by a Flink job over TLS in {time.monotonic() - started:.0f}s, consumed over TLS; "
+              "PLAINTEXT refused")
     finally:
         broker.stop()
 
@@ -207,11 +212,11 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     from loanrisk.settings import TopicSettings
-    from stack.services.kafka import ensure_topics
+    from stack.services.kafka import admin_config, drop_topics, ensure_topics
     from tests.stack.reliability_helpers import wait_until
 
     k = stack_settings.kafka
-    admin = AdminClient(k.client_config())
+    admin = AdminClient(admin_config(k))  # the platform's user may not read topic configurations
     wanted = {key: value for key, value in k.topics.topic_config(k.max_message_bytes).items()
               if key in ("retention.ms", "segment.ms", "file.delete.delay.ms")}
     described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in k.topics.all()])
@@ -223,7 +228,7 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
 
     short = TopicSettings(retention_hours=5 / 3600)
     topic = f"retention-check-{secrets.token_hex(4)}"
-    ensure_topics(k.bootstrap, [topic], 1, short.topic_config(k.max_message_bytes))
+    ensure_topics(k, [topic], 1, short.topic_config(k.max_message_bytes))
     name = f"Quillon Forgettable-{secrets.token_hex(6)}".encode()
     producer = Producer(k.client_config())
     for i in range(20):
@@ -239,8 +244,7 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
     try:
         wait_until(lambda: not on_disk(), 300, f"the broker removing {topic}'s expired messages from disk", every_s=3)
     finally:
-        from ingestion.topics import delete_topics
-        delete_topics(k.client_config(), [topic])
+        drop_topics(k, [topic])
     print(f"\ntopics keep messages {k.topics.retention_hours:g} h (+ segment roll and file delete delay: at most "
           f"{k.topics.longest_life_ms() / 3_600_000:g} h) within an erasure deadline of "
           f"{stack_settings.privacy.erasure_deadline_days:g} days; with 5 s retention the broker removed the seeded "
@@ -257,6 +261,10 @@ public class BombProducer {
     public static void main(String[] args) throws Exception {
         Properties p = new Properties();
         p.put("bootstrap.servers", args[0]);
+        for (int i = 3; i < args.length; i++) {  // the platform's login: key=value pairs
+            String[] kv = args[i].split("=", 2);
+            p.put(kv[0], kv[1]);
+        }
         p.put("compression.type", "zstd");
         p.put("max.request.size", String.valueOf(Integer.MAX_VALUE));
         p.put("buffer.memory", String.valueOf(3L << 30));
@@ -285,7 +293,7 @@ def test_a_compressed_record_expanding_past_the_limit_is_refused_by_the_broker(r
     import subprocess
 
     from stack.java import java_bin
-    from stack.services.kafka import KafkaBroker, ensure_topics
+    from stack.services.kafka import KafkaBroker, drop_topics, ensure_topics
     from stack.flink_client import all_tasks_running
     from tests.stack.reliability_helpers import restarts
 
@@ -294,21 +302,22 @@ def test_a_compressed_record_expanding_past_the_limit_is_refused_by_the_broker(r
     source = tmp_path / "BombProducer.java"
     source.write_text(BOMB_PRODUCER)
     classpath = KafkaBroker(s).classpath
+    # Logged in as the platform's user (the broker's own Kafka client: its login module is not relocated).
+    login = [f"{key}={value.replace('org.apache.flink.kafka.shaded.', '')}" for key, value in k.java_properties().items()]
 
     def send(topic: str, size: int) -> str:
-        out = subprocess.run([java_bin(), "-Xmx4g", "-cp", classpath, str(source), k.bootstrap, topic, str(size)],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run([java_bin(), "-Xmx4g", "-cp", classpath, str(source), k.bootstrap, topic, str(size),
+                              *login], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().splitlines()[-1]
 
     before = restarts(s, risk_run.job_id)
     within = f"bomb-check-{secrets.token_hex(4)}"
-    ensure_topics(k.bootstrap, [within], 1, k.topics.topic_config(k.max_message_bytes))
+    ensure_topics(k, [within], 1, k.topics.topic_config(k.max_message_bytes))
     try:
         small = send(within, k.max_message_bytes // 2)
     finally:
-        from ingestion.topics import delete_topics
-        delete_topics(k.client_config(), [within])
+        drop_topics(k, [within])
     bomb = send(k.topics.applications, 1_100 * 1024 * 1024)
     print(f"\nzstd record of {k.max_message_bytes // 2} bytes: {small}\nzstd record of 1.1 GiB: {bomb}")
     assert small.startswith("ACCEPTED"), small
@@ -382,85 +391,92 @@ def test_the_jobs_registry_key_reads_the_champion_but_cannot_write_or_delete(ris
     assert unknown == 403
 
 
-def test_the_sasl_listener_refuses_strangers_and_its_acls_let_the_analyst_only_read(
-        stack_settings: Settings, tmp_path: Path) -> None:
-    """A broker of the stack's own with its SASL/SCRAM listener: no or wrong credentials are refused; the platform
-    user produces and a Flink job (the risk job's Kafka options) copies over SASL; the analyst reads and cannot
-    write. (The session stack itself keeps PLAINTEXT on loopback: this is the listener a lender exposes.)"""
-    import os
-    import random
-    import subprocess
-    import time
-
-    from confluent_kafka import KafkaException, Producer
+def _kafka_refusal(conf: dict) -> str:
+    """Why the broker would not give a client with ``conf`` the topic list ('' when it did)."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
+    try:
+        AdminClient({**conf, "socket.timeout.ms": 3000, "log_level": 0}).list_topics(timeout=5)
+    except KafkaException as exc:
+        return str(exc.args[0])
+    return ""
 
-    from ingestion.consumer import EventConsumer
-    from ingestion.generator import GeneratorConfig, generate
-    from ingestion.producer import make_producer, produce_events
-    from jobs.params import kafka_security_options
-    from stack.isolated import free_port_block
-    from stack.java import java_home
+
+def _as_user(k: KafkaSettings, username: str, password: str | None = None) -> KafkaSettings:
+    """The platform's Kafka settings logged in as ``username`` (with its generated password unless one is given)."""
+    return k.model_validate({**dict(k), "sasl_username": username,
+                             "sasl_password": password or k.sasl_secret(username), "sasl_password_file": None})
+
+
+def test_every_platform_client_logs_in_on_the_kafka_listener_which_refuses_strangers(risk_run: RiskRun) -> None:
+    """The session's broker serves the platform SASL/SCRAM only: a client without credentials or with wrong ones
+    gets nothing on the platform's bootstrap. The risk job (which has run by now) was given that bootstrap and the
+    SCRAM login, the lag exporter reads the job's offsets through it, and the broker's only PLAINTEXT listeners are
+    its own admin and controller ones."""
+    import urllib.request
+
     from stack.services.kafka import KafkaBroker
 
-    port = free_port_block(3, random.Random(os.getpid() + 11))
-    settings = Settings(stack={"state_dir": tmp_path / "sasl-stack", "install_dir": stack_settings.install_dir},
-                        kafka={"port": port, "controller_port": port + 1, "sasl_port": port + 2})
-    broker = KafkaBroker(settings)
-    broker.start(timeout_s=180)
-    try:
-        k = settings.kafka
-        over_sasl = {"bootstrap_servers": f"127.0.0.1:{port + 2}", "security_protocol": "SASL_PLAINTEXT",
-                     "sasl_mechanism": "SCRAM-SHA-512", "sasl_port": port + 2,
-                     "generated_secrets_dir": k.generated_secrets_dir}
-        platform = k.model_validate({**dict(k), **over_sasl})
-        analyst = k.model_validate({**dict(k), **over_sasl, "sasl_username": k.analyst_username})
-        stranger = k.model_validate({**dict(k), **over_sasl, "sasl_username": "mallory", "sasl_password": "guess"})
+    s = risk_run.settings
+    k = s.kafka
+    assert k.local_broker and k.security_protocol == "SASL_PLAINTEXT", "the session stack must run Kafka over SASL"
+    no_credentials = _kafka_refusal({"bootstrap.servers": k.bootstrap})
+    wrong_credentials = _kafka_refusal(_as_user(k, "mallory", "guess").client_config())
+    assert no_credentials and wrong_credentials, "a client without (valid) credentials got the topic list"
+    assert _kafka_refusal(k.client_config()) == ""
 
-        def refused(conf: dict) -> str:
-            try:
-                AdminClient({**conf, "socket.timeout.ms": 3000, "log_level": 0}).list_topics(timeout=5)
-            except KafkaException as exc:
-                return str(exc.args[0])
-            return ""
+    listeners = dict(line.split("=", 1) for line in (KafkaBroker(s).home / "server.properties").read_text().splitlines()
+                     if "=" in line)
+    protocols = dict(pair.split(":") for pair in listeners["listener.security.protocol.map"].split(","))
+    ports = {url.split("://")[0]: int(url.rsplit(":", 1)[1]) for url in listeners["listeners"].split(",")}
+    assert {name: protocols[name] for name in ports} == {"PLATFORM": "SASL_PLAINTEXT", "ADMIN": "PLAINTEXT",
+                                                         "CONTROLLER": "PLAINTEXT"}, protocols
+    assert ports["PLATFORM"] == k.port and k.bootstrap == f"127.0.0.1:{k.port}" != k.admin_bootstrap
 
-        no_credentials = refused({"bootstrap.servers": platform.bootstrap})
-        wrong_credentials = refused(stranger.client_config())
-        assert no_credentials and wrong_credentials, "a client without (valid) credentials got the topic list"
+    from jobs.params import params_path
+    job_sql = json.loads(params_path(s, RISK_JOB_NAME).read_text())["sql"]
+    assert job_sql["kafka_bootstrap"] == k.bootstrap
+    assert "'properties.security.protocol' = 'SASL_PLAINTEXT'" in job_sql["kafka_security"]
+    assert "'properties.sasl.mechanism' = 'SCRAM-SHA-512'" in job_sql["kafka_security"]
+    assert f'ScramLoginModule required username="{k.sasl_user}"' in job_sql["kafka_security"]
 
-        apps, alerts = k.topics.applications, k.topics.alerts
-        sent = [m for m in generate(GeneratorConfig(seed=41, customers=5, history_months=0))][:200]
-        sent = [type(m)(apps, m.key, m.value_bytes, m.event_id, m.kind, m.event_time_ms) for m in sent]
-        summary = produce_events(iter(sent), make_producer(kafka=platform))
-        assert summary.delivered == len(sent) and summary.failed == 0
+    exporter = urllib.request.urlopen(f"http://127.0.0.1:{s.prometheus.exporter_port}/metrics", timeout=10).read()
+    assert b"loanrisk_kafka_up 1.0" in exporter, "the lag exporter cannot read Kafka"
+    print(f"\nKafka {k.bootstrap}: SASL_PLAINTEXT (SCRAM-SHA-512); no credentials refused ({no_credentials[:60]}), "
+          f"wrong ones refused ({wrong_credentials[:60]}); the risk job and the lag exporter log in as "
+          f"{k.sasl_user}; PLAINTEXT only on the stack's admin listener {k.admin_bootstrap} and the controller's")
 
-        denied: list[str] = []
-        writer = Producer({**analyst.client_config(), "log_level": 0})
-        writer.produce(apps, b"analyst-was-here", on_delivery=lambda err, _msg: denied.append(str(err)))
-        writer.flush(30)
-        assert denied and "TOPIC_AUTHORIZATION_FAILED" in denied[0], denied
 
-        conf = tmp_path / "flink-conf"
-        conf.mkdir()
-        (conf / "config.yaml").write_text("rest.bind-port: '0'\nparallelism.default: 1\n")
-        started = time.monotonic()
-        proc = subprocess.run([str(stack_settings.flink_python), "-c", FLINK_OVER_TLS, platform.bootstrap,
-                               kafka_security_options(platform), apps, alerts], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "FLINK_HOME": str(stack_settings.flink_home),
-                                                "FLINK_CONF_DIR": str(conf), "JAVA_HOME": str(java_home()),
-                                                "FLINK_LOG_DIR": str(tmp_path / "flink-logs")})
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-        copied_s = time.monotonic() - started
-        with EventConsumer([alerts], group_id=f"{k.analyst_username}-check", kafka=analyst,
-                           read_committed=True) as consumer:
-            received = consumer.read(len(sent), idle_timeout_s=20)
-        assert sorted(r.value for r in received) == sorted(m.value_bytes for m in sent)
-        print(f"\nKafka SASL/SCRAM listener 127.0.0.1:{port + 2}: no credentials refused ({no_credentials[:60]}), "
-              f"wrong ones refused ({wrong_credentials[:60]}); {len(sent)} events produced by "
-              f"{platform.sasl_user}, copied by a Flink job over SASL in {copied_s:.0f}s, read by "
-              f"{k.analyst_username}, whose write was refused ({denied[0][:40]})")
-    finally:
-        broker.stop()
+def test_the_kafka_acls_let_the_analyst_only_read_and_the_platform_user_not_administer(risk_run: RiskRun) -> None:
+    """Least privilege on the session's broker: the analyst reads what the job wrote and cannot write; the platform
+    user, which every client of the platform logs in as, reads and writes its topics but cannot create one."""
+    import secrets
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from ingestion.consumer import EventConsumer
+
+    s = risk_run.settings
+    k = s.kafka
+    analyst = _as_user(k, k.analyst_username)
+    with EventConsumer([k.topics.applications], group_id=f"{k.analyst_username}-check-{secrets.token_hex(3)}",
+                       kafka=analyst, read_committed=True) as consumer:
+        read = consumer.read_to_end(timeout_s=60)
+    assert read, f"the analyst read nothing from {k.topics.applications}"
+
+    denied: list[str] = []
+    writer = Producer({**analyst.client_config(), "log_level": 0})
+    writer.produce(k.topics.applications, b"analyst-was-here", on_delivery=lambda err, _msg: denied.append(str(err)))
+    writer.flush(30)
+    assert denied and "TOPIC_AUTHORIZATION_FAILED" in denied[0], denied
+
+    stray = f"made-by-a-client-{secrets.token_hex(4)}"
+    created = AdminClient({**k.client_config(), "log_level": 0}).create_topics([NewTopic(stray, 1, 1)])
+    with pytest.raises(Exception, match="AUTHORIZATION_FAILED"):
+        created[stray].result(timeout=30)
+    print(f"\nanalyst {k.analyst_username}: read {len(read)} applications, write refused ({denied[0][:40]}); "
+          f"platform user {k.sasl_user} may not create topics")
 
 
 def _listening_sockets() -> dict[str, tuple[str, int]]:
