@@ -94,9 +94,9 @@ def test_compose_env_writes_a_distinct_secret_for_every_required_variable(tmp_pa
 
 # Local service name -> compose service, where they differ (Flink's JobManager serves the REST port).
 COMPOSE_NAME = {"flink": "jobmanager", "lag_exporter": "lag-exporter", "s3_reader": "s3-reader"}
-# Ports only the service's own processes use: the KRaft controller and the JobManager's RPC port stay inside the
-# compose network (the TaskManager reaches it there), so neither is published.
-INTERNAL_PORTS = {("kafka", "controller"), ("flink", "rpc")}
+# Ports only the service's own processes use: the KRaft controller, Kafka's admin listener (the init service's) and
+# the JobManager's RPC port stay inside the compose network (the TaskManager reaches it there): none is published.
+INTERNAL_PORTS = {("kafka", "controller"), ("kafka", "admin"), ("flink", "rpc")}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|CREDENTIAL|_KEY$|secret-key", re.IGNORECASE)
 
 
@@ -187,6 +187,7 @@ def test_init_creates_every_topic_the_bucket_and_the_serving_tables(monkeypatch:
         monkeypatch.setenv(var, value)
     done: dict[str, object] = {}
     monkeypatch.setattr(stack.services.kafka, "ensure_topics", lambda *args: done.setdefault("topics", args))
+    monkeypatch.setattr(stack.services.kafka, "grant_sasl_access", lambda k: done.setdefault("users", k))
     monkeypatch.setattr(stack.services.s3.S3Endpoint, "after_start",
                         lambda self: done.setdefault("bucket", (self.settings.s3.url, self.settings.s3.bucket)))
     monkeypatch.setattr(loanrisk.serving, "ensure_serving_tables",
@@ -198,8 +199,10 @@ def test_init_creates_every_topic_the_bucket_and_the_serving_tables(monkeypatch:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     topics = expected.kafka.topics
-    assert done["topics"] == ("kafka:9092", topics.all(), topics.partitions,
-                              topics.topic_config(expected.kafka.max_message_bytes))
+    kafka, *rest = done["topics"]  # type: ignore[misc]
+    assert kafka.admin_bootstrap == f"kafka:{expected.kafka.admin_port}"
+    assert rest == [topics.all(), topics.partitions, topics.topic_config(expected.kafka.max_message_bytes)]
+    assert done["users"] is kafka and kafka.sasl and kafka.sasl_password is not None
     assert done["bucket"] == (f"http://s3:{expected.s3.port}", expected.s3.bucket)
     assert done["serving"] == "postgres"
 
@@ -214,12 +217,36 @@ def test_kafka_listens_for_containers_and_for_the_host() -> None:
     assert advertised["INTERNAL"] == "kafka:9092" and listeners["INTERNAL"] == ":9092"
     platform = environment_of(COMPOSE["services"]["init"])
     assert (platform["LOANRISK_KAFKA__HOST"], platform["LOANRISK_KAFKA__PORT"]) == ("kafka", "9092")
+    assert platform["LOANRISK_KAFKA__ADMIN_PORT"] == str(k.admin_port) and listeners["ADMIN"] == f":{k.admin_port}"
+    assert advertised["ADMIN"] == f"kafka:{k.admin_port}"
     # The host's riskctl, with default settings, bootstraps from 127.0.0.1:kafka.port and is sent back there.
     assert advertised["HOST"] == f"127.0.0.1:{k.port}"
     assert published_host_ports(COMPOSE["services"]["kafka"])[k.port] == int(listeners["HOST"].lstrip(":"))
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert int(env["KAFKA_NUM_PARTITIONS"]) == k.topics.partitions
     assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) == k.max_message_bytes + 65536
+
+
+def test_kafka_clients_log_in_with_scram_under_acls_as_on_the_local_stack() -> None:
+    """The clients' listeners take SCRAM-SHA-512 (the platform containers' default settings, with the passwords of
+    .env), the authorizer refuses what no ACL grants, and only the unpublished admin and controller listeners
+    are PLAINTEXT, as the local broker's (stack/services/kafka.py)."""
+    from loanrisk.settings import Settings
+    k = Settings().kafka
+    env = environment_of(COMPOSE["services"]["kafka"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols == {"INTERNAL": k.security_protocol, "HOST": k.security_protocol, "ADMIN": "PLAINTEXT",
+                         "CONTROLLER": "PLAINTEXT"}
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == k.sasl_mechanism
+    for name in ("INTERNAL", "HOST"):
+        jaas = env[f"KAFKA_LISTENER_NAME_{name}_{k.sasl_mechanism.replace('-', '___')}_SASL_JAAS_CONFIG"]
+        assert jaas == "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    assert (env["KAFKA_AUTHORIZER_CLASS_NAME"], env["KAFKA_SUPER_USERS"], env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]) \
+        == ("org.apache.kafka.metadata.authorizer.StandardAuthorizer", "User:ANONYMOUS", "false")
+    assert f"--bootstrap-server localhost:{k.admin_port}" in " ".join(COMPOSE["services"]["kafka"]["healthcheck"]["test"])
+    platform = environment_of(COMPOSE["services"]["init"])
+    for var in ("LOANRISK_KAFKA__SASL_PASSWORD", "LOANRISK_KAFKA__ANALYST_PASSWORD"):
+        assert platform[var] == f"set-from-env-{var.lower()}", f"{var} must come from .env"
 
 
 def test_the_object_store_is_the_pinned_s3proxy_on_the_settings_port_and_bucket() -> None:
