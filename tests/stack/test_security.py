@@ -472,9 +472,9 @@ def test_the_kafka_acls_let_the_analyst_only_read_and_the_platform_user_not_admi
     assert denied and "TOPIC_AUTHORIZATION_FAILED" in denied[0], denied
 
     stray = f"made-by-a-client-{secrets.token_hex(4)}"
-    created = AdminClient({**k.client_config(), "log_level": 0}).create_topics([NewTopic(stray, 1, 1)])
+    platform_admin = AdminClient({**k.client_config(), "log_level": 0})
     with pytest.raises(Exception, match="AUTHORIZATION_FAILED"):
-        created[stray].result(timeout=30)
+        platform_admin.create_topics([NewTopic(stray, 1, 1)])[stray].result(timeout=30)
     print(f"\nanalyst {k.analyst_username}: read {len(read)} applications, write refused ({denied[0][:40]}); "
           f"platform user {k.sasl_user} may not create topics")
 
