@@ -215,9 +215,11 @@ class KafkaSettings(BaseModel):
         """The SASL password of ``username`` (default: the platform's user; or the analyst): configured, else, on
         the local broker, the one generated for this installation."""
         user = username or self.sasl_user
-        configured = (_read_secret(self.sasl_password, self.sasl_password_file) if user == self.sasl_user else
-                      _read_secret(self.analyst_password, self.analyst_password_file)
-                      if user == self.analyst_username else None)
+        configured = None
+        if user == self.sasl_user:
+            configured = _read_secret(self.sasl_password, self.sasl_password_file)
+        elif user == self.analyst_username:
+            configured = _read_secret(self.analyst_password, self.analyst_password_file)
         if configured is not None:
             return configured.get_secret_value()
         if self.local_broker and self.sasl and self.generated_secrets_dir is not None:
