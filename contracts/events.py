@@ -12,6 +12,7 @@ Conventions for every event:
 
 from __future__ import annotations
 
+from contracts.attributes import APPLICATION_ATTRIBUTES, check_names
 from contracts.schema import EventContract, Field
 
 SCHEMA_VERSION = 1
@@ -30,6 +31,37 @@ _ENVELOPE = (
     Field("customer_id", "string", "Pseudonymous customer id; the Kafka key.", identifies_person=True),
 )
 
+_APPLICATION_FIELDS = _ENVELOPE + (
+    Field("application_id", "string", "Application (and loan) id."),
+    Field("full_name", "string", "Applicant's name.", pii=True),
+    Field("email", "string", "Applicant's e-mail address.", nullable=True, pii=True),
+    Field("phone", "string", "Applicant's phone number.", nullable=True, pii=True),
+    Field("product", "string", "Loan product.", choices=PRODUCTS),
+    Field("purpose", "string", "Stated purpose (debt_consolidation, car, home_improvement, ...)."),
+    Field("region", "string", "Applicant's region.", choices=REGIONS),
+    Field("currency", "string", "ISO-4217 currency of every amount in this event.", choices=CURRENCIES),
+    Field("amount_minor", "long", "Requested principal.", unit="minor units", minimum=1),
+    Field("term_months", "int", "Loan term.", unit="months", minimum=1, maximum=480),
+    Field("interest_rate", "double", "Annual interest rate offered.", unit="percent", minimum=0, maximum=100),
+    Field("installment_minor", "long", "Scheduled monthly installment.", unit="minor units", minimum=1),
+    Field("annual_income_minor", "long", "Stated gross annual income.", unit="minor units", minimum=1),
+    Field("monthly_debt_minor", "long", "Existing monthly debt payments (excluding this loan).",
+          unit="minor units", minimum=0),
+    Field("revolving_balance_minor", "long", "Revolving (card) balance outstanding.", unit="minor units",
+          minimum=0),
+    Field("revolving_limit_minor", "long", "Total revolving credit limit.", unit="minor units", minimum=0),
+    Field("collateral_value_minor", "long", "Collateral value for secured loans; null when unsecured.",
+          nullable=True, unit="minor units", minimum=1),
+    Field("employment_type", "string", "Employment type.", choices=EMPLOYMENT_TYPES),
+    Field("emp_length_years", "int", "Years with the current employer (10 = 10 or more).", nullable=True,
+          unit="years", minimum=0, maximum=10),
+    Field("delinquencies_2y", "int", "Delinquencies in the past two years.", minimum=0),
+    Field("inquiries_12m", "int", "Credit inquiries in the past twelve months.", minimum=0),
+    Field("grade", "string", "Lender's grade where the lender assigns one.", nullable=True, choices=GRADES),
+    Field("sub_grade", "string", "Lender's sub-grade (A1..G5) where assigned.", nullable=True),
+)
+check_names(APPLICATION_ATTRIBUTES, [f.name for f in _APPLICATION_FIELDS])
+
 LOAN_APPLICATION = EventContract(
     name="loan_application",
     topic="loan-applications",
@@ -38,35 +70,8 @@ LOAN_APPLICATION = EventContract(
     event_time_field="event_time",
     schema_version=SCHEMA_VERSION,
     doc="A loan application as submitted; the loan id is the application id.",
-    fields=_ENVELOPE + (
-        Field("application_id", "string", "Application (and loan) id."),
-        Field("full_name", "string", "Applicant's name.", pii=True),
-        Field("email", "string", "Applicant's e-mail address.", nullable=True, pii=True),
-        Field("phone", "string", "Applicant's phone number.", nullable=True, pii=True),
-        Field("product", "string", "Loan product.", choices=PRODUCTS),
-        Field("purpose", "string", "Stated purpose (debt_consolidation, car, home_improvement, ...)."),
-        Field("region", "string", "Applicant's region.", choices=REGIONS),
-        Field("currency", "string", "ISO-4217 currency of every amount in this event.", choices=CURRENCIES),
-        Field("amount_minor", "long", "Requested principal.", unit="minor units", minimum=1),
-        Field("term_months", "int", "Loan term.", unit="months", minimum=1, maximum=480),
-        Field("interest_rate", "double", "Annual interest rate offered.", unit="percent", minimum=0, maximum=100),
-        Field("installment_minor", "long", "Scheduled monthly installment.", unit="minor units", minimum=1),
-        Field("annual_income_minor", "long", "Stated gross annual income.", unit="minor units", minimum=1),
-        Field("monthly_debt_minor", "long", "Existing monthly debt payments (excluding this loan).",
-              unit="minor units", minimum=0),
-        Field("revolving_balance_minor", "long", "Revolving (card) balance outstanding.", unit="minor units",
-              minimum=0),
-        Field("revolving_limit_minor", "long", "Total revolving credit limit.", unit="minor units", minimum=0),
-        Field("collateral_value_minor", "long", "Collateral value for secured loans; null when unsecured.",
-              nullable=True, unit="minor units", minimum=1),
-        Field("employment_type", "string", "Employment type.", choices=EMPLOYMENT_TYPES),
-        Field("emp_length_years", "int", "Years with the current employer (10 = 10 or more).", nullable=True,
-              unit="years", minimum=0, maximum=10),
-        Field("delinquencies_2y", "int", "Delinquencies in the past two years.", minimum=0),
-        Field("inquiries_12m", "int", "Credit inquiries in the past twelve months.", minimum=0),
-        Field("grade", "string", "Lender's grade where the lender assigns one.", nullable=True, choices=GRADES),
-        Field("sub_grade", "string", "Lender's sub-grade (A1..G5) where assigned.", nullable=True),
-    ),
+    # The lender's optional attributes (contracts/attributes.py) are its last fields.
+    fields=_APPLICATION_FIELDS + tuple(a.field() for a in APPLICATION_ATTRIBUTES),
 )
 
 TRANSACTION = EventContract(

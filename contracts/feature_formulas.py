@@ -9,10 +9,11 @@ is :func:`ratio`; ``COALESCE(closed.c, previous.c, 0.0)`` over the two behaviour
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.features import APPLICATION_FEATURE_NAMES, BEHAVIOUR_FEATURES
+from contracts.features import APPLICATION_FEATURE_NAMES, ATTRIBUTE_FEATURE_NAMES, BEHAVIOUR_FEATURES
 
 # The columns of a customer_behaviour_windows row (contracts/tables.py) the behaviour features read.
 BEHAVIOUR_WINDOW_COLUMNS: tuple[str, ...] = (
@@ -44,8 +45,16 @@ def monthly_income_minor(annual_income_minor: float) -> float:
     return annual_income_minor / 12.0
 
 
+def attribute(value: float | None) -> float:
+    """``CAST(attribute AS DOUBLE)``: an application attribute as its feature, NaN (null) when absent."""
+    return math.nan if value is None else float(value)
+
+
 def application_feature_values(app: Mapping[str, Any]) -> dict[str, float]:
-    """The APPLICATION_FEATURES of one loan_application (contract field names; null is None), in contract order."""
+    """The APPLICATION_FEATURES of one loan_application (contract field names; null is None), in contract order.
+
+    An attribute feature the application lacks is NaN: null, which a model imputes (contracts/attributes.py).
+    """
     monthly = monthly_income_minor(app["annual_income_minor"])
     collateral = app.get("collateral_value_minor")
     values = {
@@ -60,6 +69,7 @@ def application_feature_values(app: Mapping[str, Any]) -> dict[str, float]:
         "inquiries_12m": float(app["inquiries_12m"]),
         "is_secured": 0.0 if collateral is None else 1.0,
         "loan_to_value": ratio(app["amount_minor"], collateral),
+        **{name: attribute(app.get(name)) for name in ATTRIBUTE_FEATURE_NAMES},
     }
     return {name: values[name] for name in APPLICATION_FEATURE_NAMES}
 

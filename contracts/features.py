@@ -13,6 +13,10 @@ raise it (a steadier salary), 0 when credit sense sets no sign. Each is declared
 definition leaves no doubt: ``interest_rate`` is the lender's price, not a fact about the borrower;
 employment length, term, spending and account balance have no agreed sign; indicators
 (``is_secured``, ``behaviour_windows``) switch other features' meaning.
+
+Every non-PII application attribute (contracts/attributes.py) is also an application feature, after the
+formula features: its value as sent, null when the application lacks it (``nullable``; a model imputes
+its training mean, see contracts/attributes.py), with the attribute's direction.
 """
 
 from __future__ import annotations
@@ -21,22 +25,28 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from contracts.attributes import APPLICATION_ATTRIBUTES, check_names
+
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input: its name, formula, the value used when it is absent, and the sign its effect must have."""
+    """One model input: its name, formula, the value used when it is absent, and the sign its effect must have.
+
+    A ``nullable`` feature (an application attribute) has no neutral value: null means unknown.
+    """
 
     name: str
     formula: str
     neutral: float = 0.0
     direction: int = 0
+    nullable: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"feature {self.name}: direction must be -1, 0 or 1, not {self.direction!r}")
 
 
-APPLICATION_FEATURES: tuple[Feature, ...] = (
+FORMULA_FEATURES: tuple[Feature, ...] = (
     Feature("debt_to_income", "monthly_debt_minor / (annual_income_minor / 12)", direction=1),
     Feature("loan_to_income", "amount_minor / annual_income_minor", direction=1),
     Feature("installment_to_income", "installment_minor / (annual_income_minor / 12)", direction=1),
@@ -51,6 +61,13 @@ APPLICATION_FEATURES: tuple[Feature, ...] = (
     Feature("loan_to_value", "amount_minor / collateral_value_minor (0 when unsecured: see is_secured)",
             direction=1),
 )
+
+# One feature per non-PII application attribute: the attribute as sent, null when absent.
+ATTRIBUTE_FEATURES: tuple[Feature, ...] = tuple(
+    Feature(a.name, f"{a.name} as sent (null when absent: models impute their training mean)",
+            direction=a.direction, nullable=True)
+    for a in APPLICATION_ATTRIBUTES if a.is_feature)
+APPLICATION_FEATURES: tuple[Feature, ...] = FORMULA_FEATURES + ATTRIBUTE_FEATURES
 
 BEHAVIOUR_FEATURES: tuple[Feature, ...] = (
     Feature("income_stability",
@@ -70,7 +87,9 @@ BEHAVIOUR_FEATURES: tuple[Feature, ...] = (
 )
 
 ALL_FEATURES: tuple[Feature, ...] = APPLICATION_FEATURES + BEHAVIOUR_FEATURES
+check_names(APPLICATION_ATTRIBUTES, [f.name for f in FORMULA_FEATURES + BEHAVIOUR_FEATURES])
 APPLICATION_FEATURE_NAMES: list[str] = [f.name for f in APPLICATION_FEATURES]
+ATTRIBUTE_FEATURE_NAMES: list[str] = [f.name for f in ATTRIBUTE_FEATURES]
 FEATURE_NAMES: list[str] = [f.name for f in ALL_FEATURES]
 RISK_DIRECTIONS: dict[str, int] = {f.name: f.direction for f in ALL_FEATURES if f.direction}
 

@@ -5,7 +5,9 @@ validates in the order of contracts/validate.py) and ``${<event>_columns}``, so 
 contracts/events.py; the tables' columns and INSERT lists come from contracts/table_sql.py. Every spec
 :func:`sql_fragments` renders carries the same future tolerance, so ``parse_event`` dead-letters exactly
 the events ``event_time_of`` keeps from advancing the watermark. ``${payload_is_heartbeat}`` is the
-watermark heartbeat test of contracts/heartbeat.py.
+watermark heartbeat test of contracts/heartbeat.py. ``${attribute_features}`` and ``${attribute_features_of_a}``
+are the application attributes' features (contracts/attributes.py), each item followed by a comma, so
+that a SELECT list reads the same with none declared.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from contracts.events import INPUT_EVENTS
-from contracts.features import FEATURE_NAMES
+from contracts.features import ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES
 from contracts.fx import FX_TABLE, minor_to_reporting_factor
 from contracts.heartbeat import heartbeat_condition
 from contracts.schema import EventContract
-from contracts.table_sql import table_fragments
+from contracts.table_sql import flink_name, table_fragments
 from contracts.validate import DEFAULT_FUTURE_TOLERANCE, MAX_PAYLOAD_CHARS, PAST_LIMIT_MS
 
 
@@ -63,6 +65,14 @@ def projection(c: EventContract) -> str:
     return ",\n  ".join(cols)
 
 
+def attribute_fragments() -> dict[str, str]:
+    """The attribute features as computed from a loan_application (``attribute_features``) and as read back
+    from the table alias ``a`` (``attribute_features_of_a``): each item ends in a comma."""
+    return {"attribute_features": "".join(f"CAST({flink_name(n)} AS DOUBLE) AS {flink_name(n)}, "
+                                          for n in ATTRIBUTE_FEATURE_NAMES),
+            "attribute_features_of_a": "".join(f"a.{flink_name(n)}, " for n in ATTRIBUTE_FEATURE_NAMES)}
+
+
 def sql_fragments(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dict[str, str]:
     """Every fragment, keyed by the parameter name the sql/ files use.
 
@@ -74,7 +84,7 @@ def sql_fragments(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dic
         out[f"{c.name}_spec"] = parse_spec(c, future_tolerance).replace("'", "''")
     out["source_event_time_spec"] = source_event_time_spec(future_tolerance).replace("'", "''")
     out["payload_is_heartbeat"] = heartbeat_condition("payload")
-    return {**out, **table_fragments()}
+    return {**out, **attribute_fragments(), **table_fragments()}
 
 
 SCORE_ROW = "ROW<probability DOUBLE, model_version STRING, reason_codes STRING>"
@@ -87,7 +97,7 @@ _BUILTIN_WEIGHTS = {"debt_to_income": 1.5, "installment_to_income": 2.0, "credit
 
 def scoring_fragments(scorer: str) -> dict[str, str]:
     """``score_call`` (the ONNX pandas UDF or the built-in expression), feature lists and the FX expression."""
-    features = ", ".join(FEATURE_NAMES)
+    features = ", ".join(flink_name(n) for n in FEATURE_NAMES)
     if scorer == "onnx":
         call = f"score_loan({features})"
     elif scorer == "onnx-row":

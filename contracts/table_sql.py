@@ -87,7 +87,8 @@ def jdbc_select(t: ServingTable) -> str:
 
 
 def postgres_ddl(t: ServingTable) -> str:
-    """CREATE TABLE IF NOT EXISTS for the serving table (and its schema), then DROP NOT NULL for its relaxed columns."""
+    """CREATE TABLE IF NOT EXISTS for the serving table (and its schema), then DROP NOT NULL for its relaxed columns
+    and ADD COLUMN IF NOT EXISTS for its attribute columns (a table created before an attribute was declared)."""
     cols = []
     for c in t.columns:
         col = f"{c.name} {c.postgres_type}"
@@ -101,6 +102,8 @@ def postgres_ddl(t: ServingTable) -> str:
     stmts = [f"CREATE SCHEMA IF NOT EXISTS {t.schema}"] if t.schema else []
     stmts += [f"CREATE TABLE IF NOT EXISTS {t.qualified_name} (\n  {body}\n)"]
     stmts += [f"ALTER TABLE {t.qualified_name} ALTER COLUMN {n} DROP NOT NULL" for n in t.relaxed]
+    stmts += [f"ALTER TABLE {t.qualified_name} ADD COLUMN IF NOT EXISTS {c.name} {c.postgres_type}"
+              for c in t.columns if c.name in t.added]
     return ";\n".join(stmts)
 
 

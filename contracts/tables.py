@@ -7,14 +7,19 @@ through a Flink JDBC table. Where a lake table keeps the history of a serving ta
 
 Names, types and column order are those of the tables already on disk: Iceberg and PostgreSQL keep
 existing tables (``CREATE TABLE IF NOT EXISTS``), so a change here must be a deliberate schema migration.
+The one change made for you: the columns of the application attributes (contracts/attributes.py) come
+last in every table they reach, after the columns on disk, so a new attribute is a trailing nullable
+column that is added to an existing table in place (``added``; loanrisk/lake.py, contracts/table_sql.py,
+warehouse/ddl.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.events import DEAD_LETTER, LOAN_APPLICATION, REPAYMENT, TRANSACTION
-from contracts.features import FEATURE_NAMES
+from contracts.features import ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES
 from contracts.schema import TYPE_MAP, EventContract, LogicalType
 
 
@@ -72,11 +77,18 @@ class LakeTable:
     def __post_init__(self) -> None:
         if self.partitioned_by not in self.names:
             raise ValueError(f"{self.name}: partition column {self.partitioned_by!r} is not a column")
+        _check_unique(self.name, self.names)
+        _check_added(self.name, self.columns, self.added)
 
     @property
     def names(self) -> list[str]:
         """Column names in table order."""
         return [c.name for c in self.columns]
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        """Trailing columns of application attributes: added in place to a table created without them."""
+        return _attribute_columns(self.columns)
 
 
 @dataclass(frozen=True)
@@ -96,12 +108,19 @@ class ServingTable:
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
+        _check_unique(self.name, names)
+        _check_added(self.name, self.sink_columns, self.added)
         unknown = [n for n in (*self.primary_key, *self.relaxed) if n not in names]
         if unknown:
             raise ValueError(f"{self.name}: {unknown} are not columns")
         nullable_keys = [c.name for c in self.columns if c.name in self.primary_key and c.nullable]
         if nullable_keys:
             raise ValueError(f"{self.name}: primary key columns {nullable_keys} must be declared nullable=False")
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        """Trailing columns of application attributes: added in place to a table created without them."""
+        return _attribute_columns(self.columns)
 
     @property
     def qualified_name(self) -> str:
@@ -117,6 +136,29 @@ class ServingTable:
     def sink_columns(self) -> tuple[Column, ...]:
         """The columns the job writes (all but those PostgreSQL fills itself), in table order."""
         return tuple(c for c in self.columns if c.pg_default is None)
+
+
+# Columns named after an application attribute (its field, or its feature: the same name).
+_ATTRIBUTE_COLUMNS = frozenset(a.name for a in APPLICATION_ATTRIBUTES)
+
+
+def _attribute_columns(columns: tuple[Column, ...]) -> tuple[str, ...]:
+    return tuple(c.name for c in columns if c.name in _ATTRIBUTE_COLUMNS)
+
+
+def _check_unique(table: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{table}: columns {repeated} are declared twice (an application attribute named like "
+                         "a column of the table? rename it in contracts/attributes.py)")
+
+
+def _check_added(table: str, columns: tuple[Column, ...], added: tuple[str, ...]) -> None:
+    """Attribute columns must be the last ones, and nullable: only then can an existing table take them in place."""
+    names = [c.name for c in columns]
+    if names[len(names) - len(added):] != list(added) or any(not c.nullable for c in columns if c.name in added):
+        raise ValueError(f"{table}: the application attribute columns {list(added)} must be its last columns, "
+                         "nullable")
 
 
 def _required(name: str, type_: LogicalType, **kw: object) -> Column:
@@ -138,10 +180,15 @@ def lake_history(serving: ServingTable, name: str, partition: str, partition_fro
 
 
 def raw_events(contract: EventContract, name: str) -> LakeTable:
-    """The lake table of one input event: the contract's fields, ingestion time and the event date."""
-    fields = tuple(Column(f.name, f.type, names_a_person=f.names_a_person) for f in contract.fields)
+    """The lake table of one input event: the contract's fields, ingestion time and the event date, then the
+    fields of application attributes (trailing, so a table on disk takes a new one in place)."""
+    fields = tuple(Column(f.name, f.type, names_a_person=f.names_a_person) for f in contract.fields
+                   if f.name not in _ATTRIBUTE_COLUMNS)
+    attributes = tuple(Column(f.name, f.type, names_a_person=f.names_a_person) for f in contract.fields
+                       if f.name in _ATTRIBUTE_COLUMNS)
     return LakeTable(name, fields + (Column("ingested_at", "timestamp"),
-                                     Column("event_date", "date", source=contract.event_time_field)), "event_date")
+                                     Column("event_date", "date", source=contract.event_time_field)) + attributes,
+                     "event_date")
 
 
 # --- Serving tables (PostgreSQL, upserted by primary key; the job also looks two of them up) ---
@@ -164,7 +211,9 @@ LOAN_APPLICATIONS_ACTIVE = ServingTable(
      Column("currency", "string"), Column("amount_minor", "long"), Column("monthly_income_minor", "double"),
      *(Column(n, "double") for n in ("debt_to_income", "loan_to_income", "installment_to_income",
                                      "credit_utilization", "interest_rate", "term_months", "emp_length_years",
-                                     "delinquencies_2y", "inquiries_12m", "is_secured", "loan_to_value"))),
+                                     "delinquencies_2y", "inquiries_12m", "is_secured", "loan_to_value")),
+     # The attribute features, looked up again when a behaviour window re-scores the loan.
+     *(Column(n, "double") for n in ATTRIBUTE_FEATURE_NAMES)),
     ("customer_id",))
 
 LOAN_SCORES_LATEST = ServingTable(
@@ -260,8 +309,9 @@ SCORES = LakeTable(
      Column("currency", "string"), Column("amount_minor", "long"), Column("probability", "double"),
      Column("model_version", "string"), Column("reason_codes", "string"), Column("exposure_usd", "double"),
      Column("expected_loss_usd", "double"),
-     *(Column(n, "double") for n in FEATURE_NAMES),
-     Column("scored_date", "date", source="event_time")),
+     *(Column(n, "double") for n in FEATURE_NAMES if n not in _ATTRIBUTE_COLUMNS),
+     Column("scored_date", "date", source="event_time"),
+     *(Column(n, "double") for n in ATTRIBUTE_FEATURE_NAMES)),
     "scored_date")
 
 RISK_HISTORY = lake_history(RISK_BY_WINDOW, "risk_by_window", "window_date", "window_start")

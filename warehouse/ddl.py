@@ -112,6 +112,13 @@ def create_table_sql(t: WarehouseTable) -> str:
     return f"CREATE TABLE IF NOT EXISTS {q(t.name)} (\n  {cols}\n){cluster}\nCOMMENT = '{t.doc}'"
 
 
+def add_attribute_columns_sql(t: WarehouseTable, target: str) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the lake table's trailing attribute columns (contracts/attributes.py):
+    a table created before an attribute was declared takes it in place."""
+    return [f"ALTER TABLE {q(target)} ADD COLUMN IF NOT EXISTS {q(c.name)} {c.snowflake_type}"
+            for c in t.columns if c.name in t.lake.added]
+
+
 def create_control_sql() -> str:
     """CREATE TABLE IF NOT EXISTS for the loader's control table (append-only: one row per committed batch)."""
     cols = ",\n  ".join(f"{q(n)} {typ}" for n, typ in CONTROL_COLUMNS)
@@ -122,7 +129,9 @@ def loader_ddl() -> list[str]:
     """Statements the loader role runs (idempotent): every target table, the control and staging tables."""
     stmts = [create_table_sql(t) for t in TABLES] + [create_control_sql()]
     for t in TABLES:
+        stmts += add_attribute_columns_sql(t, t.name)
         stmts.append(f"CREATE TRANSIENT TABLE IF NOT EXISTS {q(t.stage_table)} LIKE {q(t.name)}")
+        stmts += add_attribute_columns_sql(t, t.stage_table)
         keys = ", ".join(q(k) for k in t.key)
         stmts.append(f"CREATE TRANSIENT TABLE IF NOT EXISTS {q(t.keys_table)} AS SELECT {keys} FROM {q(t.name)} "
                      "WHERE FALSE")

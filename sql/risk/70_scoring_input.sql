@@ -24,6 +24,8 @@ SELECT application_id AS loan_id, customer_id, event_time, product, region, grad
   CAST(inquiries_12m AS DOUBLE) AS inquiries_12m,
   IF(collateral_value_minor IS NULL, 0.0, 1.0) AS is_secured,
   COALESCE(amount_minor / NULLIF(CAST(collateral_value_minor AS DOUBLE), 0), 0.0) AS loan_to_value,
+  -- The application attributes' features: each as sent, NULL when absent (contracts/attributes.py).
+  ${attribute_features}
   -- End of the last behaviour window closed at event_time (windows are epoch-aligned).
   CAST(TIMESTAMPADD(MINUTE, CAST(FLOOR(TIMESTAMPDIFF(MINUTE, TIMESTAMP '1970-01-01 00:00:00',
        CAST(event_time AS TIMESTAMP(3))) / ${behaviour_window_min}.0) AS INT) * ${behaviour_window_min},
@@ -48,6 +50,7 @@ SELECT 'application' AS trigger_kind, a.loan_id, a.customer_id, a.event_time, a.
   CAST(COALESCE(b0.behaviour_as_of, b1.behaviour_as_of) AS TIMESTAMP_LTZ(3)) AS behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
   a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
+  ${attribute_features_of_a}
   COALESCE(b0.income_stability, b1.income_stability, 0.0) AS income_stability,
   COALESCE(COALESCE(b0.debit_minor_last, b1.debit_minor_last) / NULLIF(a.monthly_income_minor, 0), 0.0)
     AS spend_to_income,
@@ -70,6 +73,7 @@ SELECT 'behaviour_window' AS trigger_kind, a.loan_id, w.customer_id, w.window_ti
   a.region, a.grade, a.currency, a.amount_minor, w.behaviour_as_of,
   a.debt_to_income, a.loan_to_income, a.installment_to_income, a.credit_utilization, a.interest_rate,
   a.term_months, a.emp_length_years, a.delinquencies_2y, a.inquiries_12m, a.is_secured, a.loan_to_value,
+  ${attribute_features_of_a}
   w.income_stability,
   COALESCE(w.debit_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS spend_to_income,
   COALESCE(w.balance_mean_minor_last / NULLIF(a.monthly_income_minor, 0), 0.0) AS balance_to_income,

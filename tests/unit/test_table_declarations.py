@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.events import DEAD_LETTER, INPUT_EVENTS
-from contracts.features import FEATURE_NAMES
+from contracts.features import ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES
 from contracts.table_sql import (jdbc_columns_ddl, jdbc_select, lake_columns_ddl, lake_select, postgres_ddl,
                                  table_fragments)
 from contracts.tables import (LAKE_TABLES, RISK_BY_WINDOW, SCORES, SERVING_TABLES, Column, LakeTable,
@@ -19,7 +20,15 @@ from warehouse.ddl import TABLES, create_table_sql, table
 # Columns of the tables already on disk (Iceberg, the job's JDBC tables, PostgreSQL), taken from the DDL
 # that was written by hand before the declarations: existing tables must keep working, so a change to
 # them is a schema migration and updates this file on purpose.
+# The application attributes' columns (contracts/attributes.py) are the one change made for you: they trail
+# the columns on disk, and are added to an existing table in place.
 ON_DISK = json.loads((REPO_ROOT / "tests" / "unit" / "tables_on_disk.json").read_text())
+
+
+def before_attributes(columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The columns in front of the trailing attribute columns: those of the table on disk."""
+    names = {a.name for a in APPLICATION_ATTRIBUTES}
+    return tuple(c for c in columns if c.name not in names)
 
 
 def jdbc_type(c: Column) -> str:
@@ -34,17 +43,18 @@ def postgres_column(c: Column) -> str:
 
 
 def test_lake_tables_keep_the_columns_on_disk() -> None:
-    assert {t.name: [[c.name, c.flink_type] for c in t.columns] for t in LAKE_TABLES} == ON_DISK["iceberg"]
+    assert {t.name: [[c.name, c.flink_type] for c in before_attributes(t.columns)] for t in LAKE_TABLES} == \
+        ON_DISK["iceberg"]
 
 
 def test_jdbc_tables_keep_the_columns_and_keys_of_the_job() -> None:
-    declared = {t.jdbc_table: {"columns": [[c.name, jdbc_type(c)] for c in t.sink_columns],
+    declared = {t.jdbc_table: {"columns": [[c.name, jdbc_type(c)] for c in before_attributes(t.sink_columns)],
                                "primary_key": list(t.primary_key)} for t in SERVING_TABLES}
     assert declared == ON_DISK["flink_jdbc"]
 
 
 def test_postgres_tables_keep_their_columns_keys_and_nullability() -> None:
-    declared = {t.name: {"columns": [[c.name, postgres_column(c)] for c in t.columns],
+    declared = {t.name: {"columns": [[c.name, postgres_column(c)] for c in before_attributes(t.columns)],
                          "primary_key": list(t.primary_key)} for t in SERVING_TABLES}
     assert declared == ON_DISK["postgres"]
     assert {t.name: list(t.relaxed) for t in SERVING_TABLES if t.relaxed} == ON_DISK["postgres_dropped_not_null"]
@@ -62,13 +72,38 @@ def test_raw_and_dead_letter_tables_carry_every_contract_field_in_order() -> Non
     lake = {t.name: t for t in LAKE_TABLES}
     for contract in INPUT_EVENTS:
         raw = next(t for t in LAKE_TABLES if t.name == f"raw_{contract.topic.replace('-', '_')}")
-        assert raw.names[:len(contract.fields)] == contract.names
-        assert [c.type for c in raw.columns[:len(contract.fields)]] == [f.type for f in contract.fields]
+        fields = [(c.name, c.type) for c in raw.columns if c.name not in ("ingested_at", "event_date")]
+        assert fields == [(f.name, f.type) for f in contract.fields]
     assert lake["dead_letters"].names[:-1] == DEAD_LETTER.names
 
 
-def test_the_scores_table_holds_the_features_in_contract_order() -> None:
-    assert SCORES.names[-len(FEATURE_NAMES) - 1:-1] == FEATURE_NAMES
+def test_the_scores_table_holds_the_features_in_contract_order_the_attributes_last() -> None:
+    formula = [n for n in FEATURE_NAMES if n not in ATTRIBUTE_FEATURE_NAMES]
+    assert SCORES.names[SCORES.names.index("scored_date") - len(formula):SCORES.names.index("scored_date")] == formula
+    assert SCORES.names[-len(ATTRIBUTE_FEATURE_NAMES):] == ATTRIBUTE_FEATURE_NAMES
+
+
+def test_attribute_columns_trail_every_table_they_reach_and_are_added_in_place() -> None:
+    names = [a.name for a in APPLICATION_ATTRIBUTES]
+    lake = {t.name: t for t in LAKE_TABLES}
+    assert lake["raw_loan_applications"].added == tuple(names)
+    assert SCORES.added == tuple(ATTRIBUTE_FEATURE_NAMES)
+    serving = {t.name: t for t in SERVING_TABLES}
+    active = serving["loan_applications_active"]
+    assert active.added == tuple(ATTRIBUTE_FEATURE_NAMES)
+    ddl = postgres_ddl(active)
+    for name in ATTRIBUTE_FEATURE_NAMES:
+        assert f"ALTER TABLE loan_applications_active ADD COLUMN IF NOT EXISTS {name} DOUBLE PRECISION" in ddl
+
+
+def test_an_attribute_column_before_the_columns_on_disk_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be its last columns"):
+        LakeTable("t", (Column(APPLICATION_ATTRIBUTES[0].name, "int"), Column("day", "date")), "day")
+
+
+def test_a_column_declared_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="declared twice"):
+        LakeTable("t", (Column("day", "date"), Column("day", "date")), "day")
 
 
 def test_a_primary_key_column_must_be_declared_required() -> None:
@@ -102,7 +137,7 @@ def test_a_column_added_to_a_serving_table_reaches_every_ddl_and_insert() -> Non
 def test_inserts_cast_times_to_the_sink_precision_and_derive_the_partition() -> None:
     lake = lake_select(SCORES).split(", ")
     assert lake[SCORES.names.index("trigger_time")] == "CAST(`event_time` AS TIMESTAMP_LTZ(6)) AS `trigger_time`"
-    assert lake[-1] == "CAST(`event_time` AS DATE) AS `scored_date`"
+    assert lake[SCORES.names.index("scored_date")] == "CAST(`event_time` AS DATE) AS `scored_date`"
     assert jdbc_select(RISK_BY_WINDOW).startswith("CAST(`window_start` AS TIMESTAMP(3)) AS `window_start`")
 
 
