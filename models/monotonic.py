@@ -117,7 +117,8 @@ def monotonicity_check(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarra
     for j, (name, direction) in enumerate(zip(names, directions, strict=True)):
         if not direction:
             continue
-        grid = np.unique(np.quantile(X[:, j], np.linspace(*quantiles, points))) if len(X) else np.zeros(0)
+        present = X[:, j][~np.isnan(X[:, j])]  # a missing value (an attribute a row lacks) is no grid point
+        grid = np.unique(np.quantile(present, np.linspace(*quantiles, points))) if len(present) else np.zeros(0)
         row: dict[str, Any] = {"feature": name, "direction": int(direction), "grid_points": len(grid),
                                "grid_from": float(grid[0]) if len(grid) else float("nan"),
                                "grid_to": float(grid[-1]) if len(grid) else float("nan"), "rows": len(sample)}

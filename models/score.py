@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.features import APPLICATION_FEATURE_NAMES
+from contracts.features import APPLICATION_FEATURE_NAMES, ATTRIBUTE_FEATURE_NAMES
 from models.compat import check_model
 from models.dataset import FEATURE_INPUTS, application_features, read_table_file
 from models.errors import DatasetError, ModelError
@@ -42,7 +42,10 @@ class Scorer:
         return cls(model_bytes, metadata)
 
     def features(self, frame: pd.DataFrame) -> np.ndarray:
-        """The float32 [n, k] matrix in the model's feature order (computed from applications if needed)."""
+        """The float32 [n, k] matrix in the model's feature order (computed from applications if needed).
+
+        A missing attribute feature (contracts/attributes.py) takes the model's reference value, as in the stream.
+        """
         have = set(frame.columns)
         if not set(self.feature_names) <= have and set(FEATURE_INPUTS) <= have:
             computed = application_features(frame)
@@ -52,11 +55,14 @@ class Scorer:
         if missing:
             raise DatasetError(f"model {self.version} needs columns the input lacks: {', '.join(missing)} "
                                "(give feature columns, or application columns for application-only models)")
-        X = frame[self.feature_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
-        if np.isnan(X).any():
-            bad = [n for j, n in enumerate(self.feature_names) if np.isnan(X[:, j]).any()]
+        values = frame[self.feature_names]
+        X = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+        bad = [n for j, n in enumerate(self.feature_names)
+               if (np.isnan(X[:, j]) & values[n].notna().to_numpy()).any()
+               or (n not in ATTRIBUTE_FEATURE_NAMES and np.isnan(X[:, j]).any())]
+        if bad:
             raise DatasetError(f"null or non-numeric feature values in {', '.join(bad)}")
-        return X
+        return np.where(np.isnan(X), self.model.reference[np.newaxis, :], X).astype(np.float32)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(default) for a float matrix in the model's feature order."""

@@ -21,6 +21,11 @@ ranking model used. Sigmoid (Platt) is the default; isotonic is an option (``cal
 exported with its own converter (models/onnx_isotonic.py) because skl2onnx's does not interpolate.
 Sigmoid stays the default until isotonic is shown to be at least as good on held-out data: with about
 a hundred defaults an isotonic fit has few steps and can overfit them (docs/MODELS.md).
+
+Every model starts with a mean imputer: a feature may be missing (an application attribute the
+application lacks, contracts/attributes.py), and the model then takes the mean of its own training rows,
+the value the stream's scorer fills in too (``feature_reference``). It is part of the exported ONNX graph,
+so any caller of the model gets the same answer for a missing value.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.impute import SimpleImputer
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -137,15 +143,21 @@ def _classifier(family: str, params: dict[str, Any], seed: int,
     raise ModelError(f"unknown model family {family!r}; choose from {', '.join(FAMILIES)}")
 
 
+def mean_imputer() -> SimpleImputer:
+    """Missing values (NaN) take the training mean; a column with none in training is kept (and takes 0)."""
+    return SimpleImputer(strategy="mean", keep_empty_features=True)
+
+
 def _wrap(family: str, params: dict[str, Any], clf: ClassifierMixin) -> ClassifierMixin:
-    """Add the logistic regression's scaling (and optional quantile transform) in front of ``clf``.
+    """Put the mean imputer, and for logistic regression the scaling (and optional quantile transform), in front
+    of ``clf``.
 
     Yeo-Johnson is not offered: its fitted lambdas can squeeze a feature into a range float32 cannot
     resolve, so the ONNX export fails the parity check (docs/MODELS.md).
     """
+    steps: list[tuple[str, Any]] = [("impute", mean_imputer())]
     if family != "logistic_regression":
-        return clf
-    steps: list[tuple[str, Any]] = []
+        return Pipeline(steps + [("clf", clf)])
     if params["transform"] == "quantile":
         steps.append(("quantile", QuantileTransformer(n_quantiles=QUANTILES, output_distribution="uniform")))
     steps += [("scale", StandardScaler()), ("clf", clf)]
@@ -178,8 +190,8 @@ def final_estimator(family: str, params: dict[str, Any], seed: int = 0, calibrat
 
 
 def logistic_baseline() -> ClassifierMixin:
-    """The reference logistic regression: StandardScaler + LogisticRegression, defaults, unweighted."""
-    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))])
+    """The reference logistic regression: mean imputer, StandardScaler + LogisticRegression, defaults, unweighted."""
+    return Pipeline([("impute", mean_imputer()), ("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))])
 
 
 def configurations(family: str, budget: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -294,7 +306,8 @@ class TrainedModel:
 
 
 def feature_reference(ts: TrainingSet) -> dict[str, float]:
-    """Training means per feature: the reference value reason codes replace a feature with."""
+    """Training means per feature (over the rows that have it): the reference value reason codes replace a feature
+    with, and the value the scorer gives a missing one (the model's imputer learns the same means)."""
     return {name: float(ts.features[name].mean()) for name in ts.feature_names}
 
 

@@ -52,13 +52,20 @@ def registry_option(fn: F) -> F:
                         help="Registry root; default settings.model.registry (s3://<bucket>/models).")(fn)
 
 
-def _load(dataset: str | None, file: Path | None) -> Any:
-    """The training set named by --dataset or --file."""
+def attributes_option(fn: F) -> F:
+    """--attributes/--no-attributes: whether the application attributes (contracts/attributes.py) are features."""
+    return click.option("--attributes/--no-attributes", default=True, show_default=True,
+                        help="Use the application attributes the data carries (credit-bureau facts) as features; "
+                             "--no-attributes: the contract's formula features only.")(fn)
+
+
+def _load(dataset: str | None, file: Path | None, attributes: bool = True) -> Any:
+    """The training set named by --dataset or --file (without the application attributes unless ``attributes``)."""
     from models.dataset import load
 
     if (dataset is None) == (file is None):
         raise click.UsageError("give exactly one of --dataset or --file")
-    return load(dataset, file)
+    return load(dataset, file, attributes=attributes)
 
 
 def _registry(uri: str | None) -> Any:
@@ -134,15 +141,16 @@ def model() -> None:
 @click.option("--compare-calibration", is_flag=True,
               help="Also fit every calibration method and record their holdout ECE and Brier in the metadata.")
 @monotonic_option
+@attributes_option
 @one_line_errors
 def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, families: str | None, budget: int,
               seed: int, no_holdout: bool, register: bool, do_promote: bool, calibration: str,
-              compare_calibration: bool, monotonic: bool) -> None:
+              compare_calibration: bool, monotonic: bool, attributes: bool) -> None:
     """Search, calibrate, export to ONNX, check parity and register a new version."""
     from models.pipeline import train_candidate
 
     chosen = _families(families)
-    ts = _load(dataset, file)
+    ts = _load(dataset, file, attributes)
     _err.print(f"training on {ts.source}: {ts.n} loans, {ts.positives} defaults ({ts.prevalence:.2%})")
     cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout, calibration=calibration,
                            compare_calibration=compare_calibration, monotonic=monotonic)
@@ -279,9 +287,10 @@ def rollback_cmd(registry_uri: str | None) -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the digest as JSON here.")
 @monotonic_option
+@attributes_option
 @one_line_errors
 def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
-                 repeats: int, seed: int, json_out: Path | None, monotonic: bool) -> None:
+                 repeats: int, seed: int, json_out: Path | None, monotonic: bool, attributes: bool) -> None:
     """Nested repeated stratified CV of the training procedure against the baselines."""
     from models.backtest import backtest
     from models.pipeline import alert_threshold
@@ -289,7 +298,9 @@ def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, b
     if dataset == "iceberg":
         raise click.UsageError("backtest takes --dataset lendingclub or --file PATH")
     chosen = _families(families)
-    ts = _load(dataset, file)
+    ts = _load(dataset, file, attributes)
+    _err.print(f"back-testing on {ts.source}: {ts.n} loans, {ts.positives} defaults, {len(ts.feature_names)} "
+               "features")
     result = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
                       seed=seed, threshold=alert_threshold(), monotonic=monotonic)
     _out.print(result.text())

@@ -9,7 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
+from contracts.features import (
+    APPLICATION_FEATURE_NAMES, ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES, FORMULA_FEATURE_NAMES,
+)
 from models.dataset import (
     LC_LEAKING_COLUMNS, application_features, from_applications, from_file, from_iceberg, from_score_frames,
     latest_outcomes, lending_club_applications, lending_club_raw, sub_grade_rank,
@@ -27,7 +29,10 @@ def test_lending_club_gives_contract_features_label_and_sub_grade(lc_raw: pd.Dat
     ts = from_applications(lending_club_applications(lc_raw), "lendingclub")
     assert ts.feature_names == APPLICATION_FEATURE_NAMES
     assert ts.n == 10_000 and ts.positives == 111
-    assert not ts.features.isna().any().any()
+    assert not ts.features[FORMULA_FEATURE_NAMES].isna().any().any()
+    # Only the months since a delinquency or an inquiry can be missing: none on record.
+    assert set(ts.features.columns[ts.features.isna().any()]) == {"months_since_last_delinquency",
+                                                                   "months_since_last_inquiry"}
     assert (ts.features["is_secured"] == 0).all() and (ts.features["loan_to_value"] == 0).all()
     assert ts.sub_grade is not None and ts.sub_grade.between(1, 35).all()
     assert set(ts.time.dt.month) == {1, 2, 3}
@@ -71,7 +76,8 @@ def test_contract_formulas_on_hand_computed_rows() -> None:
         "interest_rate": [10.5, 20.0], "term_months": [36.0, 60.0], "emp_length_years": [0.0, 4.0],
         "delinquencies_2y": [1.0, 0.0], "inquiries_12m": [2.0, 5.0], "is_secured": [0.0, 1.0],
         "loan_to_value": [0.0, 0.25]})
-    pd.testing.assert_frame_equal(f, expected)
+    pd.testing.assert_frame_equal(f[FORMULA_FEATURE_NAMES], expected)
+    assert f[ATTRIBUTE_FEATURE_NAMES].isna().all().all(), "an attribute the rows lack is missing, not zero"
 
 
 def test_formulas_agree_with_the_ingestion_reference_implementation() -> None:
@@ -89,9 +95,9 @@ def test_labeled_file_in_the_canonical_schema(tmp_path: Path, suffix: str) -> No
     path = tmp_path / f"apps{suffix}"
     apps.to_csv(path, index=False) if suffix == ".csv" else apps.to_parquet(path, index=False)
     ts = from_file(path)
-    assert ts.feature_names == APPLICATION_FEATURE_NAMES and ts.n == 200
+    assert ts.feature_names == FORMULA_FEATURE_NAMES and ts.n == 200  # no attribute column: none taken
     assert ts.positives == int(apps["defaulted"].sum())
-    np.testing.assert_allclose(ts.features.to_numpy(), application_features(apps).to_numpy())
+    np.testing.assert_allclose(ts.features.to_numpy(), application_features(apps)[FORMULA_FEATURE_NAMES].to_numpy())
 
 
 def test_file_errors_name_the_problem(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from contracts.features import APPLICATION_FEATURE_NAMES
+from contracts.features import FORMULA_FEATURE_NAMES
 from contracts.registry_layout import ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES
 from models.dataset import from_applications
 from models.errors import ParityError
@@ -42,7 +42,7 @@ def test_each_family_exports_with_parity_on_the_holdout(toy, family: str) -> Non
     assert ONNX_PROBABILITIES in [o.name for o in proto.graph.output]
     assert not any(n.op_type == "ZipMap" for n in proto.graph.node)
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert json.loads(meta[ONNX_META_FEATURES]) == APPLICATION_FEATURE_NAMES
+    assert json.loads(meta[ONNX_META_FEATURES]) == FORMULA_FEATURE_NAMES
     out = session(model).run([ONNX_PROBABILITIES], {ONNX_INPUT: hold.matrix()[:7]})[0]
     assert out.shape == (7, 2) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
 
@@ -58,7 +58,7 @@ def test_parity_check_refuses_a_model_that_scores_differently(toy) -> None:
 
 def test_boosting_family_uses_an_estimator_that_converts() -> None:
     est = final_estimator("gradient_boosting", DEFAULTS["gradient_boosting"])
-    name = type(est.estimator).__name__
+    name = type(est.steps[-1][1].estimator).__name__
     assert name == ("HistGradientBoostingClassifier" if hist_gradient_boosting_converts()
                     else "GradientBoostingClassifier")
     rng = np.random.default_rng(0)

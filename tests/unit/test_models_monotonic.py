@@ -14,7 +14,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 import models.train
-from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES, RISK_DIRECTIONS, Feature, risk_directions
+from contracts.features import FEATURE_NAMES, FORMULA_FEATURE_NAMES, RISK_DIRECTIONS, Feature, risk_directions
 from models.dataset import LABEL, TrainingSet, from_applications
 from models.export import check_parity, export_onnx, onnx_proba, session
 from models.monotonic import (
@@ -159,7 +159,7 @@ def test_constrained_boosting_is_hist_gradient_boosting_and_keeps_parity_with_is
     cst = constraints(dev.feature_names)
     est = final_estimator("gradient_boosting", SMALL["gradient_boosting"], calibration="isotonic",
                           monotonic_cst=cst).fit(dev.matrix().astype(np.float64), dev.label)
-    base = est.calibrated_classifiers_[0].estimator
+    base = est.steps[-1][1].calibrated_classifiers_[0].estimator  # behind the mean imputer
     assert isinstance(base, HistGradientBoostingClassifier) and list(base.monotonic_cst) == cst
     assert check_parity(est, export_onnx(est, dev.feature_names), hold.matrix())["passed"]
 
@@ -220,7 +220,7 @@ def test_the_monotonic_option_reaches_the_search(monkeypatch: pytest.MonkeyPatch
     on = CliRunner().invoke(model_cli, [*base, "--monotonic"])
     off = CliRunner().invoke(model_cli, base)
     assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
-    assert seen == [risk_directions(APPLICATION_FEATURE_NAMES), None]
+    assert seen == [risk_directions(FORMULA_FEATURE_NAMES), None]
     on_text, off_text = flat(on.output), flat(off.output)
     assert "monotonicity: constrained (dropped: " in on_text and "credit_utilization" in on_text
     assert "moves against a declared direction" in on_text

@@ -33,15 +33,16 @@ def test_application_rows_and_feature_rows_score_the_same(scorer: Scorer, cand: 
     from_apps = scorer.score(apps, reasons=0)["default_probability"].to_numpy()
     from_feats = scorer.score(application_features(apps), reasons=0)["default_probability"].to_numpy()
     np.testing.assert_array_equal(from_apps, from_feats)
-    direct = cand.trained.predict(application_features(apps).to_numpy(np.float32).astype(np.float64))
+    direct = cand.trained.predict(application_features(apps)[cand.metadata["feature_names"]].to_numpy(np.float32)
+                                  .astype(np.float64))
     assert np.abs(from_apps - direct).max() <= 1e-5  # ONNX path = scikit-learn path
 
 
 def test_reason_codes_are_the_probability_drop_at_the_reference(scorer: Scorer, cand: Candidate) -> None:
     apps = toy_applications(25, seed=33)
-    X = application_features(apps).to_numpy(np.float32)
-    ref = cand.metadata["feature_reference"]
     names = cand.metadata["feature_names"]
+    X = application_features(apps)[names].to_numpy(np.float32)
+    ref = cand.metadata["feature_reference"]
     assert set(ref) == set(names)
     got = impacts(scorer.model, X, scorer.predict(X))
     est = cand.trained.estimator  # independent check with scikit-learn, one feature at a time
