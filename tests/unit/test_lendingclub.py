@@ -9,18 +9,21 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.events import INPUT_EVENTS, LOAN_APPLICATION
 from contracts.validate import validate_event
 from ingestion.behaviour import application_event
 from ingestion.feature_reference import application_features
-from ingestion.lendingclub import (DEFAULT_STATUSES, LEAKY_COLUMNS, STATE_REGION, LendingClubReplay, ReplayConfig,
-                                   application_frame, lendingclub_outcomes, load_loans, participant)
+from ingestion.lendingclub import (BUREAU_COLUMNS, DEFAULT_STATUSES, LEAKY_COLUMNS, STATE_REGION, LendingClubReplay,
+                                   ReplayConfig, application_frame, bureau_attributes, lendingclub_outcomes,
+                                   load_loans, participant)
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 CONTRACTS = {c.name: c for c in INPUT_EVENTS}
@@ -86,8 +89,23 @@ def test_issue_order_and_times_within_the_issue_month(raw: pd.DataFrame, applica
 def test_post_issue_columns_never_reach_the_events(raw: pd.DataFrame, applications: list[dict]) -> None:
     apps = application_frame(raw)
     assert not set(LEAKY_COLUMNS) & set(apps.columns)
+    attributes = set(BUREAU_COLUMNS) | {"credit_history_years"}
     for e in applications[:50]:
-        assert list(e) == LOAN_APPLICATION.names
+        # Contract order; every field but an attribute LC lacks for the loan (a null is left out).
+        assert list(e) == [n for n in LOAN_APPLICATION.names if n in e]
+        assert set(LOAN_APPLICATION.names) - set(e) <= attributes
+    assert any(set(e) >= attributes for e in applications[:50]), "no replayed loan carries every bureau attribute"
+
+
+def test_the_bureau_attributes_are_known_at_application_and_exactly_lending_clubs(raw: pd.DataFrame) -> None:
+    assert not set(BUREAU_COLUMNS.values()) & set(LEAKY_COLUMNS)
+    values = bureau_attributes(raw)
+    assert list(values.columns) == [a.name for a in APPLICATION_ATTRIBUTES if a.name in values.columns]
+    assert len(values.columns) == len(APPLICATION_ATTRIBUTES), "every shipped attribute comes from Lending Club"
+    first = raw.iloc[0]
+    assert values.iloc[0]["open_credit_lines"] == first["open_credit_lines"]
+    assert values.iloc[0]["credit_history_years"] == 2018 - first["earliest_credit_line"]
+    assert values["months_since_last_delinquency"].isna().sum() == raw["months_since_last_delinq"].isna().sum()
 
 
 def test_outcome_labels_are_the_default_statuses(raw: pd.DataFrame) -> None:
@@ -150,7 +168,7 @@ def test_application_features_carry_signal_on_real_labels(raw: pd.DataFrame, app
     labels = lendingclub_outcomes(raw, seed=5).set_index("loan_id")["defaulted"]
     y = labels.loc[x.index].astype(int)
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=2000))
     auc = roc_auc_score(y, cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1])
     print(f"Lending Club: {y.sum()} defaults in {len(y)}; logistic regression on application features, "
           f"5-fold CV ROC AUC {auc:.3f}")
