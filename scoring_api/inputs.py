@@ -8,6 +8,7 @@ event time floored to the window length, else the one before it, else none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -115,8 +116,14 @@ class ScoringInput:
 
     @property
     def row(self) -> list[float]:
-        """The row the scorer takes: every feature column, in contract order."""
+        """The row the scorer takes: every feature column, in contract order (NaN: an attribute the application
+        lacks, which the scorer gives the model's reference value, as in the stream)."""
         return [self.features[name] for name in FEATURE_NAMES]
+
+    @property
+    def reply_features(self) -> dict[str, float | None]:
+        """The features as the reply states them: null for an attribute the application lacks (as the lake)."""
+        return {name: None if math.isnan(v) else v for name, v in self.features.items()}
 
     @property
     def behaviour_as_of(self) -> str | None:

@@ -27,7 +27,9 @@ class ScoreReply(BaseModel):
                                "or above api.decline_at, refer between.")
     reason_codes: list[str] = Field(description="Features that raise the probability most, largest first, as the "
                                     "stream gives them: only for probabilities at or above model.alert_threshold.")
-    features: dict[str, float] = Field(description="Every model input, by name (contracts/features.py), as scored.")
+    features: dict[str, float | None] = Field(description="Every model input, by name (contracts/features.py), as "
+                                              "scored; null for an application attribute the application lacks "
+                                              "(the model takes its training mean).")
     behaviour: Behaviour = Field(description="Where the behaviour features come from: the customer's window closed "
                                  "at the event time, the one before it, no window yet (zeros, as the stream), or "
                                  "not used (application-only scoring, zeros).")

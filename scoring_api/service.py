@@ -207,7 +207,7 @@ class ScoringService:
             out.append(ScoreReply(
                 event_id=str(i.event["event_id"]), application_id=str(i.event["application_id"]),
                 model_version=version, probability=float(p), decision=self.settings.api.decision(float(p)),
-                reason_codes=[c for c in (codes or "").split(",") if c], features=i.features, behaviour=i.behaviour,
+                reason_codes=[c for c in (codes or "").split(",") if c], features=i.reply_features, behaviour=i.behaviour,
                 behaviour_as_of=i.behaviour_as_of, published=call.publish))
         return out
 

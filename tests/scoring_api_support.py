@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from contracts.feature_formulas import BEHAVIOUR_WINDOW_COLUMNS
-from contracts.features import FEATURE_NAMES, feature_schema_hash
+from contracts.features import ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES, feature_schema_hash
 from contracts.registry_layout import MODEL_FILE, version_path
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import Settings, override
@@ -191,8 +191,13 @@ class TrainedModel:
     metadata: dict[str, Any]
 
     def proba(self, X: np.ndarray) -> np.ndarray:
-        """scikit-learn's P(default) on the float32 values the scorer feeds ONNX."""
-        return self.estimator.predict_proba(np.asarray(X, dtype=np.float32).astype(np.float64))[:, 1]
+        """scikit-learn's P(default) on the float32 values the scorer feeds ONNX (rows of every feature column, or
+        of the model's own)."""
+        X = np.asarray(X, dtype=np.float32)
+        names = self.metadata["feature_names"]
+        if X.shape[1] != len(names):
+            X = X[:, [FEATURE_NAMES.index(n) for n in names]]
+        return self.estimator.predict_proba(X.astype(np.float64))[:, 1]
 
 
 def behaviour_window_values(rng: np.random.Generator) -> dict[str, float]:
@@ -214,14 +219,16 @@ def train_model(seed: int, applications: Sequence[dict[str, Any]], n: int = 1200
         window = behaviour_window_values(rng) if rng.random() < 0.5 else None
         features = scoring_input(app, {} if window is None else {window_keys(app, WINDOW_MS)[0]: window}, WINDOW_MS)
         rows.append(features.row)
-    X = np.asarray(rows, dtype=np.float32).astype(np.float64)
+    # The generated applications carry no application attribute: the model takes every other feature.
+    names = [n for n in FEATURE_NAMES if n not in ATTRIBUTE_FEATURE_NAMES]
+    X = np.asarray(rows, dtype=np.float32).astype(np.float64)[:, [FEATURE_NAMES.index(n) for n in names]]
     X *= rng.lognormal(0, 0.1, X.shape)
     z = ((X - X.mean(0)) / (X.std(0) + 1e-9)) @ rng.normal(size=X.shape[1])
     y = (z + rng.normal(size=n) * 2 * z.std() > np.median(z)).astype(int)
     estimator = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000)).fit(X, y)
-    onnx = export_onnx(estimator, FEATURE_NAMES)
-    metadata = {"feature_names": FEATURE_NAMES, "feature_schema_hash": feature_schema_hash(FEATURE_NAMES),
-                "feature_reference": dict(zip(FEATURE_NAMES, map(float, X.mean(0)))),
+    onnx = export_onnx(estimator, names)
+    metadata = {"feature_names": names, "feature_schema_hash": feature_schema_hash(names),
+                "feature_reference": dict(zip(names, map(float, X.mean(0)))),
                 "parity": check_parity(estimator, onnx, X), "metrics": {}, "family": "logistic_regression"}
     return TrainedModel(estimator, onnx, metadata)
 
