@@ -115,3 +115,40 @@ def upgrade_lake_tables(settings: Settings, cat: Any = None) -> dict[str, dict[s
         if changed:
             done[declared.name] = changed
     return done
+
+
+# Iceberg type of each logical type (contracts/schema.py TYPE_MAP's Iceberg names), for columns added in place.
+_ICEBERG_TYPES = {"string": "StringType", "int": "IntegerType", "long": "LongType", "double": "DoubleType",
+                  "boolean": "BooleanType", "date": "DateType", "timestamptz": "TimestamptzType"}
+
+
+def add_attribute_columns(settings: Settings, cat: Any = None) -> dict[str, list[str]]:
+    """Add to every lake table already created the trailing application-attribute columns it lacks
+    (contracts/tables.py ``added``), as optional columns at its end; returns what was added, by table.
+
+    The job's ``CREATE TABLE IF NOT EXISTS`` keeps a table as it is, so a table created before an attribute
+    was declared takes it here, before the job is submitted. Tables not created yet are left to the job.
+    """
+    import pyiceberg.types
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from contracts.tables import LAKE_TABLES
+
+    cat = catalog(settings) if cat is None else cat
+    added: dict[str, list[str]] = {}
+    for table in LAKE_TABLES:
+        if not table.added:
+            continue
+        try:
+            tbl = cat.load_table(f"{settings.catalog.namespace}.{table.name}")
+        except NoSuchTableError:
+            continue
+        have = {f.name for f in tbl.schema().fields}
+        missing = [c for c in table.columns if c.name in table.added and c.name not in have]
+        if not missing:
+            continue
+        with tbl.update_schema() as update:
+            for c in missing:
+                update.add_column(c.name, getattr(pyiceberg.types, _ICEBERG_TYPES[c.iceberg_type])())
+        added[table.name] = [c.name for c in missing]
+    return added
