@@ -79,6 +79,16 @@ class TrainingSet:
         """The features as the float32 matrix the ONNX model and the stream see."""
         return self.features.to_numpy(dtype=np.float32)
 
+    def with_every_attribute(self) -> TrainingSet:
+        """This set offering every attribute feature (contracts order): one its rows do not carry is all NaN, which
+        a model taking it imputes with its training mean. For scoring registered models on it, never for training.
+        """
+        missing = [n for n in ATTRIBUTE_FEATURE_NAMES if n not in self.features.columns]
+        if not missing:
+            return self
+        features = self.features.assign(**{n: np.nan for n in missing})
+        return replace(self, features=features[[n for n in FEATURE_NAMES if n in features.columns]])
+
     def subset(self, idx: np.ndarray) -> TrainingSet:
         """The rows at positions ``idx``."""
         def take(s: pd.Series | None) -> pd.Series | None:

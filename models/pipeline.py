@@ -204,6 +204,7 @@ def evaluate_version(model_bytes: bytes, metadata: dict[str, Any], ts: TrainingS
     ``constrained`` is None for a version registered before constraints were recorded.
     """
     threshold = alert_threshold() if threshold is None else threshold
+    ts = ts.with_every_attribute()  # the version may take an attribute these rows lack: it imputes its mean
     names = check_model(model_bytes, metadata, expected=ts.feature_names)
     latest = latest_period(ts.time) if hold_out else None
     rows = ts.subset(latest[0]) if latest is not None else ts

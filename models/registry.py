@@ -411,9 +411,10 @@ class Registry:
 
             def score(v: str) -> float:
                 model, meta = self.load(v)
-                names = check_model(model, meta, expected=holdout.feature_names)
-                p = onnx_proba(session(model), holdout.features[names].to_numpy(dtype=np.float32))
-                return float(roc_auc_score(holdout.label, p))
+                rows = holdout.with_every_attribute()  # a version may take an attribute the rows lack
+                names = check_model(model, meta, expected=rows.feature_names)
+                p = onnx_proba(session(model), rows.features[names].to_numpy(dtype=np.float32))
+                return float(roc_auc_score(rows.label, p))
 
             if metric != "roc_auc":
                 raise PromotionRefused("re-scoring on a holdout compares roc_auc only")

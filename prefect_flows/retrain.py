@@ -69,7 +69,7 @@ def evaluate(ts: Any, cand: Any) -> dict[str, Any]:
     from models.registry import Registry
 
     log = get_run_logger()
-    rows = comparison_rows(ts, cand)
+    rows = comparison_rows(ts, cand).with_every_attribute()  # the champion may take attributes these rows lack
     kind = "held-out latest period" if cand.holdout is not None else "training cohort (no later period: in-sample)"
 
     def auc(model_bytes: bytes, meta: dict[str, Any]) -> float:
