@@ -103,6 +103,13 @@ def corpus() -> list[tuple[str, str | None]]:
             json.dumps({**app, "term_months": 36.0}), json.dumps({**app, "term_months": 2**40}),
             json.dumps({**app, "term_months": True}), json.dumps({**app, "event_id": None}),
             json.dumps({**app, "event_id": {"nested": [1, 2]}})]
+    # The optional application attributes (contracts/attributes.py): present, null, out of bounds, mistyped.
+    edge += [json.dumps({**app, "open_credit_lines": 12, "accounts_never_delinquent_share": 87.5}),
+             json.dumps({**app, "open_credit_lines": None}), json.dumps({**app, "open_credit_lines": -1}),
+             json.dumps({**app, "open_credit_lines": 2.5}), json.dumps({**app, "open_credit_lines": "12"}),
+             json.dumps({**app, "months_since_last_delinquency": 1201}),
+             json.dumps({**app, "accounts_never_delinquent_share": 100.01}),
+             json.dumps({**app, "tax_liens": 2**31})]
     # Event times around the job's future limit: valid up to it, dead-lettered (and epoch 0) past it.
     edge += [json.dumps({**app, "event_time": t}) for t in around_the_future_limit(TOLERANCE)]
     # Event times at the edges of the Java fast path (EventValidator.commonTimestamp) and beyond it.
