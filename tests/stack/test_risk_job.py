@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from confluent_kafka import Producer
+
 from contracts.features import APPLICATION_FEATURE_NAMES, FEATURE_NAMES
 from ingestion.feature_reference import application_features, behaviour_features
+from ingestion.generator import GeneratorConfig, generate
+from ingestion.wire import ProducedEvent
+from loanrisk.settings import Settings
 from tests.stack.conftest import (
     WINDOW_MINUTES, RiskRun, new_applications_score_with, offline_probabilities, publish_champion,
 )
@@ -177,6 +183,78 @@ def test_promoting_a_new_model_changes_later_scores_without_a_restart(risk_run: 
     new_applications_score_with(risk_run, new_version, seed=777, customers=25, timeout_s=180)
     assert job_state(s, risk_run.job_id) == "RUNNING"
     assert restarts(s, risk_run.job_id) == before, "the job restarted while the model changed"
+
+
+ATTRIBUTE = "historical_failures_to_pay"  # a declared application attribute (contracts/attributes.py)
+
+
+def publish_attribute_champion(settings: Settings) -> tuple[str, list[str]]:
+    """A champion trained on generated loans that also carry ATTRIBUTE (defaulters have more failures to pay;
+    a tenth of the rows lack it); returns its version and its features."""
+    from models.dataset import from_applications
+    from models.pipeline import train_candidate
+    from models.registry import Registry
+    from models.synthetic import generated_applications
+    apps = generated_applications(customers=1500, seed=11)
+    rng = np.random.default_rng(11)
+    failures = np.where(apps["defaulted"] == 1, rng.poisson(3.0, len(apps)), rng.poisson(0.2, len(apps)))
+    apps[ATTRIBUTE] = [None if rng.random() < 0.1 else int(v) for v in failures]
+    cand = train_candidate(from_applications(apps, "generated with an attribute"), ["logistic_regression"], budget=1,
+                           n_repeats=1, hold_out=False, threshold=settings.model.alert_threshold)
+    registry = Registry.from_settings(settings.model.registry(settings.s3))
+    version = cand.register(registry)
+    registry.promote(version, force=True)
+    return version, cand.metadata["feature_names"]
+
+
+def applications_with_the_attribute(seed: int, customers: int) -> tuple[list[ProducedEvent], dict[str, int | None]]:
+    """New generated applications, ATTRIBUTE set to 0 or 6 on two of every three and left out of the third."""
+    from ingestion.wire import encode_event
+    sent, values = [], {}
+    apps = [m for m in generate(GeneratorConfig(seed=seed, customers=customers, history_months=0))
+            if m.kind == "loan_application"]
+    for i, m in enumerate(apps):
+        event = json.loads(m.value_bytes)
+        value = None if i % 3 == 2 else (0, 6)[i % 3]
+        if value is not None:
+            event[ATTRIBUTE] = value
+        values[event["application_id"]] = value
+        sent.append(replace(m, value_bytes=encode_event(event)))
+    return sent, values
+
+
+def test_a_declared_attribute_reaches_the_lake_and_the_streaming_scores_of_a_champion_that_takes_it(
+        risk_run: RiskRun) -> None:
+    if risk_run.settings.flink.scorer != "onnx":
+        pytest.skip("the job ran with the built-in scorer")
+    s = risk_run.settings
+    version, features = publish_attribute_champion(s)
+    assert ATTRIBUTE in features, "the model trained on the attribute does not declare it as an input"
+    time.sleep(3 * s.model.poll_interval_s + 2)  # the UDF polls the champion pointer
+    sent, values = applications_with_the_attribute(seed=913, customers=24)
+    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
+    for m in sent:
+        producer.produce(m.topic, key=m.key, value=m.value_bytes)
+    assert producer.flush(30) == 0
+    deadline, rows = time.monotonic() + 180, pd.DataFrame()
+    while time.monotonic() < deadline:
+        scores = risk_run.lake("scores")
+        rows = scores[scores["loan_id"].isin(values) & (scores["trigger_kind"] == "application")]
+        if len(rows) == len(values):
+            break
+        time.sleep(5)
+    assert len(rows) == len(values), "not every application with the attribute was scored"
+    assert set(rows["model_version"]) == {version}
+    scored = rows.set_index("loan_id")[ATTRIBUTE]
+    for loan, value in values.items():
+        assert (pd.isna(scored[loan]) if value is None else scored[loan] == value), (loan, value, scored[loan])
+    raw = risk_run.lake("raw_loan_applications").set_index("application_id")[ATTRIBUTE]
+    assert all((pd.isna(raw[loan]) if v is None else raw[loan] == v) for loan, v in values.items())
+    # The stream scored them as the registered model does offline, its own imputer filling the missing values.
+    np.testing.assert_allclose(rows["probability"].to_numpy(float), offline_probabilities(s, version, rows), atol=1e-6)
+    by_value = rows.assign(value=rows["loan_id"].map(values)).groupby("value", dropna=False)["probability"].mean()
+    print(f"{version} ({len(features)} features) mean probability by {ATTRIBUTE}: {by_value.to_dict()}")
+    assert by_value[6] > by_value[0], "the champion's probability does not follow the attribute"
 
 
 def test_dlq_list_shows_dead_letters_and_redrive_resends_corrected_ones(risk_run: RiskRun) -> None:
