@@ -20,11 +20,11 @@ FROM (SELECT *, parse_event(payload, ingested_at, '${repayment_spec}') AS e FROM
       WHERE NOT ${payload_is_heartbeat});
 
 -- The valid messages' ids, event time and typed row: the de-duplication's input (40_valid_events.sql).
-CREATE TEMPORARY VIEW checked_loan_application_ids AS
+CREATE TEMPORARY VIEW accepted_loan_applications AS
 SELECT e.event_id AS event_id, e, event_time FROM checked_loan_applications WHERE reason IS NULL;
 
-CREATE TEMPORARY VIEW checked_transaction_ids AS
+CREATE TEMPORARY VIEW accepted_transactions AS
 SELECT e.event_id AS event_id, e, event_time FROM checked_transactions WHERE reason IS NULL;
 
-CREATE TEMPORARY VIEW checked_repayment_ids AS
+CREATE TEMPORARY VIEW accepted_repayments AS
 SELECT e.event_id AS event_id, e, event_time FROM checked_repayments WHERE reason IS NULL;

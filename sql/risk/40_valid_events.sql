@@ -11,15 +11,15 @@
 -- parse a view with a PTF called by name (input => TABLE t PARTITION BY ...) when it expands the view.
 CREATE TEMPORARY VIEW unique_loan_applications AS
 SELECT event_id, e, seen_before, event_time FROM first_seen(
-  TABLE checked_loan_application_ids PARTITION BY event_id, DEFAULT, 'first-seen-loan-applications');
+  TABLE accepted_loan_applications PARTITION BY event_id, DEFAULT, 'first-seen-loan-applications');
 
 CREATE TEMPORARY VIEW unique_transactions AS
 SELECT event_id, e, seen_before, event_time FROM first_seen(
-  TABLE checked_transaction_ids PARTITION BY event_id, DEFAULT, 'first-seen-transactions');
+  TABLE accepted_transactions PARTITION BY event_id, DEFAULT, 'first-seen-transactions');
 
 CREATE TEMPORARY VIEW unique_repayments AS
 SELECT event_id, e, seen_before, event_time FROM first_seen(
-  TABLE checked_repayment_ids PARTITION BY event_id, DEFAULT, 'first-seen-repayments');
+  TABLE accepted_repayments PARTITION BY event_id, DEFAULT, 'first-seen-repayments');
 
 CREATE TEMPORARY VIEW valid_loan_applications AS
 SELECT ${loan_application_columns}, e.ingested_at AS ingested_at, PROCTIME() AS proc_time

@@ -232,7 +232,7 @@ def test_a_declared_attribute_reaches_the_lake_and_the_streaming_scores_of_a_cha
     assert ATTRIBUTE in features, "the model trained on the attribute does not declare it as an input"
     time.sleep(3 * s.model.poll_interval_s + 2)  # the UDF polls the champion pointer
     sent, values = applications_with_the_attribute(seed=913, customers=24)
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "enable.idempotence": True})
+    producer = Producer({**s.kafka.client_config(), "enable.idempotence": True})
     for m in sent:
         producer.produce(m.topic, key=m.key, value=m.value_bytes)
     assert producer.flush(30) == 0

@@ -26,9 +26,9 @@ VALID_EVENTS_SQL = REPO_ROOT / "sql" / "risk" / "40_valid_events.sql"
 
 def product_call() -> str:
     """The job's first_seen call for transactions, with ``{table}`` where it names its input."""
-    m = re.search(r"first_seen\(\s*TABLE checked_transaction_ids (PARTITION BY event_id, .*?'[^']*')\)",
+    m = re.search(r"first_seen\(\s*TABLE accepted_transactions (PARTITION BY event_id, .*?'[^']*')\)",
                   VALID_EVENTS_SQL.read_text(), flags=re.S)
-    assert m, "sql/risk/40_valid_events.sql no longer calls first_seen on checked_transaction_ids"
+    assert m, "sql/risk/40_valid_events.sql no longer calls first_seen on accepted_transactions"
     return "first_seen(TABLE {table} " + m.group(1) + ")"
 
 
