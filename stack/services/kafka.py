@@ -269,18 +269,19 @@ def drop_topics(k: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> 
 
 
 def topic_offsets(k: KafkaSettings, topic: str) -> int:
-    """Total number of messages ever written to ``topic`` (sum of high watermarks), read as a platform client."""
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({**k.client_config(), "group.id": "loanrisk-offsets", "enable.auto.commit": False})
-    try:
-        md = c.list_topics(topic, timeout=10)
-        total = 0
-        for p in md.topics[topic].partitions:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high
-        return total
-    finally:
-        c.close()
+    """Total number of messages ever written to ``topic`` (sum of high watermarks), read as a platform client.
+
+    An admin client, not a consumer: a consumer with a group id looks up its group coordinator at once, and
+    closing it while that connection still authenticates makes librdkafka print a SASL error (the demo's
+    table, refreshed every few seconds, was full of them)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+    admin = AdminClient(k.client_config())
+    md = admin.list_topics(topic, timeout=10)
+    latest = {TopicPartition(topic, p): OffsetSpec.latest() for p in md.topics[topic].partitions}
+    if not latest:
+        return 0
+    return sum(f.result().offset for f in admin.list_offsets(latest, request_timeout=10).values())
 
 
 __all__ = ["KafkaBroker", "admin_config", "drop_topics", "ensure_topics", "grant_sasl_access", "topic_offsets"]
