@@ -101,10 +101,15 @@ def baseline(rev: str, folder: Path) -> Stage:
     return Stage(f"full@{rev}", f"the whole job at {rev}", (), root=folder)
 
 
+def slug(stage: str) -> str:
+    """A stage's name as topic, consumer group, namespace and job names take it (a baseline's "full@REV")."""
+    return stage.replace("@", "-at-")
+
+
 def stage_settings(base: Settings, shape: str, stage: str) -> Settings:
     """The stack's settings with the run's own input topics, consumer group and Iceberg namespace (and the
     pandas ONNX scorer, the product's)."""
-    name = f"{shape}-{stage.replace('@', '-at-')}"
+    name = f"{shape}-{slug(stage)}"
     t = base.kafka.topics
     topics = {**t.model_dump(), "applications": f"ladder-{name}-{t.applications}",
               "transactions": f"ladder-{name}-{t.transactions}", "repayments": f"ladder-{name}-{t.repayments}"}
@@ -196,7 +201,7 @@ def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) 
     from jobs.submit import submit_risk_job
     submitted = time.perf_counter()
     extra = ("ladder",) if stage.into else ()
-    job_id = submit_risk_job(settings, name=f"ladder-{shape}-{stage.name.replace('@', '-at-')}", only_into=stage.into,
+    job_id = submit_risk_job(settings, name=f"ladder-{shape}-{slug(stage.name)}", only_into=stage.into,
                              extra_sql=extra, root=stage.root)
     while not all_tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
