@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 CUSTOMER_COLUMN = "customer_id"
 DEAD_LETTERS = "dead_letters"
 COMMIT_ATTEMPTS = 5  # the running job commits to the same tables every checkpoint: retry on conflicts
+# In the summary of every snapshot an erasure commits, so a later request can tell the snapshots older than an
+# erasure (which may hold erased rows) from those after it. Its value is the time, never whom it erased.
+ERASURE_KEY = "loanrisk.erasure"
 
 
 class ErasureError(LoanRiskError):
@@ -122,7 +126,7 @@ class HistoryPurge:
 
     snapshots: int = 0  # expired
     files: int = 0  # deleted: data files, manifests and manifest lists only expired snapshots referenced
-    kept: int = 0  # older snapshots of the job's commit chain, still holding the table as it was before
+    kept: int = 0  # snapshots of the job's commit chain older than an erasure, still holding the table as it was
 
     def line(self, table: str, dry_run: bool) -> str:
         done = ("would be expired", "would be deleted") if dry_run else ("expired", "deleted")
@@ -151,7 +155,26 @@ def _referenced(table: Any, snapshots: list[Any]) -> set[str]:
     return out | manifests
 
 
-def _purge_history(table: Any, dry_run: bool = False) -> HistoryPurge:
+def kept_from_before_an_erasure(table: Any, erasing: bool = False) -> int:
+    """How many snapshots the job's commit chain keeps from before the table's newest erasure: those may still hold
+    erased rows, and go once the job has committed on top of the erasure.
+
+    ``erasing``: as it will be once an erasure commits on top of the current snapshot (a dry run that found rows).
+    The chain's snapshots after the newest erasure (the job's commits, a compaction) hold none of its rows.
+    """
+    from loanrisk.lake import job_commit_chain
+    chain = job_commit_chain(table)
+    if erasing:
+        return len(chain)
+    by_id = {s.snapshot_id: s for s in table.snapshots()}
+    for i, snapshot_id in enumerate(chain):
+        summary = by_id[snapshot_id].summary
+        if ERASURE_KEY in (summary.additional_properties if summary else {}):
+            return len(chain) - 1 - i
+    return 0
+
+
+def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> HistoryPurge:
     """Expire the snapshots that may go and delete every file no remaining snapshot references.
 
     pyiceberg's expiry only drops the snapshots from the metadata, so the files only they referenced are deleted
@@ -159,11 +182,10 @@ def _purge_history(table: Any, dry_run: bool = False) -> HistoryPurge:
     The metadata files that still list expired snapshots hold no rows or bounds; each commit deletes those past
     ``write.metadata.previous-versions-max`` (``write.metadata.delete-after-commit.enabled``).
     """
-    from loanrisk.lake import job_commit_chain
     table.refresh()
     snapshots = table.snapshots()
     old = set(_expirable(table))
-    kept = max(len(job_commit_chain(table)) - 1, 0)
+    kept = kept_from_before_an_erasure(table, erasing)
     if dry_run:
         keep = [s for s in snapshots if s.snapshot_id not in old]
         freed = _referenced(table, [s for s in snapshots if s.snapshot_id in old]) - _referenced(table, keep)
@@ -187,7 +209,7 @@ def _purge_history(table: Any, dry_run: bool = False) -> HistoryPurge:
             table.io.delete(path)
         except FileNotFoundError:
             pass  # lake maintenance removed it first
-    return HistoryPurge(expired, len(gone), max(len(job_commit_chain(table)) - 1, 0))
+    return HistoryPurge(expired, len(gone), kept_from_before_an_erasure(table))
 
 
 def _day_column(table: Any) -> str | None:
@@ -244,7 +266,7 @@ def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> tu
             table.refresh()
             n, row_filter = matching()
             if n:
-                table.delete(row_filter)
+                table.delete(row_filter, snapshot_properties={ERASURE_KEY: datetime.now(timezone.utc).isoformat()})
             return n
         return int(_retry(delete))
 
@@ -255,7 +277,7 @@ def _erase_lake_table(table: Any, customer_id: str, dry_run: bool = False) -> tu
     purge = None
     if n is not None:
         # Always: a repeated request also expires what the job's last commit kept alive the first time.
-        purge = _read_again(lambda: _purge_history(table, dry_run))
+        purge = _read_again(lambda: _purge_history(table, dry_run, erasing=dry_run and n > 0))
     log.info("lake.%s: %d row(s) %s in %.1f s (%s %.1f s, history %.1f s: %s)",
              table.name()[-1], n or 0, "counted" if dry_run else "removed", time.monotonic() - started,
              "count" if dry_run else "count and delete", deleted_at - started, time.monotonic() - deleted_at, purge)

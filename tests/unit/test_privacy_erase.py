@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from erasure.customer import ErasureReport, erase_lake
+from erasure.customer import ERASURE_KEY, ErasureReport, erase_lake
 from loanrisk.settings import Settings
 
 
@@ -110,9 +110,9 @@ class _JobCommitsDuringTheDelete(_OtherWriterInterferes):
     def interfere(self, other) -> None:
         other.append(pa.table({"loan_id": ["l-c1-late"], "customer_id": ["c1"]}))
 
-    def delete(self, row_filter) -> None:
+    def delete(self, row_filter, **kwargs) -> None:
         self.interfere_once()
-        self._table.delete(row_filter)
+        self._table.delete(row_filter, **kwargs)
 
 
 def test_a_delete_overtaken_by_a_commit_of_the_customers_rows_is_redone_and_removes_them_too(lake) -> None:
@@ -331,13 +331,21 @@ def test_once_the_job_committed_again_an_erasure_leaves_no_file_holding_the_cust
     assert all(p.read_bytes().startswith(AVRO_MAGIC) for p in manifests)
     assert not [p for p in manifests if bound.encode() in p.read_bytes()], "compressed: a raw scan sees no bound"
 
+    ahead = ErasureReport(VICTIM, dry_run=True)
+    erase_lake(Settings(), VICTIM, ahead, cat=cat)
     first = ErasureReport(VICTIM)
     erase_lake(Settings(), VICTIM, first, cat=cat)
     assert first.removed == {"lake.scores": 1} and first.history["lake.scores"].kept == 1
+    assert ahead.history["lake.scores"].kept == 1, "the dry run foretold another count of kept snapshots"
+    erased = cat.load_table("risk.scores").current_snapshot().summary.additional_properties
+    assert ERASURE_KEY in erased and VICTIM not in str(erased)
     assert "run the request again after its next checkpoint" in first.lines()[-1]
     assert _holding(cat.load_table("risk.scores"), VICTIM), "the job's last commit still references the old file"
 
     _job_commit(cat.load_table("risk.scores"), ["cus_2222222222222222"], 3)
+    # A commit of lake maintenance (a compaction) on top of the job's: the chain now keeps the job's commit, which
+    # is after the erasure and holds none of the customer's rows, so nothing is kept from before it.
+    cat.load_table("risk.scores").append(pa.table({"loan_id": ["l-m"], "customer_id": ["cus_3333333333333333"]}))
     dry = ErasureReport(VICTIM, dry_run=True)
     erase_lake(Settings(), VICTIM, dry, cat=cat)
     preview = dry.history["lake.scores"]
@@ -349,7 +357,7 @@ def test_once_the_job_committed_again_an_erasure_leaves_no_file_holding_the_cust
     scores = cat.load_table("risk.scores")
     assert not _holding(scores, VICTIM) and not _holding(scores, bound)
     assert sorted(scores.scan().to_arrow()["customer_id"].to_pylist()) == [
-        "cus_1111111111111111", "cus_2222222222222222", "cus_ffffffffffffffff"]
+        "cus_1111111111111111", "cus_2222222222222222", "cus_3333333333333333", "cus_ffffffffffffffff"]
 
 
 def test_an_existing_table_gets_the_declared_properties_once_and_pyiceberg_then_writes_no_bounds_of_the_customer(
