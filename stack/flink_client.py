@@ -113,6 +113,7 @@ def cancel(settings: Settings, job_id: str) -> None:
 def stop_with_savepoint(settings: Settings, job_id: str, timeout_s: float = 120) -> str:
     """Stop the job with a savepoint; returns the savepoint path."""
     target = _savepoint_target(settings, job_id)
+    # Never drained: a drain ends the Iceberg writers' input, where the sink can lose files (docs/RELIABILITY.md).
     trigger = rest(settings, f"/jobs/{job_id}/stop", method="POST", body={"targetDirectory": target,
                                                                           "drain": False})
     return _await_savepoint(settings, job_id, trigger["request-id"], timeout_s)

@@ -18,13 +18,16 @@ from confluent_kafka import Producer
 
 from loanrisk.settings import REPO_ROOT, Settings
 from jobs.params import write_params
-from stack.flink_client import flink_run, job_exceptions, wait_for_state
+from stack.flink_client import flink_run, job_exceptions, rest, wait_for_state
 from stack.process import is_alive
 from stack.services import all_services
 from stack.services.flink import FlinkCluster
 from stack.services.kafka import ensure_topics, topic_offsets
 
 pytestmark = pytest.mark.stack
+# The smoke job's rows: a short first partition, and a long one that keeps the other source subtask reading
+# through several of the job's checkpoints.
+SMOKE_ROWS, SHORT_PARTITION = 60_000, 50
 
 
 def _catalog(settings: Settings):
@@ -32,34 +35,45 @@ def _catalog(settings: Settings):
     return catalog(settings)
 
 
-def _produce_json(settings: Settings, topic: str, rows: list[dict]) -> None:
+def _produce_json(settings: Settings, topic: str, rows_per_partition: list[list[dict]]) -> None:
     k = settings.kafka
-    ensure_topics(k, [topic], 2, k.topics.topic_config(k.max_message_bytes))
+    ensure_topics(k, [topic], len(rows_per_partition), k.topics.topic_config(k.max_message_bytes))
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True})
-    for row in rows:
-        producer.produce(topic, key=str(row["id"] % 5), value=json.dumps(row))
-    assert producer.flush(30) == 0
+    for partition, rows in enumerate(rows_per_partition):
+        for row in rows:
+            producer.produce(topic, key=str(row["id"]), value=json.dumps(row), partition=partition)
+            producer.poll(0)
+    assert producer.flush(60) == 0
 
 
 def test_flink_run_moves_kafka_json_into_iceberg_and_pyiceberg_reads_exactly_those_rows(
         stack_settings: Settings) -> None:
+    """A bounded job: its source reads one short and one long partition, so one source subtask ends while the
+    other still reads, and checkpoints complete in between. (With a writer per source subtask, the Iceberg
+    committer lost the early writer's files: sql/smoke/30_smoke_insert.sql.)"""
     s = stack_settings
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
     rows = [{"id": i, "name": f"loan-{i}", "amount": round(i * 10.25, 2),
-             "event_time": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z"} for i in range(250)]
-    _produce_json(s, topic, rows)
+             "event_time": f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000Z"}
+            for i in range(SMOKE_ROWS)]
+    _produce_json(s, topic, [rows[:SHORT_PARTITION], rows[SHORT_PARTITION:]])
     table = topic.replace("-", "_")
     params = write_params(s, "smoke", {"smoke_topic": topic, "smoke_table": table},
-                          {"execution.checkpointing.interval": "5 s"})
+                          {"execution.checkpointing.interval": "1 s", "parallelism.default": "2"})
     job_id = flink_run(s, REPO_ROOT / "jobs" / "run_sql.py",
                        ["--sql-dir", str(REPO_ROOT / "sql" / "catalog"), "--sql-dir", str(REPO_ROOT / "sql" / "smoke"),
                         "--params", str(params), "--name", "smoke"])
-    state = wait_for_state(s, job_id, {"FINISHED"}, 240)
+    state = wait_for_state(s, job_id, {"FINISHED"}, 300)
     assert state == "FINISHED", job_exceptions(s, job_id)
+    checkpoints = rest(s, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+    assert checkpoints >= 1, "no checkpoint completed while the job ran, so the early writer's files were not at risk"
     df = _catalog(s).load_table(f"smoke.{table}").scan().to_pandas()
     got = sorted(zip(df["id"], df["name"], df["amount"]))
+    missing = sorted(set(range(SMOKE_ROWS)) - set(df["id"]))
+    assert not missing, (f"{len(missing)} of {SMOKE_ROWS} rows missing ({sum(i < SHORT_PARTITION for i in missing)} of "
+                         f"the short partition's); {checkpoints} checkpoint(s) completed")
     assert got == sorted((r["id"], r["name"], r["amount"]) for r in rows)
-    print(f"smoke: {len(df)} rows Kafka -> Flink -> Iceberg -> pyiceberg")
+    print(f"smoke: {len(df)} rows Kafka -> Flink -> Iceberg -> pyiceberg, {checkpoints} checkpoint(s) during the job")
 
 
 def test_snowflake_connector_round_trips_a_row_over_http(stack_settings: Settings) -> None:
