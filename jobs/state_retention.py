@@ -146,7 +146,9 @@ class _Plan:
             positions = list(node["overSpec"]["partition"]["fields"])
         elif kind == "process-table-function":
             # A PTF's state is keyed by its table argument's PARTITION BY columns, named in the argument's type.
-            arg = next(op for op in node["functionCall"]["operands"] if op.get("kind") == "TABLE_ARG_CALL")
+            arg = _table_argument(node)
+            if arg is None:
+                return ()
             names = [str(f["name"]) for f in arg["type"]["fields"]]
             return tuple(names[i] for i in arg["partitionKeys"])
         else:
@@ -155,6 +157,11 @@ class _Plan:
         if len(upstream) != 1:
             return tuple(output_names(node)[i] for i in positions)
         return tuple(self.column_name(upstream[0], i) for i in positions)  # key positions index the input
+
+
+def _table_argument(node: dict[str, Any]) -> dict[str, Any] | None:
+    """The table argument of a process table function's call; None for a function called without one."""
+    return next((op for op in node["functionCall"]["operands"] if op.get("kind") == "TABLE_ARG_CALL"), None)
 
 
 def describe(node: dict[str, Any], key: tuple[str, ...]) -> str:
@@ -174,6 +181,8 @@ def _matched(plan: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Retention]]
         kind = node_kind(node)
         if kind not in STATEFUL_KINDS:
             continue
+        if kind == "process-table-function" and _table_argument(node) is None:
+            continue  # state is kept per partition of a table argument: without one, there is none
         key = graph.key(node)
         entry = by_kind_key.get((kind, key))
         if entry is None:

@@ -74,3 +74,10 @@ def test_a_process_table_function_keyed_by_other_columns_has_no_stated_retention
     plan = {"nodes": [_first_seen(9, ["account_id", "event_id"], [0])], "edges": []}
     with pytest.raises(UnknownStatefulOperator, match=r"node 9 process-table-function key=\['account_id'\]"):
         apply_retention(plan, RETENTIONS)
+
+
+def test_a_process_table_function_without_a_table_argument_holds_no_state_and_needs_no_retention() -> None:
+    node = _first_seen(4, ["event_id"], [0])
+    node["functionCall"]["operands"] = node["functionCall"]["operands"][1:]  # only the scalar argument
+    assert apply_retention({"nodes": [node], "edges": []}, RETENTIONS) == []
+    assert "configuration" not in node
