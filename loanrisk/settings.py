@@ -888,9 +888,48 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"invalid setting {path} ({env}): {err['msg']}"
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (``X`` or ``X | None``), None for a plain value."""
+    import typing
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def unknown_variable(environ: Any) -> str | None:
+    """The first ``LOANRISK_<SECTION>__<FIELD>`` variable of ``environ`` that names no setting, as one line.
+
+    pydantic-settings reads only the variables of known fields, so a misspelt or retired one would
+    otherwise be ignored without a word while the default it meant to replace stays in force.
+    Variables without ``__`` (LOANRISK_CONFIG, the tests' own) are not settings and pass.
+    """
+    for key in sorted(environ):
+        if not key.startswith("LOANRISK_") or "__" not in key:
+            continue
+        model: type[BaseModel] = Settings
+        path: list[str] = []
+        for part in key.removeprefix("LOANRISK_").lower().split("__"):
+            fields = {**{n: f for n, f in model.model_fields.items()},
+                      **{f.alias: f for f in model.model_fields.values() if f.alias}}
+            if part not in fields:
+                missing = f"{'.'.join(path)} has no {part!r}" if path else f"there is no section {part!r}"
+                return (f"{key} names no setting: {missing} (there are {', '.join(model.model_fields)}; "
+                        "docs/CONFIGURATION.md)")
+            path.append(part)
+            inner = _section_model(fields[part].annotation)
+            if inner is None:
+                break  # a value (a mapping may take keys of its own)
+            model = inner
+    return None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings; raises ConfigError with one clear line when they are invalid."""
+    problem = unknown_variable(os.environ)
+    if problem:
+        raise ConfigError(problem)
     try:
         return Settings()
     except ValidationError as exc:

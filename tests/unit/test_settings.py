@@ -62,6 +62,30 @@ def test_invalid_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> Non
     get_settings.cache_clear()
 
 
+def test_a_variable_that_names_no_setting_is_one_clear_line_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retired or misspelt variable would leave the default it meant to replace in force without a word."""
+    monkeypatch.setenv("LOANRISK_KAFKA__SASL_PORT", "9094")  # retired: the listeners are kafka.port and admin_port
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"^LOANRISK_KAFKA__SASL_PORT names no setting: kafka has no 'sasl_port' "
+                                          r"\(there are host, port, "):
+        get_settings()
+    monkeypatch.delenv("LOANRISK_KAFKA__SASL_PORT")
+    monkeypatch.setenv("LOANRISK_KAFKA__TOPICS__RETENTION_HOUR", "24")
+    with pytest.raises(ConfigError, match=r"kafka.topics has no 'retention_hour'"):
+        get_settings()
+    monkeypatch.delenv("LOANRISK_KAFKA__TOPICS__RETENTION_HOUR")
+    monkeypatch.setenv("LOANRISK_FLINKK__PARALLELISM", "1")
+    with pytest.raises(ConfigError, match=r"there is no section 'flinkk' \(there are stack, kafka, flink, "):
+        get_settings()
+    monkeypatch.delenv("LOANRISK_FLINKK__PARALLELISM")
+    # Every setting's own variable passes, an alias too, and variables that are not settings are left alone.
+    for name in ("LOANRISK_KAFKA__TOPICS__RETENTION_HOURS", "LOANRISK_SNOWFLAKE__SCHEMA",
+                 "LOANRISK_S3__READER__ACCESS_KEY_ID", "LOANRISK_TEST_KEEP_STATE"):
+        monkeypatch.setenv(name, "24" if name.endswith("HOURS") else "x")
+    assert get_settings().snowflake.schema_name == "x"
+    get_settings.cache_clear()
+
+
 def test_the_future_tolerance_is_tight_by_default_and_overridable(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.flink.future_tolerance_s == 300 and s.flink.future_tolerance == timedelta(minutes=5)
