@@ -136,13 +136,22 @@ def baseline_probabilities(train: TrainingSet, test: TrainingSet) -> dict[str, n
     return out
 
 
-def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """Per-fold a - b: mean, standard deviation, standard error, range and share of folds where a > b."""
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                      test_to_train: float | None = None) -> dict[str, float]:
+    """Per-fold a - b: mean, standard deviation, standard error, range and share of folds where a > b.
+
+    With ``test_to_train`` (a fold's test rows over its training rows, 1/(K-1) for K-fold) also the
+    Nadeau-Bengio corrected standard error, ``se_corrected``: folds of repeated cross-validation share
+    training rows, so their differences are correlated and the plain sd/sqrt(n) is too small.
+    """
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-    return {"mean": float(d.mean()), "std": sd, "se": sd / np.sqrt(len(d)) if len(d) else float("nan"),
-            "min": float(d.min()), "max": float(d.max()), "n": int(len(d)),
-            "share_better": float((d > 0).mean())}
+    out = {"mean": float(d.mean()), "std": sd, "se": sd / np.sqrt(len(d)) if len(d) else float("nan"),
+           "min": float(d.min()), "max": float(d.max()), "n": int(len(d)),
+           "share_better": float((d > 0).mean())}
+    if test_to_train is not None and len(d):
+        out["se_corrected"] = float(np.sqrt((1 / len(d) + test_to_train) * sd ** 2))
+    return out
 
 
 def permutation_importance(predict: Predict, X: np.ndarray, y: np.ndarray, feature_names: Sequence[str],

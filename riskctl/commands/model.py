@@ -288,25 +288,37 @@ def rollback_cmd(registry_uri: str | None) -> None:
               help="Also write the digest as JSON here.")
 @monotonic_option
 @attributes_option
+@click.option("--side-by-side", is_flag=True,
+              help="Back-test with and without the application attributes on the same folds and print one table "
+                   "(over --attributes).")
 @one_line_errors
 def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
-                 repeats: int, seed: int, json_out: Path | None, monotonic: bool, attributes: bool) -> None:
+                 repeats: int, seed: int, json_out: Path | None, monotonic: bool, attributes: bool,
+                 side_by_side: bool) -> None:
     """Nested repeated stratified CV of the training procedure against the baselines."""
     from models.backtest import backtest
+    from models.backtest import side_by_side as table
     from models.pipeline import alert_threshold
 
     if dataset == "iceberg":
         raise click.UsageError("backtest takes --dataset lendingclub or --file PATH")
     chosen = _families(families)
-    ts = _load(dataset, file, attributes)
-    _err.print(f"back-testing on {ts.source}: {ts.n} loans, {ts.positives} defaults, {len(ts.feature_names)} "
-               "features")
-    result = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
-                      seed=seed, threshold=alert_threshold(), monotonic=monotonic)
-    _out.print(result.text())
+    variants = {"with attributes": True, "without attributes": False} if side_by_side else {"": attributes}
+    results = {}
+    for name, with_attributes in variants.items():
+        ts = _load(dataset, file, with_attributes)
+        _err.print(f"back-testing on {ts.source}{' ' + name if name else ''}: {ts.n} loans, {ts.positives} "
+                   f"defaults, {len(ts.feature_names)} features, {folds * repeats} outer folds")
+        results[name] = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
+                                 seed=seed, threshold=alert_threshold(), monotonic=monotonic, progress=_err.print)
+        _out.print(results[name].text(), soft_wrap=True)  # tables: never wrapped at the terminal's width
+    if side_by_side:
+        _out.print(table(results), soft_wrap=True)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        digest = ({name: r.to_dict() for name, r in results.items()} if side_by_side
+                  else results[""].to_dict())
+        json_out.write_text(json.dumps(digest, indent=2, default=str))
 
 
 @model.command("score")

@@ -87,3 +87,31 @@ def test_backtest_on_a_file_prints_paired_differences_and_writes_json(tmp_path: 
     assert set(digest["paired_roc_auc"]) == {"logistic_regression", "prevalence", "sub_grade"}
     assert digest["paired_roc_auc"]["sub_grade"]["n"] == 3
     assert digest["summary"]["model"]["roc_auc_mean"] > digest["summary"]["prevalence"]["roc_auc_mean"]
+
+
+def test_backtest_side_by_side_pairs_the_same_folds_with_and_without_an_attribute(tmp_path: Path) -> None:
+    """An informative declared attribute in the file: the variant with it wins on the same folds, in one table."""
+    import json
+
+    import numpy as np
+    frame = toy_applications(1500, seed=43)
+    rng = np.random.default_rng(5)
+    frame["historical_failures_to_pay"] = rng.poisson(0.3 + 2.5 * frame["defaulted"])  # a strong bureau fact
+    path = tmp_path / "apps.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "bt.json"
+    code, text = run("backtest", "--file", str(path), "--families", "logistic_regression", "--budget", "1",
+                     "--folds", "3", "--repeats", "2", "--side-by-side", "--json", str(out))
+    assert code == 0, text
+    table = text[text.index("side by side on"):]
+    rows = {line.split("  ")[0]: line for line in table.splitlines()
+            if line.startswith(("with attributes", "without attributes"))}
+    assert set(rows) == {"with attributes", "without attributes"}, table
+    assert "paired ROC AUC, without attributes - with attributes: -" in table, table
+    digest = json.loads(out.read_text())
+    with_, without = digest["with attributes"], digest["without attributes"]
+    assert with_["settings"]["features"] == without["settings"]["features"] + 1
+    assert with_["summary"]["model"]["roc_auc_mean"] > without["summary"]["model"]["roc_auc_mean"]
+    gain = with_["paired_roc_auc"]["sub_grade"]
+    assert gain["se_corrected"] > gain["se"] > 0  # folds share training rows: the plain error is too small
+    assert "outer fold 6/6" in text
