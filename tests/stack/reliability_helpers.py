@@ -479,7 +479,7 @@ def files_containing(root: Path, needles: dict[str, str], decode: bool = False) 
     lake's manifests and data files are compressed, and a raw scan would miss what they hold.
     A file that disappears while the folder is read (a live store removing it) holds nothing any more.
     """
-    from tests.lake_bytes import AVRO_MAGIC, GZIP_MAGIC, PARQUET_MAGIC, holds
+    from tests.lake_bytes import AVRO_MAGIC, GZIP_MAGIC, PARQUET_MAGIC, decoded
     hits: dict[str, list[str]] = {}
     encoded = {name: value.encode() for name, value in needles.items()}
     longest = max(len(v) for v in encoded.values())
@@ -490,8 +490,8 @@ def files_containing(root: Path, needles: dict[str, str], decode: bool = False) 
                 with path.open("rb") as fh:
                     magic = fh.read(4)
                 if magic.startswith((AVRO_MAGIC, PARQUET_MAGIC, GZIP_MAGIC)):
-                    data = path.read_bytes()
-                    found = [name for name, value in encoded.items() if holds(data, value)]
+                    views = list(decoded(path.read_bytes()))  # decoded once, searched for every needle
+                    found = [name for name, value in encoded.items() if any(value in view for view in views)]
                     if found:
                         hits[str(path)] = found
                     continue
