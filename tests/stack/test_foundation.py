@@ -145,7 +145,8 @@ def test_down_stops_every_pid_and_up_keeps_all_data(stack_settings: Settings) ->
     s = stack_settings
     # Data in every store.
     topic = f"persist-{uuid.uuid4().hex[:8]}"
-    _produce_json(s, topic, [{"id": i} for i in range(40)])
+    rows = [{"id": i} for i in range(40)]
+    _produce_json(s, topic, [rows[:20], rows[20:]])
     with psycopg.connect(s.postgres.dsn(s.postgres.serving_db), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS persist_check (v TEXT)")
         conn.execute("INSERT INTO persist_check VALUES (%s)", (topic,))
