@@ -72,6 +72,7 @@ class BacktestResult:
                                "chosen_families": pd.Series([c["family"] for c in self.chosen]).value_counts()
                                .to_dict(),
                                "no_skill_brier": float(self.per_fold["no_skill_brier"].mean())}
+        out["per_fold_roc_auc"] = {m: self.metric(m).tolist() for m in self.models}  # to pair two runs' folds
         out["paired_roc_auc"] = {other: self.paired(other) for other in self.models if other != "model"}
         out["paired_brier"] = {other: self.paired(other, "brier") for other in self.models if other != "model"}
         return out

@@ -85,7 +85,7 @@ def test_backtest_on_a_file_prints_paired_differences_and_writes_json(tmp_path: 
     import json
     digest = json.loads(out.read_text())
     assert set(digest["paired_roc_auc"]) == {"logistic_regression", "prevalence", "sub_grade"}
-    assert digest["paired_roc_auc"]["sub_grade"]["n"] == 3
+    assert digest["paired_roc_auc"]["sub_grade"]["n"] == 3 and len(digest["per_fold_roc_auc"]["model"]) == 3
     assert digest["summary"]["model"]["roc_auc_mean"] > digest["summary"]["prevalence"]["roc_auc_mean"]
 
 
