@@ -10,7 +10,8 @@ existing tables (``CREATE TABLE IF NOT EXISTS``), so a change here must be a del
 The one change made for you: the columns of the application attributes (contracts/attributes.py) come
 last in every table they reach, after the columns on disk, so a new attribute is a trailing nullable
 column that is added to an existing table in place (``added``; loanrisk/lake.py, contracts/table_sql.py,
-warehouse/ddl.py).
+warehouse/ddl.py). A column declared ``added_in_place`` (the scores' ``role``) is a migration of the same
+kind: nullable, among the trailing columns, added to a table created without it (in its declared place).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Column:
     ``pg_type_override`` replaces the PostgreSQL type TYPE_MAP gives; ``pg_default`` makes it a column
     PostgreSQL fills itself (the job's JDBC table leaves it out). ``names_a_person``: its values point at one
     person (a contract field's :attr:`~contracts.schema.Field.names_a_person`); the lake keeps no bounds of them.
+    ``added_in_place``: tables on disk were created without it; it is added to them where it is declared
+    (rows written before have it NULL).
     """
 
     name: str
@@ -39,6 +42,7 @@ class Column:
     pg_type_override: str | None = None
     pg_default: str | None = None
     names_a_person: bool = False
+    added_in_place: bool = False
 
     @property
     def written_from(self) -> str:
@@ -87,7 +91,8 @@ class LakeTable:
 
     @property
     def added(self) -> tuple[str, ...]:
-        """Trailing columns of application attributes: added in place to a table created without them."""
+        """Trailing columns (application attributes, ``added_in_place`` ones): added in place to a table created
+        without them."""
         return _attribute_columns(self.columns)
 
 
@@ -143,7 +148,7 @@ _ATTRIBUTE_COLUMNS = frozenset(a.name for a in APPLICATION_ATTRIBUTES)
 
 
 def _attribute_columns(columns: tuple[Column, ...]) -> tuple[str, ...]:
-    return tuple(c.name for c in columns if c.name in _ATTRIBUTE_COLUMNS)
+    return tuple(c.name for c in columns if c.name in _ATTRIBUTE_COLUMNS or c.added_in_place)
 
 
 def _check_unique(table: str, names: list[str]) -> None:
@@ -157,8 +162,8 @@ def _check_added(table: str, columns: tuple[Column, ...], added: tuple[str, ...]
     """Attribute columns must be the last ones, and nullable: only then can an existing table take them in place."""
     names = [c.name for c in columns]
     if names[len(names) - len(added):] != list(added) or any(not c.nullable for c in columns if c.name in added):
-        raise ValueError(f"{table}: the application attribute columns {list(added)} must be its last columns, "
-                         "nullable")
+        raise ValueError(f"{table}: the application attribute and added-in-place columns {list(added)} must be its "
+                         "last columns, nullable")
 
 
 def _required(name: str, type_: LogicalType, **kw: object) -> Column:
@@ -300,7 +305,14 @@ DEAD_LETTERS = LakeTable(
 
 BEHAVIOUR_HISTORY = lake_history(CUSTOMER_BEHAVIOUR_WINDOWS, "customer_behaviour_windows", "window_date", "behaviour_as_of")
 
-# One row per scoring (trigger_kind 'application' or 'behaviour_window'), with the exact feature row scored.
+# Which model wrote a score row (``role``): the champion, whose score also goes to serving, alerts and the risk
+# windows, or a shadow challenger, whose score goes to this table only. Rows written before the column existed
+# are NULL: the champion's.
+CHAMPION_ROLE = "champion"
+CHALLENGER_ROLE = "challenger"
+
+# One row per scoring (trigger_kind 'application' or 'behaviour_window') and model (the champion's, then one per
+# shadow challenger), with the exact feature row scored.
 SCORES = LakeTable(
     "scores",
     (Column("trigger_kind", "string"), Column("loan_id", "string"), _customer_id(nullable=True),
@@ -311,6 +323,7 @@ SCORES = LakeTable(
      Column("expected_loss_usd", "double"),
      *(Column(n, "double") for n in FEATURE_NAMES if n not in _ATTRIBUTE_COLUMNS),
      Column("scored_date", "date", source="event_time"),
+     Column("role", "string", added_in_place=True),
      *(Column(n, "double") for n in ATTRIBUTE_FEATURE_NAMES)),
     "scored_date")
 

@@ -20,13 +20,13 @@ def submit_risk_job(settings: Settings, name: str = RISK_JOB_NAME, savepoint: st
     ``extra_sql``: more sql/ folders loaded after the job's own (the cost ladder's stage sinks).
     ``root``: the tree whose jobs/, sql/ and UDFs run (the cost ladder's baseline: an earlier commit's, unpacked).
     """
-    from loanrisk.lake import add_attribute_columns, upgrade_lake_tables
+    from loanrisk.lake import add_missing_columns, upgrade_lake_tables
     from loanrisk.serving import ensure_serving_tables
     from stack import flink_client
     from stack.recovery import Submission, record_submission
     ensure_serving_tables(settings)
     upgrade_lake_tables(settings)  # the job's writers take the table properties as they are now
-    add_attribute_columns(settings)  # lake tables created before an attribute was declared take it in place
+    add_missing_columns(settings)  # lake tables created before a column was declared take it in place
     if settings.flink.ships:
         from jobs.shipping import ensure_python_archive
         ensure_python_archive(settings)

@@ -122,12 +122,15 @@ _ICEBERG_TYPES = {"string": "StringType", "int": "IntegerType", "long": "LongTyp
                   "boolean": "BooleanType", "date": "DateType", "timestamptz": "TimestamptzType"}
 
 
-def add_attribute_columns(settings: Settings, cat: Any = None) -> dict[str, list[str]]:
-    """Add to every lake table already created the trailing application-attribute columns it lacks
-    (contracts/tables.py ``added``), as optional columns at its end; returns what was added, by table.
+def add_missing_columns(settings: Settings, cat: Any = None) -> dict[str, list[str]]:
+    """Add to every lake table already created the trailing columns it lacks (contracts/tables.py ``added``: the
+    application attributes and the columns declared ``added_in_place``), as optional columns in their declared
+    place; returns what was added, by table.
 
-    The job's ``CREATE TABLE IF NOT EXISTS`` keeps a table as it is, so a table created before an attribute
-    was declared takes it here, before the job is submitted. Tables not created yet are left to the job.
+    The job's ``CREATE TABLE IF NOT EXISTS`` keeps a table as it is, so a table created before such a column was
+    declared takes it here, before the job is submitted. The job writes by position, so each column goes right
+    after the column declared before it (a table with attributes takes a later column in front of them). Tables
+    not created yet are left to the job.
     """
     import pyiceberg.types
     from pyiceberg.exceptions import NoSuchTableError
@@ -150,5 +153,9 @@ def add_attribute_columns(settings: Settings, cat: Any = None) -> dict[str, list
         with tbl.update_schema() as update:
             for c in missing:
                 update.add_column(c.name, getattr(pyiceberg.types, _ICEBERG_TYPES[c.iceberg_type])())
+                before = table.names[table.names.index(c.name) - 1]
+                if before in have:
+                    update.move_after(c.name, before)
+                have.add(c.name)
         added[table.name] = [c.name for c in missing]
     return added

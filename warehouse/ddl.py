@@ -23,13 +23,23 @@ CONTROL_TABLE = "LOADER_CONTROL"
 
 @dataclass(frozen=True)
 class WarehouseTable:
-    """A Snowflake table loaded from one lake table, merged by ``key``, clustered by ``cluster_by``."""
+    """A Snowflake table loaded from one lake table, merged by ``key``, clustered by ``cluster_by``.
+
+    ``null_safe_key``: key columns that may be NULL (rows written before the column existed, or a champion row
+    left unscored); they are matched with IS NOT DISTINCT FROM.
+    """
 
     name: str
     lake: LakeTable
     key: tuple[str, ...]
     cluster_by: tuple[str, ...]
     doc: str
+    null_safe_key: tuple[str, ...] = ()
+
+    def key_match(self, left: str, right: str) -> str:
+        """The condition that rows ``left`` and ``right`` have the same key."""
+        return " AND ".join(f"{left}.{q(k)} {'IS NOT DISTINCT FROM' if k in self.null_safe_key else '='} {right}.{q(k)}"
+                            for k in self.key)
 
     @property
     def lake_table(self) -> str:
@@ -63,8 +73,10 @@ TABLES: tuple[WarehouseTable, ...] = (
                    "Valid installment records, one row per event."),
     WarehouseTable("CUSTOMER_BEHAVIOUR_WINDOWS", BEHAVIOUR_HISTORY, ("customer_id", "behaviour_as_of"),
                    ("window_date",), "Behaviour features per customer and closed behaviour window."),
-    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger_kind", "trigger_time"), ("scored_date",),
-                   "Every scoring: probability, model version, exposure and the feature row scored."),
+    # One row per scoring and model: the champion's, and one per shadow challenger (role, model_version).
+    WarehouseTable("RISK_SCORES", SCORES, ("loan_id", "trigger_kind", "trigger_time", "role", "model_version"),
+                   ("scored_date",), "Every scoring by the champion and each shadow challenger (role): probability, "
+                   "model version, exposure and the feature row scored.", null_safe_key=("role", "model_version")),
     WarehouseTable("RISK_BY_WINDOW", RISK_HISTORY, ("window_start", "product", "region", "grade_band"), (),
                    "Risk aggregates per tumbling window and segment."),
     WarehouseTable("LOAN_OUTCOMES", OUTCOME_HISTORY, ("loan_id", "repayment_records"), (),
@@ -135,6 +147,9 @@ def loader_ddl() -> list[str]:
         keys = ", ".join(q(k) for k in t.key)
         stmts.append(f"CREATE TRANSIENT TABLE IF NOT EXISTS {q(t.keys_table)} AS SELECT {keys} FROM {q(t.name)} "
                      "WHERE FALSE")
+        # A keys table made when the key had fewer columns takes the others (the scores' role and model_version).
+        types = {c.name: c.snowflake_type for c in t.columns}
+        stmts += [f"ALTER TABLE {q(t.keys_table)} ADD COLUMN IF NOT EXISTS {q(k)} {types[k]}" for k in t.key]
     return stmts
 
 

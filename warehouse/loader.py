@@ -170,7 +170,7 @@ def merge_sql(t: WarehouseTable) -> str:
     cols = [c.name for c in t.columns]
     non_key = [c for c in cols if c not in t.key]
     part = ", ".join(q(k) for k in t.key)
-    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in t.key)
+    on = t.key_match("t", "s")
     differs = " OR ".join(f"t.{q(c)} IS DISTINCT FROM s.{q(c)}" for c in non_key)
     sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in non_key)
     return (f"MERGE INTO {q(t.name)} AS t USING (SELECT * FROM {q(t.stage_table)} "
@@ -182,7 +182,7 @@ def merge_sql(t: WarehouseTable) -> str:
 
 def delete_missing_sql(t: WarehouseTable) -> str:
     """DELETE of target rows whose key a full load did not see (rows deleted or overwritten in the lake)."""
-    match = " AND ".join(f"k.{q(c)} = t.{q(c)}" for c in t.key)
+    match = t.key_match("k", "t")
     return (f"DELETE FROM {q(t.name)} AS t WHERE NOT EXISTS "
             f"(SELECT 1 FROM {q(t.keys_table)} AS k WHERE {match})")
 

@@ -175,18 +175,18 @@ def test_the_lake_migration_adds_a_new_attribute_column_to_a_table_on_disk(tmp_p
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField, StringType
 
-    from loanrisk.lake import add_attribute_columns
+    from loanrisk.lake import add_missing_columns
     from loanrisk.settings import Settings
     cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
     settings = Settings()
     cat.create_namespace(settings.catalog.namespace)
     name = f"{settings.catalog.namespace}.raw_loan_applications"
     cat.create_table(name, Schema(NestedField(1, "event_id", StringType(), required=False)))
-    added = add_attribute_columns(settings, cat)
+    added = add_missing_columns(settings, cat)
     assert added == {"raw_loan_applications": [a.name for a in APPLICATION_ATTRIBUTES]}
     assert [f.name for f in cat.load_table(name).schema().fields][-len(APPLICATION_ATTRIBUTES):] == \
         [a.name for a in APPLICATION_ATTRIBUTES]
-    assert add_attribute_columns(settings, cat) == {}, "a second run adds nothing"
+    assert add_missing_columns(settings, cat) == {}, "a second run adds nothing"
 
 
 def test_a_model_with_attributes_imputes_a_missing_value_as_its_scorer_does() -> None:
@@ -219,3 +219,25 @@ def test_a_model_taking_an_attribute_is_evaluated_on_rows_that_lack_it() -> None
     assert "open_credit_lines" not in without.feature_names
     result = evaluate_version(cand.model_bytes, cand.metadata, without, threshold=0.5)
     assert 0 < result.metrics["model"]["roc_auc"] <= 1
+
+
+def test_the_lake_migration_adds_the_scores_role_in_front_of_the_attribute_columns_already_on_disk(
+        tmp_path: Path) -> None:
+    """The job writes by position: a column declared before the attributes must land there on an existing table."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import DateType, DoubleType, NestedField, StringType
+
+    from contracts.tables import SCORES
+    from loanrisk.lake import add_missing_columns
+    from loanrisk.settings import Settings
+    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
+    settings = Settings()
+    cat.create_namespace(settings.catalog.namespace)
+    on_disk = [c for c in SCORES.columns if c.name != "role"]  # a table made before the role column
+    types = {"string": StringType, "date": DateType}
+    fields = [NestedField(i + 1, c.name, types.get(c.type, DoubleType)(), required=False) for i, c in enumerate(on_disk)]
+    name = f"{settings.catalog.namespace}.scores"
+    cat.create_table(name, Schema(*fields))
+    assert add_missing_columns(settings, cat) == {"scores": ["role"]}
+    assert [f.name for f in cat.load_table(name).schema().fields] == SCORES.names

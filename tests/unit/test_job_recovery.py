@@ -140,7 +140,7 @@ def test_submitting_the_risk_job_records_how_to_submit_it_again(tmp_path: Path,
     runs: list[tuple[Path, list[str]]] = []
     monkeypatch.setattr(loanrisk.serving, "ensure_serving_tables", lambda settings: None)
     monkeypatch.setattr(loanrisk.lake, "upgrade_lake_tables", lambda settings: {})
-    monkeypatch.setattr(loanrisk.lake, "add_attribute_columns", lambda settings: {})
+    monkeypatch.setattr(loanrisk.lake, "add_missing_columns", lambda settings: {})
     monkeypatch.setattr(stack.flink_client, "flink_run", lambda settings, job, args, py_files=None:
                         runs.append((job, args)) or JOB_A)
     s = local_settings(tmp_path)

@@ -20,15 +20,17 @@ from warehouse.ddl import TABLES, create_table_sql, table
 # Columns of the tables already on disk (Iceberg, the job's JDBC tables, PostgreSQL), taken from the DDL
 # that was written by hand before the declarations: existing tables must keep working, so a change to
 # them is a schema migration and updates this file on purpose.
-# The application attributes' columns (contracts/attributes.py) are the one change made for you: they trail
-# the columns on disk, and are added to an existing table in place.
+# The application attributes' columns (contracts/attributes.py) and the columns declared added_in_place (the
+# scores' role) are the one change made for you: they trail the columns on disk, and are added to an existing
+# table in place.
 ON_DISK = json.loads((REPO_ROOT / "tests" / "unit" / "tables_on_disk.json").read_text())
 
 
 def before_attributes(columns: tuple[Column, ...]) -> tuple[Column, ...]:
-    """The columns in front of the trailing attribute columns: those of the table on disk."""
+    """The columns in front of the trailing columns added in place (attributes, the scores' role): those of the
+    table on disk."""
     names = {a.name for a in APPLICATION_ATTRIBUTES}
-    return tuple(c for c in columns if c.name not in names)
+    return tuple(c for c in columns if c.name not in names and not c.added_in_place)
 
 
 def jdbc_type(c: Column) -> str:
@@ -87,7 +89,7 @@ def test_attribute_columns_trail_every_table_they_reach_and_are_added_in_place()
     names = [a.name for a in APPLICATION_ATTRIBUTES]
     lake = {t.name: t for t in LAKE_TABLES}
     assert lake["raw_loan_applications"].added == tuple(names)
-    assert SCORES.added == tuple(ATTRIBUTE_FEATURE_NAMES)
+    assert SCORES.added == ("role", *ATTRIBUTE_FEATURE_NAMES)
     serving = {t.name: t for t in SERVING_TABLES}
     active = serving["loan_applications_active"]
     assert active.added == tuple(ATTRIBUTE_FEATURE_NAMES)
