@@ -9,12 +9,18 @@
                                               "history": [earlier champions, oldest first],
                                               "model_sha256": ..., "model_size_bytes": ..., ...}
     <root>/champion_history.json              {"champions": [history..., version], "updated_at": ...}
+    <root>/challengers.json                   {"challengers": [{"version": ..., "model_sha256": ...,
+                                              "model_size_bytes": ..., "since": ...}, ...], "updated_at": ...}
 
 <root> is ``s3://<bucket>/models`` on the object store or a local folder. Versions are
 ``v0001``, ``v0002``, ... in registration order. The pointer is written after the version's files,
 in one PUT, so a reader never sees a champion whose files are incomplete. The champion history is
 the pointer's champions copied right after the pointer is written: a worker that cannot read the
 pointer still knows the earlier champions without writing anything (docs/REGISTRY.md).
+
+The challengers are the versions the stream scores in shadow beside the champion (at most
+``MAX_CHALLENGERS``): their scores go to the lake's scores table only. Each entry pins its model file's
+digest as the champion pointer does; the file is rewritten whole in one PUT.
 
 A reader checks the model file it downloaded against the SHA-256 the pointer records (for an earlier
 champion, its metadata.json) and reads no registry file past a size cap; versions registered before
@@ -28,6 +34,9 @@ MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CHAMPION_FILE = "champion.json"
 CHAMPION_HISTORY_FILE = "champion_history.json"
+CHALLENGERS_FILE = "challengers.json"
+# Each challenger costs the stream one more model run per scored row, in the one scorer every score waits for.
+MAX_CHALLENGERS = 2
 ONNX_INPUT = "features"
 ONNX_PROBABILITIES = "probabilities"
 ONNX_META_FEATURES = "feature_names"
@@ -56,6 +65,11 @@ def version_path(root: str, version: str, file: str) -> str:
 def champion_path(root: str) -> str:
     """Path of the champion pointer."""
     return f"{root.rstrip('/')}/{CHAMPION_FILE}"
+
+
+def challengers_path(root: str) -> str:
+    """Path of the challengers pointer."""
+    return f"{root.rstrip('/')}/{CHALLENGERS_FILE}"
 
 
 def champion_history_path(root: str) -> str:

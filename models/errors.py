@@ -27,3 +27,7 @@ class RegistryError(ModelError):
 
 class PromotionRefused(ModelError):
     """A promotion or rollback was refused by the registry rules."""
+
+
+class ChallengeRefused(ModelError):
+    """Setting or removing a shadow challenger was refused by the registry rules."""

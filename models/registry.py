@@ -12,6 +12,11 @@ first), "forced", "comparison", "model_sha256", "model_size_bytes"}. ``champion_
 ({"champions": history + [version], "updated_at"}) is rewritten right after each pointer, so a stream
 worker that cannot read the pointer still finds the last good champion.
 
+``challengers.json`` ({"challengers": [{"version", "since", "model_sha256", "model_size_bytes"}, ...],
+"updated_at"}): the versions the stream scores in shadow beside the champion, at most ``MAX_CHALLENGERS``
+(``challenge``, ``withdraw``). A challenger passes the checks a promotion does (parity, features, digest, size
+cap) and its entry pins its digest; ``promote`` takes the promoted version off the list.
+
 Model digests: ``register`` records the SHA-256 and size of ``model.onnx`` in ``metadata.json``;
 ``promote`` and ``rollback`` read the version's file, refuse it when it no longer matches that record
 (or exceeds ``settings.model.max_model_bytes``), and copy its digest into the pointer, which the
@@ -33,11 +38,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from contracts.registry_layout import (
-    METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE, VERSIONS_PREFIX, champion_history_path, champion_path,
-    model_digest, version_name, version_path,
+    MAX_CHALLENGERS, METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE, VERSIONS_PREFIX, challengers_path,
+    champion_history_path, champion_path, model_digest, version_name, version_path,
 )
 from models.compat import check_model
-from models.errors import ParityError, PromotionRefused, RegistryError
+from models.errors import ChallengeRefused, ParityError, PromotionRefused, RegistryError
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 
@@ -254,6 +259,16 @@ class Registry:
             raise RegistryError(f"{champion_path(self.root)} is malformed (no version)")
         return pointer
 
+    def challengers(self) -> list[dict[str, Any]]:
+        """The challengers pointer's entries, in the order they were set (empty before the first challenger)."""
+        try:
+            doc = json.loads(self._read(challengers_path(self.root)))
+        except KeyError:
+            return []
+        if not isinstance(doc, dict) or not isinstance(doc.get("challengers"), list):
+            raise RegistryError(f"{challengers_path(self.root)} is malformed (no challengers list)")
+        return list(doc["challengers"])
+
     def load(self, version: str | None = None) -> tuple[bytes, dict[str, Any]]:
         """(model.onnx bytes, metadata) of ``version``, or of the champion when None.
 
@@ -361,12 +376,14 @@ class Registry:
 
     def promote(self, version: str, force: bool = False, holdout: Any = None,
                 margin: float | None = None, metric: str = "roc_auc",
-                max_model_bytes: int | None = None) -> dict[str, Any]:
+                max_model_bytes: int | None = None, shadow: dict[str, Any] | None = None) -> dict[str, Any]:
         """Make ``version`` champion if it beats the champion on the same holdout by ``margin`` (or ``force``).
 
         ``holdout`` (a TrainingSet) re-scores both models through ONNX on the same rows; without it
         the holdout metrics in both metadata files are compared, which requires the same holdout id.
         The pointer records the SHA-256 and size of the version's model file (``force`` skips no check of it).
+        ``shadow``: a shadow comparison that decided to promote ``version`` (models/shadow.py): it stands for the
+        holdout comparison and is recorded in the pointer.
         """
         meta = self.metadata(version)
         if not (meta.get("parity") or {}).get("passed"):
@@ -380,7 +397,12 @@ class Registry:
             from loanrisk.settings import get_settings
             margin = get_settings().model.promotion_margin
         comparison: dict[str, Any] | None = None
-        if current is not None:
+        if shadow is not None:
+            if not shadow.get("promote") or shadow.get("challenger") != version:
+                raise PromotionRefused(f"{version}: the shadow comparison does not promote it "
+                                       f"({shadow.get('reason', 'no decision')})")
+            comparison = {"shadow": shadow, "passed": True}
+        elif current is not None:
             try:
                 comparison = self.compare(version, str(current["version"]), holdout, metric)
             except PromotionRefused as exc:
@@ -400,7 +422,51 @@ class Registry:
         pointer = {"version": version, "promoted_at": now_iso(), "previous": history[-1] if history else None,
                    "history": history, "forced": bool(force), "comparison": comparison, **record}
         self._write_pointer(pointer)
+        if any(e.get("version") == version for e in self.challengers()):
+            self._write_challengers([e for e in self.challengers() if e.get("version") != version])
         return pointer
+
+    def _write_challengers(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write challengers.json in one PUT."""
+        doc = {"challengers": entries, "updated_at": now_iso()}
+        try:
+            self.store.write(challengers_path(self.root), json.dumps(doc, indent=2, sort_keys=True).encode())
+        except Exception as exc:  # noqa: BLE001 - the store may be S3 or a folder
+            raise RegistryError(f"cannot write the challengers pointer: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}") from None
+        return doc
+
+    def challenge(self, version: str, max_model_bytes: int | None = None) -> dict[str, Any]:
+        """Add ``version`` to the shadow challengers (the checks of a promotion, no comparison); returns the pointer.
+
+        The stream picks it up at its next registry poll and writes its scores to the lake beside the champion's.
+        """
+        meta = self.metadata(version)
+        if not (meta.get("parity") or {}).get("passed"):
+            raise ChallengeRefused(f"{version} has no passed ONNX parity record; it cannot be a challenger")
+        try:
+            record, model = self._model_record(version, meta, max_model_bytes)
+        except PromotionRefused as exc:
+            raise ChallengeRefused(str(exc)) from None
+        check_model(model, meta)
+        current = self.champion()
+        if current is not None and current["version"] == version:
+            raise ChallengeRefused(f"{version} is the champion; a challenger is scored beside it")
+        entries = self.challengers()
+        if any(e.get("version") == version for e in entries):
+            raise ChallengeRefused(f"{version} is already a challenger")
+        if len(entries) >= MAX_CHALLENGERS:
+            raise ChallengeRefused(f"already {len(entries)} challengers ({', '.join(e['version'] for e in entries)}), "
+                                   f"the most the stream scores; remove one first (riskctl model withdraw VERSION)")
+        return self._write_challengers([*entries, {"version": version, "since": now_iso(), **record}])
+
+    def withdraw(self, version: str) -> dict[str, Any]:
+        """Stop scoring ``version`` in shadow; returns the pointer."""
+        entries = self.challengers()
+        if not any(e.get("version") == version for e in entries):
+            known = ", ".join(e.get("version", "?") for e in entries) or "none"
+            raise ChallengeRefused(f"{version} is not a challenger (challengers: {known})")
+        return self._write_challengers([e for e in entries if e.get("version") != version])
 
     def compare(self, challenger: str, champion: str, holdout: Any = None, metric: str = "roc_auc") -> dict[str, Any]:
         """Both versions' ``metric`` on the same holdout: re-scored on ``holdout`` or taken from metadata."""
