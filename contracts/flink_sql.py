@@ -87,7 +87,10 @@ def sql_fragments(future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE) -> dic
     return {**out, **attribute_fragments(), **table_fragments()}
 
 
-SCORE_ROW = "ROW<probability DOUBLE, model_version STRING, reason_codes STRING>"
+# The scorer's result: the champion's score, and each shadow challenger's probability by version (empty or NULL
+# without challengers). One call returns both, so the job runs one scorer (sql/risk/80_scores.sql).
+SCORE_ROW = ("ROW<probability DOUBLE, model_version STRING, reason_codes STRING, "
+             "challengers MAP<STRING, DOUBLE>>")
 
 # The "no model" limit used by benchmarks: a fixed logistic expression in built-in SQL.
 _BUILTIN_WEIGHTS = {"debt_to_income": 1.5, "installment_to_income": 2.0, "credit_utilization": 0.8,
@@ -104,7 +107,8 @@ def scoring_fragments(scorer: str) -> dict[str, str]:
         call = f"score_loan_row({features})"
     else:
         linear = " + ".join(f"{w} * {n}" for n, w in _BUILTIN_WEIGHTS.items())
-        call = f"CAST(ROW(1 / (1 + EXP(-(-4.0 + {linear}))), 'builtin', '') AS {SCORE_ROW})"
+        call = (f"CAST(ROW(1 / (1 + EXP(-(-4.0 + {linear}))), 'builtin', '', CAST(NULL AS MAP<STRING, DOUBLE>)) "
+                f"AS {SCORE_ROW})")
     fx = " ".join(f"WHEN '{code}' THEN {minor_to_reporting_factor(code)!r}" for code in FX_TABLE)
     return {
         "score_call": call,

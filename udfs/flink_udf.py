@@ -1,4 +1,5 @@
-"""PyFlink scalar UDFs on the champion model: ``score_loan`` (pandas, vectorized) and ``score_loan_row``."""
+"""PyFlink scalar UDFs on the champion model and the shadow challengers: ``score_loan`` (pandas, vectorized) and
+``score_loan_row``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ RESULT_TYPE = DataTypes.ROW([
     DataTypes.FIELD("probability", DataTypes.DOUBLE()),
     DataTypes.FIELD("model_version", DataTypes.STRING()),
     DataTypes.FIELD("reason_codes", DataTypes.STRING()),
+    # Each challenger's probability by version: a map, since the pandas path cannot return an array of rows.
+    DataTypes.FIELD("challengers", DataTypes.MAP(DataTypes.STRING(), DataTypes.DOUBLE())),
 ])
 INPUT_TYPES = [DataTypes.DOUBLE()] * len(FEATURE_NAMES)
 
@@ -42,12 +45,14 @@ def global_job_parameters(params: Mapping[str, Any]) -> str:
 
 
 def scorer_from_job_parameters(ctx: FunctionContext) -> Scorer:
-    """A Scorer configured from the job parameters (raises on bad parameters, never because of a model)."""
-    return scorer_from_parameters(lambda name: ctx.get_job_parameter(name, None), FEATURE_NAMES)
+    """A Scorer of the champion and the challengers, configured from the job parameters (raises on bad parameters,
+    never because of a model)."""
+    return scorer_from_parameters(lambda name: ctx.get_job_parameter(name, None), FEATURE_NAMES, shadow=True)
 
 
 class ScoreLoan(ScalarFunction):
-    """Scores loans with the champion; ``vectorized`` picks pandas batches (Series in) or single rows."""
+    """Scores loans with the champion and the challengers; ``vectorized`` picks pandas batches (Series in) or single
+    rows."""
 
     def __init__(self, vectorized: bool = True) -> None:
         self.vectorized = vectorized
@@ -60,7 +65,8 @@ class ScoreLoan(ScalarFunction):
         """Load the champion (or the last good one) once per worker and register the metrics."""
         self._scorer = scorer_from_job_parameters(function_context)
         self._metrics = {}
-        self._reported = {"model_load_failures": 0, "registry_poll_failures": 0, "model_unavailable_rows": 0}
+        self._reported = {"model_load_failures": 0, "registry_poll_failures": 0, "model_unavailable_rows": 0,
+                          "challenger_load_failures": 0}
         self._zeroed = False
         try:
             group = function_context.get_metric_group()
@@ -71,12 +77,14 @@ class ScoreLoan(ScalarFunction):
             "model_load_failures": group.counter("model_load_failures"),
             "registry_poll_failures": group.counter("registry_poll_failures"),
             "model_unavailable_rows": group.counter("model_unavailable_rows"),
+            "challenger_load_failures": group.counter("challenger_load_failures"),
             "scored_rows": group.counter("scored_rows"),
             # Counters, not a distribution: Flink's Prometheus reporter cannot export Beam distributions.
             "score_calls": group.counter("score_calls"),
             "score_latency_us": group.counter("score_latency_us"),
         }
         group.gauge("model_version_number", lambda: version_number(scorer.model_version or ""))
+        group.gauge("challengers_scored", lambda: len(scorer.challenger_versions))
 
     def close(self) -> None:
         """Drop the model."""
@@ -102,22 +110,27 @@ class ScoreLoan(ScalarFunction):
         self._metrics["score_latency_us"].inc(int((time.perf_counter() - started) * 1e6))
 
     def eval(self, *features: Any) -> Any:
-        """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes); row: 20 floats -> Row.
+        """pandas: 20 Series -> DataFrame(probability, model_version, reason_codes, challengers); row: 20 floats -> Row.
 
-        Without a model every field is NULL (the pandas path's NaN probability becomes NULL in Arrow).
+        Without a champion its fields are NULL (the pandas path's NaN probability becomes NULL in Arrow); the
+        challengers' map is empty without challengers.
         """
         if self._scorer is None:
             raise RuntimeError("score_loan used before open()")
         started = time.perf_counter()
         if self.vectorized:
             X = np.column_stack([pd.Series(s).to_numpy(dtype=np.float64, na_value=np.nan) for s in features])
-            p, version, reasons = self._scorer.score_matrix(X.reshape(-1, len(FEATURE_NAMES)))
+            X = X.reshape(-1, len(FEATURE_NAMES))
+            p, version, reasons = self._scorer.score_matrix(X)
+            shadow = self._scorer.challenger_scores(X)
             self._after(len(p), started)
-            return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons})
+            return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons,
+                                 "challengers": shadow})
         row = np.array([[np.nan if v is None else float(v) for v in features]], dtype=np.float64)
         p, version, reasons = self._scorer.score_matrix(row)
+        shadow = self._scorer.challenger_scores(row)
         self._after(1, started)
-        return Row(None if version is None else float(p[0]), version, reasons[0])
+        return Row(None if version is None else float(p[0]), version, reasons[0], dict(shadow[0]))
 
     def is_deterministic(self) -> bool:
         """Not deterministic: the champion can change between calls."""

@@ -21,12 +21,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contracts.registry_layout import (
-    DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, champion_history_path, champion_path, version_path,
+    DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, challengers_path, champion_history_path, champion_path,
+    version_path,
 )
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CHUNK = 1 << 20  # bytes per read of a capped download
-MAX_DOCUMENT_BYTES = 1 << 20  # champion.json, champion_history.json, metadata.json: a few KiB each when written
+MAX_DOCUMENT_BYTES = 1 << 20  # champion.json, challengers.json, champion_history.json, metadata.json: a few KiB each
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,22 @@ class RegistryReader:
         if not isinstance(doc, dict) or not isinstance(doc.get("champions"), list):
             raise RegistryReadError(f"{uri} has no champions list")
         return _version_names(doc["champions"])
+
+    def challengers(self) -> list[dict[str, Any]]:
+        """challengers.json's entries, in order (ObjectNotFound before the first challenger was set)."""
+        uri = challengers_path(self.root)
+        try:
+            doc = json.loads(self.read(uri))
+        except ValueError as exc:
+            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+        entries = doc.get("challengers") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            raise RegistryReadError(f"{uri} has no challengers list")
+        bad = [e for e in entries if not isinstance(e, dict) or not isinstance(e.get("version"), str)
+               or not _VERSION_NAME.match(e["version"])]
+        if bad:
+            raise RegistryReadError(f"{uri} has entries without a valid version: {bad[:2]!r}")
+        return entries
 
     def champion_version(self) -> str:
         """The champion's version name."""

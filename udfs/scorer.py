@@ -1,7 +1,9 @@
-"""The stream's champion-model scorer: onnxruntime, model validation, reason codes, hot reload, last good model.
+"""The stream's champion-model scorer: onnxruntime, model validation, reason codes, hot reload, last good model,
+and the shadow challengers.
 
-A model file is trusted only when its SHA-256 is the one the registry recorded (the champion pointer's, else the
-version's metadata.json) and it is no larger than the size cap; docs/REGISTRY.md, "Loading and validation".
+A model file is trusted only when its SHA-256 is the one the registry recorded (the champion pointer's or the
+challengers pointer's entry, else the version's metadata.json) and it is no larger than the size cap;
+docs/REGISTRY.md, "Loading and validation".
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import pandas as pd
 
 from contracts.features import feature_schema_hash
 from contracts.registry_layout import (
-    CHAMPION_FILE, CHAMPION_HISTORY_FILE, DEFAULT_MAX_MODEL_BYTES, METADATA_FILE, MODEL_FILE, MODEL_SHA256, MODEL_SIZE,
-    ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES, model_digest,
+    CHALLENGERS_FILE, CHAMPION_FILE, CHAMPION_HISTORY_FILE, DEFAULT_MAX_MODEL_BYTES, MAX_CHALLENGERS, METADATA_FILE,
+    MODEL_FILE, MODEL_SHA256, MODEL_SIZE, ONNX_INPUT, ONNX_META_FEATURES, ONNX_PROBABILITIES, model_digest,
 )
-from udfs.registry_reader import ObjectTooLarge, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions
+from udfs.registry_reader import (
+    ObjectNotFound, ObjectTooLarge, RegistryReader, RegistryReadError, S3Endpoint, earlier_champions,
+)
 
 MIN_IMPACT = 1e-6  # probability drops below this are float noise, never a reason
 MAX_BATCH_ROWS = 65536  # rows per onnxruntime call (bounds memory of the reason-code batch)
@@ -144,10 +148,12 @@ class ModelRecord:
     source: str
 
 
-def recorded_model(pointer: Mapping[str, Any] | None, metadata: Any) -> ModelRecord | None:
-    """The record a version's model file must match: the champion pointer's when it names the version, else the
-    version's metadata.json; None for a version registered (and promoted) before digests were recorded."""
-    for doc, source in ((pointer, CHAMPION_FILE), (metadata, METADATA_FILE)):
+def recorded_model(pointer: Mapping[str, Any] | None, metadata: Any,
+                   pointer_file: str = CHAMPION_FILE) -> ModelRecord | None:
+    """The record a version's model file must match: the pointer's (``pointer_file``: the champion pointer, or a
+    challenger's entry) when it names the version, else the version's metadata.json; None for a version
+    registered (and promoted) before digests were recorded."""
+    for doc, source in ((pointer, pointer_file), (metadata, METADATA_FILE)):
         if isinstance(doc, Mapping) and doc.get(MODEL_SHA256) is not None:
             size = doc.get(MODEL_SIZE)
             return ModelRecord(str(doc[MODEL_SHA256]).lower(),
@@ -253,13 +259,18 @@ class Scorer:
 
     A worker that cannot load the champion starts on the newest earlier champion that loads; with none
     it returns NULL scores and tries again at every poll (docs/REGISTRY.md, "Starting without the champion").
+
+    With ``shadow``, the same polls also follow the challengers pointer: :meth:`challenger_scores` gives each
+    loaded challenger's probability for the same rows. A challenger that cannot be loaded is left out (and
+    counted); it never changes what the champion scores.
     """
 
     def __init__(self, registry_uri: str, feature_columns: Sequence[str], *,
                  s3: Mapping[str, Any] | S3Endpoint | None = None, poll_interval_s: float = 10.0,
                  alert_threshold: float = 0.5, top_reasons: int = 3, clock: Callable[[], float] = time.monotonic,
                  log: Callable[[str], None] | None = None, timeout_s: float = 10.0,
-                 poll_on_score: bool = True, max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> None:
+                 poll_on_score: bool = True, max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+                 shadow: bool = False) -> None:
         self.feature_columns = list(feature_columns)
         if len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("feature_columns repeats a name")
@@ -285,7 +296,14 @@ class Scorer:
         self._no_model_message: str | None = None
         self._unverified: set[str] = set()  # versions loaded without a recorded digest (warned about once)
         self._model: LoadedModel | None = None
+        self.shadow = shadow
+        self.challenger_load_failures = 0
+        self._challengers: dict[str, LoadedModel] = {}  # in the pointer's order
+        # Challenger versions refused for good, by (version, recorded digest): the same files fail again.
+        self._challenger_refused: dict[tuple[str, str | None], str] = {}
         self._start()
+        if shadow:
+            self._poll_challengers()
         self._next_poll = self._clock() + self.poll_interval_s
 
     @property
@@ -298,15 +316,17 @@ class Scorer:
         """The current model's features, in its order (empty while no version loads)."""
         return () if self._model is None else self._model.feature_names
 
-    def _load(self, version: str, pointer: Mapping[str, Any] | None = None) -> LoadedModel:
-        """Fetch, verify and validate ``version``; ``pointer`` is the champion pointer when it names ``version``.
+    def _load(self, version: str, pointer: Mapping[str, Any] | None = None,
+              pointer_file: str = CHAMPION_FILE) -> LoadedModel:
+        """Fetch, verify and validate ``version``; ``pointer`` is the champion pointer (or the challenger's entry in
+        ``pointer_file``) when it names ``version``.
 
         The model file must be no larger than ``max_model_bytes`` and have the SHA-256 recorded in the pointer
         (else in the version's metadata.json); either failure is a ModelRejected, like a corrupt model. A version
         with no recorded digest (registered before digests) loads unverified, with a warning once per version.
         """
         metadata = parse_metadata(version, self._reader.version_file(version, METADATA_FILE))
-        record = recorded_model(pointer, metadata)
+        record = recorded_model(pointer, metadata, pointer_file)
         if record is not None and record.size is not None and record.size > self.max_model_bytes:
             raise ModelRejected(f"{version}: {MODEL_FILE} is {record.size} bytes as recorded in {record.source}, over "
                                 f"the size cap model.max_model_bytes ({self.max_model_bytes} bytes); not downloaded")
@@ -407,9 +427,62 @@ class Scorer:
             if had_no_model:
                 self._emit(f"champion {model.version} loaded (was no model)", False)
 
+    @property
+    def challenger_versions(self) -> tuple[str, ...]:
+        """The challengers being scored with, in the pointer's order."""
+        return tuple(self._challengers)
+
     def poll(self) -> bool:
-        """Re-read the champion pointer now; load and swap in a new champion. True when the model changed."""
+        """Re-read the champion pointer (and, in shadow mode, the challengers pointer) now; load and swap in a new
+        champion. True when the champion changed."""
         self._next_poll = self._clock() + self.poll_interval_s
+        changed = self._poll_champion()
+        if self.shadow:
+            self._poll_challengers()
+        return changed
+
+    def _poll_challengers(self) -> None:
+        """Follow the challengers pointer: load the challengers added, drop those removed.
+
+        No pointer means no challengers; an unreadable one keeps the challengers loaded. The champion is never
+        also scored as a challenger.
+        """
+        try:
+            entries = self._reader.challengers()
+        except ObjectNotFound:
+            entries = []
+        except (RegistryReadError, ValueError) as exc:
+            self.registry_poll_failures += 1
+            self._emit(f"challengers pointer not readable, keeping challengers {list(self._challengers)}: {exc}", True)
+            return
+        wanted: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            version = str(entry["version"])
+            if version != self.model_version and version not in wanted and len(wanted) < MAX_CHALLENGERS:
+                wanted[version] = entry
+        loaded: dict[str, LoadedModel] = {}
+        for version, entry in wanted.items():
+            key = (version, entry.get(MODEL_SHA256))
+            if version in self._challengers:
+                loaded[version] = self._challengers[version]
+                continue
+            if key in self._challenger_refused:
+                continue
+            try:
+                loaded[version] = self._load(version, entry, CHALLENGERS_FILE)
+            except _LOAD_ERRORS as exc:
+                self.challenger_load_failures += 1
+                if isinstance(exc, ModelRejected):
+                    self._challenger_refused[key] = str(exc)
+                self._emit(f"challenger {version} not loaded, not scored in shadow: {exc}", True)
+                continue
+            self._emit(f"challenger {version} loaded: scored in shadow beside champion {self.model_version}", False)
+        for version in self._challengers.keys() - loaded.keys():
+            self._emit(f"challenger {version} no longer scored in shadow", False)
+        self._challengers = loaded
+
+    def _poll_champion(self) -> bool:
+        """Re-read the champion pointer; load and swap in a new champion. True when the model changed."""
         if self._model is None:
             return self._start()
         try:
@@ -469,6 +542,21 @@ class Scorer:
             X = frame[list(model.feature_names)].to_numpy(dtype=np.float64, na_value=np.nan)
             p, version, reasons = self._score(model, X)
         return pd.DataFrame({"probability": p, "model_version": [version] * len(p), "reason_codes": reasons})
+
+    def challenger_scores(self, values: np.ndarray) -> list[list[tuple[str, float]]]:
+        """Per row of ``values`` (all ``feature_columns``, NaN = null): (version, P(default)) of each challenger.
+
+        Called after :meth:`score_matrix` on the same rows (which polls when due); nulls take each challenger's
+        reference value, as the champion's do.
+        """
+        X = np.asarray(values, dtype=np.float64)
+        out: list[list[tuple[str, float]]] = [[] for _ in range(len(X))]
+        for model in list(self._challengers.values()):
+            cols = X[:, model.columns]
+            p = model.predict(np.where(np.isnan(cols), model.reference.astype(np.float64), cols).astype(np.float32))
+            for row, value in zip(out, p.tolist()):
+                row.append((model.version, value))
+        return out
 
     def _unscored(self, n: int) -> tuple[np.ndarray, None, list[str | None]]:
         """n rows without a model: NaN probability (NULL in Flink), no version, no reason codes."""

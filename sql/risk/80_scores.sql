@@ -5,13 +5,16 @@
 -- scorer, so one Python operator takes both: Python operators hold back watermarks until their bundle
 -- is done but pass an idle status on at once, so with one scorer per input an idle input would let
 -- the risk windows close over re-scores still in the other scorer's bundle and drop them as late.
+-- The same call scores the row with the shadow challengers (r.challengers, version -> probability), so that
+-- they add no second scorer either; only the lake's INSERT below reads them.
 CREATE TEMPORARY VIEW scored AS
 SELECT trigger_kind, loan_id, customer_id, event_time, behaviour_as_of, product, region,
   COALESCE(grade, 'ungraded') AS grade_band, currency, amount_minor,
   s.r.probability AS probability, s.r.model_version AS model_version, s.r.reason_codes AS reason_codes,
   amount_minor * ${fx_usd_per_minor} AS exposure_usd,
   s.r.probability * amount_minor * ${fx_usd_per_minor} * ${lgd} AS expected_loss_usd,
-  ${feature_names}
+  ${feature_names},
+  'champion' AS role, s.r.challengers AS challengers
 FROM (
   SELECT *, ${score_call} AS r
   FROM (
@@ -59,9 +62,24 @@ CREATE TEMPORARY TABLE risk_alerts_topic (
   'value.json.timestamp-format.standard' = 'ISO-8601'
 );
 
+-- A shadow challenger's score of the same row: its probability and expected loss, no reason codes. It goes to
+-- the lake only: serving, alerts and the risk windows read the champion's columns of `scored`. The UNNEST
+-- reads the one scorer's result (a filter on it would make the planner run a second scorer); a row without
+-- challengers unnests to nothing.
+CREATE TEMPORARY VIEW challenger_scored AS
+SELECT trigger_kind, loan_id, customer_id, event_time, behaviour_as_of, product, region, grade_band, currency,
+  amount_minor, c.probability AS probability, c.model_version AS model_version,
+  CAST(NULL AS STRING) AS reason_codes, exposure_usd, c.probability * exposure_usd * ${lgd} AS expected_loss_usd,
+  ${feature_names},
+  'challenger' AS role
+FROM scored CROSS JOIN UNNEST(scored.challengers) AS c (model_version, probability);
+
 INSERT INTO ${catalog_name}.${namespace}.scores
 SELECT ${scores_select}
-FROM scored;
+FROM scored
+UNION ALL
+SELECT ${scores_select}
+FROM challenger_scored;
 
 -- A row the scorer left unscored (no model loaded) is upserted too, with NULL probability: the serving row
 -- says the latest trigger was not scored. No filter here: a filter on the scorer's output makes the

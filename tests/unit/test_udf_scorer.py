@@ -702,6 +702,8 @@ print(json.dumps({
     "feature_names": F.FEATURE_NAMES, "type": type(out).__name__, "columns": list(out.columns),
     "probability": out["probability"].tolist(), "version": out["model_version"].tolist(),
     "reasons": out["reason_codes"].tolist(), "row": [row[0], row[1], row[2]], "row_is_row": isinstance(row, Row),
+    "challengers": [[list(pair) for pair in r] for r in out["challengers"]], "row_challengers": row[3],
+    "challengers_gauge": g.gauges["challengers_scored"](),
     "func_types": [F.score_loan._func_type, F.score_loan_row._func_type],
     "scored_rows": g.counters["scored_rows"].n, "failures": g.counters["model_load_failures"].n,
     "gauge": g.gauges["model_version_number"](), "calls": g.counters["score_calls"].n,
@@ -721,8 +723,9 @@ print(json.dumps({
 
 
 @pytest.mark.setup  # runs the UDF in the Flink runtime environment
-def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained) -> None:
-    """The UDF class in the Flink venv (pickled as shipped, fake FunctionContext), reading the registry on S3."""
+def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained, model_b: Trained) -> None:
+    """The UDF class in the Flink venv (pickled as shipped, fake FunctionContext), reading the registry on S3: the
+    champion's score and a shadow challenger's in the one result, through the Arrow conversion back to Java."""
     from loanrisk.settings import get_settings
 
     python = get_settings().flink_python
@@ -731,6 +734,9 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     reg = s3_reg(moto_endpoint)
     reg.add("v0012", model_a.onnx, model_a.metadata("v0012"))
     reg.promote("v0012")
+    reg.add("v0013", model_b.onnx, model_b.metadata("v0013"))
+    reg.put(f"{reg.uri}/challengers.json", json.dumps({"challengers": [
+        {"version": "v0013", MODEL_SHA256: reg.digests["v0013"], MODEL_SIZE: len(model_b.onnx)}]}).encode())
     frame = stream_frame(40, seed=12)
     params = {"model.registry_uri": reg.uri, "model.alert_threshold": "0.3", "model.poll_interval_s": "60",
               "model.max_model_bytes": "123456", "s3.endpoint": moto_endpoint, "s3.region": "us-east-1",
@@ -745,7 +751,8 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["feature_names"] == FEATURE_NAMES
-    assert got["type"] == "DataFrame" and got["columns"] == ["probability", "model_version", "reason_codes"]
+    assert got["type"] == "DataFrame" and got["columns"] == ["probability", "model_version", "reason_codes",
+                                                             "challengers"]
     expected = frame.copy()
     expected.loc[expected.index[0], "dpd_max"] = model_a.reference["dpd_max"]
     want = Scorer(reg.uri, FEATURE_NAMES, s3=reg.s3, alert_threshold=0.3).score(expected)
@@ -762,6 +769,82 @@ def test_flink_udf_in_the_flink_environment(moto_endpoint: str, model_a: Trained
                                     "s3.secret_access_key", "s3.session_token"])
     assert got["max_model_bytes"] == 123456 and got["default_max_model_bytes"] == 64 * 1024 * 1024
     assert json.loads(got["quoted"]) == {"model.registry_uri": "s3://b/m", "x": "it's"}
-    assert got["scored_nulls"] == [0, 0, 0] and got["unscored_nulls"] == [len(frame)] * 3
+    assert [[v for v, _ in r] for r in got["challengers"]] == [["v0013"]] * len(frame)
+    np.testing.assert_allclose([p for r in got["challengers"] for _, p in r], model_b.proba(expected), atol=1e-6)
+    assert got["row_challengers"] == {"v0013": pytest.approx(got["challengers"][0][0][1], abs=1e-9)}
+    assert got["challengers_gauge"] == 1
+    # The map column goes back as a non-null map per row; without challengers an empty one (the UNNEST's no rows).
+    assert got["scored_nulls"] == [0, 0, 0, 0] and got["unscored_nulls"] == [len(frame)] * 3 + [0]
     assert got["unscored_row"] == [None, None, None] and got["unscored_rows"] == len(frame)
     assert got["unscored_failures"] == 1 and got["unscored_gauge"] == 0
+
+
+def challenge_new_version(registry: Registry, model: Trained) -> str:
+    """Register ``model`` and make it a shadow challenger."""
+    version = registry.register(model.onnx, model.registration())
+    registry.challenge(version)
+    return version
+
+
+def shadow_scores(scorer: Scorer, frame: pd.DataFrame) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+    """(the champion's probabilities, each row's challenger results) as the UDF gets them for ``frame``."""
+    X = frame[FEATURE_NAMES].to_numpy(dtype=np.float64)
+    p, _, _ = scorer.score_matrix(X)
+    return p, scorer.challenger_scores(X)
+
+
+def test_challengers_are_scored_beside_the_champion_and_followed_by_polling(reg: Reg, model_c: Trained,
+                                                                           model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    champion = promote_new_version(registry, model_c)
+    challenger = challenge_new_version(registry, model_d)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10, shadow=True)
+    frame = stream_frame(25, seed=31)
+    frame.loc[frame.index[0], "dpd_current"] = np.nan  # a null takes the challenger's own reference value
+    p, shadow = shadow_scores(scorer, frame)
+    np.testing.assert_allclose(p, model_c.proba(frame), atol=1e-6)  # the champion's scores are unchanged
+    assert all([v for v, _ in row] == [challenger] for row in shadow)
+    expected = frame.copy()
+    expected.loc[expected.index[0], "dpd_current"] = model_d.reference["dpd_current"]
+    np.testing.assert_allclose([q for row in shadow for _, q in row], model_d.proba(expected), atol=1e-6)
+    assert reg.scorer().challenger_versions == (), "a scorer not in shadow mode (the API's) scores no challenger"
+    registry.withdraw(challenger)
+    clock.t += 10
+    assert shadow_scores(scorer, frame)[1] == [[] for _ in range(len(frame))]
+    registry.challenge(challenger)
+    clock.t += 10
+    assert shadow_scores(scorer, frame)[1][0][0][0] == challenger
+    registry.promote(challenger, force=True)  # the promoted challenger leaves the list
+    assert registry.challengers() == []
+    clock.t += 10
+    p, shadow = shadow_scores(scorer, frame)
+    assert scorer.model_version == challenger and shadow == [[] for _ in range(len(frame))]
+    assert any(m == f"challenger {challenger} loaded: scored in shadow beside champion {champion}" for m in log)
+
+
+def test_a_tampered_or_oversized_challenger_is_left_out_and_the_champion_keeps_scoring(reg: Reg, model_c: Trained,
+                                                                                      model_d: Trained) -> None:
+    registry = platform_writer(reg)
+    champion = promote_new_version(registry, model_c)
+    tampered = challenge_new_version(registry, model_d)
+    impostor = train(FEATS_D, 41)
+    replace_model_file(registry, tampered, impostor.onnx)
+    clock, log = FakeClock(), []
+    scorer = reg.scorer(clock=clock, log=log, poll_interval_s=10, shadow=True)
+    frame = stream_frame(10, seed=32)
+    p, shadow = shadow_scores(scorer, frame)
+    np.testing.assert_allclose(p, model_c.proba(frame), atol=1e-6)
+    assert scorer.model_version == champion and shadow == [[] for _ in range(len(frame))]
+    assert scorer.challenger_load_failures == 1 and scorer.model_load_failures == 0
+    assert any(m.startswith(f"challenger {tampered} not loaded, not scored in shadow: {tampered}: digest mismatch")
+               and "expected as recorded in challengers.json" in m for m in log)
+    clock.t += 10  # refused for good: not fetched or counted again
+    shadow_scores(scorer, frame)
+    assert scorer.challenger_load_failures == 1
+    registry.withdraw(tampered)
+    large = challenge_new_version(registry, model_d)
+    small = reg.scorer(shadow=True, max_model_bytes=len(model_d.onnx) - 1)
+    assert small.challenger_versions == () and small.challenger_load_failures == 1
+    assert small.model_version is None or small.model_version == champion
+    assert reg.scorer(shadow=True).challenger_versions == (large,)
