@@ -24,6 +24,7 @@ import pandas as pd
 from contracts.attributes import APPLICATION_ATTRIBUTES
 from contracts.events import LOAN_APPLICATION
 from contracts.features import APPLICATION_FEATURE_NAMES, ATTRIBUTE_FEATURE_NAMES, FEATURE_NAMES
+from contracts.tables import CHAMPION_ROLE
 from models.errors import DatasetError
 
 LABEL = "defaulted"
@@ -313,10 +314,16 @@ def label_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids: dict[str, int] | None = None,
                       source: str = "iceberg") -> TrainingSet:
-    """Point-in-time training rows: each loan's first application-time score row joined to its mature label."""
+    """Point-in-time training rows: each loan's first application-time score row joined to its mature label.
+
+    Only the champion's rows count (a NULL role: written before the column existed); a shadow challenger's row
+    repeats the same features.
+    """
     need = {"loan_id", "trigger_time"}
     if "trigger_kind" in scores.columns:
         scores = scores[scores["trigger_kind"] == "application"]
+    if "role" in scores.columns:
+        scores = scores[scores["role"].isna() | (scores["role"] == CHAMPION_ROLE)]
     missing = sorted((need | set(APPLICATION_FEATURE_NAMES)) - set(scores.columns))
     if missing:
         raise DatasetError(f"{source}: score rows lack columns {', '.join(missing)}")
@@ -384,7 +391,8 @@ def from_iceberg(catalog: Any = None, namespace: str | None = None) -> TrainingS
     except Exception as exc:  # noqa: BLE001 - connection errors of the catalog database or object store
         raise DatasetError(f"cannot reach the Iceberg catalog: {type(exc).__name__}: {str(exc)[:200]}") from None
     present = {f.name for f in scores_t.schema().fields}
-    cols = tuple(c for c in ("loan_id", "customer_id", "trigger_time", "trigger_kind", *FEATURE_NAMES) if c in present)
+    cols = tuple(c for c in ("loan_id", "customer_id", "trigger_time", "trigger_kind", "role", *FEATURE_NAMES)
+                 if c in present)
     scores, s_id = _scan(scores_t, EqualTo("trigger_kind", "application"), cols)
     o_present = {f.name for f in outcomes_t.schema().fields}
     outcomes, o_id = _scan(outcomes_t, None, tuple(c for c in ("loan_id", "origination_time", "max_days_past_due",

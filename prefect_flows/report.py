@@ -9,6 +9,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from contracts.tables import CHAMPION_ROLE
 from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 from prefect_flows.risk_report import ReportInputs, render
 
@@ -24,8 +25,12 @@ def read_inputs(days: int) -> ReportInputs:
     s = get_settings()
     cat = catalog(s)
     ns = s.catalog.namespace
-    scores = cat.load_table(f"{ns}.scores").scan(
-        selected_fields=("trigger_kind", "loan_id", "trigger_time", "probability", "model_version")).to_pandas()
+    table = cat.load_table(f"{ns}.scores")
+    role = ("role",) if "role" in {f.name for f in table.schema().fields} else ()
+    scores = table.scan(selected_fields=("trigger_kind", "loan_id", "trigger_time", "probability", "model_version",
+                                         *role)).to_pandas()
+    if role:  # the champion's scores (a NULL role: written before the column); challengers are for `model shadow`
+        scores = scores[scores["role"].isna() | (scores["role"] == CHAMPION_ROLE)].drop(columns="role")
     if not scores.empty:
         t = pd.to_datetime(scores["trigger_time"], utc=True)
         scores = scores[t >= t.max() - pd.Timedelta(days=days)].reset_index(drop=True)

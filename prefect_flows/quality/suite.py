@@ -9,6 +9,7 @@ import pandas as pd
 from contracts.events import LOAN_APPLICATION, REPAYMENT, TRANSACTION
 from contracts.features import FEATURE_NAMES
 from contracts.schema import EventContract
+from contracts.tables import CHALLENGER_ROLE, CHAMPION_ROLE
 from prefect_flows.quality.checks import (
     CheckResult, check_choices, check_freshness, check_not_null, check_range, check_schema, check_unique,
     check_volume,
@@ -48,15 +49,21 @@ def behaviour_checks(table: str, frame: pd.DataFrame) -> list[CheckResult]:
 
 
 def score_checks(table: str, frame: pd.DataFrame) -> list[CheckResult]:
-    """Scores: schema, keys and model version present, probability in [0, 1], one application score per loan."""
+    """Scores: schema, keys and model version present, probability in [0, 1], one application score per loan from
+    the champion (a NULL role: written before the column) and one per loan from each shadow challenger."""
     out = [check_schema(table, frame, SCORE_COLUMNS)]
     out += [check_not_null(table, frame, c) for c in ("trigger_kind", "loan_id", "trigger_time", "probability",
                                                       "model_version")]
     out.append(check_range(table, frame, "probability", 0, 1))
     out.append(check_choices(table, frame, "trigger_kind", ["application", "behaviour_window"]))
+    if "role" in frame.columns:
+        out.append(check_choices(table, frame, "role", [CHAMPION_ROLE, CHALLENGER_ROLE]))
     if "trigger_kind" in frame.columns:
         apps = frame[frame["trigger_kind"] == "application"]
-        out.append(check_unique(f"{table}[application]", apps, ["loan_id"]))
+        role = apps["role"].fillna(CHAMPION_ROLE) if "role" in apps.columns else pd.Series(CHAMPION_ROLE, apps.index)
+        out.append(check_unique(f"{table}[application]", apps[role == CHAMPION_ROLE], ["loan_id"]))
+        out.append(check_unique(f"{table}[application challenger]", apps[role == CHALLENGER_ROLE],
+                                ["loan_id", "model_version"]))
     out += [check_range(table, frame, c, 0) for c in ("debt_to_income", "loan_to_income", "credit_utilization",
                                                       "dpd_max") if c in frame.columns]
     return out
