@@ -651,6 +651,15 @@ class ModelSettings(BaseModel):
     max_model_bytes: int = Field(DEFAULT_MAX_MODEL_BYTES, ge=1024, description="Largest model file (model.onnx) the "
                                  "stream's and the API's scorers download; a larger one is refused without being read "
                                  "whole, and `riskctl model promote`/`rollback` refuse it")
+    shadow_auc_se_k: float = Field(2.0, ge=0, description="Shadow promotion rule: a challenger's ROC AUC gain over "
+                                   "the champion on the same loans must exceed this many paired-bootstrap standard "
+                                   "errors (docs/MODELS.md, 'Shadow challengers')")
+    shadow_max_ece_increase: float = Field(0.01, ge=0, description="Shadow promotion rule: the most a challenger's "
+                                           "expected calibration error may exceed the champion's on the same loans")
+    shadow_min_defaults: int = Field(10, ge=1, description="Shadow promotion rule: matured defaults the paired "
+                                     "loans must hold before a challenger can be promoted")
+    shadow_bootstrap: int = Field(1000, ge=100, description="Paired bootstrap resamples of the shadow comparison's "
+                                  "standard errors and intervals")
 
     def registry(self, s3: S3Settings) -> str:
         """Registry root: ``s3://bucket/models`` on the object store unless overridden."""

@@ -189,3 +189,82 @@ def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: flo
     path = out / "index.html"
     path.write_text(page)
     return path
+
+
+def plot_shadow(version: str, pairs: pd.DataFrame, path: Path) -> str:
+    """Champion and challenger on the same loans: ROC curves and reliability (equal-count bins of each)."""
+    from sklearn.metrics import roc_curve
+
+    from models.evaluate import calibration_table
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    y = pairs["defaulted"].to_numpy()
+    fig, (roc, rel) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=100)
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    top = 1e-3
+    for name, col in (("champion", "champion"), (f"challenger {version}", "challenger")):
+        p = pairs[col].to_numpy(dtype=np.float64)
+        if len(np.unique(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, p)
+            roc.plot(fpr, tpr, label=name)
+        table = calibration_table(y, p)
+        rel.plot(table["mean_predicted"], table["observed"], marker="o",
+                 label=f"{name} (ECE {expected_calibration_error(y, p):.4f})")
+        top = max(top, float(table["mean_predicted"].max()), float(table["observed"].max()))
+    rel.plot([0, top], [0, top], color="grey", linestyle=":", label="perfect calibration")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the same loans")
+    rel.set(xlabel="mean predicted P(default)", ylabel="observed default rate", title="Reliability")
+    roc.legend(loc="lower right", fontsize=8)
+    rel.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Shadow comparison: {len(y)} loans, {int(y.sum())} matured defaults")
+    return save_png(fig, path)
+
+
+def _shadow_table(result: dict[str, Any]) -> str:
+    """One row per challenger: both models' metrics, the paired differences and the rule's decision."""
+    def cell(v: Any) -> str:
+        return html.escape(f"{v:.4f}" if isinstance(v, float) else str(v))
+    head = ["challenger", "champion", "loans", "defaults", "AUC champion", "AUC challenger", "AUC gain (se)",
+            "AUC gain 95% CI", "Brier diff (se)", "ECE champion", "ECE challenger", "ECE diff (se)", "promote", "why"]
+    def diff(d: dict[str, Any], name: str) -> str:
+        return f"{d[name]['diff']:+.4f} ({d[name]['se']:.4f})" if name in d else "-"
+
+    rows = []
+    for version, r in result["challengers"].items():
+        d = r.get("differences") or {}
+        ci = f"[{d['roc_auc']['ci_low']:+.4f}, {d['roc_auc']['ci_high']:+.4f}]" if d else "-"
+        rows.append([version, ", ".join(r["champion_versions"]), r["loans"], r["defaults"],
+                     r["champion"]["roc_auc"], r["challenger_metrics"]["roc_auc"], diff(d, "roc_auc"), ci, diff(d, "brier"),
+                     r["champion"]["ece"], r["challenger_metrics"]["ece"], diff(d, "ece"),
+                     "yes" if r["promote"] else "no", r["reason"]])
+    return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows) + "</table>")
+
+
+def write_shadow_report(result: dict[str, Any], pairs: dict[str, pd.DataFrame], out_dir: str | Path,
+                        title: str = "Shadow comparison") -> Path:
+    """Write ``index.html``, ``shadow.json`` and one PNG per challenger into ``out_dir``; returns the HTML path."""
+    import json
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shadow.json").write_text(json.dumps(result, indent=2, default=float))
+    imgs = [plot_shadow(v, rows, out / f"shadow-{v}.png") for v, rows in pairs.items()]
+    rule = result["rule"]
+    body = [f"<h1>{html.escape(title)}</h1>",
+            "<p>Each challenger against the champion on the loans both scored at the same application, once their "
+            "labels matured. Differences are challenger minus champion, with standard errors and 95% intervals from "
+            f"a paired bootstrap over loans ({rule['bootstrap']} resamples). Rule: promote when the AUC gain is "
+            f"above {rule['auc_se_k']:g} standard errors, the calibration error is at most "
+            f"{rule['max_ece_increase']:g} worse, and at least {rule['min_defaults']} defaults matured.</p>",
+            _shadow_table(result) if result["challengers"] else "<p>No challenger has paired rows with matured "
+            "labels yet.</p>",
+            f"<p>Winner: {html.escape(str(result['winner'] or 'none'))}</p>",
+            *[f'<img src="{i}" alt="{i}">' for i in imgs]]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    path = out / "index.html"
+    path.write_text(page)
+    return path

@@ -1,4 +1,9 @@
-"""retrain: training set (Iceberg by default) -> train + ONNX export -> evaluate -> register -> promote if better.
+"""retrain: shadow comparison of the challengers -> training set (Iceberg by default) -> train + ONNX export ->
+evaluate -> register -> promote if better.
+
+The shadow comparison (models/shadow.py) comes first: a challenger the stream has scored beside the champion
+that wins on the same loans with matured labels is promoted by the promotion rule (settings ``model.shadow_*``)
+before a new version is trained against the champion; its report goes under ``.loanrisk/reports/``.
 
 The running Flink job polls the registry's champion pointer (settings.model.poll_interval_s), so a
 promoted version scores the next events without a restart. Sources: ``iceberg`` (risk.scores
@@ -90,6 +95,32 @@ def evaluate(ts: Any, cand: Any) -> dict[str, Any]:
     return out
 
 
+@task(name="shadow-comparison", cache_policy=NO_CACHE, **TASK_DEFAULTS)
+def shadow_comparison(promote: bool) -> dict[str, Any]:
+    """Champion vs each challenger on the lake's paired scores of matured loans; promote the rule's winner."""
+    from datetime import datetime, timezone
+
+    from loanrisk.settings import get_settings
+    from models.errors import DatasetError
+    from models.registry import Registry
+    from models.shadow import PromotionRule, review
+
+    log = get_run_logger()
+    s = get_settings()
+    out = s.state_dir / "reports" / f"shadow-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    try:
+        result = review(PromotionRule.from_settings(s.model), Registry.from_settings(), out, promote=promote)
+    except DatasetError as exc:
+        log.info("no shadow comparison: %s", exc)
+        return {"skipped": str(exc)}
+    for version, r in result["challengers"].items():
+        log.info("challenger %s vs champion %s on %d loans (%d defaults): %s: %s", version, result["champion"],
+                 r["loans"], r["defaults"], "promote" if r["promote"] else "keep", r["reason"])
+    if result["promoted"]:
+        log.info("promoted challenger %s on its shadow comparison; report %s", result["promoted"], result["report"])
+    return result
+
+
 @task(name="register", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def register(cand: Any) -> str:
     """Register the candidate (parity and feature checks apply); returns the new version."""
@@ -121,19 +152,21 @@ def promote_if_better(version: str, ts: Any, cand: Any) -> dict[str, Any]:
 
 @flow(**flow_options("retrain", "Retrain the default model from Iceberg and promote it if it beats the champion."))
 def retrain(source: Source = "iceberg", families: list[str] | None = None, budget: int = 4, seed: int = 0,
-            promote: bool = True, generated_customers: int = 3000) -> Any:
-    """Load, train and export, evaluate, register, promote if better; skipped (Completed) with too few labels."""
+            promote: bool = True, generated_customers: int = 3000, shadow: bool = True) -> Any:
+    """Compare the challengers (``shadow``), load, train and export, evaluate, register, promote if better; skipped
+    (Completed) with too few labels."""
     from models.errors import DatasetError, ModelError
     from models.train import FAMILIES
 
     log = get_run_logger()
+    shadow_result = with_policy(shadow_comparison)(promote) if shadow else None
     try:
         ts = with_policy(load_training_set)(source, generated_customers, seed)
         cand = with_policy(train, retries=0)(ts, list(families or FAMILIES), budget, seed)
     except (DatasetError, ModelError) as exc:
         log.warning("retrain skipped: %s", exc)
         return Completed(message=f"skipped: {exc}")
-    result: dict[str, Any] = {"evaluation": with_policy(evaluate)(ts, cand),
+    result: dict[str, Any] = {"shadow": shadow_result, "evaluation": with_policy(evaluate)(ts, cand),
                               "version": with_policy(register)(cand)}
     result["promotion"] = (with_policy(promote_if_better)(result["version"], ts, cand) if promote
                            else {"promoted": False, "reason": "promote=False"})

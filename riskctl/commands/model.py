@@ -1,4 +1,5 @@
-"""`riskctl model train|evaluate|list|promote|rollback|backtest|score`: the models package from the shell."""
+"""`riskctl model train|evaluate|list|promote|rollback|backtest|score|challenge|challengers|withdraw|shadow`: the
+models package from the shell."""
 
 from __future__ import annotations
 
@@ -266,6 +267,73 @@ def promote_cmd(version: str, dataset: str | None, file: Path | None, registry_u
                    f"(margin {cmp['margin']}, {cmp['holdout']})")
     _out.print(f"champion is now {pointer['version']} (previous: {pointer['previous']})"
                + (" [forced]" if pointer.get("forced") else ""))
+
+
+@model.command("challenge")
+@click.argument("version")
+@registry_option
+@one_line_errors
+def challenge_cmd(version: str, registry_uri: str | None) -> None:
+    """Score VERSION in shadow beside the champion (its scores go to the lake only)."""
+    doc = _registry(registry_uri).challenge(version)
+    _out.print(f"challengers: {', '.join(e['version'] for e in doc['challengers'])} (the running job scores them "
+               "from its next registry poll)")
+
+
+@model.command("withdraw")
+@click.argument("version")
+@registry_option
+@one_line_errors
+def withdraw_cmd(version: str, registry_uri: str | None) -> None:
+    """Stop scoring VERSION in shadow."""
+    doc = _registry(registry_uri).withdraw(version)
+    _out.print(f"challengers: {', '.join(e['version'] for e in doc['challengers']) or 'none'}")
+
+
+@model.command("challengers")
+@registry_option
+@one_line_errors
+def challengers_cmd(registry_uri: str | None) -> None:
+    """The shadow challengers: version, since when, model digest."""
+    reg = _registry(registry_uri)
+    entries = reg.challengers()
+    if not entries:
+        _out.print(f"no challengers in {reg.root}")
+        return
+    table = Table(title=f"challengers in {reg.root}")
+    for col in ("version", "since", "sha256"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(str(e.get("version")), str(e.get("since")), str(e.get("model_sha256") or "-")[:12])
+    _out.print(table)
+
+
+@model.command("shadow")
+@registry_option
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the HTML report, its plots and shadow.json here (default: .loanrisk/reports/shadow-<time>).")
+@click.option("--promote", is_flag=True, help="Make the challenger the rule picks champion.")
+@one_line_errors
+def shadow_cmd(registry_uri: str | None, report_dir: Path | None, promote: bool) -> None:
+    """Compare the champion with each challenger on the lake's paired scores of loans whose labels matured."""
+    from datetime import datetime, timezone
+
+    from loanrisk.settings import get_settings
+    from models.shadow import PromotionRule, review
+    s = get_settings()
+    out = report_dir or s.state_dir / "reports" / f"shadow-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    result = review(PromotionRule.from_settings(s.model), _registry(registry_uri), out, promote=promote)
+    for version, r in result["challengers"].items():
+        d = r.get("differences") or {}
+        gain = f"AUC {r['challenger_metrics']['roc_auc']:.4f} vs {r['champion']['roc_auc']:.4f}" + (
+            f", gain {d['roc_auc']['diff']:+.4f} ± {d['roc_auc']['se']:.4f}, ECE {d['ece']['diff']:+.4f}" if d else "")
+        _out.print(f"{version} vs {result['champion']} on {r['loans']} loans ({r['defaults']} defaults): {gain}; "
+                   f"{'promote' if r['promote'] else 'keep'}: {r['reason']}")
+    if not result["challengers"]:
+        _out.print(f"no challenger of champion {result['champion']} has paired scores with matured labels yet")
+    if result["promoted"]:
+        _out.print(f"champion is now {result['promoted']}")
+    _out.print(f"report: {result['report']}")
 
 
 @model.command("rollback")
