@@ -20,9 +20,10 @@ from ingestion.wire import ProducedEvent
 from loanrisk.settings import Settings
 
 # The full tier's cluster module first, its stack alone on the machine (the session's starts after it); modules
-# that need a quiet cluster run before the long-running risk job is submitted; then the risk
-# job's module and the shadow challengers' (which withdraws its challengers), the compressed life's start (its months then run beside every later module), the
-# modules that read the job's output, the fault and hostile-input modules, and the life's checks.
+# that need a quiet cluster run before the long-running risk job is submitted; then the risk job's module and
+# the shadow challengers' (which withdraws its challengers), the compressed life's start (its months then run
+# beside every later module), the modules that read the job's output, the fault and hostile-input modules, and
+# the life's checks.
 MODULE_ORDER = ("test_cluster", "test_foundation", "test_produce_roundtrip", "test_risk_job", "test_shadow",
                 "start:test_compressed_life",
                 "test_warehouse", "test_flows", "test_reliability", "test_outages", "test_security",
