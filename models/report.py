@@ -154,6 +154,17 @@ def _monotonicity_section(table: pd.DataFrame, constrained: bool | None) -> list
             table.to_html(index=False, na_rep="constant", float_format=lambda v: f"{v:.4g}")]
 
 
+def _write_page(out: Path, title: str, body: list[str]) -> Path:
+    """``body`` as the report folder's index.html, titled ``title``."""
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    path = out / "index.html"
+    path.write_text(page)
+    return path
+
+
 def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: float = 0.5) -> Path:
     """Write ``index.html`` and its PNGs into ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
@@ -182,13 +193,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, title: str, threshold: flo
                 "through ONNX on these rows.</p>", _comparison_table(ev.calibration_comparison)]),
             *([] if ev.monotonicity is None else _monotonicity_section(ev.monotonicity, ev.constrained)),
             "<h2>Plots</h2>", *[f'<img src="{i}" alt="{i}">' for i in imgs]]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
-    path = out / "index.html"
-    path.write_text(page)
-    return path
+    return _write_page(out, title, body)
 
 
 def plot_shadow(version: str, pairs: pd.DataFrame, path: Path) -> str:
@@ -261,10 +266,4 @@ def write_shadow_report(result: dict[str, Any], pairs: dict[str, pd.DataFrame], 
             "labels yet.</p>",
             f"<p>Winner: {html.escape(str(result['winner'] or 'none'))}</p>",
             *[f'<img src="{i}" alt="{i}">' for i in imgs]]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
-    path = out / "index.html"
-    path.write_text(page)
-    return path
+    return _write_page(out, title, body)

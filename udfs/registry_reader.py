@@ -220,13 +220,17 @@ class RegistryReader:
         """The bytes of the registry file at ``uri`` (ObjectTooLarge past ``max_bytes``)."""
         return read_bytes(uri, s3=self.s3, timeout_s=self.timeout_s, max_bytes=max_bytes)
 
+    def _json(self, uri: str) -> Any:
+        """The parsed registry file at ``uri`` (RegistryReadError when it is not JSON)."""
+        try:
+            return json.loads(self.read(uri))
+        except ValueError as exc:
+            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+
     def champion(self) -> dict[str, Any]:
         """The parsed champion pointer (ObjectNotFound before the first promotion)."""
         uri = champion_path(self.root)
-        try:
-            pointer = json.loads(self.read(uri))
-        except ValueError as exc:
-            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+        pointer = self._json(uri)
         version = pointer.get("version") if isinstance(pointer, dict) else None
         if not isinstance(version, str) or not _VERSION_NAME.match(version):
             raise RegistryReadError(f"{uri} has no valid version: {version!r}")
@@ -235,10 +239,7 @@ class RegistryReader:
     def champion_history(self) -> list[str]:
         """champion_history.json's champions, oldest first (the last was champion when it was written)."""
         uri = champion_history_path(self.root)
-        try:
-            doc = json.loads(self.read(uri))
-        except ValueError as exc:
-            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+        doc = self._json(uri)
         if not isinstance(doc, dict) or not isinstance(doc.get("champions"), list):
             raise RegistryReadError(f"{uri} has no champions list")
         return _version_names(doc["champions"])
@@ -246,10 +247,7 @@ class RegistryReader:
     def challengers(self) -> list[dict[str, Any]]:
         """challengers.json's entries, in order (ObjectNotFound before the first challenger was set)."""
         uri = challengers_path(self.root)
-        try:
-            doc = json.loads(self.read(uri))
-        except ValueError as exc:
-            raise RegistryReadError(f"{uri} is not JSON: {exc}") from None
+        doc = self._json(uri)
         entries = doc.get("challengers") if isinstance(doc, dict) else None
         if not isinstance(entries, list):
             raise RegistryReadError(f"{uri} has no challengers list")
