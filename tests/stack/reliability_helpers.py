@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from contracts.events import LOAN_APPLICATION, REPAYMENT, TRANSACTION
+from contracts.tables import CHAMPION_ROLE
 from ingestion.generator import GeneratorConfig, generate
 from ingestion.wire import ProducedEvent, encode_event
 from loanrisk.settings import Settings
@@ -311,7 +312,9 @@ class Sinks:
 
 def read_sinks(settings: Settings) -> Sinks:
     """The raw tables' event ids, the application scores, the alert and dead-letter topics, the dead-letter table."""
-    scores = lake(settings, "scores", ("trigger_kind", "loan_id"))
+    scores = lake(settings, "scores", ("trigger_kind", "loan_id", "role"))
+    # One scoring is the champion's row (a NULL role: written before the column); shadow challengers add their own.
+    scores = scores[scores["role"].isna() | (scores["role"] == CHAMPION_ROLE)]
     return Sinks(
         raw_ids={table: lake(settings, table, ("event_id",))["event_id"] for table, _ in LAKE_RAW.values()},
         application_loans=scores[scores["trigger_kind"] == "application"]["loan_id"],
