@@ -182,6 +182,7 @@ def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> 
     The metadata files that still list expired snapshots hold no rows or bounds; each commit deletes those past
     ``write.metadata.previous-versions-max`` (``write.metadata.delete-after-commit.enabled``).
     """
+    from pyiceberg.exceptions import CommitFailedException
     table.refresh()
     snapshots = table.snapshots()
     old = set(_expirable(table))
@@ -200,7 +201,13 @@ def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> 
         ids = _expirable(table.refresh())
         expired = len(ids)
         if ids:
-            table.maintenance.expire_snapshots().by_ids(ids).commit()
+            try:
+                table.maintenance.expire_snapshots().by_ids(ids).commit()
+            except ValueError as exc:
+                if "does not exist" not in str(exc):
+                    raise
+                # Lake maintenance expired some of them first: the next attempt lists them again.
+                raise CommitFailedException(str(exc)[:200]) from None
     _retry(expire)
     table.refresh()
     gone = before - _referenced(table, table.snapshots())

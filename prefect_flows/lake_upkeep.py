@@ -158,7 +158,14 @@ def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None
     cutoff_ms = int((now - min_age).timestamp() * 1000)
     old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
     if old:
-        table.maintenance.expire_snapshots().by_ids(old).commit()
+        try:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+        except ValueError as exc:
+            if "does not exist" not in str(exc):
+                raise
+            # Another maintainer (an erasure's history purge) expired some of them first: look again.
+            table.refresh()
+            return expire_snapshots(table, min_age, now, report)
         report.expired_snapshots += len(old)
     return report
 

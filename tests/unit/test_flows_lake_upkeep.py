@@ -134,3 +134,15 @@ def test_orphan_cleanup_deletes_only_old_unreferenced_files(table) -> None:
     refs = referenced_files(table.refresh())
     assert all(Path(p.replace("file://", "")).exists() for p in refs)
     assert len(_rows(table)) == 12
+
+
+def test_expiry_looks_again_when_another_maintainer_expired_a_snapshot_first(table) -> None:
+    """An erasure's history purge may expire snapshots a maintenance pass has just listed (a stale table object)."""
+    later = datetime.now(timezone.utc) + timedelta(hours=3)
+    stale = table.catalog.load_table("ns.t")
+    first = table.snapshots()[0].snapshot_id
+    table.maintenance.expire_snapshots().by_ids([first]).commit()  # the other maintainer
+    report = expire_snapshots(stale, timedelta(hours=1), now=later)
+    fresh = table.refresh()
+    assert [s.snapshot_id for s in fresh.snapshots()] == [fresh.current_snapshot().snapshot_id]
+    assert report.expired_snapshots == 4 and len(_rows(fresh)) == 12
