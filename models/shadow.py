@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from contracts.tables import CHALLENGER_ROLE, CHAMPION_ROLE
+from loanrisk.settings import ModelSettings
 from models.errors import DatasetError
 from models.evaluate import CALIBRATION_BINS, expected_calibration_error
 
+_SETTINGS = ModelSettings.model_fields
 SCORE_COLUMNS = ("loan_id", "trigger_kind", "trigger_time", "role", "model_version", "probability")
 OUTCOME_COLUMNS = ("loan_id", "first_default_date", "observed_until", "repayment_records")
 
@@ -38,10 +40,11 @@ OUTCOME_COLUMNS = ("loan_id", "first_default_date", "observed_until", "repayment
 class PromotionRule:
     """When a challenger's shadow comparison promotes it (docs/MODELS.md, "Shadow challengers")."""
 
-    auc_se_k: float = 2.0
-    max_ece_increase: float = 0.01
-    min_defaults: int = 10
-    bootstrap: int = 1000
+    # The defaults are the settings' (model.shadow_*), declared once there.
+    auc_se_k: float = _SETTINGS["shadow_auc_se_k"].default
+    max_ece_increase: float = _SETTINGS["shadow_max_ece_increase"].default
+    min_defaults: int = _SETTINGS["shadow_min_defaults"].default
+    bootstrap: int = _SETTINGS["shadow_bootstrap"].default
     seed: int = 0
 
     @classmethod
