@@ -149,24 +149,35 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
 
 
 def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None,
-                     report: UpkeepReport | None = None) -> UpkeepReport:
-    """Expire snapshots older than ``min_age``, except branch and tag heads and the job's commit chain."""
+                     report: UpkeepReport | None = None, attempts: int = 8) -> UpkeepReport:
+    """Expire snapshots older than ``min_age``, except branch and tag heads and the job's commit chain.
+
+    Two races end an attempt, and the next one lists the snapshots again on the refreshed table: another
+    maintainer (an erasure's history purge) expired some of them first (pyiceberg's ``ValueError`` "does not
+    exist"), or a writer (the job's checkpoint commit) moved the table between the catalog's load and its
+    swap (``CommitFailedException``).
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
     from loanrisk.lake import job_commit_chain
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
-    keep = set(job_commit_chain(table)) | {ref.snapshot_id for ref in table.metadata.refs.values()}
     cutoff_ms = int((now - min_age).timestamp() * 1000)
-    old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
-    if old:
+    for attempt in range(attempts):
+        keep = set(job_commit_chain(table)) | {ref.snapshot_id for ref in table.metadata.refs.values()}
+        old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
+        if not old:
+            return report
         try:
             table.maintenance.expire_snapshots().by_ids(old).commit()
-        except ValueError as exc:
-            if "does not exist" not in str(exc):
+        except (ValueError, CommitFailedException) as exc:
+            if isinstance(exc, ValueError) and "does not exist" not in str(exc) or attempt == attempts - 1:
                 raise
-            # Another maintainer (an erasure's history purge) expired some of them first: look again.
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
             table.refresh()
-            return expire_snapshots(table, min_age, now, report)
+            continue
         report.expired_snapshots += len(old)
+        return report
     return report
 
 

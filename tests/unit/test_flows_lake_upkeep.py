@@ -146,3 +146,25 @@ def test_expiry_looks_again_when_another_maintainer_expired_a_snapshot_first(tab
     fresh = table.refresh()
     assert [s.snapshot_id for s in fresh.snapshots()] == [fresh.current_snapshot().snapshot_id]
     assert report.expired_snapshots == 4 and len(_rows(fresh)) == 12
+
+
+def test_expiry_looks_again_when_the_job_commits_between_the_catalogs_load_and_its_swap(table) -> None:
+    """The catalog swaps the metadata pointer only if no writer moved it since its own load: a job's checkpoint
+    commit landing in that window fails the expiry's commit, which is tried again on the moved table."""
+    cat = table.catalog
+    stage = cat._update_and_stage_table
+    raced: list[int] = []
+
+    def stage_then_the_job_commits(*args, **kwargs):
+        staged = stage(*args, **kwargs)
+        if not raced:  # once: the job appends between this load and the swap
+            raced.append(1)
+            _append(cat.load_table("ns.t"), [300], date(2018, 1, 4), {FLINK_CHECKPOINT_KEY: "7", "flink.job-id": "job"})
+        return staged
+
+    cat._update_and_stage_table = stage_then_the_job_commits
+    report = expire_snapshots(table, timedelta(hours=1), now=datetime.now(timezone.utc) + timedelta(hours=3))
+    fresh = table.refresh()
+    assert raced and report.expired_snapshots == 6  # the first six appends; the job's commit is current
+    assert [s.snapshot_id for s in fresh.snapshots()] == [fresh.current_snapshot().snapshot_id]
+    assert len(_rows(fresh)) == 13
