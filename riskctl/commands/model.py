@@ -356,13 +356,14 @@ def rollback_cmd(registry_uri: str | None) -> None:
               help="Also write the digest as JSON here.")
 @monotonic_option
 @attributes_option
-@click.option("--side-by-side", is_flag=True,
-              help="Back-test with and without the application attributes on the same folds and print one table "
-                   "(over --attributes).")
+@click.option("--side-by-side", "side_by_side", type=click.Choice(["attributes", "monotonic"]), is_flag=False,
+              flag_value="attributes", default=None,
+              help="Back-test two variants on the same folds and print one table: with and without the application "
+                   "attributes (the default; over --attributes), or unconstrained and monotonic (over --monotonic).")
 @one_line_errors
 def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
                  repeats: int, seed: int, json_out: Path | None, monotonic: bool, attributes: bool,
-                 side_by_side: bool) -> None:
+                 side_by_side: str | None) -> None:
     """Nested repeated stratified CV of the training procedure against the baselines."""
     from models.backtest import backtest
     from models.backtest import side_by_side as table
@@ -371,14 +372,17 @@ def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, b
     if dataset == "iceberg":
         raise click.UsageError("backtest takes --dataset lendingclub or --file PATH")
     chosen = _families(families)
-    variants = {"with attributes": True, "without attributes": False} if side_by_side else {"": attributes}
+    # variant name -> (attributes, monotonic); the first is the one the others are paired with
+    variants = {"attributes": {"with attributes": (True, monotonic), "without attributes": (False, monotonic)},
+                "monotonic": {"unconstrained": (attributes, False), "monotonic": (attributes, True)},
+                None: {"": (attributes, monotonic)}}[side_by_side]
     results = {}
-    for name, with_attributes in variants.items():
+    for name, (with_attributes, constrained) in variants.items():
         ts = _load(dataset, file, with_attributes)
         _err.print(f"back-testing on {ts.source}{' ' + name if name else ''}: {ts.n} loans, {ts.positives} "
                    f"defaults, {len(ts.feature_names)} features, {folds * repeats} outer folds")
         results[name] = backtest(ts, n_splits=folds, n_repeats=repeats, families=chosen, budget=budget,
-                                 seed=seed, threshold=alert_threshold(), monotonic=monotonic, progress=_err.print)
+                                 seed=seed, threshold=alert_threshold(), monotonic=constrained, progress=_err.print)
         _out.print(results[name].text(), soft_wrap=True)  # tables: never wrapped at the terminal's width
     if side_by_side:
         _out.print(table(results), soft_wrap=True)

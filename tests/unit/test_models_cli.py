@@ -115,3 +115,25 @@ def test_backtest_side_by_side_pairs_the_same_folds_with_and_without_an_attribut
     gain = with_["paired_roc_auc"]["sub_grade"]
     assert gain["se_corrected"] > gain["se"] > 0  # folds share training rows: the plain error is too small
     assert "outer fold 6/6" in text
+
+
+def test_backtest_side_by_side_monotonic_pairs_the_constrained_procedure_with_the_unconstrained_one(
+        tmp_path: Path) -> None:
+    """The monotonic default is decided on a paired figure: both procedures on the same folds, in one table."""
+    import json
+    data = tmp_path / "apps.csv"
+    toy_applications(1200, seed=44).to_csv(data, index=False)
+    out = tmp_path / "bt.json"
+    code, text = run("backtest", "--file", str(data), "--families", "logistic_regression", "--budget", "1",
+                     "--folds", "3", "--repeats", "1", "--side-by-side", "monotonic", "--json", str(out))
+    assert code == 0, text
+    table = text[text.index("side by side on"):]
+    assert {line.split("  ")[0] for line in table.splitlines()
+            if line.startswith(("unconstrained", "monotonic"))} == {"unconstrained", "monotonic"}, table
+    assert "paired ROC AUC, monotonic - unconstrained:" in table, table
+    digest = json.loads(out.read_text())
+    assert (digest["unconstrained"]["settings"]["monotonic"], digest["monotonic"]["settings"]["monotonic"]) == (
+        False, True)
+    assert len(digest["monotonic"]["per_fold_roc_auc"]["model"]) == 3
+    code, text = run("backtest", "--file", str(data), "--side-by-side", "bogus")
+    assert code != 0 and "bogus" in text and "Traceback" not in text
