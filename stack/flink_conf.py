@@ -142,7 +142,8 @@ PROMETHEUS_INCLUDES = (
     "jobmanager*",
     "*.job.task:busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond",
     "*.job.task.operator*:numRecordsIn,numRecordsOut,pendingRecords,currentEmitEventTimeLag,model_*,score*,"
-    "registry_poll_failures,committedDataFilesCount,elapsedSecondsSinceLastSuccessfulCommit,numLateRecordsDropped",
+    "challenger_load_failures,registry_poll_failures,committedDataFilesCount,elapsedSecondsSinceLastSuccessfulCommit,"
+    "numLateRecordsDropped",
 )
 
 

@@ -133,8 +133,11 @@ def build(settings: Settings) -> Dashboard:
                                   f"Commit{{{JOB}}})", "{{table}}"))
                      .thresholds(steps((None, "green"), (120, "orange"), (600, "red"))))
          .with_panel(_series(ids, "Model load and registry poll failures", "short",
-                             "Champions the UDF could not load, and failed reads of the registry pointer.",
+                             "Champions and shadow challengers the UDF could not load, and failed reads of the "
+                             "registry pointer.",
                              prom(f"sum({OP}_model_load_failures{{{JOB}}})", "model load failures"),
+                             prom(f"sum({OP}_challenger_load_failures{{{JOB}}})", "challenger load failures",
+                                  ref_id="C"),
                              prom(f"sum({OP}_registry_poll_failures{{{JOB}}})", "registry poll failures", ref_id="B"),
                              decimals=0)
                      .thresholds(steps((None, "green"), (1, "red"))))
