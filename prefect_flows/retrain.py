@@ -44,10 +44,12 @@ def load_training_set(source: Source, generated_customers: int = 3000, seed: int
 
 @task(name="train-and-export", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def train(ts: Any, families: list[str], budget: int, seed: int) -> Any:
-    """Search, calibrate, fit, export to ONNX and check parity (models.pipeline.train_candidate)."""
+    """Search, calibrate, fit, export to ONNX and check parity (models.pipeline.train_candidate), under the
+    declared monotonic directions when model.monotonic is set."""
+    from loanrisk.settings import get_settings
     from models.pipeline import train_candidate
 
-    cand = train_candidate(ts, families, budget, seed)
+    cand = train_candidate(ts, families, budget, seed, monotonic=get_settings().model.monotonic)
     m = cand.metadata
     get_run_logger().info("chosen %s %s; CV ROC AUC %.4f ± %.4f; ONNX parity max |diff| %.2e", m["family"],
                           m["params"], m["metrics"]["cv"]["roc_auc_mean"], m["metrics"]["cv"]["roc_auc_std"],

@@ -90,10 +90,16 @@ def _families(value: str | None) -> list[str]:
 
 def monotonic_option(fn: F) -> F:
     """--monotonic/--no-monotonic: train under the features' declared directions."""
-    return click.option("--monotonic/--no-monotonic", default=False, show_default=True,
+    return click.option("--monotonic/--no-monotonic", default=None,
                         help="Constrain every family to the directions contracts/features.py declares (higher "
-                             "utilisation, debt-to-income, delinquencies never lower P(default)). Off until "
-                             "compared on Lending Club (docs/MODELS.md).")(fn)
+                             "utilisation, debt-to-income, delinquencies never lower P(default)). Default: the "
+                             "model.monotonic setting (docs/MODELS.md).")(fn)
+
+
+def _monotonic(given: bool | None) -> bool:
+    """--monotonic/--no-monotonic if given, else the model.monotonic setting."""
+    from loanrisk.settings import get_settings
+    return get_settings().model.monotonic if given is None else given
 
 
 def _monotonicity_line(meta: dict[str, Any]) -> str | None:
@@ -146,7 +152,7 @@ def model() -> None:
 @one_line_errors
 def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, families: str | None, budget: int,
               seed: int, no_holdout: bool, register: bool, do_promote: bool, calibration: str,
-              compare_calibration: bool, monotonic: bool, attributes: bool) -> None:
+              compare_calibration: bool, monotonic: bool | None, attributes: bool) -> None:
     """Search, calibrate, export to ONNX, check parity and register a new version."""
     from models.pipeline import train_candidate
 
@@ -154,7 +160,7 @@ def train_cmd(dataset: str | None, file: Path | None, registry_uri: str | None, 
     ts = _load(dataset, file, attributes)
     _err.print(f"training on {ts.source}: {ts.n} loans, {ts.positives} defaults ({ts.prevalence:.2%})")
     cand = train_candidate(ts, chosen, budget, seed, hold_out=not no_holdout, calibration=calibration,
-                           compare_calibration=compare_calibration, monotonic=monotonic)
+                           compare_calibration=compare_calibration, monotonic=_monotonic(monotonic))
     m = cand.metadata
     _out.print(f"chosen: {m['family']} {json.dumps(m['params'])}; CV ROC AUC {m['metrics']['cv']['roc_auc_mean']:.4f}"
                f" ± {m['metrics']['cv']['roc_auc_std']:.4f}; parity max |diff| {m['parity']['max_abs_diff']:.2e}")
@@ -362,7 +368,7 @@ def rollback_cmd(registry_uri: str | None) -> None:
                    "attributes (the default; over --attributes), or unconstrained and monotonic (over --monotonic).")
 @one_line_errors
 def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, budget: int, folds: int,
-                 repeats: int, seed: int, json_out: Path | None, monotonic: bool, attributes: bool,
+                 repeats: int, seed: int, json_out: Path | None, monotonic: bool | None, attributes: bool,
                  side_by_side: str | None) -> None:
     """Nested repeated stratified CV of the training procedure against the baselines."""
     from models.backtest import backtest
@@ -372,6 +378,7 @@ def backtest_cmd(dataset: str | None, file: Path | None, families: str | None, b
     if dataset == "iceberg":
         raise click.UsageError("backtest takes --dataset lendingclub or --file PATH")
     chosen = _families(families)
+    monotonic = _monotonic(monotonic)
     # variant name -> (attributes, monotonic); the first is the one the others are paired with
     variants = {"attributes": {"with attributes": (True, monotonic), "without attributes": (False, monotonic)},
                 "monotonic": {"unconstrained": (attributes, False), "monotonic": (attributes, True)},

@@ -137,3 +137,22 @@ def test_backtest_side_by_side_monotonic_pairs_the_constrained_procedure_with_th
     assert len(digest["monotonic"]["per_fold_roc_auc"]["model"]) == 3
     code, text = run("backtest", "--file", str(data), "--side-by-side", "bogus")
     assert code != 0 and "bogus" in text and "Traceback" not in text
+
+
+def test_the_model_monotonic_setting_is_the_default_and_the_flag_overrides_it(
+        tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retrain flow reads model.monotonic; `riskctl model train` follows it unless told otherwise."""
+    from loanrisk.settings import get_settings
+    args = ("train", "--file", str(data), "--families", "logistic_regression", "--budget", "1", "--no-register")
+    monkeypatch.setenv("LOANRISK_MODEL__MONOTONIC", "true")
+    get_settings.cache_clear()
+    try:
+        code, out = run(*args)
+        assert code == 0 and "monotonicity: constrained" in out, out
+        code, out = run(*args, "--no-monotonic")
+        assert code == 0 and "monotonicity: unconstrained" in out, out
+    finally:
+        monkeypatch.delenv("LOANRISK_MODEL__MONOTONIC")
+        get_settings.cache_clear()
+    code, out = run(*args)
+    assert code == 0 and "monotonicity: unconstrained" in out, out
