@@ -651,9 +651,10 @@ class ModelSettings(BaseModel):
     max_model_bytes: int = Field(DEFAULT_MAX_MODEL_BYTES, ge=1024, description="Largest model file (model.onnx) the "
                                  "stream's and the API's scorers download; a larger one is refused without being read "
                                  "whole, and `riskctl model promote`/`rollback` refuse it")
-    monotonic: bool = Field(False, description="Train under the directions contracts/features.py declares (higher "
-                            "utilisation, debt-to-income, delinquencies never lower P(default)): the retrain flow, "
-                            "and `riskctl model train|backtest` unless --monotonic/--no-monotonic says otherwise")
+    monotonic: bool = Field(True, description="Train under the directions contracts/features.py declares (higher "
+                            "utilisation, debt-to-income, delinquencies never lower P(default)): the retrain flow, the "
+                            "first champion of an empty registry, and `riskctl model train|backtest` unless "
+                            "--monotonic/--no-monotonic says otherwise (docs/MODELS.md, 'Monotonic constraints')")
     shadow_auc_se_k: float = Field(2.0, ge=0, description="Shadow promotion rule: a challenger's ROC AUC gain over "
                                    "the champion on the same loans must exceed this many paired-bootstrap standard "
                                    "errors (docs/MODELS.md, 'Shadow challengers')")

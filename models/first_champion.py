@@ -16,7 +16,8 @@ def ensure_champion(settings: Settings, say: Callable[[str], object] = lambda _:
         return str(champion["version"])
     say("no champion model yet: training logistic regression on generated loans ...")
     from models.synthetic import train_on_generated
-    result = train_on_generated(customers=1500, seed=7, families=["logistic_regression"], budget=2)
+    result = train_on_generated(customers=1500, seed=7, families=["logistic_regression"], budget=2,
+                                monotonic=settings.model.monotonic)
     version = result["candidate"].register(registry)
     registry.promote(version, force=True)
     say(f"champion {version} (holdout ROC AUC {result['roc_auc']:.3f})")

@@ -88,13 +88,15 @@ def generated_training_set(customers: int = 3000, seed: int = 7) -> TrainingSet:
 
 
 def train_on_generated(customers: int = 3000, seed: int = 7, families: Sequence[str] | None = None,
-                       budget: int | dict[str, int] = 4) -> dict[str, Any]:
-    """Fit on the earlier months of generated loans; ROC AUC and baselines on the latest month."""
+                       budget: int | dict[str, int] = 4, monotonic: bool = False) -> dict[str, Any]:
+    """Fit on the earlier months of generated loans (under the declared directions if ``monotonic``); ROC AUC and
+    baselines on the latest month."""
     from models.pipeline import train_candidate
     from models.train import FAMILIES
 
     ts = generated_training_set(customers, seed)
-    cand = train_candidate(ts, families or FAMILIES, budget, seed=seed, n_repeats=1, hold_out=True)
+    cand = train_candidate(ts, families or FAMILIES, budget, seed=seed, n_repeats=1, hold_out=True,
+                           monotonic=monotonic)
     if cand.holdout is None:
         raise ModelError("the generated loans span one month only: raise customers for a later time slice")
     hold = cand.metadata["metrics"]["holdout"]

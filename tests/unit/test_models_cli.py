@@ -144,15 +144,13 @@ def test_the_model_monotonic_setting_is_the_default_and_the_flag_overrides_it(
     """The retrain flow reads model.monotonic; `riskctl model train` follows it unless told otherwise."""
     from loanrisk.settings import get_settings
     args = ("train", "--file", str(data), "--families", "logistic_regression", "--budget", "1", "--no-register")
-    monkeypatch.setenv("LOANRISK_MODEL__MONOTONIC", "true")
-    get_settings.cache_clear()
     try:
-        code, out = run(*args)
-        assert code == 0 and "monotonicity: constrained" in out, out
-        code, out = run(*args, "--no-monotonic")
-        assert code == 0 and "monotonicity: unconstrained" in out, out
+        for setting, given, trained in (("true", (), "constrained"), ("true", ("--no-monotonic",), "unconstrained"),
+                                        ("false", (), "unconstrained"), ("false", ("--monotonic",), "constrained")):
+            monkeypatch.setenv("LOANRISK_MODEL__MONOTONIC", setting)
+            get_settings.cache_clear()
+            code, out = run(*args, *given)
+            assert code == 0 and f"monotonicity: {trained}" in out, (setting, given, out)
     finally:
         monkeypatch.delenv("LOANRISK_MODEL__MONOTONIC")
         get_settings.cache_clear()
-    code, out = run(*args)
-    assert code == 0 and "monotonicity: unconstrained" in out, out

@@ -218,7 +218,7 @@ def test_the_monotonic_option_reaches_the_search(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(models.train, "search", spy)
     base = ["train", "--file", str(data), "--families", "logistic_regression", "--budget", "1", "--no-register"]
     on = CliRunner().invoke(model_cli, [*base, "--monotonic"])
-    off = CliRunner().invoke(model_cli, base)
+    off = CliRunner().invoke(model_cli, [*base, "--no-monotonic"])
     assert on.exit_code == 0 and off.exit_code == 0, on.output + off.output
     assert seen == [risk_directions(FORMULA_FEATURE_NAMES), None]
     on_text, off_text = flat(on.output), flat(off.output)
