@@ -22,6 +22,8 @@ class ArtifactGroup:
     name: str
     artifacts: tuple[str, ...]
     transitive: bool
+    # Fetched only by what needs it (the Spark peer's benchmark), never by `riskctl setup` or checked by doctor.
+    on_demand: bool = False
 
     def fingerprint(self) -> str:
         """Changes whenever the group's pins change, so setup knows when to refetch."""
@@ -32,9 +34,17 @@ class ArtifactGroup:
 def load_pins(path: Path = ARTIFACTS_FILE) -> tuple[str, list[ArtifactGroup]]:
     """The pinned Flink version and the artifact groups."""
     data = tomllib.loads(path.read_text())
-    groups = [ArtifactGroup(name, tuple(g["artifacts"]), bool(g["transitive"]))
+    groups = [ArtifactGroup(name, tuple(g["artifacts"]), bool(g["transitive"]), bool(g.get("on_demand", False)))
               for name, g in data["groups"].items()]
     return data["flink"]["version"], groups
+
+
+def pinned_group(name: str) -> ArtifactGroup:
+    """The pinned artifact group called ``name``."""
+    for group in load_pins()[1]:
+        if group.name == name:
+            return group
+    raise KeyError(f"jvm/artifacts.toml has no group {name!r}")
 
 
 def _pom(group: ArtifactGroup) -> str:

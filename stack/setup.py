@@ -16,6 +16,8 @@ from loanrisk.settings import REPO_ROOT, Settings
 from stack.jvm import build_functions, fetch_group, load_pins
 
 FLINK_LOCK = REPO_ROOT / "requirements" / "flink.lock"
+SPARK_LOCK = REPO_ROOT / "requirements" / "spark.lock"
+SPARK_PEER_GROUP = "spark_peer"
 Progress = Callable[[str], None]
 
 
@@ -48,6 +50,41 @@ def ensure_flink_env(settings: Settings, log: Path) -> Path:
         raise SetupError(f"could not install the Flink runtime environment (see {log})")
     stamp.write_text(_digest(FLINK_LOCK))
     return prefix
+
+
+def spark_python(settings: Settings) -> Path:
+    """The interpreter of the Spark peer's environment (<install_dir>/venvs/spark)."""
+    return settings.install_dir / "venvs" / "spark" / "bin" / "python"
+
+
+def ensure_spark_peer(settings: Settings, progress: Progress = print) -> tuple[Path, list[Path]]:
+    """The Spark peer's environment (requirements/spark.lock) and its pinned jars (group spark_peer, plus the
+    Iceberg AWS bundle and PostgreSQL driver of group flink_lib, pinned there once); returns the interpreter and
+    the jars. Installed on first use only (bench/spark_peer.py, `riskctl setup --spark-peer`), never by the default
+    setup: pyspark and its jars are large, and only the Spark peer's benchmark needs them."""
+    state = settings.install_dir
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    log = state / "logs" / "setup.log"
+    prefix, python = state / "venvs" / "spark", spark_python(settings)
+    stamp = prefix / ".lock-digest"
+    if not (stamp.exists() and stamp.read_text() == _digest(SPARK_LOCK) and python.exists()):
+        progress("Spark peer environment (requirements/spark.lock) ...")
+        uv = _uv()
+        with log.open("a") as fh:
+            if not python.exists():
+                subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(prefix)], stdout=fh, stderr=fh, check=False)
+            proc = subprocess.run([uv, "pip", "sync", "-q", "-p", str(python), str(SPARK_LOCK)],
+                                  stdout=fh, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SetupError(f"could not install the Spark peer environment (see {log})")
+        stamp.write_text(_digest(SPARK_LOCK))
+    _, groups = load_pins()
+    by_name = {g.name: g for g in groups}
+    progress(f"JVM artifacts: {SPARK_PEER_GROUP} ...")
+    ours = sorted(fetch_group(by_name[SPARK_PEER_GROUP], state / "jars", log).glob("*.jar"))
+    shared = fetch_group(by_name["flink_lib"], state / "jars", log)
+    jars = ours + [j for j in sorted(shared.glob("*.jar")) if j.name.startswith(("iceberg-aws-bundle-", "postgresql-"))]
+    return python, jars
 
 
 def pyflink_dir(settings: Settings) -> Path:
@@ -136,7 +173,7 @@ def run_setup(settings: Settings, progress: Progress = print) -> dict[str, float
     timings["flink_env"] = time.monotonic() - t
     flink_version, groups = load_pins()
     jar_dirs: dict[str, Path] = {}
-    for group in groups:
+    for group in (g for g in groups if not g.on_demand):
         t = time.monotonic()
         progress(f"JVM artifacts: {group.name} ({len(group.artifacts)} pinned) ...")
         jar_dirs[group.name] = fetch_group(group, state / "jars", log)

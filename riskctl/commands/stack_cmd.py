@@ -12,14 +12,20 @@ from loanrisk.settings import get_settings
 
 
 @click.command()
-def setup() -> None:
+@click.option("--spark-peer", is_flag=True,
+              help="Also install the Spark peer of the benchmarks (requirements/spark.lock, jar group spark_peer), "
+                   "which bench/spark_peer.py otherwise installs on its first run.")
+def setup(spark_peer: bool) -> None:
     """Install system packages, the Flink runtime environment and the pinned jars; lay out FLINK_HOME."""
+    from stack.setup import ensure_spark_peer, run_setup
     from stack.system_packages import ensure_system_packages
-    from stack.setup import run_setup
     ensure_system_packages(progress=lambda m: click.echo(f"  {m}"))
     timings = run_setup(get_settings(), progress=lambda m: click.echo(f"  {m}"))
     total = sum(timings.values())
     click.echo(f"setup done in {total:.1f}s: FLINK_HOME={get_settings().flink_home}")
+    if spark_peer:
+        python, jars = ensure_spark_peer(get_settings(), progress=lambda m: click.echo(f"  {m}"))
+        click.echo(f"Spark peer: {python} with {len(jars)} jars")
 
 
 @click.command()
