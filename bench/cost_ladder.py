@@ -15,13 +15,16 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
 4. with ``--without GLOB``: the whole job once more without the INSERTs into matching tables, an A/B against
    the top rung in the same run (what one sink costs); with ``--baseline REV``: the whole job once more as
    commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run;
-5. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
+5. per shape, the peers of ``--peers`` on the same backlog (bench/spark_peer.py: Spark Structured Streaming
+   doing the floor's work), each printed beside the floor, with Flink's ratio to it;
+6. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
    run once more, unmeasured; Java Flight Recorder samples the TaskManager while they drain, and a flame graph
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--baseline REV] [--profile]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of
-TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's events/s.
+[--without GLOB] [--baseline REV] [--profile] [--peers spark]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``)
+<= 60 us of TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's events/s; the floor >= 1.5 x
+each peer's events/s.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from ingestion.producer import ConfluentEventProducer
 from loanrisk.settings import REPO_ROOT, Settings, override
 from stack.flink_client import all_tasks_running, source_vertices, vertex_sum
 
-TARGET_FLOOR_US, TARGET_FULL_SHARE = 60.0, 0.5
+TARGET_FLOOR_US, TARGET_FULL_SHARE, TARGET_PEER_RATIO = 60.0, 0.5, 1.5
+PEERS = ("spark",)
 SHAPES = ("live", "replay")
 FLOOR = "dead_letters"
 # Seconds of a profile's recording; a stage drained in less than PROFILE_MIN_S cannot be profiled.
@@ -252,6 +256,7 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     tm_seconds = cores.get("flink taskmanager", 0.0) * (t2 - t0)
     result = {"shape": shape, "stage": stage.name, "adds": stage.adds, "seconds": t1 - t0, "events_per_s": events / (t1 - t0),
               "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
+              "jm_us_per_event": cores.get("flink jobmanager", 0.0) * (t2 - t0) / events * 1e6,
               "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
               "failed_checkpoints": counts.get("failed", 0),
               "max_checkpoint_s": (stats.get("summary", {}).get("end_to_end_duration", {}).get("max") or 0) / 1000}
@@ -329,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                              "against the top rung, in the same run.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help="Comma-separated peers doing the floor's work on each shape's backlog, printed beside the "
+                             "floor: spark (bench/spark_peer.py; its environment is installed on first use); '' for none.")
+    parser.add_argument("--spark-memory", default="4g", help="The Spark peer's JVM heap (driver and executor in one).")
+    parser.add_argument("--spark-max-offsets", type=int, default=None,
+                        help="maxOffsetsPerTrigger of the Spark peer (default: none, the backlog is one micro-batch).")
     args = parser.parse_args(argv)
     shapes = [s for s in args.shapes.split(",") if s]
     stages = [s for s in args.stages.split(",") if s]
@@ -336,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shapes takes {', '.join(SHAPES)}")
     if not stages or set(stages) - set(STAGE_NAMES):
         parser.error(f"--stages takes {', '.join(STAGE_NAMES)}")
+    peers = [p for p in args.peers.split(",") if p]
+    if set(peers) - set(PEERS):
+        parser.error(f"--peers takes {', '.join(PEERS)}")
     chosen = [s for s in STAGES if s.name in stages]
 
     from models.first_champion import ensure_champion
@@ -347,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings()
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
+    peer_results: list[dict[str, Any]] = []
     backlogs = {shape: make_backlog(shape, args.events, seed=11 + i, live_hours=args.live_hours)
                 for i, shape in enumerate(shapes)}
     try:
@@ -360,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         for shape in shapes:
             for stage in [*chosen, *ab]:
                 results.append(run_stage(base, backlogs[shape], stage, args.timeout))
+            if "spark" in peers:
+                from bench.spark_peer import run_peer
+                peer_results.append(run_peer(base, backlogs[shape], state / "spark-peer", args.warmup, args.timeout,
+                                             args.spark_memory, args.spark_max_offsets))
         if args.profile:
             shape, costly = costliest(results, 2)
             for stage in costly:
@@ -369,7 +388,41 @@ def main(argv: list[str] | None = None) -> int:
         down(base, progress=log)
         shutil.rmtree(state, ignore_errors=True)
     report(results, backlogs, profiles)
+    report_peers(results, peer_results, backlogs)
     return 0
+
+
+def report_peers(results: list[dict[str, Any]], peers: list[dict[str, Any]], backlogs: dict[str, Backlog]) -> None:
+    """Each peer beside the Flink floor on the same backlog: events/s to the lake commit, CPU per event, the ratio."""
+    by = {(r["shape"], r["stage"]): r for r in results}
+    for shape in dict.fromkeys(p["shape"] for p in peers):
+        floor = by.get((shape, FLOOR))
+        print(f"\npeers doing the floor's work, {shape} backlog ({len(backlogs[shape].messages):,} events): events/s to "
+              "the lake commit of the last event; CPU of the engine's processes per event")
+        print(f"{'engine':<44}{'events/s':>10}{'sources':>10}{'us/event':>10}{'+JM':>6}{'engine cores':>14}"
+              f"{'batches':>9}")
+        if floor:
+            tm = floor["tm_us_per_event"]
+            jm = floor["jm_us_per_event"]
+            busy = floor["cores"].get("flink taskmanager", 0.0) + floor["cores"].get("flink jobmanager", 0.0)
+            print(f"{'Flink floor (TaskManager; +JM: JobManager)':<44}{to_commit(floor, backlogs[shape]):>10,.0f}"
+                  f"{floor['events_per_s']:>10,.0f}{tm:>10.0f}{jm:>+6.0f}{busy:>14.2f}{floor['checkpoints']:>9}")
+        for p in (p for p in peers if p["shape"] == shape):
+            print(f"{'Spark Structured Streaming, local[2] (JVM + driver)':<44}{p['events_per_s']:>10,.0f}{'':>10}"
+                  f"{p['us_per_event']:>10.0f}{'':>6}{p['cores'].get('spark peer', 0.0):>14.2f}{p['batches']:>9}")
+            print(f"  Spark's rows: {p['counts']} ({'as produced' if p['rows_match'] else 'NOT as produced'}); "
+                  f"micro-batch ms: {p['batch_ms']}")
+            if floor:
+                ratio = to_commit(floor, backlogs[shape]) / p["events_per_s"]
+                print(f"  Flink / Spark, events/s to the commit: {ratio:.2f} (target >= {TARGET_PEER_RATIO}: "
+                      f"{'met' if ratio >= TARGET_PEER_RATIO else 'NOT met'}); sources drained against Spark's commit: "
+                      f"{floor['events_per_s'] / p['events_per_s']:.2f}; Spark's CPU per event over Flink's TaskManager's: "
+                      f"{p['us_per_event'] / floor['tm_us_per_event']:.2f}")
+
+
+def to_commit(row: dict[str, Any], backlog: Backlog) -> float:
+    """A Flink rung's events/s to the completed checkpoint after its last event (its lake commit)."""
+    return len(backlog.messages) / row["committed_s"]
 
 
 def costliest(results: list[dict[str, Any]], k: int) -> tuple[str, list[Stage]]:

@@ -124,3 +124,31 @@ def test_spark_names_the_same_first_broken_rule_as_the_python_reference_and_the_
             break
     else:
         pytest.fail("no valid transaction in the corpus")
+
+
+def test_the_peer_reads_the_rungs_topics_and_logs_in_with_sparks_own_kafka_client(tmp_path: Path) -> None:
+    from bench.cost_ladder import stage_settings
+    from bench.spark_peer import peer_config
+    base = Settings()
+    run, warm = stage_settings(base, "live", "spark"), stage_settings(base, "warmup-live", "spark")
+    conf = peer_config(run, warm, 20, [tmp_path / "a.jar"], tmp_path, "4g", None)
+    t = run.kafka.topics
+    assert conf["run"]["topics"] == {"loan_application": t.applications, "transaction": t.transactions,
+                                     "repayment": t.repayments}
+    assert conf["run"]["namespace"] != conf["warmup"]["namespace"] != base.catalog.namespace
+    assert conf["catalog"]["name"] == base.catalog.name and conf["master"] == "local[2]"
+    assert conf["dedup_retention_s"] == base.flink.dedup_retention_s
+    jaas = conf["kafka"]["properties"].get("sasl.jaas.config", "")
+    assert "shaded" not in jaas and (not jaas or jaas.startswith("org.apache.kafka.common.security."))
+
+
+def test_the_peers_row_stands_beside_the_floors_with_the_ratio_to_its_commit(capsys: pytest.CaptureFixture) -> None:
+    from bench.cost_ladder import Backlog, report_peers
+    backlog = Backlog("live", [("transaction", "c", b"{}")] * 1000, {"transaction": 1000}, 1)
+    floor = {"shape": "live", "stage": "dead_letters", "events_per_s": 500.0, "committed_s": 4.0, "tm_us_per_event": 30.0,
+             "jm_us_per_event": 2.0, "cores": {"flink taskmanager": 1.0}, "checkpoints": 2}
+    peer = {"shape": "live", "stage": "spark", "events_per_s": 125.0, "us_per_event": 90.0, "cores": {"spark peer": 1.5},
+            "batches": 1, "counts": {"raw_transactions": 1000}, "rows_match": True, "batch_ms": [8000]}
+    report_peers([floor], [peer], {"live": backlog})
+    out = capsys.readouterr().out
+    assert "events/s to the commit: 2.00 (target >= 1.5: met)" in out and "as produced" in out
