@@ -82,6 +82,9 @@ def session(conf: dict[str, Any]) -> Any:
         f"{prefix}.s3.endpoint": s3["endpoint"], f"{prefix}.s3.path-style-access": "true",
         f"{prefix}.s3.access-key-id": s3["access_key_id"], f"{prefix}.s3.secret-access-key": s3["secret_access_key"],
         f"{prefix}.client.region": s3["region"],
+        # Each session (the streaming query runs in a clone) would otherwise keep its own cached table objects:
+        # the restart check and the final counts must see the commits the query's session made.
+        f"{prefix}.cache-enabled": "false",
     }
     builder = SparkSession.builder.appName("loanrisk-spark-peer")
     for key, value in options.items():
@@ -181,7 +184,7 @@ def start(spark: Any, conf: dict[str, Any], run_conf: dict[str, Any], key: bytes
         "END AS dedup_id", "coalesce(event_time, ingested_at) AS dedup_time")
     frame = (frame.withWatermark("dedup_time", f"{conf['dedup_retention_s']} seconds")
              .dropDuplicatesWithinWatermark(["topic", "valid", "dedup_id"]))
-    writer = BatchWriter(spark, conf, run_conf, key, key_id)
+    writer = BatchWriter(conf, run_conf, key, key_id)
     return (frame.writeStream.queryName(run_conf["namespace"]).foreachBatch(writer)
             .option("checkpointLocation", run_conf["checkpoint"])
             .trigger(processingTime="0 seconds").start())
@@ -196,9 +199,9 @@ class BatchWriter:
     dead-letters table, and skipped when that table has the batch, so a crash between the two repeats its records
     (at least once, where the Flink job's transactional sink is exactly once)."""
 
-    def __init__(self, spark: Any, conf: dict[str, Any], run_conf: dict[str, Any], key: bytes, key_id: str) -> None:
+    def __init__(self, conf: dict[str, Any], run_conf: dict[str, Any], key: bytes, key_id: str) -> None:
         cat, ns = conf["catalog"]["name"], run_conf["namespace"]
-        self.conf, self.spark, self.first = conf, spark, True
+        self.conf, self.first = conf, True
         topics = run_conf["topics"]
         self.raw = [(f"{cat}.{ns}.{raw_table_of(c).name}", topics[c.name],
                      raw_select(raw_table_of(c), c, c.name, key_id, key)) for c in INPUT_EVENTS]
@@ -214,10 +217,12 @@ class BatchWriter:
     def __call__(self, batch: Any, batch_id: int) -> None:
         tag = f"{self.query_id()}:{batch_id}"
         done = {t for t in [*(r[0] for r in self.raw), self.dead_letters]
-                if self.first and committed_batches(self.spark, t, tag)}
+                if self.first and committed_batches(batch.sparkSession, t, tag)}
         self.first = False
         batch = batch.persist()
         try:
+            if batch.isEmpty():  # a batch run only to move the watermark on: nothing to commit
+                return
             for table, topic, select in self.raw:
                 if table not in done:
                     (batch.where(f"valid AND topic = '{topic}'").selectExpr(*select).writeTo(table)
