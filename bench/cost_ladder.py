@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default=",".join(PEERS),
                         help="Comma-separated peers doing the floor's work on each shape's backlog, printed beside the "
                              "floor: spark (bench/spark_peer.py; its environment is installed on first use); '' for none.")
-    parser.add_argument("--spark-memory", default="4g", help="The Spark peer's JVM heap (driver and executor in one).")
+    parser.add_argument("--spark-memory", default="6g", help="The Spark peer's JVM heap (driver and executor in one).")
     parser.add_argument("--spark-max-offsets", type=int, default=None,
                         help="maxOffsetsPerTrigger of the Spark peer (default: none, the backlog is one micro-batch).")
     args = parser.parse_args(argv)
@@ -399,16 +399,16 @@ def report_peers(results: list[dict[str, Any]], peers: list[dict[str, Any]], bac
         floor = by.get((shape, FLOOR))
         print(f"\npeers doing the floor's work, {shape} backlog ({len(backlogs[shape].messages):,} events): events/s to "
               "the lake commit of the last event; CPU of the engine's processes per event")
-        print(f"{'engine':<44}{'events/s':>10}{'sources':>10}{'us/event':>10}{'+JM':>6}{'engine cores':>14}"
+        print(f"{'engine':<52}{'events/s':>10}{'sources':>10}{'us/event':>10}{'+JM':>6}{'engine cores':>14}"
               f"{'batches':>9}")
         if floor:
             tm = floor["tm_us_per_event"]
             jm = floor["jm_us_per_event"]
             busy = floor["cores"].get("flink taskmanager", 0.0) + floor["cores"].get("flink jobmanager", 0.0)
-            print(f"{'Flink floor (TaskManager; +JM: JobManager)':<44}{to_commit(floor, backlogs[shape]):>10,.0f}"
+            print(f"{'Flink floor (TaskManager; +JM: JobManager)':<52}{to_commit(floor, backlogs[shape]):>10,.0f}"
                   f"{floor['events_per_s']:>10,.0f}{tm:>10.0f}{jm:>+6.0f}{busy:>14.2f}{floor['checkpoints']:>9}")
         for p in (p for p in peers if p["shape"] == shape):
-            print(f"{'Spark Structured Streaming, local[2] (JVM + driver)':<44}{p['events_per_s']:>10,.0f}{'':>10}"
+            print(f"{'Spark Structured Streaming, local[2] (JVM + driver)':<52}{p['events_per_s']:>10,.0f}{'':>10}"
                   f"{p['us_per_event']:>10.0f}{'':>6}{p['cores'].get('spark peer', 0.0):>14.2f}{p['batches']:>9}")
             print(f"  Spark's rows: {p['counts']} ({'as produced' if p['rows_match'] else 'NOT as produced'}); "
                   f"micro-batch ms: {p['batch_ms']}")
