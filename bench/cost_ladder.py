@@ -410,6 +410,9 @@ def report_peers(results: list[dict[str, Any]], peers: list[dict[str, Any]], bac
         for p in (p for p in peers if p["shape"] == shape):
             print(f"{'Spark Structured Streaming, local[2] (JVM + driver)':<52}{p['events_per_s']:>10,.0f}{'':>10}"
                   f"{p['us_per_event']:>10.0f}{'':>6}{p['cores'].get('spark peer', 0.0):>14.2f}{p['batches']:>9}")
+            print("  Spark: processing-time trigger of 0 s, checkpoints on local disk; raw and dead-letters tables once per "
+                  "event (each batch tagged in its snapshots), dead-letter topic at least once; dead letters stored as "
+                  "<text:N>, late events (past the de-duplication's watermark) dropped: docs/PERFORMANCE.md")
             print(f"  Spark's rows: {p['counts']} ({'as produced' if p['rows_match'] else 'NOT as produced'}); "
                   f"micro-batch ms: {p['batch_ms']}")
             if floor:
