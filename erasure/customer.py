@@ -193,13 +193,16 @@ def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> 
         return HistoryPurge(len(old), len(freed), kept)
     if not old:
         return HistoryPurge(0, 0, kept)
-    before = _referenced(table, snapshots)
     expired = len(old)
+    before: set[str] = set()
 
     def expire() -> None:
-        nonlocal expired
+        nonlocal expired, before
         ids = _expirable(table.refresh())
         expired = len(ids)
+        # What the snapshots referenced as this attempt found them: a commit landing after the request started
+        # (the job's, a compaction's) and expired here leaves no file behind.
+        before = _referenced(table, table.snapshots())
         if ids:
             try:
                 table.maintenance.expire_snapshots().by_ids(ids).commit()

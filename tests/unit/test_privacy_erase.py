@@ -377,3 +377,26 @@ def test_an_existing_table_gets_the_declared_properties_once_and_pyiceberg_then_
     assert ids["customer_id"] not in dict(new["lower_bounds"]) and ids["customer_id"] in dict(new["value_counts"])
     assert ids["loan_id"] in dict(new["lower_bounds"])  # other columns keep theirs
     assert [f for f in _holding(scores, VICTIM[:16]) if not f.endswith(".parquet")] == []  # only its rows have it
+
+
+def test_a_history_purge_deletes_the_files_of_a_commit_that_landed_after_it_started(lake) -> None:
+    """A commit between the request's first look and its expiry (the job's, or a compaction's), expired by the
+    purge, leaves no data file behind: what is deleted is computed from the snapshots as the expiry found them."""
+    from erasure.customer import _purge_history
+    table = lake.load_table("risk.scores")
+    refresh, calls = table.refresh, []
+
+    def refresh_while_another_writer_commits():
+        calls.append(1)
+        if len(calls) == 2:  # after the purge's first look, before its expiry
+            other = lake.load_table("risk.scores")
+            other.append(pa.table({"loan_id": ["l-late"], "customer_id": ["c9"]}))
+            other.delete("customer_id == 'c9'")  # the late file is live in one snapshot only, then expired
+        return refresh()
+
+    table.refresh = refresh_while_another_writer_commits
+    _purge_history(table)
+    fresh = lake.load_table("risk.scores")
+    on_disk = {str(p) for p in Path(fresh.location().removeprefix("file://"), "data").rglob("*.parquet")}
+    live = {p.removeprefix("file://") for p in _files(fresh)}
+    assert len(calls) >= 2 and on_disk == live, sorted(on_disk - live)
