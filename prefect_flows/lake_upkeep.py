@@ -94,7 +94,9 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8)
 
     Each attempt is a fresh transaction on the refreshed head: pyiceberg refuses a delete of a file that is
     not live in its parent (``ValidationException``) and a commit whose head moved (``CommitFailedException``);
-    the latter is retried, since appends by other writers do not touch the files replaced here.
+    the latter is retried, since appends by other writers do not touch the files replaced here. A manifest
+    that vanished while the head was read (``FileNotFoundError``: an erasure's history purge expired that
+    head and deleted its files meanwhile) is read again on the next head, before anything is committed.
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
     from pyiceberg.manifest import DataFileContent
@@ -115,8 +117,8 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8)
                     for f in new:
                         ow.append_data_file(f)
             return True
-        except (CommitFailedException, ValidationException):
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))  # another writer committed first: look again
+        except (CommitFailedException, ValidationException, FileNotFoundError):
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))  # another writer or maintainer came first: look again
     return False
 
 
@@ -135,7 +137,13 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
         return report
     todo = compaction_candidates(table, min_files, min_file_age, now)
     for key, files in sorted(todo.items(), key=lambda kv: -len(kv[1]))[:max_partitions]:
-        rows = table.scan(row_filter=_partition_filter(table, key), snapshot_id=snap.snapshot_id).to_arrow()
+        try:
+            rows = table.scan(row_filter=_partition_filter(table, key), snapshot_id=snap.snapshot_id).to_arrow()
+        except FileNotFoundError:
+            # Another maintainer (an erasure's history purge) expired the snapshot this pass read, and deleted
+            # its files: the table moved on, the next pass starts from its new head.
+            report.notes.append(f"partition {key} changed during compaction; left for the next run")
+            break
         new = list(_dataframe_to_data_files(table.metadata, rows, table.io)) if rows.num_rows else []
         if not rewrite_files(table, files, new):
             for f in new:
@@ -199,8 +207,17 @@ def remove_orphans(table: Any, lister: Lister, deleter: Deleter, min_age: timede
     """Delete files under the table location that nothing references and that are older than ``min_age``."""
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
-    fresh = table.refresh()
-    refs = {_norm(p) for p in referenced_files(fresh)}
+    for attempt in range(8):
+        fresh = table.refresh()
+        try:
+            refs = {_norm(p) for p in referenced_files(fresh)}
+            break
+        except FileNotFoundError:
+            # A snapshot listed was expired and its files deleted by another maintainer meanwhile: list again
+            # (never go on with a partial set, which would make live files look like orphans).
+            if attempt == 7:
+                raise
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
     orphans = [path for path, modified in lister(fresh.location())
                if _norm(path) not in refs and now - modified > min_age]
     for start in range(0, len(orphans), ORPHAN_BATCH):
