@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -509,7 +510,32 @@ def _scan_stores_for(s, values: set[str], customer_forms: dict[str, str]) -> Non
     outside = {name: len(files_containing(stores[name], {"customer_id": customer_forms["customer_id"]}))
                for name in ("postgresql", "checkpoints")}
     print("files still holding the erased customer's id outside the lake (not erased there):", outside)
+    for line in _whose(s, found["object store"]):
+        print(line)
     assert not any(found.values()), found
+
+
+def _whose(s: Settings, paths: dict[str, Any]) -> list[str]:
+    """For each lake file a scan found: its age, what it holds, and whether the table's current snapshot, an older
+    snapshot or nothing (an orphan) references it, so a failure explains itself."""
+    from loanrisk.lake import catalog
+    from prefect_flows.lake_upkeep import referenced_files
+    out, cat = [], catalog(s)
+    for path, forms in sorted(paths.items()):
+        rel = path.split("/warehouse/", 1)[-1]  # lake/<namespace>/<table>/...
+        parts = rel.split("/")
+        try:
+            table = cat.load_table(f"{parts[1]}.{parts[2]}")
+            current = {f.removeprefix("s3://warehouse/") for f in
+                       table.inspect.files().column("file_path").to_pylist()} if table.current_snapshot() else set()
+            anywhere = {f.removeprefix("s3://warehouse/") for f in referenced_files(table)}
+            whose = ("live in the current snapshot" if rel in current else
+                     "referenced by an older snapshot" if rel in anywhere else "referenced by nothing (an orphan)")
+        except Exception as exc:  # noqa: BLE001 - a diagnosis, never the failure itself
+            whose = f"not looked up: {exc!r}"[:200]
+        age = time.time() - Path(path).stat().st_mtime if Path(path).exists() else float("nan")
+        out.append(f"  {rel}: {whose}; written {age:.0f} s ago; holds {forms}")
+    return out
 
 
 class _Phases:
