@@ -39,14 +39,6 @@ def load_pins(path: Path = ARTIFACTS_FILE) -> tuple[str, list[ArtifactGroup]]:
     return data["flink"]["version"], groups
 
 
-def pinned_group(name: str) -> ArtifactGroup:
-    """The pinned artifact group called ``name``."""
-    for group in load_pins()[1]:
-        if group.name == name:
-            return group
-    raise KeyError(f"jvm/artifacts.toml has no group {name!r}")
-
-
 def _pom(group: ArtifactGroup) -> str:
     """A throwaway POM whose dependencies are the group's artifacts."""
     deps = []

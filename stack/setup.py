@@ -34,21 +34,30 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _ensure_env(prefix: Path, python: Path, lock: Path, what: str, log: Path,
+                progress: Progress | None = None) -> None:
+    """Create or sync the environment at ``prefix`` (interpreter ``python``) from ``lock``, unless its stamp says
+    it already matches."""
+    stamp = prefix / ".lock-digest"
+    if stamp.exists() and stamp.read_text() == _digest(lock) and python.exists():
+        return
+    if progress is not None:
+        progress(f"{what} ({lock.relative_to(REPO_ROOT)}) ...")
+    uv = _uv()
+    with log.open("a") as fh:
+        if not python.exists():
+            subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(prefix)], stdout=fh, stderr=fh, check=False)
+        proc = subprocess.run([uv, "pip", "sync", "-q", "-p", str(python), str(lock)],
+                              stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SetupError(f"could not install the {what} (see {log})")
+    stamp.write_text(_digest(lock))
+
+
 def ensure_flink_env(settings: Settings, log: Path) -> Path:
     """Create or sync the Flink runtime environment from requirements/flink.lock; returns its prefix."""
     prefix = settings.install_dir / "venvs" / "flink"
-    stamp = prefix / ".lock-digest"
-    if stamp.exists() and stamp.read_text() == _digest(FLINK_LOCK) and settings.flink_python.exists():
-        return prefix
-    uv = _uv()
-    with log.open("a") as fh:
-        if not settings.flink_python.exists():
-            subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(prefix)], stdout=fh, stderr=fh, check=False)
-        proc = subprocess.run([uv, "pip", "sync", "-q", "-p", str(settings.flink_python), str(FLINK_LOCK)],
-                              stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SetupError(f"could not install the Flink runtime environment (see {log})")
-    stamp.write_text(_digest(FLINK_LOCK))
+    _ensure_env(prefix, settings.flink_python, FLINK_LOCK, "Flink runtime environment", log)
     return prefix
 
 
@@ -65,19 +74,8 @@ def ensure_spark_peer(settings: Settings, progress: Progress = print) -> tuple[P
     state = settings.install_dir
     (state / "logs").mkdir(parents=True, exist_ok=True)
     log = state / "logs" / "setup.log"
-    prefix, python = state / "venvs" / "spark", spark_python(settings)
-    stamp = prefix / ".lock-digest"
-    if not (stamp.exists() and stamp.read_text() == _digest(SPARK_LOCK) and python.exists()):
-        progress("Spark peer environment (requirements/spark.lock) ...")
-        uv = _uv()
-        with log.open("a") as fh:
-            if not python.exists():
-                subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(prefix)], stdout=fh, stderr=fh, check=False)
-            proc = subprocess.run([uv, "pip", "sync", "-q", "-p", str(python), str(SPARK_LOCK)],
-                                  stdout=fh, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            raise SetupError(f"could not install the Spark peer environment (see {log})")
-        stamp.write_text(_digest(SPARK_LOCK))
+    python = spark_python(settings)
+    _ensure_env(state / "venvs" / "spark", python, SPARK_LOCK, "Spark peer environment", log, progress)
     _, groups = load_pins()
     by_name = {g.name: g for g in groups}
     progress(f"JVM artifacts: {SPARK_PEER_GROUP} ...")
