@@ -183,6 +183,8 @@ def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> 
     ``write.metadata.previous-versions-max`` (``write.metadata.delete-after-commit.enabled``).
     """
     from pyiceberg.exceptions import CommitFailedException
+
+    from loanrisk.lake import expired_meanwhile
     table.refresh()
     snapshots = table.snapshots()
     old = set(_expirable(table))
@@ -207,7 +209,7 @@ def _purge_history(table: Any, dry_run: bool = False, erasing: bool = False) -> 
             try:
                 table.maintenance.expire_snapshots().by_ids(ids).commit()
             except ValueError as exc:
-                if "does not exist" not in str(exc):
+                if not expired_meanwhile(exc):
                     raise
                 # Lake maintenance expired some of them first: the next attempt lists them again.
                 raise CommitFailedException(str(exc)[:200]) from None

@@ -49,6 +49,13 @@ def is_compaction(snapshot: Any) -> bool:
     return bool(props.get(key) == value)
 
 
+def expired_meanwhile(exc: BaseException) -> bool:
+    """Whether pyiceberg refused a snapshot expiry because another maintainer (lake maintenance, an erasure's
+    history purge) expired one of the listed snapshots first: listing them again on the refreshed table is
+    the answer."""
+    return isinstance(exc, ValueError) and "does not exist" in str(exc)
+
+
 def job_commit_chain(table: Any) -> list[int]:
     """The current snapshot and its ancestors back to the newest one a Flink job committed (ids, newest first).
 

@@ -26,6 +26,7 @@ from loanrisk.lake import COMPACTION_PROPERTY
 
 Lister = Callable[[str], Iterable[tuple[str, datetime]]]
 ORPHAN_BATCH = 1000  # paths handed to the deleter at a time
+ATTEMPTS = 8  # looks at a table another writer or maintainer keeps moving, before a step gives up
 Deleter = Callable[[list[str]], None]  # deletes a batch of paths
 
 
@@ -47,6 +48,11 @@ class UpkeepReport:
         return (f"{self.table}: compacted {self.compacted_partitions} partitions ({self.files_before} -> "
                 f"{self.files_after} files), expired {self.expired_snapshots} snapshots, deleted "
                 f"{self.orphans_deleted} orphan files{extra}")
+
+
+def _pause(attempt: int) -> None:
+    """Wait before looking again: 0.2 s, doubling, at most 5 s."""
+    time.sleep(min(0.2 * 2 ** attempt, 5.0))
 
 
 def _partition_key(partition: Any) -> tuple:
@@ -89,7 +95,7 @@ def _partition_filter(table: Any, key: tuple) -> Any:
     return expr
 
 
-def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8) -> bool:
+def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = ATTEMPTS) -> bool:
     """Replace data files ``old`` by ``new`` in one commit on the current head; False if ``old`` changed meanwhile.
 
     Each attempt is a fresh transaction on the refreshed head: pyiceberg refuses a delete of a file that is
@@ -118,7 +124,7 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = 8)
                         ow.append_data_file(f)
             return True
         except (CommitFailedException, ValidationException, FileNotFoundError):
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))  # another writer or maintainer came first: look again
+            _pause(attempt)  # another writer or maintainer came first: look again
     return False
 
 
@@ -157,7 +163,7 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
 
 
 def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None,
-                     report: UpkeepReport | None = None, attempts: int = 8) -> UpkeepReport:
+                     report: UpkeepReport | None = None, attempts: int = ATTEMPTS) -> UpkeepReport:
     """Expire snapshots older than ``min_age``, except branch and tag heads and the job's commit chain.
 
     Two races end an attempt, and the next one lists the snapshots again on the refreshed table: another
@@ -167,7 +173,7 @@ def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None
     """
     from pyiceberg.exceptions import CommitFailedException
 
-    from loanrisk.lake import job_commit_chain
+    from loanrisk.lake import expired_meanwhile, job_commit_chain
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
     cutoff_ms = int((now - min_age).timestamp() * 1000)
@@ -179,9 +185,9 @@ def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None
         try:
             table.maintenance.expire_snapshots().by_ids(old).commit()
         except (ValueError, CommitFailedException) as exc:
-            if isinstance(exc, ValueError) and "does not exist" not in str(exc) or attempt == attempts - 1:
+            if isinstance(exc, ValueError) and not expired_meanwhile(exc) or attempt == attempts - 1:
                 raise
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+            _pause(attempt)
             table.refresh()
             continue
         report.expired_snapshots += len(old)
@@ -207,7 +213,7 @@ def remove_orphans(table: Any, lister: Lister, deleter: Deleter, min_age: timede
     """Delete files under the table location that nothing references and that are older than ``min_age``."""
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
-    for attempt in range(8):
+    for attempt in range(ATTEMPTS):
         fresh = table.refresh()
         try:
             refs = {_norm(p) for p in referenced_files(fresh)}
@@ -215,9 +221,9 @@ def remove_orphans(table: Any, lister: Lister, deleter: Deleter, min_age: timede
         except FileNotFoundError:
             # A snapshot listed was expired and its files deleted by another maintainer meanwhile: list again
             # (never go on with a partial set, which would make live files look like orphans).
-            if attempt == 7:
+            if attempt == ATTEMPTS - 1:
                 raise
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+            _pause(attempt)
     orphans = [path for path, modified in lister(fresh.location())
                if _norm(path) not in refs and now - modified > min_age]
     for start in range(0, len(orphans), ORPHAN_BATCH):
