@@ -372,9 +372,9 @@ def make_producer(impl: str = "confluent", *, kafka: KafkaSettings | None = None
     raise ValueError(f"unknown producer implementation {impl!r}; choose one of {', '.join(IMPLEMENTATIONS)}")
 
 
-# Under the job's source idle timeout (5 s, sql/risk/00_session.sql): while heartbeats come this often no
-# partition goes idle, so no idle status can overtake the watermark the Python scorer holds back until
-# its bundle is done (docs/RELIABILITY.md, Limits), however far behind the job is.
+# Under the job's source idle timeout (flink.source_idle_timeout_s, at least 5 s): while heartbeats come
+# this often no partition goes idle, so no idle status can overtake the watermark the Python scorer holds
+# back until its bundle is done (docs/RELIABILITY.md, Limits), however far behind the job is.
 LULL_HEARTBEAT_INTERVAL_S = 2.0
 
 

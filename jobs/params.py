@@ -77,6 +77,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "behaviour_window_min": f.behaviour_window_days * 1440,
         "watermark_delay_s": f.watermark_delay_s,
         "watermark_delay": interval(f.watermark_delay_s),
+        "source_idle_timeout": f"{f.source_idle_timeout_s} s",
         "risk_window": interval(f.window_minutes * 60),
         "behaviour_window": interval(f.behaviour_window_days * 86400),
         "behaviour_range": interval(2 * f.behaviour_window_days * 86400),

@@ -288,6 +288,13 @@ class FlinkSettings(BaseModel):
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)
+    source_idle_timeout_s: int = Field(
+        30, ge=5, le=3600, description="Seconds of processing time without records after which a Kafka partition "
+        "stops holding the watermark back (table.exec.source.idle-timeout). Short loses events: while the job "
+        "catches up on a backlog, the Kafka consumer hands over one partition's fetch (up to 1 MiB) at a time, "
+        "the other partitions wait their turn, and one idle meanwhile lets the watermark run ahead of its "
+        "unread events, which the windows then drop as late. Long delays the windows' closing while a "
+        "partition is really silent. At least 5: watermark heartbeats come every 2 s")
     future_tolerance_s: int = Field(
         int(DEFAULT_FUTURE_TOLERANCE.total_seconds()), ge=0, le=7 * 86_400,
         description="Seconds an event time may be ahead of its Kafka timestamp; later ones are dead-lettered as "

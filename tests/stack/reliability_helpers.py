@@ -150,6 +150,20 @@ def restarted_since(settings: Settings, job_id: str, since_ms: float) -> bool:
     return rest(settings, f"/jobs/{job_id}").get("timestamps", {}).get("RESTARTING", 0) >= since_ms
 
 
+def late_drops(settings: Settings, job_id: str) -> dict[str, int]:
+    """Records each vertex dropped as late, summed over its subtasks, where any were."""
+    from stack.flink_client import rest
+    out = {}
+    for v in rest(settings, f"/jobs/{job_id}")["vertices"]:
+        path = f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics"
+        names = [m["id"] for m in rest(settings, path) if m["id"].endswith("numLateRecordsDropped")]
+        got = rest(settings, f"{path}?get={','.join(names)}") if names else []
+        total = sum(int(float(m.get("sum", 0))) for m in got)
+        if total:
+            out[v["name"][:60]] = total
+    return out
+
+
 def prometheus_sum(settings: Settings, metric_suffix: str) -> float | None:
     """Sum of every Prometheus series whose name ends with ``metric_suffix`` (None when there is none)."""
     base = settings.prometheus.url

@@ -31,7 +31,8 @@ from ingestion.generator import GeneratorConfig, generate
 from ingestion.wire import ProducedEvent
 from loanrisk.settings import Settings
 from tests.stack.conftest import LIVE_MONTH_S, RiskRun
-from tests.stack.reliability_helpers import Outgoing, lake, read_topic, send_tracked, serving, wait_until
+from tests.stack.reliability_helpers import (Outgoing, lake, late_drops, read_topic, send_tracked, serving,
+                                             wait_until)
 
 pytestmark = pytest.mark.stack
 
@@ -155,20 +156,6 @@ def _watermarks(settings: Settings, job_id: str) -> dict[str, str]:
         values = [int(w["value"]) for w in rest(settings, f"/jobs/{job_id}/vertices/{v['id']}/watermarks")]
         low = min(values, default=None)
         out[v["name"][:60]] = "none" if low is None or low < 0 else pd.Timestamp(low, unit="ms", tz="UTC").isoformat()
-    return out
-
-
-def _late_drops(settings: Settings, job_id: str) -> dict[str, int]:
-    """Records each vertex dropped as late, summed over its subtasks, where any were."""
-    from stack.flink_client import rest
-    out = {}
-    for v in rest(settings, f"/jobs/{job_id}")["vertices"]:
-        path = f"/jobs/{job_id}/vertices/{v['id']}/subtasks/metrics"
-        names = [m["id"] for m in rest(settings, path) if m["id"].endswith("numLateRecordsDropped")]
-        got = rest(settings, f"{path}?get={','.join(names)}") if names else []
-        total = sum(int(float(m.get("sum", 0))) for m in got)
-        if total:
-            out[v["name"][:60]] = total
     return out
 
 
@@ -301,7 +288,7 @@ def _settled(life: Life, run: RiskRun) -> dict[str, Any]:
         latest = rows[rows["customer_id"].isin(customers)]["behaviour_as_of"].max()
         raise AssertionError(f"{exc}; the life's latest closed window ends {latest}, its last one "
                              f"{last_end}; watermarks: "
-                             f"{_watermarks(s, run.job_id)}; late drops: {_late_drops(s, run.job_id)}") from None
+                             f"{_watermarks(s, run.job_id)}; late drops: {late_drops(s, run.job_id)}") from None
     time.sleep(3 * s.flink.checkpoint_interval_ms / 1000)  # the commits that follow the last window
     return {"pg_outcomes": serving(s, "SELECT loan_id, max_days_past_due, first_default_date, repayment_records "
                                       "FROM loan_outcomes WHERE loan_id = ANY(%s)", (list(want_records),)),
