@@ -78,6 +78,7 @@ def sql_params(settings: Settings) -> dict[str, object]:
         "watermark_delay_s": f.watermark_delay_s,
         "watermark_delay": interval(f.watermark_delay_s),
         "source_idle_timeout": f"{f.source_idle_timeout_s} s",
+        "serving_flush": f"{f.serving_flush_ms} ms",
         "risk_window": interval(f.window_minutes * 60),
         "behaviour_window": interval(f.behaviour_window_days * 86400),
         "behaviour_range": interval(2 * f.behaviour_window_days * 86400),

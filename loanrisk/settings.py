@@ -285,6 +285,10 @@ class FlinkSettings(BaseModel):
     prometheus_ports: str = "9249-9259"
     python_batch_size: int = Field(2_000, ge=1)
     python_bundle_time_ms: int = Field(100, ge=1)
+    serving_flush_ms: int = Field(
+        200, ge=10, le=60_000, description="Longest a score, behaviour-window or active-application row waits in "
+        "the job's JDBC buffer before it is written to PostgreSQL (the serving path's latency floor, beside "
+        "python_bundle_time_ms); a buffer of 500 rows is written at once")
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)

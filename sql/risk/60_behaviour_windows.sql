@@ -66,7 +66,7 @@ FROM (
 CREATE TEMPORARY TABLE pg_customer_behaviour_windows (
   ${pg_customer_behaviour_windows_columns}
 ) WITH ('table-name' = '${pg_customer_behaviour_windows_table}',
-        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+        'sink.buffer-flush.interval' = '${serving_flush}', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
 INSERT INTO ${catalog_name}.${namespace}.customer_behaviour_windows

@@ -37,7 +37,7 @@ FROM valid_loan_applications);
 CREATE TEMPORARY TABLE pg_loan_applications_active (
   ${pg_loan_applications_active_columns}
 ) WITH ('table-name' = '${pg_loan_applications_active_table}',
-        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+        'sink.buffer-flush.interval' = '${serving_flush}', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
 INSERT INTO pg_loan_applications_active

@@ -44,7 +44,7 @@ FROM (
 CREATE TEMPORARY TABLE pg_loan_scores_latest (
   ${pg_loan_scores_latest_columns}
 ) WITH ('table-name' = '${pg_loan_scores_latest_table}',
-        'sink.buffer-flush.interval' = '200 ms', 'sink.buffer-flush.max-rows' = '500')
+        'sink.buffer-flush.interval' = '${serving_flush}', 'sink.buffer-flush.max-rows' = '500')
   LIKE serving_jdbc;
 
 CREATE TEMPORARY TABLE risk_alerts_topic (
