@@ -7,6 +7,7 @@ product's risk job with some settings or sinks changed; arms run one after anoth
 - ``product``: the job as shipped (the baseline every other arm is compared with);
 - ``quick-flush``: ``flink.python_bundle_time_ms`` 20 and ``flink.serving_flush_ms`` 50 (the floor the serving
   path waits for before any checkpoint: the scorer's bundle and the PostgreSQL buffer);
+- ``flush-only``, ``bundle-only``: one of the two;
 - ``serving-only``: the job less every Iceberg INSERT (what a serving job apart from the lake would be: its
   checkpoints carry no lake commit);
 - ``serving-only-quick``: both.
@@ -42,6 +43,8 @@ QUICK = {"python_bundle_time_ms": 20, "serving_flush_ms": 50}
 ARMS: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {
     "product": ({}, ()),
     "quick-flush": (QUICK, ()),
+    "flush-only": ({"serving_flush_ms": QUICK["serving_flush_ms"]}, ()),
+    "bundle-only": ({"python_bundle_time_ms": QUICK["python_bundle_time_ms"]}, ()),
     "serving-only": ({}, LAKE_TABLES),
     "serving-only-quick": (QUICK, LAKE_TABLES),
 }
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="Events per second offered.")
     parser.add_argument("--seconds", type=float, default=120, help="Seconds each arm is measured.")
     parser.add_argument("--rounds", type=int, default=2, help="Times each arm runs (in turn with the others).")
-    parser.add_argument("--arms", default=",".join(ARMS), help="Comma-separated arms; the first is the baseline.")
+    parser.add_argument("--arms", default="product,quick-flush,serving-only,serving-only-quick",
+                        help=f"Comma-separated arms of {', '.join(ARMS)}; the first is the baseline.")
     parser.add_argument("--timeout", type=float, default=300, help="Seconds a job may take to its first checkpoint.")
     args = parser.parse_args(argv)
     arms = args.arms.split(",")
