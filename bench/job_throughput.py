@@ -378,17 +378,31 @@ def main(argv: list[str] | None = None) -> int:
 def latency_alone(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """The product's job on empty topics, from its first completed checkpoint (Python workers up), then the
     latency run."""
+    return fresh_job_latency(settings_for(base, "onnx"), "bench-onnx",
+                             inserts_without(base, args.without) if args.without else (), args, seed=12)
+
+
+def fresh_job_latency(settings: Settings, name: str, only_into: tuple[str, ...], args: argparse.Namespace,
+                      seed: int, cancel_after: bool = False) -> dict[str, Any]:
+    """Submit the job (``only_into``: its INSERTs, all if empty), wait for its first completed checkpoint, then
+    the latency run at ``args.rate`` for ``args.seconds`` (``args.event_time`` when given, else live); with
+    ``cancel_after``, the job is cancelled afterwards, measured or not."""
     from jobs.submit import submit_risk_job
-    settings = settings_for(base, "onnx")
-    job_id = submit_risk_job(settings, name="bench-onnx",
-                             only_into=inserts_without(base, args.without) if args.without else ())
+    from stack.flink_client import cancel
+    job_id = submit_risk_job(settings, name=name, only_into=only_into)
     started = time.perf_counter()
-    while last_checkpoint_ms(settings, job_id) == 0:
-        if time.perf_counter() - started > args.timeout:
-            raise RuntimeError(f"no completed checkpoint after {args.timeout}s")
-        time.sleep(1)
-    log(f"onnx: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
-    return latency(settings, job_id, args.rate, args.seconds, seed=12, event_time=args.event_time)
+    try:
+        while last_checkpoint_ms(settings, job_id) == 0:
+            if time.perf_counter() - started > args.timeout:
+                raise RuntimeError(f"{name}: no completed checkpoint after {args.timeout:.0f}s")
+            time.sleep(1)
+        log(f"{name}: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
+        return latency(settings, job_id, args.rate, args.seconds, seed=seed,
+                       event_time=getattr(args, "event_time", "live"))
+    finally:
+        if cancel_after:
+            cancel(settings, job_id)
+            time.sleep(5)
 
 
 def print_latency(lat: dict[str, Any], args: argparse.Namespace) -> None:

@@ -27,13 +27,12 @@ import argparse
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.job_throughput import inserts_without, latency, log, p99_target, settings_for
+from bench.job_throughput import fresh_job_latency, inserts_without, log, p99_target, settings_for
 from contracts.tables import LAKE_TABLES as LAKE
 from loanrisk.settings import REPO_ROOT, Settings, override
 
@@ -52,23 +51,10 @@ ARMS: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {
 
 def run_arm(base: Settings, arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One arm: submit, wait for the first checkpoint, measure, cancel."""
-    from jobs.submit import submit_risk_job
-    from stack.flink_client import cancel, last_checkpoint_ms
     flink, without = ARMS[arm]
-    settings = override(settings_for(base, "onnx"), flink=flink) if flink else settings_for(base, "onnx")
-    job_id = submit_risk_job(settings, name=f"bench-{arm}", only_into=inserts_without(base, list(without))
-                             if without else ())
-    started = time.perf_counter()
-    try:
-        while last_checkpoint_ms(settings, job_id) == 0:
-            if time.perf_counter() - started > args.timeout:
-                raise RuntimeError(f"{arm}: no completed checkpoint after {args.timeout:.0f}s")
-            time.sleep(1)
-        log(f"{arm}: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
-        return latency(settings, job_id, args.rate, args.seconds, seed=seed)
-    finally:
-        cancel(settings, job_id)
-        time.sleep(5)
+    return fresh_job_latency(override(settings_for(base, "onnx"), flink=flink), f"bench-{arm}",
+                             inserts_without(base, list(without)) if without else (), args, seed=seed,
+                             cancel_after=True)
 
 
 def main(argv: list[str] | None = None) -> int:
