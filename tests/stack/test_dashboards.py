@@ -121,6 +121,9 @@ def test_every_promql_query_returns_series_from_the_flink_cluster(risk_run) -> N
     assert not missing, "\n".join(missing)
     rules = httpx.get(f"{settings.prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert "LoanRiskJobDown" in {r["name"] for g in rules for r in g["rules"]}
+    # No panel draws the late drops; the alert's series must exist all the same, or it could never fire.
+    late = _instant(settings, 'sum(flink_taskmanager_job_task_operator_numLateRecordsDropped{job_name="loan_risk"})')
+    assert late, "no window operator reports numLateRecordsDropped: LoanRiskLateEventsDropped could never fire"
 
 
 def _dashboard_expr(title: str, settings: Settings) -> str:

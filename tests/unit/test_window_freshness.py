@@ -142,3 +142,37 @@ def test_the_alert_fires_once_a_window_overstays_its_length_and_delay_and_not_wh
     assert fires_at_35m(tmp_path, "0+60x40", due)  # a window that never closes: a minute older every minute
     assert not fires_at_35m(tmp_path, " ".join(["0 60 120"] * 14), due)  # steady traffic: windows keep closing
     assert not fires_at_35m(tmp_path, "0+0x40", due)  # nothing waiting
+
+
+def late_drop_alerts(tmp_path: Path, drops: str) -> str:
+    """promtool's report for LoanRiskLateEventsDropped at minute 30 when a window operator's late-drop counter
+    follows ``drops`` (one sample a minute); empty when it does not fire."""
+    spec = tmp_path / "late_test.yml"
+    series = ('flink_taskmanager_job_task_operator_numLateRecordsDropped{job_name="loan_risk", '
+              'operator_name="LocalWindowAggregate", subtask_index="0"}')
+    spec.write_text(textwrap.dedent(f"""\
+        rule_files: [{RULES}]
+        evaluation_interval: 1m
+        tests:
+          - interval: 1m
+            input_series:
+              - series: '{series}'
+                values: '{drops}'
+            alert_rule_test:
+              - eval_time: 30m
+                alertname: LoanRiskLateEventsDropped
+                exp_alerts: []
+        """))
+    proc = subprocess.run([shutil.which("promtool") or "promtool", "test", "rules", str(spec)],
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 or "got:" in out, out  # a broken test file is not "fired"
+    return "" if proc.returncode == 0 else out
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_late_drops_in_the_last_quarter_hour_alert_and_old_ones_do_not(tmp_path: Path) -> None:
+    fired = late_drop_alerts(tmp_path, "0x20 0 0 7 7 7 7 7 7 7 7 7")  # 7 events dropped at minute 23
+    assert 'alertname="LoanRiskLateEventsDropped"' in fired and "severity=\"warning\"" in fired, fired
+    assert not late_drop_alerts(tmp_path, "0x30")  # nothing dropped
+    assert not late_drop_alerts(tmp_path, "0 0 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4 4")  # at minute 2
