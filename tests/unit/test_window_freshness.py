@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loanrisk.settings import REPO_ROOT, Settings, override
 from stack.lag_exporter import WindowClock, WindowEnds, WindowFreshnessCollector, job_windows, window_age
@@ -107,32 +107,28 @@ def test_an_unreadable_serving_database_is_a_metric_not_a_failed_scrape() -> Non
 
 
 # -- the alert ------------------------------------------------------------------------------------
-def fires_at_35m(tmp_path: Path, age_series: str, due: float) -> bool:
-    """Whether LoanRiskWindowsNotClosing fires at minute 35 when risk_by_window's age follows ``age_series``.
-
-    promtool is told to expect no alert; its failure report then names the alert that did fire.
-    """
-    spec = tmp_path / "windows_test.yml"
-    spec.write_text(textwrap.dedent(f"""\
-        rule_files: [{RULES}]
-        evaluation_interval: 1m
-        tests:
-          - interval: 1m
-            input_series:
-              - series: 'loanrisk_window_age_seconds{{table="risk_by_window"}}'
-                values: '{age_series}'
-              - series: 'loanrisk_window_close_due_seconds{{table="risk_by_window"}}'
-                values: '{due}x40'
-            alert_rule_test:
-              - eval_time: 35m
-                alertname: LoanRiskWindowsNotClosing
-                exp_alerts: []
-        """))
+def fired(tmp_path: Path, alert: str, series: dict[str, str], at: str) -> str:
+    """promtool's report on ``alert`` at ``at`` for input ``series`` (name{labels} -> values, a sample a minute);
+    empty when it does not fire. promtool is told to expect no alert; its failure report then names the alert
+    that did fire."""
+    spec = tmp_path / "alert_test.yml"
+    spec.write_text(yaml.safe_dump({
+        "rule_files": [str(RULES)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [{"series": k, "values": v} for k, v in series.items()],
+                   "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": []}]}]}))
     proc = subprocess.run([shutil.which("promtool") or "promtool", "test", "rules", str(spec)],
                           capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 or "got:" in out, out  # a broken test file is not "fired"
-    return proc.returncode != 0 and 'alertname="LoanRiskWindowsNotClosing"' in out and "risk_by_window" in out
+    return "" if proc.returncode == 0 else out
+
+
+def fires_at_35m(tmp_path: Path, age_series: str, due: float) -> bool:
+    """Whether LoanRiskWindowsNotClosing fires at minute 35 when risk_by_window's age follows ``age_series``."""
+    out = fired(tmp_path, "LoanRiskWindowsNotClosing",
+                {'loanrisk_window_age_seconds{table="risk_by_window"}': age_series,
+                 'loanrisk_window_close_due_seconds{table="risk_by_window"}': f"{due}x40"}, "35m")
+    return 'alertname="LoanRiskWindowsNotClosing"' in out and "risk_by_window" in out
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
@@ -145,29 +141,11 @@ def test_the_alert_fires_once_a_window_overstays_its_length_and_delay_and_not_wh
 
 
 def late_drop_alerts(tmp_path: Path, drops: str) -> str:
-    """promtool's report for LoanRiskLateEventsDropped at minute 30 when a window operator's late-drop counter
-    follows ``drops`` (one sample a minute); empty when it does not fire."""
-    spec = tmp_path / "late_test.yml"
+    """promtool's report on LoanRiskLateEventsDropped at minute 30 when a window operator's late-drop counter
+    follows ``drops``; empty when it does not fire."""
     series = ('flink_taskmanager_job_task_operator_numLateRecordsDropped{job_name="loan_risk", '
               'operator_name="LocalWindowAggregate", subtask_index="0"}')
-    spec.write_text(textwrap.dedent(f"""\
-        rule_files: [{RULES}]
-        evaluation_interval: 1m
-        tests:
-          - interval: 1m
-            input_series:
-              - series: '{series}'
-                values: '{drops}'
-            alert_rule_test:
-              - eval_time: 30m
-                alertname: LoanRiskLateEventsDropped
-                exp_alerts: []
-        """))
-    proc = subprocess.run([shutil.which("promtool") or "promtool", "test", "rules", str(spec)],
-                          capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 or "got:" in out, out  # a broken test file is not "fired"
-    return "" if proc.returncode == 0 else out
+    return fired(tmp_path, "LoanRiskLateEventsDropped", {series: drops}, "30m")
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
