@@ -284,9 +284,14 @@ class FlinkSettings(BaseModel):
         "its alert-once flag are kept after their last change: the longest term plus the label horizon")
     prometheus_ports: str = "9249-9259"
     python_batch_size: int = Field(2_000, ge=1)
-    python_bundle_time_ms: int = Field(100, ge=1)
+    # Short: at a live rate the scorer's bundle and the PostgreSQL buffer are most of a score's wait, and a backlog
+    # fills an Arrow batch (python_batch_size) long before the time runs out (docs/PERFORMANCE.md).
+    python_bundle_time_ms: int = Field(
+        20, ge=1, description="Longest a row waits in the scorer's bundle before the rows so far go to the Python "
+        "worker (the serving path's latency floor, with serving_flush_ms); a full Arrow batch (python_batch_size "
+        "rows) goes at once")
     serving_flush_ms: int = Field(
-        200, ge=10, le=60_000, description="Longest a score, behaviour-window or active-application row waits in "
+        50, ge=10, le=60_000, description="Longest a score, behaviour-window or active-application row waits in "
         "the job's JDBC buffer before it is written to PostgreSQL (the serving path's latency floor, beside "
         "python_bundle_time_ms); a buffer of 500 rows is written at once")
     window_minutes: int = Field(1, ge=1)
