@@ -14,7 +14,8 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    last files and the commit belong to the cost), over the backlog;
 4. with ``--without GLOB``: the whole job once more without the INSERTs into matching tables, an A/B against
    the top rung in the same run (what one sink costs); with ``--baseline REV``: the whole job once more as
-   commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run;
+   commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run; with ``--long-waits``: the
+   whole job with the longer scorer bundle and PostgreSQL flush it had before, the drain cost of the shorter ones;
 5. per shape, the peers of ``--peers`` on the same backlog (bench/spark_peer.py: Spark Structured Streaming
    doing the floor's work), each printed beside the floor, with Flink's ratio to it;
 6. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
@@ -22,9 +23,9 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--baseline REV] [--profile] [--peers spark]``. Targets (docs/PERFORMANCE.md): the floor (``dead_letters``)
-<= 60 us of TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's events/s; the floor >= 1.5 x
-each peer's events/s.
+[--without GLOB] [--baseline REV] [--long-waits] [--profile] [--peers spark]``. Targets (docs/PERFORMANCE.md): the floor
+(``dead_letters``) <= 60 us of TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's
+events/s; the floor >= 1.5 x each peer's events/s.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from bench.job_throughput import FLOOR_SINKS, format_cores, inserts_without, log
+from bench.job_throughput import FLOOR_SINKS, LONG_WAITS, emitted, format_cores, inserts_without, log
 from ingestion.producer import ConfluentEventProducer
 from loanrisk.settings import REPO_ROOT, Settings, override
-from stack.flink_client import all_tasks_running, source_vertices, vertex_sum
+from stack.flink_client import all_tasks_running, source_vertices
 
 TARGET_FLOOR_US, TARGET_FULL_SHARE, TARGET_PEER_RATIO = 60.0, 0.5, 1.5
 PEERS = ("spark",)
@@ -67,6 +68,7 @@ class Stage:
     adds: str
     into: tuple[str, ...]
     root: Path = REPO_ROOT  # the tree whose jobs/ and sql/ run: another commit's for --baseline
+    flink: tuple[tuple[str, int], ...] = ()  # flink settings changed for this rung (--long-waits)
 
 
 _SERVING_INTO = ("pg_customer_behaviour_windows", "pg_loan_applications_active")
@@ -103,6 +105,11 @@ def baseline(rev: str, folder: Path) -> Stage:
         raise SystemExit(f"--baseline {rev}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return Stage(f"full@{rev}", f"the whole job at {rev}", (), root=folder)
+
+
+# The whole job with the longer scorer bundle and PostgreSQL flush it had before (100 ms, 200 ms): the top rung
+# against it is the drain cost of the serving path's shorter waits.
+LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", (), flink=tuple(LONG_WAITS.items()))
 
 
 def slug(stage: str) -> str:
@@ -189,11 +196,6 @@ def drop_topics(settings: Settings) -> None:
     drop(k, k.topics.all()[:3])
 
 
-def emitted(settings: Settings, job_id: str, sources: dict[str, str]) -> int:
-    """Records the job's Kafka sources have emitted so far."""
-    return int(sum(vertex_sum(settings, job_id, v, m) for v, m in sources.items()))
-
-
 def checkpoints(settings: Settings, job_id: str) -> dict[str, Any]:
     """Flink's checkpoint statistics of the job."""
     from stack.flink_client import rest
@@ -218,7 +220,7 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     """Drain the backlog through the job cut at ``stage``; returns its figures."""
     from stack.flink_client import cancel, job_exceptions, job_state
     shape, events = backlog.shape, len(backlog.messages)
-    settings = stage_settings(base, shape, stage.name)
+    settings = override(stage_settings(base, shape, stage.name), flink=dict(stage.flink))
     producer = held_back(settings, backlog)
     job_id, to_running = start_stage(settings, shape, stage, timeout_s)
     sources: dict[str, str] = {}
@@ -332,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="Also run the whole job as commit REV had it (its jobs/ and sql/): an A/B of a change "
                              "against the top rung, in the same run.")
+    parser.add_argument("--long-waits", action="store_true",
+                        help="Also run the whole job with the 100 ms scorer bundle and 200 ms PostgreSQL flush it "
+                             "had before: an A/B of the shorter waits' drain cost against the top rung.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     parser.add_argument("--peers", default=",".join(PEERS),
@@ -370,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:
             warm_up(base, backlogs[shapes[0]], args.warmup, args.timeout)
         ab = [without(base, args.without)] if args.without else []
+        if args.long_waits:
+            ab.append(LONG_STAGE)
         if args.baseline:
             ab.append(baseline(args.baseline, state / "baseline"))
         for shape in shapes:
@@ -464,7 +471,8 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
         for r in ab:
             line = f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event"
             if top:
-                what = "this tree's change" if "@" in r["stage"] else "what was left out"
+                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r["stage"] == LONG_STAGE.name
+                        else "what was left out")
                 line += (f" (the whole job: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event;"
                          f" {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} us/event for {what})")
             print(line)

@@ -12,9 +12,13 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    committed after it, so that figure can overstate (docs/PERFORMANCE.md);
 3. the floor: the same job with only its first sinks (validation, deduplication, raw lake, dead letters;
    ``--only-into``), i.e. what this machine allows before any feature, window or score (``--no-floor`` skips it);
+   then the scoring path: the job with only its PostgreSQL score sink (``scoring``), timed until its sources have
+   read the backlog and the last application's score row is written;
 4. a plain Python consumer (what a user might write instead: confluent-kafka, json, per-message
-   scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog, and the
-   same consumer written for volume (2,000 messages a batch, one model call, pipelined upserts, a commit per batch);
+   scikit-learn predict_proba, PostgreSQL inserts committed every 500 messages) on the same backlog, and a
+   consumer written for volume doing the scoring path's work (2,000 messages a batch, the contracts' validation,
+   de-duplication, one behaviour lookup, the stream's features and ONNX scorer, COPY and one upsert per batch),
+   compared with the ``scoring`` row;
 5. with the ``onnx`` job still running: new events at a fixed rate (default 2,000 ev/s), generated before
    the clock starts and timed as they are sent (``--event-time live``; ``replay`` keeps the generator's month
    of times, so windows keep closing); latency per application = PostgreSQL ``loan_scores_latest.written_at``
@@ -24,8 +28,10 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    product's job over empty topics (``--without GLOB``: less some sinks, an A/B in a second run).
 
 Run: ``.venv/bin/python bench/job_throughput.py [--events N] [--rate R] [--seconds S] [--order onnx,onnx-row,builtin]``.
-Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; p99 < 1 s at
-2,000 events/s (< 0.5 s at 200: run with ``--rate 200``).
+``--order`` may add ``onnx-long`` (the product with the longer scorer bundle and PostgreSQL flush it had before) for
+an A/B.
+Targets (docs/PERFORMANCE.md): >= 20,000 events/s; pandas UDF >= 0.6 x built-in; >= 10 x plain consumer; the scoring
+path >= 1.5 x the batched consumer; p99 < 1 s at 2,000 events/s (< 0.5 s at 200: run with ``--rate 200``).
 """
 
 from __future__ import annotations
@@ -48,13 +54,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
 from ingestion.generator import GeneratorConfig, generate
 from loanrisk.settings import REPO_ROOT, Settings, override
-from stack.flink_client import all_tasks_running, checkpoint_stalls, last_checkpoint_ms, rest
+from stack.flink_client import all_tasks_running, checkpoint_stalls, last_checkpoint_ms, rest, source_vertices, vertex_sum
 
 VARIANTS = ("builtin", "onnx-row", "onnx")
+# The scorer's Python bundle and the PostgreSQL buffer as they were before the serving path's waits were shortened
+# (docs/PERFORMANCE.md): the other arm of an A/B of their cost (bench/serving_latency.py, bench/cost_ladder.py).
+LONG_WAITS = {"python_bundle_time_ms": 100, "serving_flush_ms": 200}
+# Optional drain variants (``--order``): the product's scorer with other settings, an A/B of their drain cost.
+EXTRA_VARIANTS = {"onnx-long": ("onnx", LONG_WAITS)}
 # The floor: the same job with only its first sinks (validation, deduplication, raw lake and dead letters);
 # no features, windows, scoring or PostgreSQL. What this machine allows before any risk logic runs.
 FLOOR_SINKS = ("raw_*", "dead_letter*")
-TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN = 20_000, 0.6, 10.0
+# The scoring path alone, the work the batched consumer is compared with: validation, de-duplication, the
+# behaviour windows and lookups, the pandas ONNX scorer and the PostgreSQL score upserts; no lake, no alerts.
+SCORING_SINKS = ("pg_loan_scores_latest",)
+TARGET_EPS, TARGET_PANDAS_SHARE, TARGET_VS_PLAIN, TARGET_VS_PEER = 20_000, 0.6, 10.0, 1.5
 # p99 from Kafka to the PostgreSQL score row, by offered rate (events/s); the nearest rate at or above the run's.
 TARGET_P99_S = {200: 0.5, 2_000: 1.0}
 
@@ -67,7 +81,8 @@ def log(msg: str) -> None:
 def settings_for(base: Settings, variant: str, tag: str | None = None) -> Settings:
     """The stack's settings with the variant's scorer, consumer group and Iceberg namespace (named by ``tag``)."""
     tag = tag or variant
-    return override(base, flink={"scorer": variant, "consumer_group": f"bench-{tag}"},
+    scorer, flink = EXTRA_VARIANTS.get(variant, (variant, {}))
+    return override(base, flink={**flink, "scorer": scorer, "consumer_group": f"bench-{tag}"},
                     catalog={"namespace": "bench_" + tag.replace("-", "_")})
 
 
@@ -83,6 +98,25 @@ def preload(settings: Settings, events: int, seed: int) -> dict[str, int]:
     assert producer.flush(120) == 0, "the backlog was not fully acknowledged"
     log(f"backlog: {sum(counts.values()):,} events {counts} in {time.perf_counter() - started:.1f}s")
     return counts
+
+
+def topic_contents(settings: Settings) -> tuple[int, int]:
+    """(events, applications) the three input topics hold now: the backlog, and after the latency run its events
+    too (a variant drained after it reads both)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from ingestion.consumer import consumer_config
+    t = settings.kafka.topics
+    consumer = Consumer(consumer_config(settings.kafka, "bench-offsets"))
+    held: dict[str, int] = {}
+    try:
+        for topic in (t.applications, t.transactions, t.repayments):
+            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+            marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions]
+            held[topic] = sum(high - low for low, high in marks)
+    finally:
+        consumer.close()
+    return sum(held.values()), held[t.applications]
 
 
 def raw_rows(settings: Settings) -> int:
@@ -107,14 +141,37 @@ def warm_up(base: Settings, seconds: float) -> None:
     time.sleep(5)
 
 
-def drain(base: Settings, variant: str, events: int, timeout_s: float) -> dict[str, Any]:
-    """Submit the job with ``variant`` (or the ``floor``), time it draining the backlog; returns the figures."""
+def emitted(settings: Settings, job_id: str, sources: dict[str, str]) -> int:
+    """Records the job's Kafka sources (``source_vertices``) have emitted so far."""
+    return int(sum(vertex_sum(settings, job_id, v, m) for v, m in sources.items()))
+
+
+def scored_rows(settings: Settings) -> int:
+    """Rows in the PostgreSQL ``loan_scores_latest`` table."""
+    from loanrisk.serving import serving_connection
+    with serving_connection(settings, reader=True) as conn:
+        row = conn.execute("SELECT count(*) FROM loan_scores_latest").fetchone()
+    return int(row[0]) if row else 0
+
+
+def drain(base: Settings, variant: str, events: int, timeout_s: float, applications: int = 0) -> dict[str, Any]:
+    """Submit the job with ``variant`` (or the ``floor``, or the ``scoring`` path), time it draining the backlog;
+    returns the figures. The scoring path is timed until its sources have emitted the whole backlog and the
+    PostgreSQL score row of the backlog's last application is written (``applications`` rows in
+    ``loan_scores_latest``, emptied first); every other variant to the Iceberg commit of its last raw row."""
     from jobs.submit import submit_risk_job
+    from loanrisk.serving import serving_connection
     from stack.flink_client import job_exceptions, job_state
-    floor = variant == "floor"
-    settings = settings_for(base, "builtin", tag="floor") if floor else settings_for(base, variant)
+    floor, scoring = variant == "floor", variant == "scoring"
+    settings = (settings_for(base, "builtin", tag="floor") if floor else
+                settings_for(base, "onnx", tag="scoring") if scoring else settings_for(base, variant))
+    if scoring:
+        with serving_connection(settings) as conn:
+            conn.execute("TRUNCATE loan_scores_latest")
+    done_at = applications if scoring else events
     submitted = time.perf_counter()
-    job_id = submit_risk_job(settings, name=f"bench-{variant}", only_into=FLOOR_SINKS if floor else ())
+    job_id = submit_risk_job(settings, name=f"bench-{variant}",
+                             only_into=FLOOR_SINKS if floor else SCORING_SINKS if scoring else ())
     while not all_tasks_running(settings, job_id):
         if time.perf_counter() - submitted > timeout_s:
             raise RuntimeError(f"{variant}: tasks not running after {timeout_s}s")
@@ -123,15 +180,27 @@ def drain(base: Settings, variant: str, events: int, timeout_s: float) -> dict[s
     log(f"{variant}: job {job_id} running {t0 - submitted:.1f}s after flink run")
     roots = service_roots(settings)
     cpu0 = cpu_by_service(roots)
+    sources: dict[str, str] = {}
+    while scoring and not sources:
+        sources = source_vertices(settings, job_id)
+        time.sleep(0.5)
+
+    def count() -> int:
+        # The applications topic is 1 % of the backlog and has its own source: its last score can be written
+        # long before the transactions are read, so the scoring path counts once every source is through.
+        if not scoring:
+            return raw_rows(settings)
+        return scored_rows(settings) if emitted(settings, job_id, sources) >= events else 0
+
     done, first = 0, None
-    while done < events:
+    while done < done_at:
         if time.perf_counter() - t0 > timeout_s:
-            raise RuntimeError(f"{variant}: only {done:,}/{events:,} rows after {timeout_s}s")
+            raise RuntimeError(f"{variant}: only {done:,}/{done_at:,} rows after {timeout_s}s")
         state = job_state(settings, job_id)
         if state in {"FAILED", "CANCELED"}:
             raise RuntimeError(f"{variant}: job {state}: {job_exceptions(settings, job_id)}")
         time.sleep(0.5)
-        done = raw_rows(settings)
+        done = count()
         if first is None and done > 0:
             first = (time.perf_counter(), done)  # the first checkpoint's commit
     end = time.perf_counter()
@@ -140,11 +209,13 @@ def drain(base: Settings, variant: str, events: int, timeout_s: float) -> dict[s
     assert first is not None
     # The rate after the first commit, for reference only: rows processed while a slow first checkpoint
     # is in flight are committed after it, so it overstates. The headline is events / elapsed.
-    after_first = (events - first[1]) / (end - first[0]) if events > first[1] and end > first[0] else float("nan")
-    log(f"{variant}: {events:,} rows in Iceberg {elapsed:.1f}s after RUNNING ({events / elapsed:,.0f} events/s); "
-        f"after the first commit {after_first:,.0f} events/s ({events - first[1]:,} rows); "
+    after_first = (done_at - first[1]) * events / done_at / (end - first[0]) if done_at > first[1] and end > first[0] \
+        else float("nan")
+    where = "PostgreSQL" if scoring else "Iceberg"
+    log(f"{variant}: {done_at:,} rows in {where} {elapsed:.1f}s after RUNNING ({events / elapsed:,.0f} events/s); "
+        f"after the first commit {after_first:,.0f} events/s ({done_at - first[1]:,} rows); "
         f"cores: {format_cores(cores)}")
-    return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed, "cores": cores,
+    return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed, "cores": cores, "events": events,
             "events_per_s": events / elapsed, "after_first_commit_events_per_s": after_first,
             "submit_to_running_s": t0 - submitted}
 
@@ -155,16 +226,15 @@ def format_cores(cores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for v, k in busy) + f" (sum {sum(cores.values()):.2f})"
 
 
-def python_consumer(settings: Settings, model: Any, budget_s: float, events: int, batched: bool) -> dict[str, Any]:
-    """What a user might write instead of the job: consume, validate, score applications with ``model``, write to
-    PostgreSQL. Plain: a statement and a model call per message, a commit per 500 messages. Batched, written for
-    volume: 2,000 messages at a time, one model call, pipelined upserts and one commit per batch."""
+def plain_consumer(settings: Settings, model: Any, budget_s: float, events: int) -> dict[str, Any]:
+    """What a user might write instead of the job: consume, parse, score applications with ``model`` and write
+    every event and score to PostgreSQL, a statement and a model call per message, a commit per 500 messages."""
     import psycopg
     from confluent_kafka import Consumer
 
     from contracts.validate import parse_json
     from ingestion.consumer import consumer_config
-    kind = "batched" if batched else "plain"
+    kind = "plain"
     t = settings.kafka.topics
     consumer = Consumer(consumer_config(settings.kafka, f"bench-{kind}-consumer"))
     consumer.subscribe([t.applications, t.transactions, t.repayments])
@@ -180,25 +250,16 @@ def python_consumer(settings: Settings, model: Any, budget_s: float, events: int
                     "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability")
     n, started, first = 0, time.perf_counter(), None
     while n < events and time.perf_counter() - started < budget_s:
-        batch = [m for m in consumer.consume(num_messages=2_000 if batched else 500, timeout=1.0) if not m.error()]
+        batch = [m for m in consumer.consume(num_messages=500, timeout=1.0) if not m.error()]
         if not batch:
             continue
         first = first or time.perf_counter()
-        parsed = [(msg.topic(), event) for msg in batch if (event := parse_json(msg.value())) is not None]
-        apps = [event for topic, event in parsed if topic == t.applications]
-        if batched:
-            with conn.cursor() as cur:
-                cur.executemany(insert_event, [(e.get("event_id"), topic, json.dumps(e)) for topic, e in parsed])
-                if apps:
-                    probabilities = model.predict(np.vstack([application_row(e, model.feature_names) for e in apps]))
-                    cur.executemany(upsert_score, [(e["application_id"], float(p))
-                                                   for e, p in zip(apps, probabilities, strict=True)])
-        else:
-            for topic, event in parsed:
-                conn.execute(insert_event, (event.get("event_id"), topic, json.dumps(event)))
-                if topic == t.applications:
-                    p = float(model.predict(application_row(event, model.feature_names))[0])
-                    conn.execute(upsert_score, (event["application_id"], p))
+        parsed = [(msg.topic(), event) for msg in batch if (event := parse_json(msg.value() or b"")) is not None]
+        for topic, event in parsed:
+            conn.execute(insert_event, (event.get("event_id"), topic, json.dumps(event)))
+            if topic == t.applications:
+                p = float(model.predict(application_row(event, model.feature_names))[0])
+                conn.execute(upsert_score, (event["application_id"], p))
         conn.commit()
         n += len(parsed)
     elapsed = time.perf_counter() - (first or started)
@@ -206,6 +267,95 @@ def python_consumer(settings: Settings, model: Any, budget_s: float, events: int
     conn.close()
     log(f"{kind} consumer: {n:,} events in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
     return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
+
+
+def batched_consumer(settings: Settings, budget_s: float, events: int, applications: int) -> dict[str, Any]:
+    """The scoring path as a Python engineer would write it for volume, against the job's ``scoring`` variant:
+    2,000 messages a batch; every event validated against its contract (the Kafka timestamp as now, as the job)
+    and de-duplicated by its id; per batch, the applications' behaviour windows looked up in PostgreSQL in one
+    statement, their features by the stream's formulas (the scoring API's code), one onnxruntime call with the
+    registry's champion and its reason codes (the stream's scorer), the scores COPYed into a staging table
+    and upserted by loan id, one commit per batch. It keeps no behaviour windows of its own (the job computes
+    them, and re-scores a loan when one closes), so it does less than the row it is compared with.
+
+    Timed from its first message to the commit holding its last application's score."""
+    from datetime import datetime, timezone
+
+    import psycopg
+    from confluent_kafka import Consumer
+
+    from contracts.events import LOAN_APPLICATION, REPAYMENT, TRANSACTION
+    from contracts.validate import parse_json, validate_event
+    from ingestion.consumer import consumer_config
+    from scoring_api.champion import scorer_from_settings
+    from scoring_api.inputs import scoring_input, wanted_windows, window_ms
+    from scoring_api.store import BEHAVIOUR_SQL, BEHAVIOUR_WINDOW_COLUMNS, as_of_ms, as_of_timestamp
+    t = settings.kafka.topics
+    contracts = {t.applications: LOAN_APPLICATION, t.transactions: TRANSACTION, t.repayments: REPAYMENT}
+    tolerance, window = settings.flink.future_tolerance, window_ms(settings.flink.behaviour_window_days)
+    scorer = scorer_from_settings(settings)
+    scorer.poll()
+    consumer = Consumer(consumer_config(settings.kafka, "bench-batched-consumer"))
+    consumer.subscribe(list(contracts))
+    pg = settings.postgres
+    conn = psycopg.connect(pg.dsn(pg.serving_db))
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_batched_scores (loan_id TEXT PRIMARY KEY, probability "
+                 "DOUBLE PRECISION, model_version TEXT, reason_codes TEXT, written_at TIMESTAMPTZ DEFAULT now())")
+    conn.execute("CREATE TEMPORARY TABLE bench_batched_staging (loan_id TEXT, probability DOUBLE PRECISION, "
+                 "model_version TEXT, reason_codes TEXT)")
+    conn.commit()
+    seen: set[tuple[str, str]] = set()
+    n = scored = invalid = repeated = 0
+    started, first = time.perf_counter(), None
+    while n < events and time.perf_counter() - started < budget_s:
+        batch = [m for m in consumer.consume(num_messages=2_000, timeout=1.0) if not m.error()]
+        if not batch:
+            continue
+        first = first or time.perf_counter()
+        n += len(batch)
+        apps = []
+        for msg in batch:
+            contract, raw = contracts[str(msg.topic())], msg.value() or b""
+            now = datetime.fromtimestamp(msg.timestamp()[1] / 1000, timezone.utc)
+            if validate_event(raw, contract, now=now, future_tolerance=tolerance) is not None:
+                invalid += 1
+                continue
+            event = parse_json(raw)
+            assert event is not None  # validated
+            key = (contract.name, str(event[contract.id_field]))
+            if key in seen:
+                repeated += 1
+                continue
+            seen.add(key)
+            if contract is LOAN_APPLICATION:
+                apps.append(event)
+        if apps:
+            keys = list(dict.fromkeys(wanted_windows(apps, window)))
+            found = conn.execute(BEHAVIOUR_SQL, ([c for c, _ in keys], [as_of_timestamp(ms) for _, ms in keys]))
+            windows = {(r[0], as_of_ms(r[1])): dict(zip(BEHAVIOUR_WINDOW_COLUMNS, (float(v) for v in r[2:])))
+                       for r in found.fetchall()}
+            inputs = [scoring_input(e, windows, window) for e in apps]
+            p, version, reasons = scorer.score_matrix(np.array([i.row for i in inputs], dtype=np.float64))
+            with conn.cursor() as cur:
+                with cur.copy("COPY bench_batched_staging FROM STDIN") as copy:
+                    for i, prob, why in zip(inputs, p, reasons, strict=True):
+                        copy.write_row((i.event[LOAN_APPLICATION.id_field], float(prob), version, why))
+                cur.execute("INSERT INTO bench_batched_scores (loan_id, probability, model_version, reason_codes) "
+                            "SELECT loan_id, probability, model_version, reason_codes FROM bench_batched_staging "
+                            "ON CONFLICT (loan_id) DO UPDATE SET probability = EXCLUDED.probability, "
+                            "model_version = EXCLUDED.model_version, reason_codes = EXCLUDED.reason_codes, "
+                            "written_at = now()")
+                cur.execute("TRUNCATE bench_batched_staging")
+            scored += len(apps)
+        conn.commit()
+        consumer.commit(asynchronous=True)
+    elapsed = time.perf_counter() - (first or started)
+    consumer.close()
+    conn.close()
+    log(f"batched consumer: {n:,} events ({invalid} invalid, {repeated} repeated), {scored:,} applications scored "
+        f"in {elapsed:.1f}s -> {n / elapsed:,.0f} events/s")
+    return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed, "scored": scored,
+            "applications": applications}
 
 
 def application_row(event: dict[str, Any], names: list[str]) -> np.ndarray:
@@ -319,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=45,
                         help="Seconds of an unmeasured job run before the measured ones (0: none).")
     parser.add_argument("--order", default=",".join(VARIANTS),
-                        help="The variants' drain order, comma-separated (to see whether going first costs one).")
+                        help="The variants' drain order, comma-separated (to see whether going first costs one); "
+                             f"may add {', '.join(EXTRA_VARIANTS)} (bundle and flush of {LONG_WAITS}) for an A/B.")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="Skip the floor run (validation and the raw lake only).")
     parser.add_argument("--event-time", choices=("live", "replay"), default="live",
@@ -330,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Only the latency run: the product's job, no backlog, no other variant.")
     args = parser.parse_args(argv)
     order = args.order.split(",")
-    if sorted(order) != sorted(VARIANTS):
-        parser.error(f"--order must name each of {', '.join(VARIANTS)} once")
+    if sorted(v for v in order if v not in EXTRA_VARIANTS) != sorted(VARIANTS) or len(set(order)) != len(order):
+        parser.error(f"--order must name each of {', '.join(VARIANTS)} once (and may add {', '.join(EXTRA_VARIANTS)})")
 
     from models.first_champion import ensure_champion
     from stack import isolated
@@ -356,8 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:
             warm_up(base, args.warmup)
         lat: dict[str, Any] = {}
-        for variant in [*order, *(["floor"] if args.floor else [])]:  # the floor last, outside --order
-            r = drain(base, variant, n, args.timeout)
+        # The floor and the scoring path last, outside --order.
+        for variant in [*order, *(["floor"] if args.floor else []), "scoring"]:
+            held, apps = topic_contents(base)
+            r = drain(base, variant, held, args.timeout, applications=apps)
             results.append(r)
             if variant == "onnx":  # the product's job, still running: the latency run
                 lat = latency(r["settings"], r["job_id"], args.rate, args.seconds, seed=12,
@@ -366,8 +519,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(5)
         from models.synthetic import train_on_generated
         model = train_on_generated(customers=1500, seed=7, families=["gradient_boosting"], budget=1)["candidate"].trained
-        plain = python_consumer(settings_for(base, "onnx"), model, args.plain_budget, n, batched=False)
-        batched = python_consumer(settings_for(base, "onnx"), model, args.plain_budget, n, batched=True)
+        held, apps = topic_contents(base)
+        plain = plain_consumer(settings_for(base, "onnx"), model, args.plain_budget, held)
+        batched = batched_consumer(settings_for(base, "onnx"), args.plain_budget, held, apps)
     finally:
         down(base, progress=log)
         shutil.rmtree(state, ignore_errors=True)
@@ -436,17 +590,19 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], batched: dict[s
     by = {r["variant"]: r for r in results}
     print(f"\nrisk job, {n:,}-event Kafka backlog -> Iceberg + PostgreSQL (parallelism "
           f"{results[0]['settings'].flink.parallelism}, {os.cpu_count()} cores; drained in the order {args.order})")
-    print(f"{'variant':<34}{'events/s':>12}{'after 1st commit':>18}{'seconds':>10}{'vs builtin':>12}")
+    print("(variants drained after the latency run read its events too: the events column)")
+    print(f"{'variant':<34}{'events':>9}{'events/s':>12}{'after 1st commit':>18}{'seconds':>10}{'vs builtin':>12}")
     names = {"builtin": "built-in SQL expression (limit)", "onnx-row": "row-at-a-time Python UDF",
-             "onnx": "pandas UDF + ONNX (the job)", "floor": "floor: validation + raw lake only"}
-    shown = [*VARIANTS, *(["floor"] if "floor" in by else [])]
+             "onnx": "pandas UDF + ONNX (the job)", "onnx-long": "the job, bundle 100 ms, flush 200 ms",
+             "floor": "floor: validation + raw lake only", "scoring": "scoring path only (PG scores)"}
+    shown = [*VARIANTS, *(v for v in EXTRA_VARIANTS if v in by), *(["floor"] if "floor" in by else []), "scoring"]
     for v in shown:
         r = by[v]
-        print(f"{names[v]:<34}{r['events_per_s']:>12,.0f}{r['after_first_commit_events_per_s']:>18,.0f}"
+        print(f"{names[v]:<34}{r['events']:>9,}{r['events_per_s']:>12,.0f}{r['after_first_commit_events_per_s']:>18,.0f}"
               f"{r['seconds']:>10.1f}"
               f"{r['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
-    for label, peer in (("plain consumer (sklearn -> PG)", plain), ("batched consumer (batch -> PG)", batched)):
-        print(f"{label:<34}{peer['events_per_s']:>12,.0f}{'-':>18}{peer['seconds']:>10.1f}"
+    for label, peer in (("plain consumer (sklearn -> PG)", plain), ("batched consumer (scoring path)", batched)):
+        print(f"{label:<34}{peer['events']:>9,}{peer['events_per_s']:>12,.0f}{'-':>18}{peer['seconds']:>10.1f}"
               f"{peer['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
     print("\naverage cores per service while each variant drained (Python UDF workers count as the TaskManager's):")
     for v in shown:
@@ -462,8 +618,16 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], batched: dict[s
         (f"p99 latency at {args.rate:,.0f} ev/s", f"{lat['p99_s']:.2f}s", f"< {p99_target(args.rate)}s",
          lat["p99_s"] < p99_target(args.rate)),
     ]
-    print(f"\nthe pandas job against the batched consumer, which does less (no validation against the contracts, "
-          f"no de-duplication, windows, lake or alerts): {pandas / batched['events_per_s']:.2f}x")
+    if "onnx-long" in by:
+        print(f"\nA/B, drain cost of the product's shorter bundle and flush: onnx / onnx-long "
+              f"{pandas / by['onnx-long']['events_per_s']:.2f}x events/s")
+    scoring = by["scoring"]["events_per_s"]
+    checks.append(("scoring path / batched consumer", f"{scoring / batched['events_per_s']:.2f}x",
+                   f">= {TARGET_VS_PEER}x", scoring / batched["events_per_s"] >= TARGET_VS_PEER))
+    print(f"\nthe scoring path: the job with only its PostgreSQL score sink against the batched consumer (same "
+          f"validation, de-duplication, behaviour lookups, features, ONNX scorer and score upserts; the job also "
+          f"aggregates the behaviour windows and re-scores loans as they close): {scoring / batched['events_per_s']:.2f}x"
+          f"; the consumer scored {batched['scored']:,} of the backlog's {batched['applications']:,} applications")
     print(f"\n{'target':<36}{'measured':>12}{'target':>12}  met")
     for name, got, want, ok in checks:
         print(f"{name:<36}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")

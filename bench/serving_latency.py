@@ -4,13 +4,14 @@ One isolated stack (free ports, its own state folder, everything stopped by PID 
 product's risk job with some settings or sinks changed; arms run one after another on the same stack, in
 ``--rounds`` rounds (so an arm's figure is seen twice and a warm-up shows as the first round's difference):
 
-- ``product``: the job as shipped (the baseline every other arm is compared with);
-- ``quick-flush``: ``flink.python_bundle_time_ms`` 20 and ``flink.serving_flush_ms`` 50 (the floor the serving
-  path waits for before any checkpoint: the scorer's bundle and the PostgreSQL buffer);
-- ``flush-only``, ``bundle-only``: one of the two;
+- ``product``: the job as shipped (the baseline every other arm is compared with): ``flink.python_bundle_time_ms``
+  and ``flink.serving_flush_ms`` at their defaults, the floor the serving path waits for before any checkpoint
+  (the scorer's bundle and the PostgreSQL buffer);
+- ``long-waits``: both as they were before they were shortened (100 ms and 200 ms);
+- ``long-flush``, ``long-bundle``: only one of the two as it was;
 - ``serving-only``: the job less every Iceberg INSERT (what a serving job apart from the lake would be: its
   checkpoints carry no lake commit);
-- ``serving-only-quick``: both.
+- ``serving-only-long``: both.
 
 For each: a fresh job on the topics (one consumer group, so it starts where the previous arm's job stopped),
 its first completed checkpoint awaited, then new events timed as they are sent for ``--seconds``; latency per
@@ -32,20 +33,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.job_throughput import fresh_job_latency, inserts_without, log, p99_target, settings_for
+from bench.job_throughput import LONG_WAITS, fresh_job_latency, inserts_without, log, p99_target, settings_for
 from contracts.tables import LAKE_TABLES as LAKE
 from loanrisk.settings import REPO_ROOT, Settings, override
 
 # Every Iceberg table: what a serving job apart from the lake would not write.
 LAKE_TABLES = tuple(t.name for t in LAKE)
-QUICK = {"python_bundle_time_ms": 20, "serving_flush_ms": 50}
 ARMS: dict[str, tuple[dict[str, int], tuple[str, ...]]] = {
     "product": ({}, ()),
-    "quick-flush": (QUICK, ()),
-    "flush-only": ({"serving_flush_ms": QUICK["serving_flush_ms"]}, ()),
-    "bundle-only": ({"python_bundle_time_ms": QUICK["python_bundle_time_ms"]}, ()),
+    "long-waits": (LONG_WAITS, ()),
+    "long-flush": ({"serving_flush_ms": LONG_WAITS["serving_flush_ms"]}, ()),
+    "long-bundle": ({"python_bundle_time_ms": LONG_WAITS["python_bundle_time_ms"]}, ()),
     "serving-only": ({}, LAKE_TABLES),
-    "serving-only-quick": (QUICK, LAKE_TABLES),
+    "serving-only-long": (LONG_WAITS, LAKE_TABLES),
 }
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="Events per second offered.")
     parser.add_argument("--seconds", type=float, default=120, help="Seconds each arm is measured.")
     parser.add_argument("--rounds", type=int, default=2, help="Times each arm runs (in turn with the others).")
-    parser.add_argument("--arms", default="product,quick-flush,serving-only,serving-only-quick",
+    parser.add_argument("--arms", default="product,long-waits,serving-only",
                         help=f"Comma-separated arms of {', '.join(ARMS)}; the first is the baseline.")
     parser.add_argument("--timeout", type=float, default=300, help="Seconds a job may take to its first checkpoint.")
     args = parser.parse_args(argv)

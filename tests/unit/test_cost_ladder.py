@@ -47,6 +47,19 @@ def test_each_rung_submits_what_it_names_and_adds_to_the_one_before() -> None:
     assert {t for t in targets if t.startswith("ladder_")} <= used, "a ladder sink no stage measures"
 
 
+def test_the_long_waits_arm_is_the_whole_job_with_only_the_serving_waits_changed_from_the_defaults() -> None:
+    """An A/B of the waits compares something: the arm changes existing flink settings, each away from its default,
+    and nothing else."""
+    from bench.cost_ladder import LONG_STAGE
+    from bench.serving_latency import ARMS
+    defaults = Settings().flink
+    assert LONG_STAGE.into == () and LONG_STAGE.root == REPO_ROOT
+    changed = dict(LONG_STAGE.flink)
+    assert set(changed) == {"python_bundle_time_ms", "serving_flush_ms"}
+    assert all(getattr(defaults, k) != v for k, v in changed.items()), (changed, defaults)
+    assert ARMS["long-waits"] == (changed, ())
+
+
 def test_the_live_shape_keeps_order_and_lands_in_the_hours_before_its_end() -> None:
     end = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
     first, last = 1_500_000_000_000, 1_500_000_000_000 + 200 * 86_400_000
