@@ -16,6 +16,7 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    the top rung in the same run (what one sink costs); with ``--baseline REV``: the whole job once more as
    commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run; with ``--long-waits``: the
    whole job with the longer scorer bundle and PostgreSQL flush it had before, the drain cost of the shorter ones;
+   with ``--floor-with KEY=VALUE``: the floor with some flink settings changed, an A/B against the floor;
 5. per shape, the peers of ``--peers`` on the same backlog (bench/spark_peer.py: Spark Structured Streaming
    doing the floor's work), each printed beside the floor, with Flink's ratio to it;
 6. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
@@ -23,9 +24,9 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--baseline REV] [--long-waits] [--profile] [--peers spark]``. Targets (docs/PERFORMANCE.md): the floor
-(``dead_letters``) <= 60 us of TaskManager CPU per event on the live shape; the full job >= 0.5 x the floor's
-events/s; the floor >= 1.5 x each peer's events/s.
+[--without GLOB] [--baseline REV] [--long-waits] [--floor-with K=V] [--profile] [--peers spark]``. Targets
+(docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per event on the live shape; the full
+job >= 0.5 x the floor's events/s; the floor >= 1.5 x each peer's events/s.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Stage:
     adds: str
     into: tuple[str, ...]
     root: Path = REPO_ROOT  # the tree whose jobs/ and sql/ run: another commit's for --baseline
-    flink: tuple[tuple[str, int], ...] = ()  # flink settings changed for this rung (--long-waits)
+    flink: tuple[tuple[str, int], ...] = ()  # flink settings changed for this rung (--long-waits, --floor-with)
+    against: str = "full"  # the rung an A/B stage is compared with
 
 
 _SERVING_INTO = ("pg_customer_behaviour_windows", "pg_loan_applications_active")
@@ -110,6 +112,22 @@ def baseline(rev: str, folder: Path) -> Stage:
 # The whole job with the longer scorer bundle and PostgreSQL flush it had before (100 ms, 200 ms): the top rung
 # against it is the drain cost of the serving path's shorter waits.
 LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", (), flink=tuple(LONG_WAITS.items()))
+
+
+def floor_with(base: Settings, assignments: str) -> Stage:
+    """The floor with some flink settings changed (``KEY=VALUE,...``, integers): the B of an A/B against the floor,
+    e.g. ``checkpoint_interval_ms=30000`` for fewer files per event on a replay."""
+    changed: dict[str, int] = {}
+    for item in (a for a in assignments.split(",") if a):
+        key, _, value = item.partition("=")
+        if key not in type(base.flink).model_fields or not value.lstrip("-").isdigit():
+            raise SystemExit(f"--floor-with {item}: expected KEY=INTEGER with KEY a flink setting")
+        changed[key] = int(value)
+    if not changed:
+        raise SystemExit("--floor-with: expected KEY=INTEGER[,KEY=INTEGER]")
+    tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in changed.items())
+    return Stage(f"floor-{tag}", f"the floor with {', '.join(f'{k}={v}' for k, v in changed.items())}", FLOOR_SINKS,
+                 flink=tuple(changed.items()), against=FLOOR)
 
 
 def slug(stage: str) -> str:
@@ -256,7 +274,8 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     stats = checkpoints(settings, job_id)
     counts = stats.get("counts", {})
     tm_seconds = cores.get("flink taskmanager", 0.0) * (t2 - t0)
-    result = {"shape": shape, "stage": stage.name, "adds": stage.adds, "seconds": t1 - t0, "events_per_s": events / (t1 - t0),
+    result = {"shape": shape, "stage": stage.name, "adds": stage.adds, "against": stage.against, "seconds": t1 - t0,
+              "events_per_s": events / (t1 - t0),
               "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
               "jm_us_per_event": cores.get("flink jobmanager", 0.0) * (t2 - t0) / events * 1e6,
               "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
@@ -337,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-waits", action="store_true",
                         help="Also run the whole job with the 100 ms scorer bundle and 200 ms PostgreSQL flush it "
                              "had before: an A/B of the shorter waits' drain cost against the top rung.")
+    parser.add_argument("--floor-with", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="Also run the floor with these flink settings changed (integers, e.g. "
+                             "checkpoint_interval_ms=30000): an A/B against the floor, in the same run.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     parser.add_argument("--peers", default=",".join(PEERS),
@@ -364,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     state = install / "bench-stacks" / f"ladder-{os.getpid()}"
     os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
     base = Settings()
+    floor_ab = floor_with(base, args.floor_with) if args.floor_with else None  # a bad one fails before the stack
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     peer_results: list[dict[str, Any]] = []
@@ -377,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         ab = [without(base, args.without)] if args.without else []
         if args.long_waits:
             ab.append(LONG_STAGE)
+        if floor_ab:
+            ab.append(floor_ab)
         if args.baseline:
             ab.append(baseline(args.baseline, state / "baseline"))
         for shape in shapes:
@@ -467,14 +492,16 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
                   f"{r['cores'].get('flink taskmanager', 0.0):>10.2f}{r['committed_s']:>10.1f}s"
                   f"{r['checkpoints']:>10}/{r['failed_checkpoints']}")
             previous = us
-        top = next((r for r in rows if r["stage"] == STAGES[-1].name), None)
         for r in ab:
-            line = f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event"
+            line = (f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event, "
+                    f"committed at {r['committed_s']:.1f}s")
+            top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
-                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r["stage"] == LONG_STAGE.name
-                        else "what was left out")
-                line += (f" (the whole job: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event;"
-                         f" {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} us/event for {what})")
+                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r["stage"] in (
+                    LONG_STAGE.name) or r["against"] != "full" else "what was left out")
+                line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
+                         f"committed at {top['committed_s']:.1f}s; {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "
+                         f"us/event for {what})")
             print(line)
     by = {(r["shape"], r["stage"]): r for r in results}
     checks = []

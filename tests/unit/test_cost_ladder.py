@@ -123,3 +123,14 @@ def test_the_baseline_rung_runs_another_commits_jobs_and_sql(tmp_path) -> None: 
     assert (stage.root / "jobs" / "run_sql.py").is_file() and (stage.root / "sql" / "risk").is_dir()
     with pytest.raises(SystemExit, match="--baseline no-such-rev"):
         baseline("no-such-rev", tmp_path / "c")
+
+
+def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_a_bad_setting_is_one_line() -> None:
+    from bench.cost_ladder import floor_with
+    stage = floor_with(Settings(), "checkpoint_interval_ms=30000")
+    floor = next(s for s in STAGES if s.name == FLOOR)
+    assert (stage.into, stage.against, dict(stage.flink)) == (floor.into, FLOOR, {"checkpoint_interval_ms": 30000})
+    assert stage.name not in {s.name for s in STAGES}
+    for bad in ("nope=3", "checkpoint_interval_ms=ten", ","):
+        with pytest.raises(SystemExit, match="--floor-with"):
+            floor_with(Settings(), bad)
