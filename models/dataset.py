@@ -307,9 +307,11 @@ def label_outcomes(outcomes: pd.DataFrame) -> pd.DataFrame:
         return o.defaulted, o.mature
 
     flags = [one(r) for r in outcomes.itertuples(index=False)]
+    # Typed even when empty: an empty untyped "mature" column would make frame[frame["mature"]] select columns.
     return pd.DataFrame({"loan_id": outcomes["loan_id"].to_numpy(),
                          "origination_time": pd.to_datetime(outcomes["origination_time"], utc=True).to_numpy(),
-                         LABEL: [d for d, _ in flags], "mature": [m for _, m in flags]})
+                         LABEL: np.array([d for d, _ in flags], dtype=bool),
+                         "mature": np.array([m for _, m in flags], dtype=bool)})
 
 
 def from_score_frames(scores: pd.DataFrame, outcomes: pd.DataFrame, snapshot_ids: dict[str, int] | None = None,

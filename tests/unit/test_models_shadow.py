@@ -46,6 +46,14 @@ def test_pairs_are_the_champion_and_challenger_rows_of_the_same_application_with
     assert set(paired_rows(scores, outcomes)["v2"]["loan_id"]) == {"a", "b", "e"}
 
 
+def test_a_champion_whose_loans_have_no_outcome_yet_has_no_pairs_rather_than_failing() -> None:
+    """The retrain flow's first task: outcomes exist, but none for the loans the current champion scored (it was
+    promoted after they were written), so the labels are empty; the comparison finds nothing to compare."""
+    scores = pd.DataFrame([score_row("a", "champion", "v1", 0.1), score_row("a", "challenger", "v2", 0.2),
+                           score_row("z", "champion", "v0", 0.3)])
+    assert paired_rows(scores, pd.DataFrame([outcome("z", True)]), champion_version="v1") == {}
+
+
 def test_the_bootstrap_metrics_equal_the_report_metrics() -> None:
     rng = np.random.default_rng(3)
     p = rng.beta(1, 12, 700)
