@@ -289,7 +289,7 @@ def batched_consumer(settings: Settings, budget_s: float, events: int, applicati
     from ingestion.consumer import consumer_config
     from scoring_api.champion import scorer_from_settings
     from scoring_api.inputs import scoring_input, wanted_windows, window_ms
-    from scoring_api.store import BEHAVIOUR_SQL, BEHAVIOUR_WINDOW_COLUMNS, as_of_ms, as_of_timestamp
+    from scoring_api.store import read_behaviour_windows
     t = settings.kafka.topics
     contracts = {t.applications: LOAN_APPLICATION, t.transactions: TRANSACTION, t.repayments: REPAYMENT}
     tolerance, window = settings.flink.future_tolerance, window_ms(settings.flink.behaviour_window_days)
@@ -330,10 +330,7 @@ def batched_consumer(settings: Settings, budget_s: float, events: int, applicati
             if contract is LOAN_APPLICATION:
                 apps.append(event)
         if apps:
-            keys = list(dict.fromkeys(wanted_windows(apps, window)))
-            found = conn.execute(BEHAVIOUR_SQL, ([c for c, _ in keys], [as_of_timestamp(ms) for _, ms in keys]))
-            windows = {(r[0], as_of_ms(r[1])): dict(zip(BEHAVIOUR_WINDOW_COLUMNS, (float(v) for v in r[2:])))
-                       for r in found.fetchall()}
+            windows = read_behaviour_windows(conn, wanted_windows(apps, window))
             inputs = [scoring_input(e, windows, window) for e in apps]
             p, version, reasons = scorer.score_matrix(np.array([i.row for i in inputs], dtype=np.float64))
             with conn.cursor() as cur:

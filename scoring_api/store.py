@@ -160,6 +160,14 @@ RELEASE_SQL = f"DELETE FROM {_IDEM} WHERE client = %s AND idempotency_key = %s A
 PURGE_SQL = f"DELETE FROM {_IDEM} WHERE expires_at <= now()"
 
 
+def read_behaviour_windows(conn: Any, wanted: Sequence[WindowKey]) -> dict[WindowKey, dict[str, float]]:
+    """The customer_behaviour_windows rows (BEHAVIOUR_WINDOW_COLUMNS) at these keys, in one statement on ``conn``."""
+    keys = list(dict.fromkeys(wanted))
+    rows = conn.execute(BEHAVIOUR_SQL, ([c for c, _ in keys], [as_of_timestamp(ms) for _, ms in keys])).fetchall()
+    return {(row[0], as_of_ms(row[1])): dict(zip(BEHAVIOUR_WINDOW_COLUMNS, (float(v) for v in row[2:])))
+            for row in rows}
+
+
 def claim_from_record(record: tuple[Any, ...] | None, request_hash: str) -> Claim | None:
     """The Claim an existing record (request_hash, state, status_code, response) gives a request; None: no record."""
     if record is None:
@@ -288,14 +296,9 @@ class PostgresStore:
         self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     def behaviour_windows(self, wanted: Sequence[WindowKey]) -> dict[WindowKey, dict[str, float]]:
-        keys = list(dict.fromkeys(wanted))
-        if not keys:
+        if not wanted:
             return {}
-        customers = [c for c, _ in keys]
-        times = [as_of_timestamp(ms) for _, ms in keys]
-        rows = self._run(lambda conn: conn.execute(BEHAVIOUR_SQL, (customers, times)).fetchall())
-        return {(row[0], as_of_ms(row[1])): dict(zip(BEHAVIOUR_WINDOW_COLUMNS, (float(v) for v in row[2:])))
-                for row in rows}
+        return self._run(lambda conn: read_behaviour_windows(conn, wanted))
 
     def key_by_id(self, key_id: str) -> StoredKey | None:
         row = self._run(lambda conn: conn.execute(KEY_BY_ID_SQL, (key_id,)).fetchone())
