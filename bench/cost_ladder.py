@@ -497,8 +497,8 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
                     f"committed at {r['committed_s']:.1f}s")
             top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
-                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r["stage"] in (
-                    LONG_STAGE.name) or r["against"] != "full" else "what was left out")
+                what = ("this tree's change" if "@" in r["stage"] else "the settings"
+                        if r["stage"] == LONG_STAGE.name or r["against"] != "full" else "what was left out")
                 line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
                          f"committed at {top['committed_s']:.1f}s; {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "
                          f"us/event for {what})")
