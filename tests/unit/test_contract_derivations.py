@@ -65,9 +65,10 @@ def test_free_text_that_can_name_a_person_is_marked_pii() -> None:
 
 
 def test_the_scoring_sql_computes_every_model_feature() -> None:
+    from jobs.params import sql_params
     from jobs.sqlfiles import render
-    text = render((RISK_SQL / "70_scoring_input.sql").read_text(),
-                  sql_fragments() | {"behaviour_window_min": 1, "serving_flush": "200 ms"})
+    from loanrisk.settings import Settings
+    text = render((RISK_SQL / "70_scoring_input.sql").read_text(), sql_params(Settings()))
     for name in FEATURE_NAMES:
         assert re.search(rf"AS `?{name}\b|\.`?{name}\b", text), name
     for name in APPLICATION_FEATURE_NAMES:
