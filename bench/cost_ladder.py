@@ -45,12 +45,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
 from bench.job_throughput import FLOOR_SINKS, LONG_WAITS, emitted, format_cores, inserts_without, log
 from ingestion.producer import ConfluentEventProducer
-from loanrisk.settings import REPO_ROOT, Settings, override
+from loanrisk.errors import ConfigError
+from loanrisk.settings import REPO_ROOT, Settings, describe_validation_error, override
 from stack.flink_client import all_tasks_running, source_vertices
 
 TARGET_FLOOR_US, TARGET_FULL_SHARE, TARGET_PEER_RATIO = 60.0, 0.5, 1.5
@@ -69,7 +72,7 @@ class Stage:
     adds: str
     into: tuple[str, ...]
     root: Path = REPO_ROOT  # the tree whose jobs/ and sql/ run: another commit's for --baseline
-    flink: tuple[tuple[str, int], ...] = ()  # flink settings changed for this rung (--long-waits, --floor-with)
+    flink: tuple[tuple[str, Any], ...] = ()  # flink settings changed for this rung (--long-waits, --floor-with)
     against: str = "full"  # the rung an A/B stage is compared with
 
 
@@ -115,16 +118,24 @@ LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", ()
 
 
 def floor_with(base: Settings, assignments: str) -> Stage:
-    """The floor with some flink settings changed (``KEY=VALUE,...``, integers): the B of an A/B against the floor,
-    e.g. ``checkpoint_interval_ms=30000`` for fewer files per event on a replay."""
-    changed: dict[str, int] = {}
+    """The floor with some flink settings changed (``KEY=VALUE,...``): the B of an A/B against the floor, e.g.
+    ``checkpoint_interval_ms=30000`` or ``lake_distribution=hash`` for fewer files per event on a replay. Each value
+    is validated as a configured one would be, so a bad key or value is one line before any stack starts."""
+    raw: dict[str, str] = {}
     for item in (a for a in assignments.split(",") if a):
-        key, _, value = item.partition("=")
-        if key not in type(base.flink).model_fields or not value.lstrip("-").isdigit():
-            raise SystemExit(f"--floor-with {item}: expected KEY=INTEGER with KEY a flink setting")
-        changed[key] = int(value)
-    if not changed:
-        raise SystemExit("--floor-with: expected KEY=INTEGER[,KEY=INTEGER]")
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise SystemExit(f"--floor-with {item}: expected KEY=VALUE with KEY a flink setting")
+        raw[key] = value
+    if not raw:
+        raise SystemExit("--floor-with: expected KEY=VALUE[,KEY=VALUE]")
+    try:
+        flink = override(base, flink=raw).flink
+    except ValidationError as e:
+        raise SystemExit(f"--floor-with: {describe_validation_error(e, 'flink')}") from None
+    except ConfigError as e:
+        raise SystemExit(f"--floor-with: {e}") from None
+    changed = {k: getattr(flink, k) for k in raw}
     tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in changed.items())
     return Stage(f"floor-{tag}", f"the floor with {', '.join(f'{k}={v}' for k, v in changed.items())}", FLOOR_SINKS,
                  flink=tuple(changed.items()), against=FLOOR)
@@ -220,6 +231,18 @@ def checkpoints(settings: Settings, job_id: str) -> dict[str, Any]:
     return dict(rest(settings, f"/jobs/{job_id}/checkpoints"))
 
 
+def data_files(settings: Settings) -> int:
+    """Data files in the current snapshots of the run's namespace (each stage has its own, and nothing compacts
+    them): the files per event that day partitions and writers multiply."""
+    from loanrisk.lake import catalog
+    cat = catalog(settings)
+    total = 0
+    for ident in cat.list_tables(settings.catalog.namespace):
+        snap = cat.load_table(ident).current_snapshot()
+        total += int(snap.summary.get("total-data-files", 0)) if snap and snap.summary else 0
+    return total
+
+
 def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) -> tuple[str, float]:
     """Submit the job cut at ``stage``; returns its id once every task runs, and the seconds that took."""
     from jobs.submit import submit_risk_job
@@ -270,6 +293,8 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
             break
         time.sleep(0.25)
     cpu1, t2 = cpu_by_service(roots), time.perf_counter()
+    time.sleep(3)  # each table's committer commits when it hears the checkpoint completed
+    files = data_files(settings)
     cores = cores_between(cpu0, cpu1, t2 - t0)
     stats = checkpoints(settings, job_id)
     counts = stats.get("counts", {})
@@ -279,10 +304,10 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
               "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
               "jm_us_per_event": cores.get("flink jobmanager", 0.0) * (t2 - t0) / events * 1e6,
               "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
-              "failed_checkpoints": counts.get("failed", 0),
+              "failed_checkpoints": counts.get("failed", 0), "data_files": files,
               "max_checkpoint_s": (stats.get("summary", {}).get("end_to_end_duration", {}).get("max") or 0) / 1000}
     log(f"{shape}/{stage.name}: {events:,} events emitted {t1 - t0:.1f}s after release "
-        f"({result['events_per_s']:,.0f} events/s), committed at {committed:.1f}s; TaskManager "
+        f"({result['events_per_s']:,.0f} events/s), committed at {committed:.1f}s in {files:,} data files; TaskManager "
         f"{result['tm_us_per_event']:.0f} us/event; cores until committed: {format_cores(cores)}")
     cancel(settings, job_id)
     time.sleep(3)
@@ -356,9 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-waits", action="store_true",
                         help="Also run the whole job with the 100 ms scorer bundle and 200 ms PostgreSQL flush it "
                              "had before: an A/B of the shorter waits' drain cost against the top rung.")
-    parser.add_argument("--floor-with", metavar="KEY=VALUE[,KEY=VALUE]",
-                        help="Also run the floor with these flink settings changed (integers, e.g. "
-                             "checkpoint_interval_ms=30000): an A/B against the floor, in the same run.")
+    parser.add_argument("--floor-with", metavar="KEY=VALUE[,KEY=VALUE]", action="append", default=[],
+                        help="Also run the floor with these flink settings changed (e.g. checkpoint_interval_ms=30000 or "
+                             "lake_distribution=hash): an A/B against the floor, in the same run; repeat for more arms.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     parser.add_argument("--peers", default=",".join(PEERS),
@@ -386,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     state = install / "bench-stacks" / f"ladder-{os.getpid()}"
     os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
     base = Settings()
-    floor_ab = floor_with(base, args.floor_with) if args.floor_with else None  # a bad one fails before the stack
+    floor_ab = [floor_with(base, a) for a in args.floor_with]  # a bad one fails before the stack starts
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     peer_results: list[dict[str, Any]] = []
@@ -400,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         ab = [without(base, args.without)] if args.without else []
         if args.long_waits:
             ab.append(LONG_STAGE)
-        if floor_ab:
-            ab.append(floor_ab)
+        ab.extend(floor_ab)
         if args.baseline:
             ab.append(baseline(args.baseline, state / "baseline"))
         for shape in shapes:
@@ -453,6 +477,9 @@ def report_peers(results: list[dict[str, Any]], peers: list[dict[str, Any]], bac
                       f"{'met' if ratio >= TARGET_PEER_RATIO else 'NOT met'}); sources drained against Spark's commit: "
                       f"{floor['events_per_s'] / p['events_per_s']:.2f}; Spark's CPU per event over Flink's TaskManager's: "
                       f"{p['us_per_event'] / floor['tm_us_per_event']:.2f}")
+            for arm in (r for r in results if r["shape"] == shape and r["against"] == FLOOR):
+                print(f"  {arm['adds']} / Spark, events/s to the commit: "
+                      f"{to_commit(arm, backlogs[shape]) / p['events_per_s']:.2f} (an A/B arm, not the product)")
 
 
 def to_commit(row: dict[str, Any], backlog: Backlog) -> float:
@@ -484,23 +511,24 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
               f"{c.get('repayment', 0):,} repayments, {c.get('loan_application', 0):,} applications) over "
               f"{b.days} event-time days; {os.cpu_count()} cores shared by every service")
         print(f"{'stage':<14}{'adds':<42}{'events/s':>10}{'TM us/ev':>10}{'+us/ev':>8}{'TM cores':>10}"
-              f"{'committed':>11}{'ckpts ok/failed':>17}")
+              f"{'committed':>11}{'ckpts ok/failed':>17}{'data files':>12}")
         previous = 0.0
         for r in rows:
             us = r["tm_us_per_event"]
             print(f"{r['stage']:<14}{r['adds']:<42}{r['events_per_s']:>10,.0f}{us:>10.0f}{us - previous:>+8.0f}"
                   f"{r['cores'].get('flink taskmanager', 0.0):>10.2f}{r['committed_s']:>10.1f}s"
-                  f"{r['checkpoints']:>10}/{r['failed_checkpoints']}")
+                  f"{r['checkpoints']:>10}/{r['failed_checkpoints']:<6}{r.get('data_files', 0):>12,}")
             previous = us
         for r in ab:
             line = (f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event, "
-                    f"committed at {r['committed_s']:.1f}s")
+                    f"committed at {r['committed_s']:.1f}s in {r.get('data_files', 0):,} data files")
             top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
                 what = ("this tree's change" if "@" in r["stage"] else "the settings"
                         if r["stage"] == LONG_STAGE.name or r["against"] != "full" else "what was left out")
                 line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
-                         f"committed at {top['committed_s']:.1f}s; {top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "
+                         f"committed at {top['committed_s']:.1f}s in {top.get('data_files', 0):,} data files; "
+                         f"{top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "
                          f"us/event for {what})")
             print(line)
     by = {(r["shape"], r["stage"]): r for r in results}

@@ -131,6 +131,8 @@ def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_
     floor = next(s for s in STAGES if s.name == FLOOR)
     assert (stage.into, stage.against, dict(stage.flink)) == (floor.into, FLOOR, {"checkpoint_interval_ms": 30000})
     assert stage.name not in {s.name for s in STAGES}
-    for bad in ("nope=3", "checkpoint_interval_ms=ten", ","):
-        with pytest.raises(SystemExit, match="--floor-with"):
+    assert dict(floor_with(Settings(), "lake_distribution=none").flink) == {"lake_distribution": "none"}
+    for bad in ("nope=3", "checkpoint_interval_ms=ten", ",", "checkpoint_interval_ms=", "lake_distribution=range"):
+        with pytest.raises(SystemExit, match="--floor-with") as caught:
             floor_with(Settings(), bad)
+        assert "\n" not in str(caught.value)
