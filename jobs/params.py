@@ -159,6 +159,8 @@ def flink_conf(settings: Settings, name: str) -> dict[str, object]:
             "python.fn-execution.arrow.batch.size": f.python_batch_size,
             # A bundle waits at most this long for more rows (Flink's default, 1 s, is on the latency path).
             "python.fn-execution.bundle.time": f.python_bundle_time_ms, "pipeline.name": name,
+            # Iceberg's Flink writers read it from the job's configuration before the table's property.
+            **({"distribution-mode": f.lake_distribution} if f.lake_distribution else {}),
             **shipping_conf(settings)}
 
 

@@ -294,6 +294,13 @@ class FlinkSettings(BaseModel):
         50, ge=10, le=60_000, description="Longest a score, behaviour-window or active-application row waits in "
         "the job's JDBC buffer before it is written to PostgreSQL (the serving path's latency floor, beside "
         "python_bundle_time_ms); a buffer of 500 rows is written at once")
+    lake_distribution: Literal["none", "hash"] | None = Field(
+        None, description="How rows reach the job's Iceberg writers, overriding the lake tables' own "
+        "write.distribution-mode ('hash', contracts/table_sql.py) for this job: 'hash', shuffled by partition, one "
+        "file per day partition and checkpoint, a live day's rows on one writer per table; 'none', each writer "
+        "chained to the operator before it, a file per writer and day partition (no shuffle, and a live day spread "
+        "over every writer, for a parallelism at which one writer per table cannot keep up). A change resumes "
+        "with all its state (docs/RUNBOOK.md, \"Changing the job's SQL\")")
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)
@@ -909,11 +916,13 @@ class Settings(BaseSettings):
         }
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming the setting, its environment variable and what is wrong."""
+def describe_validation_error(exc: ValidationError, section: str | None = None) -> str:
+    """One line naming the setting, its environment variable and what is wrong (``section``: the settings section
+    of the model that refused it, when that was a section's model and not Settings)."""
     err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"])
-    env = "LOANRISK_" + "__".join(str(p).upper() for p in err["loc"])
+    loc = (section, *err["loc"]) if section else tuple(err["loc"])
+    path = ".".join(str(p) for p in loc)
+    env = "LOANRISK_" + "__".join(str(p).upper() for p in loc)
     return f"invalid setting {path} ({env}): {err['msg']}"
 
 
