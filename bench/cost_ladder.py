@@ -16,7 +16,8 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    the top rung in the same run (what one sink costs); with ``--baseline REV``: the whole job once more as
    commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run; with ``--long-waits``: the
    whole job with the longer scorer bundle and PostgreSQL flush it had before, the drain cost of the shorter ones;
-   with ``--floor-with KEY=VALUE``: the floor with some flink settings changed, an A/B against the floor;
+   with ``--floor-with KEY=VALUE`` (``--full-with``): the floor (the whole job) with some flink settings changed,
+   an A/B against it;
 5. per shape, the peers of ``--peers`` on the same backlog (bench/spark_peer.py: Spark Structured Streaming
    doing the floor's work), each printed beside the floor, with Flink's ratio to it;
 6. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
@@ -24,7 +25,7 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    of its threads is drawn to ``docs/perf/``.
 
 Run: ``.venv/bin/python bench/cost_ladder.py [--events N] [--shapes live,replay] [--stages source,...,full]
-[--without GLOB] [--baseline REV] [--long-waits] [--floor-with K=V] [--profile] [--peers spark]``. Targets
+[--without GLOB] [--baseline REV] [--long-waits] [--floor-with K=V] [--full-with K=V] [--profile] [--peers spark]``. Targets
 (docs/PERFORMANCE.md): the floor (``dead_letters``) <= 60 us of TaskManager CPU per event on the live shape; the full
 job >= 0.5 x the floor's events/s; the floor >= 1.5 x each peer's events/s.
 """
@@ -117,28 +118,32 @@ def baseline(rev: str, folder: Path) -> Stage:
 LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", (), flink=tuple(LONG_WAITS.items()))
 
 
-def floor_with(base: Settings, assignments: str) -> Stage:
-    """The floor with some flink settings changed (``KEY=VALUE,...``): the B of an A/B against the floor, e.g.
-    ``checkpoint_interval_ms=30000`` or ``lake_distribution=hash`` for fewer files per event on a replay. Each value
-    is validated as a configured one would be, so a bad key or value is one line before any stack starts."""
+def floor_with(base: Settings, assignments: str, rung: str = FLOOR) -> Stage:
+    """The floor (or the whole job, ``rung`` "full") with some flink settings changed (``KEY=VALUE,...``): the B of
+    an A/B against that rung, e.g. ``checkpoint_interval_ms=30000`` or ``lake_distribution=none``. Each value is
+    validated as a configured one would be, so a bad key or value is one line before any stack starts."""
+    flag = "--floor-with" if rung == FLOOR else f"--{rung}-with"
     raw: dict[str, str] = {}
     for item in (a for a in assignments.split(",") if a):
         key, sep, value = item.partition("=")
         if not sep or not value:
-            raise SystemExit(f"--floor-with {item}: expected KEY=VALUE with KEY a flink setting")
+            raise SystemExit(f"{flag} {item}: expected KEY=VALUE with KEY a flink setting")
         raw[key] = value
     if not raw:
-        raise SystemExit("--floor-with: expected KEY=VALUE[,KEY=VALUE]")
+        raise SystemExit(f"{flag}: expected KEY=VALUE[,KEY=VALUE]")
     try:
         flink = override(base, flink=raw).flink
     except ValidationError as e:
-        raise SystemExit(f"--floor-with: {describe_validation_error(e, 'flink')}") from None
+        raise SystemExit(f"{flag}: {describe_validation_error(e, 'flink')}") from None
     except ConfigError as e:
-        raise SystemExit(f"--floor-with: {e}") from None
+        raise SystemExit(f"{flag}: {e}") from None
     changed = {k: getattr(flink, k) for k in raw}
     tag = "-".join(f"{k.split('_')[0]}{v}" for k, v in changed.items())
-    return Stage(f"floor-{tag}", f"the floor with {', '.join(f'{k}={v}' for k, v in changed.items())}", FLOOR_SINKS,
-                 flink=tuple(changed.items()), against=FLOOR)
+    into = next(s.into for s in STAGES if s.name == rung)
+    what = "the floor" if rung == FLOOR else "the whole job"
+    return Stage(f"{'floor' if rung == FLOOR else rung}-{tag}",
+                 f"{what} with {', '.join(f'{k}={v}' for k, v in changed.items())}", into,
+                 flink=tuple(changed.items()), against=rung)
 
 
 def slug(stage: str) -> str:
@@ -300,15 +305,19 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     counts = stats.get("counts", {})
     tm_seconds = cores.get("flink taskmanager", 0.0) * (t2 - t0)
     result = {"shape": shape, "stage": stage.name, "adds": stage.adds, "against": stage.against, "seconds": t1 - t0,
+              "settings_changed": bool(stage.flink),
               "events_per_s": events / (t1 - t0),
               "tm_us_per_event": tm_seconds / events * 1e6, "cores": cores, "committed_s": committed,
               "jm_us_per_event": cores.get("flink jobmanager", 0.0) * (t2 - t0) / events * 1e6,
               "to_running_s": to_running, "checkpoints": counts.get("completed", 0),
               "failed_checkpoints": counts.get("failed", 0), "data_files": files,
-              "max_checkpoint_s": (stats.get("summary", {}).get("end_to_end_duration", {}).get("max") or 0) / 1000}
+              "max_checkpoint_s": (stats.get("summary", {}).get("end_to_end_duration", {}).get("max") or 0) / 1000,
+              "checkpoint_failure": ((stats.get("latest") or {}).get("failed") or {}).get("failure_message")}
     log(f"{shape}/{stage.name}: {events:,} events emitted {t1 - t0:.1f}s after release "
         f"({result['events_per_s']:,.0f} events/s), committed at {committed:.1f}s in {files:,} data files; TaskManager "
-        f"{result['tm_us_per_event']:.0f} us/event; cores until committed: {format_cores(cores)}")
+        f"{result['tm_us_per_event']:.0f} us/event; cores until committed: {format_cores(cores)}"
+        + (f"; checkpoints failed: {counts.get('failed')} (the last: {result['checkpoint_failure']})"
+           if counts.get("failed") else ""))
     cancel(settings, job_id)
     time.sleep(3)
     drop_topics(settings)
@@ -384,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-with", metavar="KEY=VALUE[,KEY=VALUE]", action="append", default=[],
                         help="Also run the floor with these flink settings changed (e.g. checkpoint_interval_ms=30000 or "
                              "lake_distribution=hash): an A/B against the floor, in the same run; repeat for more arms.")
+    parser.add_argument("--full-with", metavar="KEY=VALUE[,KEY=VALUE]", action="append", default=[],
+                        help="Also run the whole job with these flink settings changed: an A/B against the top rung.")
     parser.add_argument("--profile", action="store_true",
                         help="Also draw flame graphs of the two costliest stages into docs/perf/.")
     parser.add_argument("--peers", default=",".join(PEERS),
@@ -411,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     state = install / "bench-stacks" / f"ladder-{os.getpid()}"
     os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
     base = Settings()
-    floor_ab = [floor_with(base, a) for a in args.floor_with]  # a bad one fails before the stack starts
+    # A bad one fails before the stack starts.
+    floor_ab = [floor_with(base, a) for a in args.floor_with] + [floor_with(base, a, "full") for a in args.full_with]
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     peer_results: list[dict[str, Any]] = []
@@ -521,11 +533,12 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
             previous = us
         for r in ab:
             line = (f"A/B, {shape}: {r['adds']}: {r['events_per_s']:,.0f} events/s, {r['tm_us_per_event']:.0f} us/event, "
-                    f"committed at {r['committed_s']:.1f}s in {r.get('data_files', 0):,} data files")
+                    f"committed at {r['committed_s']:.1f}s in {r.get('data_files', 0):,} data files, checkpoints "
+                    f"{r['checkpoints']}/{r['failed_checkpoints']} ok/failed")
             top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
-                what = ("this tree's change" if "@" in r["stage"] else "the settings"
-                        if r["stage"] == LONG_STAGE.name or r["against"] != "full" else "what was left out")
+                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r.get("settings_changed")
+                        else "what was left out")
                 line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
                          f"committed at {top['committed_s']:.1f}s in {top.get('data_files', 0):,} data files; "
                          f"{top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "

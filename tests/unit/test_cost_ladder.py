@@ -136,3 +136,7 @@ def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_
         with pytest.raises(SystemExit, match="--floor-with") as caught:
             floor_with(Settings(), bad)
         assert "\n" not in str(caught.value)
+    whole = floor_with(Settings(), "lake_distribution=none", "full")
+    assert (whole.into, whole.against, whole.name) == ((), "full", "full-lakenone")
+    with pytest.raises(SystemExit, match="--full-with"):
+        floor_with(Settings(), "nope=1", "full")
