@@ -120,7 +120,7 @@ LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", ()
 
 def floor_with(base: Settings, assignments: str, rung: str = FLOOR) -> Stage:
     """The floor (or the whole job, ``rung`` "full") with some flink settings changed (``KEY=VALUE,...``): the B of
-    an A/B against that rung, e.g. ``checkpoint_interval_ms=30000`` or ``lake_distribution=none``. Each value is
+    an A/B against that rung, e.g. ``checkpoint_interval_ms=30000`` or ``lake_distribution=hash``. Each value is
     validated as a configured one would be, so a bad key or value is one line before any stack starts."""
     flag = "--floor-with" if rung == FLOOR else f"--{rung}-with"
     raw: dict[str, str] = {}
@@ -489,7 +489,7 @@ def report_peers(results: list[dict[str, Any]], peers: list[dict[str, Any]], bac
                       f"{'met' if ratio >= TARGET_PEER_RATIO else 'NOT met'}); sources drained against Spark's commit: "
                       f"{floor['events_per_s'] / p['events_per_s']:.2f}; Spark's CPU per event over Flink's TaskManager's: "
                       f"{p['us_per_event'] / floor['tm_us_per_event']:.2f}")
-            for arm in (r for r in results if r["shape"] == shape and r["against"] == FLOOR):
+            for arm in (r for r in results if r["shape"] == shape and r.get("against") == FLOOR):
                 print(f"  {arm['adds']} / Spark, events/s to the commit: "
                       f"{to_commit(arm, backlogs[shape]) / p['events_per_s']:.2f} (an A/B arm, not the product)")
 

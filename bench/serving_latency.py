@@ -7,8 +7,8 @@ product's risk job with some settings or sinks changed; arms run one after anoth
 - ``product``: the job as shipped (the baseline every other arm is compared with): ``flink.python_bundle_time_ms``
   and ``flink.serving_flush_ms`` at their defaults, the floor the serving path waits for before any checkpoint
   (the scorer's bundle and the PostgreSQL buffer);
-- ``lake-chained``: the lake's writers chained to their input (``flink.lake_distribution`` 'none'), as before the
-  lake tables' hash distribution by partition;
+- ``lake-hash``: the lake's writers hash-distributed by day partition (``flink.lake_distribution`` 'hash'), as for
+  a replay of months of history;
 - ``long-waits``: both as they were before they were shortened (100 ms and 200 ms);
 - ``long-flush``, ``long-bundle``: only one of the two as it was;
 - ``serving-only``: the job less every Iceberg INSERT (what a serving job apart from the lake would be: its
@@ -43,8 +43,8 @@ from loanrisk.settings import REPO_ROOT, Settings, override
 LAKE_TABLES = tuple(t.name for t in LAKE)
 ARMS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "product": ({}, ()),
-    # The lake's writers chained to their input, as before the tables' hash distribution.
-    "lake-chained": ({"lake_distribution": "none"}, ()),
+    # The lake's writers hash-distributed by day partition, as for a replay of months (flink.lake_distribution).
+    "lake-hash": ({"lake_distribution": "hash"}, ()),
     "long-waits": (LONG_WAITS, ()),
     "long-flush": ({"serving_flush_ms": LONG_WAITS["serving_flush_ms"]}, ()),
     "long-bundle": ({"python_bundle_time_ms": LONG_WAITS["python_bundle_time_ms"]}, ()),

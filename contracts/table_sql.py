@@ -42,12 +42,12 @@ def lake_columns_ddl(t: LakeTable) -> str:
 def lake_table_properties(t: LakeTable) -> dict[str, str]:
     """The Iceberg table properties a lake table must have (both the job's writers and pyiceberg's honour them).
 
-    Rows reach the writers hash-distributed by partition, so a checkpoint writes one file per day partition
-    (see sql/risk/20_lake_tables.sql); no column naming a person gets bounds in the manifests; each commit deletes
-    the metadata files past the last ``write.metadata.previous-versions-max`` (Iceberg's default, 100) instead of
-    leaving them to orphan clean-up.
+    Writers are not hash-distributed by partition (see sql/risk/20_lake_tables.sql; the job's
+    ``flink.lake_distribution`` overrides it for a replay); no column naming a person gets bounds in the manifests;
+    each commit deletes the metadata files past the last ``write.metadata.previous-versions-max`` (Iceberg's
+    default, 100) instead of leaving them to orphan clean-up.
     """
-    props = {"write.distribution-mode": "hash", "write.metadata.delete-after-commit.enabled": "true"}
+    props = {"write.distribution-mode": "none", "write.metadata.delete-after-commit.enabled": "true"}
     props.update({f"{METRICS_COLUMN_PREFIX}{c.name}": NO_BOUNDS for c in t.columns if c.names_a_person})
     return props
 

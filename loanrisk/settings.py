@@ -296,11 +296,11 @@ class FlinkSettings(BaseModel):
         "python_bundle_time_ms); a buffer of 500 rows is written at once")
     lake_distribution: Literal["none", "hash"] | None = Field(
         None, description="How rows reach the job's Iceberg writers, overriding the lake tables' own "
-        "write.distribution-mode ('hash', contracts/table_sql.py) for this job: 'hash', shuffled by partition, one "
-        "file per day partition and checkpoint, a live day's rows on one writer per table; 'none', each writer "
-        "chained to the operator before it, a file per writer and day partition (no shuffle, and a live day spread "
-        "over every writer, for a parallelism at which one writer per table cannot keep up). A change resumes "
-        "with all its state (docs/RUNBOOK.md, \"Changing the job's SQL\")")
+        "write.distribution-mode ('none', contracts/table_sql.py) for this job: 'none', each writer chained to the "
+        "operator before it, no shuffle, a file per writer and day partition at each checkpoint; 'hash', rows "
+        "shuffled by partition, one file per day partition and checkpoint, for a replay of months of history "
+        "(half the files at parallelism 2), but a live day's rows on one writer per table. Switched by a "
+        "savepoint and `riskctl job resume` (docs/RUNBOOK.md, \"Replaying months of history\")")
     window_minutes: int = Field(1, ge=1)
     behaviour_window_days: int = Field(30, ge=1, le=99)
     watermark_delay_s: int = Field(300, ge=0)

@@ -4,11 +4,11 @@
 -- (contracts/table_sql.py: no column bounds for a column that names a person, so no manifest keeps a
 -- customer id after an erasure); existing tables get them at every `riskctl job submit`, before the
 -- job's writers read them (loanrisk/lake.py). Iceberg commits on every checkpoint (exactly once).
--- Rows reach the writers hash-distributed by partition ('hash'): each day partition of a checkpoint is one
--- writer's file, where chained writers ('none') each wrote a file to every day partition they saw, that is
--- parallelism x days files per checkpoint on a replay of months (docs/PERFORMANCE.md, "Files per
--- checkpoint"). The price is a shuffle of every row, and a live day's rows on one writer per table;
--- `flink.lake_distribution` overrides it for the job.
+-- Writers are not hash-distributed by partition ('none'): they chain to the operator before them, saving
+-- a shuffle of every row, and a live day's rows are spread over every writer; each writer may then write a
+-- file to every day partition of a checkpoint (maintain_lake compacts them). On a replay of months that is
+-- parallelism x days files per checkpoint: `flink.lake_distribution=hash` makes it one per day for the job
+-- (docs/PERFORMANCE.md, "Files per checkpoint").
 -- They are declared before the views so that each later file ends with the INSERTs writing its views.
 -- Each SELECT list of an INSERT is rendered from the target table's declaration (contracts/tables.py), in
 -- its column order, from the view's columns of the same name. The INSERTs join one statement set in file

@@ -131,12 +131,12 @@ def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_
     floor = next(s for s in STAGES if s.name == FLOOR)
     assert (stage.into, stage.against, dict(stage.flink)) == (floor.into, FLOOR, {"checkpoint_interval_ms": 30000})
     assert stage.name not in {s.name for s in STAGES}
-    assert dict(floor_with(Settings(), "lake_distribution=none").flink) == {"lake_distribution": "none"}
+    assert dict(floor_with(Settings(), "lake_distribution=hash").flink) == {"lake_distribution": "hash"}
     for bad in ("nope=3", "checkpoint_interval_ms=ten", ",", "checkpoint_interval_ms=", "lake_distribution=range"):
         with pytest.raises(SystemExit, match="--floor-with") as caught:
             floor_with(Settings(), bad)
         assert "\n" not in str(caught.value)
-    whole = floor_with(Settings(), "lake_distribution=none", "full")
-    assert (whole.into, whole.against, whole.name) == ((), "full", "full-lakenone")
+    whole = floor_with(Settings(), "lake_distribution=hash", "full")
+    assert (whole.into, whole.against, whole.name) == ((), "full", "full-lakehash")
     with pytest.raises(SystemExit, match="--full-with"):
         floor_with(Settings(), "nope=1", "full")

@@ -28,16 +28,16 @@ def test_job_conf_follows_environment_overrides(monkeypatch) -> None:  # type: i
     assert conf["python.fn-execution.bundle.time"] == 40
 
 
-def test_the_lake_writers_distribution_is_the_tables_hash_unless_the_setting_overrides_it(
+def test_the_lake_writers_distribution_is_the_tables_own_unless_the_setting_overrides_it(
         monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Iceberg's Flink writers read ``distribution-mode`` from the job's configuration before the table property:
-    by default the job leaves it to the tables (hash by partition); the setting overrides it for the job."""
+    by default the job leaves it to the tables (chained writers); the setting overrides it for the job."""
     from contracts.table_sql import lake_table_properties
     from contracts.tables import LAKE_TABLES
     assert "distribution-mode" not in flink_conf(Settings(), "x")
-    assert {lake_table_properties(t)["write.distribution-mode"] for t in LAKE_TABLES} == {"hash"}
-    monkeypatch.setenv("LOANRISK_FLINK__LAKE_DISTRIBUTION", "none")
-    assert flink_conf(Settings(), "x")["distribution-mode"] == "none"
+    assert {lake_table_properties(t)["write.distribution-mode"] for t in LAKE_TABLES} == {"none"}
+    monkeypatch.setenv("LOANRISK_FLINK__LAKE_DISTRIBUTION", "hash")
+    assert flink_conf(Settings(), "x")["distribution-mode"] == "hash"
 
 
 @pytest.mark.setup  # flink_config reads the Flink environment's default config

@@ -149,6 +149,9 @@ def test_the_peers_row_stands_beside_the_floors_with_the_ratio_to_its_commit(cap
              "jm_us_per_event": 2.0, "cores": {"flink taskmanager": 1.0}, "checkpoints": 2}
     peer = {"shape": "live", "stage": "spark", "events_per_s": 125.0, "us_per_event": 90.0, "cores": {"spark peer": 1.5},
             "batches": 1, "counts": {"raw_transactions": 1000}, "rows_match": True, "batch_ms": [8000]}
-    report_peers([floor], [peer], {"live": backlog})
+    arm = {**floor, "stage": "floor-lakehash", "adds": "the floor with lake_distribution=hash", "committed_s": 2.0,
+           "against": "dead_letters"}
+    report_peers([floor, arm], [peer], {"live": backlog})
     out = capsys.readouterr().out
     assert "events/s to the commit: 2.00 (target >= 1.5: met)" in out and "as produced" in out
+    assert "the floor with lake_distribution=hash / Spark, events/s to the commit: 4.00" in out
