@@ -73,7 +73,7 @@ class Stage:
     adds: str
     into: tuple[str, ...]
     root: Path = REPO_ROOT  # the tree whose jobs/ and sql/ run: another commit's for --baseline
-    flink: tuple[tuple[str, Any], ...] = ()  # flink settings changed for this rung (--long-waits, --floor-with)
+    flink: tuple[tuple[str, Any], ...] = ()  # flink settings changed for this rung (--long-waits, --floor-with, --full-with)
     against: str = "full"  # the rung an A/B stage is compared with
 
 
@@ -316,8 +316,8 @@ def run_stage(base: Settings, backlog: Backlog, stage: Stage, timeout_s: float) 
     log(f"{shape}/{stage.name}: {events:,} events emitted {t1 - t0:.1f}s after release "
         f"({result['events_per_s']:,.0f} events/s), committed at {committed:.1f}s in {files:,} data files; TaskManager "
         f"{result['tm_us_per_event']:.0f} us/event; cores until committed: {format_cores(cores)}"
-        + (f"; checkpoints failed: {counts.get('failed')} (the last: {result['checkpoint_failure']})"
-           if counts.get("failed") else ""))
+        + (f"; checkpoints failed: {counts.get('failed')}" if counts.get("failed") else "")
+        + (f" (the last: {result['checkpoint_failure']})" if result["checkpoint_failure"] else ""))
     cancel(settings, job_id)
     time.sleep(3)
     drop_topics(settings)
