@@ -237,15 +237,11 @@ def checkpoints(settings: Settings, job_id: str) -> dict[str, Any]:
 
 
 def data_files(settings: Settings) -> int:
-    """Data files in the current snapshots of the run's namespace (each stage has its own, and nothing compacts
-    them): the files per event that day partitions and writers multiply."""
-    from loanrisk.lake import catalog
-    cat = catalog(settings)
-    total = 0
-    for ident in cat.list_tables(settings.catalog.namespace):
-        snap = cat.load_table(ident).current_snapshot()
-        total += int(snap.summary.get("total-data-files", 0)) if snap and snap.summary else 0
-    return total
+    """Data files in the current snapshots of the run's lake tables (each stage has its own namespace, and nothing
+    compacts them): the files per event that day partitions and writers multiply."""
+    from contracts.tables import LAKE_TABLES
+    from loanrisk.lake import snapshot_totals
+    return sum(snapshot_totals(settings, [t.name for t in LAKE_TABLES], "total-data-files").values())
 
 
 def start_stage(settings: Settings, shape: str, stage: Stage, timeout_s: float) -> tuple[str, float]:

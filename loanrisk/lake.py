@@ -21,18 +21,24 @@ def catalog(settings: Settings):
     return SqlCatalog(settings.catalog.name, **settings.iceberg_catalog_properties())
 
 
-def committed_rows(settings: Settings, tables: tuple[str, ...] | list[str]) -> dict[str, int]:
-    """Rows committed so far in each of the namespace's ``tables`` (0 for a table not created yet)."""
+def snapshot_totals(settings: Settings, tables: tuple[str, ...] | list[str], key: str) -> dict[str, int]:
+    """A total of the current snapshot's summary (``total-records``, ``total-data-files``) for each of the
+    namespace's ``tables`` (0 for a table not created yet)."""
     cat = catalog(settings)
     counts = {}
     for name in tables:
         try:
             tbl = cat.load_table(f"{settings.catalog.namespace}.{name}")
             snap = tbl.current_snapshot()
-            counts[name] = int(snap.summary.get("total-records", 0)) if snap and snap.summary else 0
+            counts[name] = int(snap.summary.get(key, 0)) if snap and snap.summary else 0
         except Exception:  # noqa: BLE001 - table not created yet
             counts[name] = 0
     return counts
+
+
+def committed_rows(settings: Settings, tables: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Rows committed so far in each of the namespace's ``tables`` (0 for a table not created yet)."""
+    return snapshot_totals(settings, tables, "total-records")
 
 
 # The Flink committer records its last committed checkpoint in the snapshot summary under this key.
