@@ -118,7 +118,7 @@ def baseline(rev: str, folder: Path) -> Stage:
 LONG_STAGE = Stage("full-long", "the whole job, bundle 100 ms, flush 200 ms", (), flink=tuple(LONG_WAITS.items()))
 
 
-def floor_with(base: Settings, assignments: str, rung: str = FLOOR) -> Stage:
+def with_settings(base: Settings, assignments: str, rung: str = FLOOR) -> Stage:
     """The floor (or the whole job, ``rung`` "full") with some flink settings changed (``KEY=VALUE,...``): the B of
     an A/B against that rung, e.g. ``checkpoint_interval_ms=30000`` or ``lake_distribution=hash``. Each value is
     validated as a configured one would be, so a bad key or value is one line before any stack starts."""
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
     base = Settings()
     # A bad one fails before the stack starts.
-    floor_ab = [floor_with(base, a) for a in args.floor_with] + [floor_with(base, a, "full") for a in args.full_with]
+    settings_ab = [with_settings(base, a) for a in args.floor_with] + [with_settings(base, a, "full") for a in args.full_with]
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     peer_results: list[dict[str, Any]] = []
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         ab = [without(base, args.without)] if args.without else []
         if args.long_waits:
             ab.append(LONG_STAGE)
-        ab.extend(floor_ab)
+        ab.extend(settings_ab)
         if args.baseline:
             ab.append(baseline(args.baseline, state / "baseline"))
         for shape in shapes:

@@ -126,17 +126,17 @@ def test_the_baseline_rung_runs_another_commits_jobs_and_sql(tmp_path) -> None: 
 
 
 def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_a_bad_setting_is_one_line() -> None:
-    from bench.cost_ladder import floor_with
-    stage = floor_with(Settings(), "checkpoint_interval_ms=30000")
+    from bench.cost_ladder import with_settings
+    stage = with_settings(Settings(), "checkpoint_interval_ms=30000")
     floor = next(s for s in STAGES if s.name == FLOOR)
     assert (stage.into, stage.against, dict(stage.flink)) == (floor.into, FLOOR, {"checkpoint_interval_ms": 30000})
     assert stage.name not in {s.name for s in STAGES}
-    assert dict(floor_with(Settings(), "lake_distribution=hash").flink) == {"lake_distribution": "hash"}
+    assert dict(with_settings(Settings(), "lake_distribution=hash").flink) == {"lake_distribution": "hash"}
     for bad in ("nope=3", "checkpoint_interval_ms=ten", ",", "checkpoint_interval_ms=", "lake_distribution=range"):
         with pytest.raises(SystemExit, match="--floor-with") as caught:
-            floor_with(Settings(), bad)
+            with_settings(Settings(), bad)
         assert "\n" not in str(caught.value)
-    whole = floor_with(Settings(), "lake_distribution=hash", "full")
+    whole = with_settings(Settings(), "lake_distribution=hash", "full")
     assert (whole.into, whole.against, whole.name) == ((), "full", "full-lakehash")
     with pytest.raises(SystemExit, match="--full-with"):
-        floor_with(Settings(), "nope=1", "full")
+        with_settings(Settings(), "nope=1", "full")
