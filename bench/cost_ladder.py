@@ -533,12 +533,17 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
                     f"{r['checkpoints']}/{r['failed_checkpoints']} ok/failed")
             top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
-                what = ("this tree's change" if "@" in r["stage"] else "the settings" if r.get("settings_changed")
-                        else "what was left out")
+                # Each figure reads "costs N": the rung less the arm for what the arm leaves out or goes back
+                # on, the arm less the rung for settings the arm changes.
+                cost = top["tm_us_per_event"] - r["tm_us_per_event"]
+                what = ("us/event for this tree's change" if "@" in r["stage"]
+                        else "us/event with the arm's settings" if r.get("settings_changed")
+                        else "us/event for what was left out")
+                if r.get("settings_changed"):
+                    cost = -cost
                 line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
                          f"committed at {top['committed_s']:.1f}s in {top.get('data_files', 0):,} data files; "
-                         f"{top['tm_us_per_event'] - r['tm_us_per_event']:+.0f} "
-                         f"us/event for {what})")
+                         f"{cost:+.0f} {what})")
             print(line)
     by = {(r["shape"], r["stage"]): r for r in results}
     checks = []
