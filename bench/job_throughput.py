@@ -43,6 +43,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -389,7 +390,7 @@ def stamped(payload: bytes, at: float) -> bytes:
 
 
 def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: int, event_time: str = "live",
-            settle_s: float = 0.0) -> dict[str, Any]:
+            settle_s: float = 0.0, phase_job_id: str | None = None) -> dict[str, Any]:
     """Produce at ``rate`` for ``seconds``; per application: PostgreSQL written_at minus hand-over time; and the
     checkpoints' stalls by vertex meanwhile (where the tail waits).
 
@@ -397,7 +398,8 @@ def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: 
     window closes once per window length; ``replay``: the generator's own times, a month of them in the run,
     so windows keep closing and each close re-scores every active loan at once. Applications sent in the first
     ``settle_s`` seconds are not measured (after a backlog of old event times, the first live event closes all
-    of its windows at once).
+    of its windows at once). The latency is grouped by the seconds since the last checkpoint trigger of
+    ``phase_job_id`` (a job running beside the measured one), else of ``job_id``.
     """
     from ingestion.producer import make_producer
     from ingestion.pacing import paced
@@ -432,7 +434,8 @@ def latency(settings: Settings, job_id: str, rate: float, seconds: float, seed: 
         rows = {k: float(v) for k, v in got}
         time.sleep(2)
     lat = np.array([rows[k] - sent_at[k] for k in rows])
-    triggers = sorted(c["trigger_timestamp"] / 1000 for c in rest(settings, f"/jobs/{job_id}/checkpoints")["history"])
+    triggers = sorted(c["trigger_timestamp"] / 1000
+                      for c in rest(settings, f"/jobs/{phase_job_id or job_id}/checkpoints")["history"])
     out = {"rate": achieved, "event_time": event_time, "settle_s": settle_s, "applications": len(sent_at),
            "scored": len(rows), "by_phase": by_checkpoint_phase({k: sent_at[k] for k in rows}, rows, triggers),
            "p50_s": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
@@ -534,25 +537,39 @@ def latency_alone(base: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fresh_job_latency(settings: Settings, name: str, only_into: tuple[str, ...], args: argparse.Namespace,
-                      seed: int, cancel_after: bool = False) -> dict[str, Any]:
+                      seed: int, cancel_after: bool = False, beside: tuple[str, ...] = (),
+                      on_beside: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Submit the job (``only_into``: its INSERTs, all if empty), wait for its first completed checkpoint, then
     the latency run at ``args.rate`` for ``args.seconds`` (``args.event_time`` when given, else live); with
-    ``cancel_after``, the job is cancelled afterwards, measured or not."""
+    ``cancel_after``, the job is cancelled afterwards, measured or not.
+
+    ``beside``: the INSERTs of a second job submitted first (``<name>-beside``) and run through the measurement,
+    the latency grouped by its checkpoints: a serving job beside a lake job, both on the same cores. It is
+    cancelled afterwards whatever ``cancel_after`` says; ``on_beside`` is called with its id once it has
+    completed a checkpoint, before the measured job is submitted.
+    """
     from jobs.submit import submit_risk_job
     from stack.flink_client import cancel
-    job_id = submit_risk_job(settings, name=name, only_into=only_into)
-    started = time.perf_counter()
+    jobs: list[str] = []
     try:
-        while last_checkpoint_ms(settings, job_id) == 0:
-            if time.perf_counter() - started > args.timeout:
-                raise RuntimeError(f"{name}: no completed checkpoint after {args.timeout:.0f}s")
-            time.sleep(1)
-        log(f"{name}: job {job_id} completed its first checkpoint {time.perf_counter() - started:.0f}s after flink run")
-        return latency(settings, job_id, args.rate, args.seconds, seed=seed,
-                       event_time=getattr(args, "event_time", "live"))
+        for job_name, inserts in ((f"{name}-beside", beside), (name, only_into)) if beside else ((name, only_into),):
+            jobs.append(submit_risk_job(settings, name=job_name, only_into=inserts))
+            started = time.perf_counter()
+            while last_checkpoint_ms(settings, jobs[-1]) == 0:
+                if time.perf_counter() - started > args.timeout:
+                    raise RuntimeError(f"{job_name}: no completed checkpoint after {args.timeout:.0f}s")
+                time.sleep(1)
+            log(f"{job_name}: job {jobs[-1]} completed its first checkpoint "
+                f"{time.perf_counter() - started:.0f}s after flink run")
+            if beside and on_beside and len(jobs) == 1:
+                on_beside(jobs[0])
+        return latency(settings, jobs[-1], args.rate, args.seconds, seed=seed,
+                       event_time=getattr(args, "event_time", "live"), phase_job_id=jobs[0])
     finally:
-        if cancel_after:
-            cancel(settings, job_id)
+        for i, job_id in enumerate(jobs):
+            if cancel_after or (beside and i == 0):
+                cancel(settings, job_id)
+        if cancel_after or beside:
             time.sleep(5)
 
 

@@ -60,6 +60,32 @@ def test_the_long_waits_arm_is_the_whole_job_with_only_the_serving_waits_changed
     assert ARMS["long-waits"] == (changed, ())
 
 
+def test_the_serving_apart_arm_splits_the_job_s_inserts_into_a_serving_job_and_a_lake_job_beside_it() -> None:
+    """Together the two jobs write what the product writes, and no table twice: the lake job every Iceberg table,
+    the measured job every other sink (PostgreSQL, the alert and dead-letter topics)."""
+    from fnmatch import fnmatch
+
+    from bench.job_throughput import inserts_without
+    from bench.serving_latency import ARMS, LAKE_BESIDE, LAKE_TABLES
+    from contracts.tables import LAKE_TABLES as LAKE
+    product = _inserts(with_ladder=False)
+    assert LAKE_BESIDE <= set(ARMS)
+    flink, lake = ARMS["serving-apart"]
+    assert flink == {} and set(lake) == set(LAKE_TABLES) == {t.name for t in LAKE}
+    serving = inserts_without(Settings(), list(lake))
+    beside = [t for t in product if any(fnmatch(t, g) for g in lake)]
+    assert beside and serving and not set(serving) & set(beside)
+    assert sorted([*serving, *beside]) == sorted(product)
+    assert "pg_loan_scores_latest" in serving and "raw_loan_applications" in beside
+
+
+def test_each_serving_latency_round_starts_one_arm_later() -> None:
+    """The arm run first in a round was the slower one whatever it was, so no arm is always first."""
+    from bench.serving_latency import round_order
+    assert [round_order(["a", "b"], r) for r in range(3)] == [["a", "b"], ["b", "a"], ["a", "b"]]
+    assert [round_order(["a", "b", "c"], r)[0] for r in range(3)] == ["a", "b", "c"]
+
+
 def test_the_live_shape_keeps_order_and_lands_in_the_hours_before_its_end() -> None:
     end = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
     first, last = 1_500_000_000_000, 1_500_000_000_000 + 200 * 86_400_000
@@ -140,3 +166,52 @@ def test_the_floor_with_other_settings_is_the_floor_compared_with_the_floor_and_
     assert (whole.into, whole.against, whole.name) == ((), "full", "full-lakehash")
     with pytest.raises(SystemExit, match="--full-with"):
         with_settings(Settings(), "nope=1", "full")
+
+
+def test_each_a_b_line_reads_as_what_the_change_costs(capsys: pytest.CaptureFixture) -> None:
+    """A dearer arm's settings show as a positive cost, and so does what a cheaper arm leaves out."""
+    from bench.cost_ladder import Backlog, report
+    backlog = Backlog("live", [("transaction", "c", b"{}")] * 1000, {"transaction": 1000}, 1)
+    rung = {"shape": "live", "stage": FLOOR, "adds": "dead letters", "events_per_s": 500.0, "committed_s": 4.0,
+            "tm_us_per_event": 30.0, "cores": {"flink taskmanager": 1.0}, "checkpoints": 2, "failed_checkpoints": 0}
+    dearer = {**rung, "stage": "floor-hash", "adds": "the floor with lake_distribution=hash", "tm_us_per_event": 36.0,
+              "against": FLOOR, "settings_changed": True}
+    cheaper = {**rung, "stage": "floor-less", "adds": "the floor less its dead letters", "tm_us_per_event": 26.0,
+               "against": FLOOR}
+    report([rung, dearer, cheaper], {"live": backlog}, [])
+    out = capsys.readouterr().out
+    assert "+6 us/event with the arm's settings" in out
+    assert "+4 us/event for what was left out" in out
+
+
+def test_a_listening_socket_is_found_by_its_port_among_the_sockets_its_process_holds() -> None:
+    """How bench/serving_latency.py finds the TaskManager Flink names by its RPC port."""
+    import os
+    import socket
+
+    from bench.serving_latency import _listening, _socket_inodes
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        inodes = {inode for inode, local in _listening() if local == port}
+        assert len(inodes) == 1 and inodes <= _socket_inodes(os.getpid())
+    assert not {inode for inode, local in _listening() if local == port}
+
+
+def test_a_process_tree_is_held_to_some_cores_and_let_go_again() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bench.serving_latency import set_affinity_tree
+    every = os.sched_getaffinity(0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        set_affinity_tree(os.getpid(), {min(every)})
+        assert os.sched_getaffinity(child.pid) == {min(every)} == os.sched_getaffinity(0)
+    finally:
+        set_affinity_tree(os.getpid(), every)
+        assert os.sched_getaffinity(child.pid) == every == os.sched_getaffinity(0)
+        child.kill()
+        child.wait()
