@@ -17,7 +17,9 @@ In one run, on its own stack (free ports, its own state folder, everything stopp
    commit REV had it (its jobs/, sql/ and UDFs), an A/B of a change in the same run; with ``--long-waits``: the
    whole job with the longer scorer bundle and PostgreSQL flush it had before, the drain cost of the shorter ones;
    with ``--floor-with KEY=VALUE`` (``--full-with``): the floor (the whole job) with some flink settings changed,
-   an A/B against it;
+   an A/B against it. Each rung an arm is compared with drains once more after the arms, and the arm is
+   compared with the mean of the rung's two drains: a stage run later on the same stack has measured a few us
+   per event cheaper whatever it was, so an arm run only after its rung would take that for its own;
 5. per shape, the peers of ``--peers`` on the same backlog (bench/spark_peer.py: Spark Structured Streaming
    doing the floor's work), each printed beside the floor, with Flink's ratio to it;
 6. with ``--profile``: on the shape whose whole job costs most, the two stages that add the most CPU per event
@@ -40,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
@@ -439,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         for shape in shapes:
             for stage in [*chosen, *ab]:
                 results.append(run_stage(base, backlogs[shape], stage, args.timeout))
+            for rung in bracketing(chosen, ab):
+                # Under a name of its own: its own topics, consumer group and namespace, as each drain has.
+                again = replace(rung, name=f"{rung.name}-again")
+                results.append({**run_stage(base, backlogs[shape], again, args.timeout), "again_of": rung.name})
             if "spark" in peers:
                 from bench.spark_peer import run_peer
                 peer_results.append(run_peer(base, backlogs[shape], state / "spark-peer", args.warmup, args.timeout,
@@ -495,6 +501,12 @@ def to_commit(row: dict[str, Any], backlog: Backlog) -> float:
     return len(backlog.messages) / row["committed_s"]
 
 
+def bracketing(chosen: list[Stage], ab: list[Stage]) -> list[Stage]:
+    """The rungs some arm is compared with, in ladder order: each drains again after the arms."""
+    against = {stage.against for stage in ab}
+    return [stage for stage in chosen if stage.name in against]
+
+
 def costliest(results: list[dict[str, Any]], k: int) -> tuple[str, list[Stage]]:
     """The shape whose whole job costs the most per event, and the ``k`` stages that add the most TaskManager CPU
     per event there over the stage before (among those draining for long enough to be sampled)."""
@@ -513,7 +525,8 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
     for shape in dict.fromkeys(r["shape"] for r in results):
         b = backlogs[shape]
         rows = [r for r in results if r["shape"] == shape and r["stage"] in STAGE_NAMES]
-        ab = [r for r in results if r["shape"] == shape and r["stage"] not in STAGE_NAMES]
+        ab = [r for r in results if r["shape"] == shape and r["stage"] not in STAGE_NAMES and "again_of" not in r]
+        again = {r["again_of"]: r for r in results if r["shape"] == shape and "again_of" in r}
         c = b.counts
         print(f"\ncost ladder, {shape} backlog: {len(b.messages):,} events ({c.get('transaction', 0):,} transactions, "
               f"{c.get('repayment', 0):,} repayments, {c.get('loan_application', 0):,} applications) over "
@@ -534,15 +547,20 @@ def report(results: list[dict[str, Any]], backlogs: dict[str, Backlog], profiles
             top = next((t for t in rows if t["stage"] == r["against"]), None)
             if top:
                 # Each figure reads "costs N": the rung less the arm for what the arm leaves out or goes back
-                # on, the arm less the rung for settings the arm changes.
-                cost = top["tm_us_per_event"] - r["tm_us_per_event"]
+                # on, the arm less the rung for settings the arm changes. The rung is the mean of its drains
+                # before and after the arms, when it drained twice.
+                second = again.get(top["stage"])
+                rung_us = (top["tm_us_per_event"] + second["tm_us_per_event"]) / 2 if second else top["tm_us_per_event"]
+                cost = rung_us - r["tm_us_per_event"]
                 what = ("us/event for this tree's change" if "@" in r["stage"]
                         else "us/event with the arm's settings" if r.get("settings_changed")
                         else "us/event for what was left out")
                 if r.get("settings_changed"):
                     cost = -cost
+                rerun = (f"; again after the arms {second['events_per_s']:,.0f} events/s, "
+                         f"{second['tm_us_per_event']:.0f} us/event, mean {rung_us:.0f}" if second else "")
                 line += (f" ({top['stage']}: {top['events_per_s']:,.0f} events/s, {top['tm_us_per_event']:.0f} us/event, "
-                         f"committed at {top['committed_s']:.1f}s in {top.get('data_files', 0):,} data files; "
+                         f"committed at {top['committed_s']:.1f}s in {top.get('data_files', 0):,} data files{rerun}; "
                          f"{cost:+.0f} {what})")
             print(line)
     by = {(r["shape"], r["stage"]): r for r in results}

@@ -215,3 +215,25 @@ def test_a_process_tree_is_held_to_some_cores_and_let_go_again() -> None:
         assert os.sched_getaffinity(child.pid) == every == os.sched_getaffinity(0)
         child.kill()
         child.wait()
+
+
+def test_a_rung_an_arm_is_compared_with_drains_again_after_the_arms_and_the_arm_meets_their_mean(
+        capsys: pytest.CaptureFixture) -> None:
+    from bench.cost_ladder import LONG_STAGE, Backlog, bracketing, report, with_settings
+    floor = next(s for s in STAGES if s.name == FLOOR)
+    full = next(s for s in STAGES if s.name == "full")
+    arm = with_settings(Settings(), "lake_distribution=hash")
+    assert bracketing([floor, full], [arm]) == [floor]
+    assert bracketing([floor, full], [arm, LONG_STAGE]) == [floor, full]
+    assert bracketing([floor, full], []) == []
+    backlog = Backlog("live", [("transaction", "c", b"{}")] * 1000, {"transaction": 1000}, 1)
+    rung = {"shape": "live", "stage": FLOOR, "adds": "dead letters", "events_per_s": 500.0, "committed_s": 4.0,
+            "tm_us_per_event": 30.0, "cores": {"flink taskmanager": 1.0}, "checkpoints": 2, "failed_checkpoints": 0}
+    measured = {**rung, "stage": arm.name, "adds": arm.adds, "tm_us_per_event": 33.0, "against": FLOOR,
+                "settings_changed": True}
+    again = {**rung, "stage": f"{FLOOR}-again", "tm_us_per_event": 26.0, "again_of": FLOOR}
+    report([rung, measured, again], {"live": backlog}, [])
+    out = capsys.readouterr().out
+    assert "again after the arms 500 events/s, 26 us/event, mean 28" in out
+    assert "+5 us/event with the arm's settings" in out
+    assert f"{FLOOR}-again" not in out, "the second drain is no rung of its own"
