@@ -44,10 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cpu_split import _processes
 from bench.job_throughput import LONG_WAITS, fresh_job_latency, inserts_without, log, p99_target, settings_for
-from stack.flink_client import rest
 from contracts.tables import LAKE_TABLES as LAKE
 from loanrisk.settings import REPO_ROOT, Settings, override
+from stack.flink_client import rest
 
 # Every Iceberg table: what a serving job apart from the lake would not write.
 LAKE_TABLES = tuple(t.name for t in LAKE)
@@ -79,7 +80,7 @@ def run_arm(base: Settings, arm: str, seed: int, args: argparse.Namespace) -> di
     pinned: list[int] = []
 
     def pin(job_id: str) -> None:
-        pinned.extend(pin_job(base, job_id, {LAKE_CORE}))
+        pinned.append(pin_job(base, job_id, {LAKE_CORE}))
 
     try:
         return fresh_job_latency(override(settings_for(base, "onnx"), flink=flink), f"bench-{arm}", only_into, args,
@@ -90,7 +91,7 @@ def run_arm(base: Settings, arm: str, seed: int, args: argparse.Namespace) -> di
             set_affinity_tree(pinned[0], set(range(os.cpu_count() or 1)))
 
 
-def pin_job(settings: Settings, job_id: str, cores: set[int]) -> list[int]:
+def pin_job(settings: Settings, job_id: str, cores: set[int]) -> int:
     """Hold the one TaskManager ``job_id`` runs on, its threads and its Python workers, to ``cores``; returns its
     PID. A job spread over several TaskManagers cannot be held apart, so that is an error."""
     where = {tm for vertex in rest(settings, f"/jobs/{job_id}")["vertices"]
@@ -102,7 +103,7 @@ def pin_job(settings: Settings, job_id: str, cores: set[int]) -> list[int]:
     pid = taskmanager_pid(settings, where.pop())
     set_affinity_tree(pid, cores)
     log(f"job {job_id}: its TaskManager (pid {pid}) and its Python workers held to core(s) {sorted(cores)}")
-    return [pid]
+    return pid
 
 
 def taskmanager_pid(settings: Settings, resource_id: str) -> int:
@@ -147,13 +148,7 @@ def _socket_inodes(pid: int) -> set[str]:
 def set_affinity_tree(pid: int, cores: set[int]) -> None:
     """Set the CPU affinity of every thread of ``pid`` and of its descendants (affinity is per thread; threads
     and processes started later inherit their creator's)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
+    parents = {p: parent for p, (parent, _cpu) in _processes().items()}
     tree, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()
