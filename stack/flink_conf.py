@@ -16,6 +16,12 @@ AWS_JVM_OPTS = ("-Daws.requestChecksumCalculation=when_required -Daws.responseCh
                 "-Daws.java.v1.disableDeprecationAnnouncement=true -Duser.timezone=UTC")
 
 
+# The client JVM (`flink run`, the SQL client) lives for one planning of the job: JIT tiers past C1 only compete
+# with the planner for the cores in that time. It plans every submission, including the supervisor's resume after
+# a JobManager crash, so this is recovery time too (bench/submit_time.py: figures in docs/PERFORMANCE.md).
+CLIENT_JVM_OPTS = "-XX:TieredStopAtLevel=1"
+
+
 def wheel_java_opts(settings: Settings) -> str:
     """The distribution's own JVM options (the --add-opens list Java 17 needs)."""
     from stack.setup import pyflink_dir
@@ -76,6 +82,7 @@ def flink_config(settings: Settings) -> dict[str, Any]:
         "python.executable": python,
         "python.client.executable": python,
         "env.java.opts.all": f"{wheel_java_opts(settings)} {AWS_JVM_OPTS}".strip(),
+        "env.java.opts.client": CLIENT_JVM_OPTS,
         "jobmanager.execution.failover-strategy": "region",
         "env.log.dir": str(state / "logs" / "flink"),
         "env.pid.dir": str(state / "run"),

@@ -237,3 +237,15 @@ def test_a_rung_an_arm_is_compared_with_drains_again_after_the_arms_and_the_arm_
     assert "again after the arms 500 events/s, 26 us/event, mean 28" in out
     assert "+5 us/event with the arm's settings" in out
     assert f"{FLOOR}-again" not in out, "the second drain is no rung of its own"
+
+
+def test_the_submit_benchmark_compares_each_arms_median_with_flinks_default(capsys: pytest.CaptureFixture) -> None:
+    from bench.submit_time import report
+    rows = [{"arm": arm, "wall_s": wall, "cpu_s": cpu, "job_id": "0" * 32}
+            for arm, wall, cpu in (("default", 40.0, 60.0), ("product", 30.0, 30.0), ("default", 44.0, 66.0),
+                                   ("product", 34.0, 36.0), ("default", 60.0, 70.0), ("product", 20.0, 33.0))]
+    report(rows)
+    out = capsys.readouterr().out
+    assert "default        44.0 s      66.0 s  Flink's default" in out
+    assert "product        30.0 s      33.0 s  -XX:TieredStopAtLevel=1" in out
+    assert "takes 0.68 x its wall time (14.0 s less) and 0.50 x its CPU" in out

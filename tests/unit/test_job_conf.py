@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,31 @@ def test_a_missing_pii_key_file_is_one_clear_error() -> None:
     from loanrisk.settings import override
     with pytest.raises(ConfigError, match="cannot read secret file /nowhere/pii-key"):
         pii_key_file(override(Settings(), privacy={"pii_hash_key_file": "/nowhere/pii-key"}))
+
+
+@pytest.mark.setup  # runs the Flink distribution's bin/flink
+def test_the_client_jvm_options_written_are_those_bin_flink_starts_its_jvm_with(  # type: ignore[no-untyped-def]
+        monkeypatch, tmp_path) -> None:
+    """`flink run` plans each submission (and the supervisor's resume) in the JVM bin/flink starts, whose options
+    come from env.java.opts.client: the key written must be the one the script reads. A java in front of the real
+    one records each command line."""
+    import subprocess
+
+    from stack.flink_conf import CLIENT_JVM_OPTS, flink_env, write_flink_config
+    from stack.java import java_home
+    monkeypatch.setenv("LOANRISK_STACK__STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("FLINK_ENV_JAVA_OPTS_CLI", raising=False)
+    settings = Settings()
+    write_flink_config(settings)
+    recorded = tmp_path / "java-command-lines"
+    wrapper = tmp_path / "jdk" / "bin" / "java"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{recorded}"\nexec "{java_home()}/bin/java" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, **flink_env(settings), "JAVA_HOME": str(wrapper.parent.parent)}
+    env.pop("FLINK_ENV_JAVA_OPTS_CLI", None)
+    done = subprocess.run([str(settings.flink_home / "bin" / "flink"), "--version"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (client,) = [line for line in recorded.read_text().splitlines() if "CliFrontend" in line]
+    assert f" {CLIENT_JVM_OPTS} " in f" {client} "
