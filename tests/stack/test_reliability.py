@@ -381,7 +381,8 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     kafka_text = b"\n".join(r.value for t in (s.kafka.topics.applications, s.kafka.topics.transactions)
                             for r in read_topic(s, t)).decode(errors="replace")
     in_kafka = {v for v in secrets if v in kafka_text}
-    found = _find_anywhere(s, secrets)
+    lake_text = _lake_text(s)
+    found = _find_anywhere(s, secrets, lake_text)
     clock.lap("search")
     print(f"\nPII: {len(secrets)} distinctive values; {len(in_kafka)} found in the Kafka input; in sinks: {found}")
     assert in_kafka == secrets, "the seeded PII should be visible in the Kafka input (else the test proves nothing)"
@@ -397,7 +398,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
           Counter(name for names in seen.values() for name in names))
     assert {"customer_id", *_pseudonyms_of(victim_forms)} <= {n for names in seen.values() for n in names}, (
         "the decoded scan must find the customer's id and pseudonyms before the erasure, or it proves nothing")
-    before = _rows_of(s, [victim, other])
+    before = _rows_of(s, [victim, other], lake_text)
     assert sum(before[other].values()) > 0 and sum(before[victim].values()) > 0
     clock.lap("count rows")
     import subprocess
@@ -432,7 +433,7 @@ def test_pii_reaches_kafka_but_no_sink_and_an_erasure_request_removes_a_customer
     assert not _kept_for_the_job(again.stdout), "a snapshot from before the erasure is still kept"
     _scan_stores_for(s, secrets, victim_forms)
     clock.lap("byte scan")
-    after = _rows_of(s, [victim, other])
+    after = _rows_of(s, [victim, other], _lake_text(s, only=("customer_id", "payload")))
     assert sum(after[victim].values()) == 0, after[victim]
     assert after[other] == before[other]
     clock.lap("count rows again")
@@ -568,24 +569,36 @@ def _sync_warehouse(s) -> None:
     print("warehouse sync:", getattr(report, "summary", lambda: report)())
 
 
-def _rows_of(s, customers: list[str]) -> dict[str, dict[str, int]]:
-    """Per customer: rows naming them per lake table (dead-letter payloads included), serving and Snowflake table.
+def _lake_text(s, only: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """Every text column (or those of ``only``) of every lake table. Read once before the erasure for both the search
+    and the row counts: a full read of the lake costs requests per data file, and the suite leaves thousands."""
+    from pyiceberg.types import StringType
 
-    One pass for all ``customers``, reading only the column that names them.
-    """
     from loanrisk.lake import catalog
-    out: dict[str, dict[str, int]] = {c: {} for c in customers}
     cat = catalog(s)
+    out = {}
     for ident in cat.list_tables(s.catalog.namespace):
         table = cat.load_table(ident)
-        names = {f.name for f in table.schema().fields}
-        column = "customer_id" if "customer_id" in names else "payload" if "payload" in names else None
+        texts = tuple(f.name for f in table.schema().fields
+                      if isinstance(f.field_type, StringType) and (only is None or f.name in only))
+        out[ident[-1]] = table.scan(selected_fields=texts).to_pandas() if texts else pd.DataFrame()
+    return out
+
+
+def _rows_of(s, customers: list[str], lake_text: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Per customer: rows naming them per lake table (dead-letter payloads included), serving and Snowflake table.
+
+    One pass for all ``customers``; the lake's rows are those of ``lake_text`` (its customer_id or payload column).
+    """
+    out: dict[str, dict[str, int]] = {c: {} for c in customers}
+    for name, frame in lake_text.items():
+        column = "customer_id" if "customer_id" in frame else "payload" if "payload" in frame else None
         if column is None:
             continue
-        values = table.scan(selected_fields=(column,)).to_pandas()[column]
+        values = frame[column]
         for c in customers:
             hits = values == c if column == "customer_id" else values.str.contains(c, regex=False)
-            out[c][f"lake.{ident[-1]}"] = int(hits.sum())
+            out[c][f"lake.{name}"] = int(hits.sum())
     for (table,) in serving(s, "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
                                "AND column_name = 'customer_id'"):
         counts = dict(serving(s, f'SELECT customer_id, count(*) FROM "{table}" WHERE customer_id = ANY(%s) '
@@ -612,21 +625,14 @@ def _rows_of(s, customers: list[str]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _find_anywhere(s, values: set[str]) -> dict[str, list[str]]:
-    """Which of ``values`` appear in any text column of the lake, the serving database or Snowflake."""
-    from pyiceberg.types import StringType
-
-    from loanrisk.lake import catalog
+def _find_anywhere(s, values: set[str], lake_text: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
+    """Which of ``values`` appear in any text column of the lake (``lake_text``), the serving database or Snowflake."""
     found: dict[str, list[str]] = {}
-    cat = catalog(s)
-    for ident in cat.list_tables(s.catalog.namespace):
-        table = cat.load_table(ident)
-        texts = tuple(f.name for f in table.schema().fields if isinstance(f.field_type, StringType))
-        df = table.scan(selected_fields=texts).to_pandas() if texts else pd.DataFrame()
+    for name, df in lake_text.items():
         text = "\n".join(df[c].astype(str).str.cat(sep="\n") for c in df.columns)
         hits = sorted(v for v in values if v in text)
         if hits:
-            found[f"lake.{ident[-1]}"] = hits
+            found[f"lake.{name}"] = hits
     for (table,) in serving(s, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"):
         text = "\n".join(str(r) for r in serving(s, f'SELECT * FROM "{table}"'))
         hits = sorted(v for v in values if v in text)
