@@ -22,7 +22,6 @@ import asyncio
 import multiprocessing
 import os
 import pickle
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loanrisk.settings import REPO_ROOT, Settings, override
+from bench.job_throughput import own_stack_state, stop_own_stack
+from loanrisk.settings import Settings, override
 
 RATES = (50, 200, 500)
 STEPS = (100, 200, 300, 400, 500, 600, 800, 1000)
@@ -170,14 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     from models.synthetic import train_on_generated
     from scoring_api.keys import create_client_key
     from scoring_api.store import PostgresStore
-    from stack import isolated
-    from stack.manager import down, up
+    from stack.manager import up
     from stack.process import free_port, http_ok, wait_for
     from stack.services.scoring_api import ScoringApi
-    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
-    state = install / "bench-stacks" / f"api-{os.getpid()}"
-    # The stack's processes (the API among them) read their settings from the environment they inherit.
-    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    state = own_stack_state("api")
     # One client key carries the whole load: its rate limit must not be what is measured.
     os.environ.update({"LOANRISK_API__RATE_LIMIT_PER_S": "1000000", "LOANRISK_API__RATE_LIMIT_BURST": "1000000"})
     settings = Settings()
@@ -217,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if baseline is not None and baseline.is_alive():
             baseline.terminate()
             baseline.join(30)
-        down(settings, progress=log)
-        shutil.rmtree(state, ignore_errors=True)
+        stop_own_stack(settings, state)
     report(results)
     return 0
 

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -53,7 +52,8 @@ from pydantic import ValidationError
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import cores_between, cpu_by_service, service_roots
-from bench.job_throughput import FLOOR_SINKS, LONG_WAITS, emitted, format_cores, inserts_without, log
+from bench.job_throughput import (FLOOR_SINKS, LONG_WAITS, emitted, format_cores, inserts_without, log,
+                                  own_stack_state, stop_own_stack)
 from ingestion.producer import ConfluentEventProducer
 from loanrisk.errors import ConfigError
 from loanrisk.settings import REPO_ROOT, Settings, describe_validation_error, override
@@ -414,11 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in STAGES if s.name in stages]
 
     from models.first_champion import ensure_champion
-    from stack import isolated
-    from stack.manager import down, up
-    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
-    state = install / "bench-stacks" / f"ladder-{os.getpid()}"
-    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    from stack.manager import up
+    state = own_stack_state("ladder")
     base = Settings()
     # A bad one fails before the stack starts.
     settings_ab = [with_settings(base, a) for a in args.floor_with] + [with_settings(base, a, "full") for a in args.full_with]
@@ -455,8 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = REPO_ROOT / "docs" / "perf" / f"flame-{shape}-{stage.name}.png"
                 profiles.append(profile(base, backlogs[shape], stage, out, args.timeout))
     finally:
-        down(base, progress=log)
-        shutil.rmtree(state, ignore_errors=True)
+        stop_own_stack(base, state)
     report(results, backlogs, profiles)
     report_peers(results, peer_results, backlogs)
     return 0

@@ -78,6 +78,24 @@ def log(msg: str) -> None:
     """Progress on stderr with a timestamp."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+def own_stack_state(name: str) -> Path:
+    """The state folder of a benchmark's own isolated stack (free ports, its own secrets), with this process's
+    environment pointing at it: the stack's own processes (the Flink supervisor, the API) read their settings from
+    the environment they inherit. ``stop_own_stack`` stops it and removes the folder."""
+    from stack import isolated
+    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
+    state = install / "bench-stacks" / f"{name}-{os.getpid()}"
+    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    return state
+
+
+def stop_own_stack(settings: Settings, state: Path) -> None:
+    """Stop every process of the benchmark's stack by its PID and remove its state folder."""
+    from stack.manager import down
+    down(settings, progress=log)
+    shutil.rmtree(state, ignore_errors=True)
+
+
 
 def settings_for(base: Settings, variant: str, tag: str | None = None) -> Settings:
     """The stack's settings with the variant's scorer, consumer group and Iceberg namespace (named by ``tag``)."""
@@ -485,14 +503,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--order must name each of {', '.join(VARIANTS)} once (and may add {', '.join(EXTRA_VARIANTS)})")
 
     from models.first_champion import ensure_champion
-    from stack import isolated
     from stack.flink_client import cancel
-    from stack.manager import down, up
-    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
-    state = install / "bench-stacks" / f"run-{os.getpid()}"
-    # The stack's own processes (the Flink supervisor) read their settings from the environment they inherit,
-    # so the isolated stack's ports and folders go there once; in this process the settings are passed on.
-    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    from stack.manager import up
+    state = own_stack_state("run")
     base = Settings()
     results: list[dict[str, Any]] = []
     try:
@@ -523,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         plain = plain_consumer(settings_for(base, "onnx"), model, args.plain_budget, held)
         batched = batched_consumer(settings_for(base, "onnx"), args.plain_budget, held, apps)
     finally:
-        down(base, progress=log)
-        shutil.rmtree(state, ignore_errors=True)
+        stop_own_stack(base, state)
     report(results, plain, batched, lat, n, args)
     return 0
 

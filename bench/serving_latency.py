@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cpu_split import _processes
-from bench.job_throughput import LONG_WAITS, fresh_job_latency, inserts_without, log, p99_target, settings_for
+from bench.job_throughput import (LONG_WAITS, fresh_job_latency, inserts_without, log, own_stack_state, p99_target,
+                                  settings_for, stop_own_stack)
 from contracts.tables import LAKE_TABLES as LAKE
-from loanrisk.settings import REPO_ROOT, Settings, override
+from loanrisk.settings import Settings, override
 from stack.flink_client import rest
 
 # Every Iceberg table: what a serving job apart from the lake would not write.
@@ -186,11 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                      if unknown else "rounds, rate and seconds must be > 0")
 
     from models.first_champion import ensure_champion
-    from stack import isolated
-    from stack.manager import down, up
-    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
-    state = install / "bench-stacks" / f"run-{os.getpid()}"
-    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    from stack.manager import up
+    state = own_stack_state("run")
     base = Settings()
     if LAKE_PINNED & set(arms):
         # A TaskManager per job, so the lake job's can be held to its core; every arm runs on this cluster.
@@ -212,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {r + 1}/{args.rounds}, arm {arm}")
                 results.append((arm, r + 1, run_arm(base, arm, seed=100 + 10 * r + arms.index(arm), args=args)))
     finally:
-        down(base, progress=log)
-        shutil.rmtree(state, ignore_errors=True)
+        stop_own_stack(base, state)
     report(results, arms, args)
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import sys
 import time
@@ -30,9 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.job_throughput import log
+from bench.job_throughput import log, own_stack_state, stop_own_stack
 from bench.serving_latency import round_order
-from loanrisk.settings import REPO_ROOT, Settings
+from loanrisk.settings import Settings
 
 # Flink's config.sh reads env.java.opts.client only when this variable is unset; set, it replaces it.
 CLIENT_OPTS_ENV = "FLINK_ENV_JAVA_OPTS_CLI"
@@ -93,11 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
 
     from models.first_champion import ensure_champion
-    from stack import isolated
-    from stack.manager import down, up
-    install = Path(os.environ.get("LOANRISK_STACK__INSTALL_DIR", REPO_ROOT / ".loanrisk")).resolve()
-    state = install / "bench-stacks" / f"submit-{os.getpid()}"
-    os.environ.update(isolated.isolated_stack_env(state, install, seed=os.getpid()))
+    from stack.manager import up
+    state = own_stack_state("submit")
     base = Settings()
     rows: list[dict[str, Any]] = []
     try:
@@ -112,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"({rows[-1]['cpu_s']:.1f} s client CPU)")
                 time.sleep(3)  # the cancelled job's tasks leave the TaskManager
     finally:
-        down(base, progress=log)
-        shutil.rmtree(state, ignore_errors=True)
+        stop_own_stack(base, state)
     report(rows)
     return 0
 
