@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import shutil
 import sys
@@ -232,7 +233,8 @@ def drain(base: Settings, variant: str, events: int, timeout_s: float, applicati
         else float("nan")
     where = "PostgreSQL" if scoring else "Iceberg"
     log(f"{variant}: {done_at:,} rows in {where} {elapsed:.1f}s after RUNNING ({events / elapsed:,.0f} events/s); "
-        f"after the first commit {after_first:,.0f} events/s ({done_at - first[1]:,} rows); "
+        f"after the first commit {f'{after_first:,.0f} events/s' if not math.isnan(after_first) else '-'} "
+        f"({done_at - first[1]:,} rows); "
         f"cores: {format_cores(cores)}")
     return {"variant": variant, "job_id": job_id, "settings": settings, "seconds": elapsed, "cores": cores, "events": events,
             "events_per_s": events / elapsed, "after_first_commit_events_per_s": after_first,
@@ -624,7 +626,11 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], batched: dict[s
     shown = [*VARIANTS, *(v for v in EXTRA_VARIANTS if v in by), *(["floor"] if "floor" in by else []), "scoring"]
     for v in shown:
         r = by[v]
-        print(f"{names[v]:<34}{r['events']:>9,}{r['events_per_s']:>12,.0f}{r['after_first_commit_events_per_s']:>18,.0f}"
+        # No such rate when the first rows counted were the last (the scoring path counts once every source is
+        # through): a dash, not nan.
+        after = r["after_first_commit_events_per_s"]
+        after_col = f"{after:>18,.0f}" if not math.isnan(after) else f"{'-':>18}"
+        print(f"{names[v]:<34}{r['events']:>9,}{r['events_per_s']:>12,.0f}{after_col}"
               f"{r['seconds']:>10.1f}"
               f"{r['events_per_s'] / by['builtin']['events_per_s']:>12.2f}")
     for label, peer in (("plain consumer (sklearn -> PG)", plain), ("batched consumer (scoring path)", batched)):
