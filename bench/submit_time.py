@@ -1,7 +1,7 @@
 """Benchmark: how long `flink run` of the risk job takes, with the stack's client JVM options against Flink's default.
 
-Every submission plans the whole job in the client JVM (76 statements, the statement set compiled to a plan, the
-plan loaded and turned into a job graph), so this time is also what a JobManager crash costs before the
+Every submission plans the whole job in the client JVM (every statement of sql/, the statement set compiled to a
+plan, the plan loaded and turned into a job graph), so this time is also what a JobManager crash costs before the
 supervisor's resubmission reaches the cluster (stack/supervisor.py).
 
 In one run, on its own stack (free ports, its own state folder, every process stopped by PID at the end):
