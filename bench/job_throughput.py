@@ -79,6 +79,7 @@ def log(msg: str) -> None:
     """Progress on stderr with a timestamp."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+
 def own_stack_state(name: str) -> Path:
     """The state folder of a benchmark's own isolated stack (free ports, its own secrets), with this process's
     environment pointing at it: the stack's own processes (the Flink supervisor, the API) read their settings from
@@ -95,7 +96,6 @@ def stop_own_stack(settings: Settings, state: Path) -> None:
     from stack.manager import down
     down(settings, progress=log)
     shutil.rmtree(state, ignore_errors=True)
-
 
 
 def settings_for(base: Settings, variant: str, tag: str | None = None) -> Settings:

@@ -230,7 +230,6 @@ def test_the_client_jvm_options_written_are_those_bin_flink_starts_its_jvm_with(
     wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{recorded}"\nexec "{java_home()}/bin/java" "$@"\n')
     wrapper.chmod(0o755)
     env = {**os.environ, **flink_env(settings), "JAVA_HOME": str(wrapper.parent.parent)}
-    env.pop("FLINK_ENV_JAVA_OPTS_CLI", None)
     done = subprocess.run([str(settings.flink_home / "bin" / "flink"), "--version"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
