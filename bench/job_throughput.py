@@ -642,7 +642,9 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], batched: dict[s
     print_latency(lat, args)
     pandas = by["onnx"]["events_per_s"]
     checks = [
-        ("events/s end to end (pandas job)", f"{pandas:,.0f}", f">= {TARGET_EPS:,}", pandas >= TARGET_EPS),
+        # The backlog keeps the generator's months of event times (a replay) and the clock counts the job's own
+        # warm-up; bench/cost_ladder.py reads the same target on a live-like backlog too.
+        ("events/s end to end (pandas job, replay)", f"{pandas:,.0f}", f">= {TARGET_EPS:,}", pandas >= TARGET_EPS),
         ("pandas job / built-in job", f"{pandas / by['builtin']['events_per_s']:.2f}", f">= {TARGET_PANDAS_SHARE}",
          pandas / by["builtin"]["events_per_s"] >= TARGET_PANDAS_SHARE),
         ("pandas job / plain consumer", f"{pandas / plain['events_per_s']:.1f}x", f">= {TARGET_VS_PLAIN:.0f}x",
@@ -660,9 +662,9 @@ def report(results: list[dict[str, Any]], plain: dict[str, Any], batched: dict[s
           f"validation, de-duplication, behaviour lookups, features, ONNX scorer and score upserts; the job also "
           f"aggregates the behaviour windows and re-scores loans as they close): {scoring / batched['events_per_s']:.2f}x"
           f"; the consumer scored {batched['scored']:,} of the backlog's {batched['applications']:,} applications")
-    print(f"\n{'target':<36}{'measured':>12}{'target':>12}  met")
+    print(f"\n{'target':<42}{'measured':>12}{'target':>12}  met")
     for name, got, want, ok in checks:
-        print(f"{name:<36}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")
+        print(f"{name:<42}{got:>12}{want:>12}  {'yes' if ok else 'NO'}")
     if "floor" in by:
         print(f"\nthe floor (no risk logic) drains at {by['floor']['events_per_s']:,.0f} events/s on this machine: "
               f"{TARGET_EPS / by['floor']['events_per_s']:.1f}x short of {TARGET_EPS:,} before any feature or score")

@@ -4,6 +4,7 @@ and its flame graphs."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -249,3 +250,33 @@ def test_the_submit_benchmark_compares_each_arms_median_with_flinks_default(caps
     assert "default        44.0 s      66.0 s  Flink's default" in out
     assert "product        30.0 s      33.0 s  -XX:TieredStopAtLevel=1" in out
     assert "takes 0.68 x its wall time (14.0 s less) and 0.50 x its CPU" in out
+
+
+def test_a_drain_counts_only_its_own_checkpoints_and_the_refused_triggers_before_the_release_apart() -> None:
+    """Flink's counts cover the job's life; triggers refused while tasks start fail with no history entry."""
+    from bench.cost_ladder import drain_checkpoints
+    before = {"counts": {"completed": 1, "failed": 3}, "latest": {"failed": None}}
+    clean = {"counts": {"completed": 8, "failed": 3},
+             "latest": {"failed": {"trigger_timestamp": 900, "failure_message": "from before"}}}
+    assert drain_checkpoints(before, clean, released_ms=1000) == {
+        "checkpoints": 7, "failed_checkpoints": 0, "failed_before_release": 3, "checkpoint_failure": None}
+    failing = {"counts": {"completed": 6, "failed": 5},
+               "latest": {"failed": {"trigger_timestamp": 1500, "failure_message": "Checkpoint expired"}}}
+    assert drain_checkpoints(before, failing, released_ms=1000) == {
+        "checkpoints": 5, "failed_checkpoints": 2, "failed_before_release": 3,
+        "checkpoint_failure": "Checkpoint expired"}
+    assert drain_checkpoints({}, {"counts": {"completed": 2}}, 0)["failed_checkpoints"] == 0
+
+
+def test_the_end_to_end_target_is_read_per_shape_to_the_lake_commit(capsys: pytest.CaptureFixture) -> None:
+    """The whole job's rate against the 20,000 events/s target counts until its last rows are committed."""
+    from bench.cost_ladder import Backlog, report
+    backlogs = {shape: Backlog(shape, [("transaction", "c", b"{}")] * 100_000, {"transaction": 100_000}, 1)
+                for shape in ("live", "replay")}
+    full = {"stage": "full", "adds": "the rest", "events_per_s": 50_000.0, "tm_us_per_event": 40.0,
+            "cores": {"flink taskmanager": 1.5}, "checkpoints": 2, "failed_checkpoints": 0}
+    report([{**full, "shape": "live", "committed_s": 4.0}, {**full, "shape": "replay", "committed_s": 10.0}],
+           backlogs, [])
+    out = capsys.readouterr().out
+    assert re.search(r"whole job events/s to the lake commit \(live\) +25,000 +>= 20,000 +yes", out)
+    assert re.search(r"whole job events/s to the lake commit \(replay\) +10,000 +>= 20,000 +NO", out)
