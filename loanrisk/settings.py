@@ -592,7 +592,8 @@ class PrefectSettings(BaseModel):
     task_retries: int = Field(3, ge=0, le=20, description="Retries of a flow task that raised (exponential backoff).")
     retry_delay_s: float = Field(10.0, ge=0, description="First retry delay of a task; doubles on every retry.")
     task_timeout_s: float = Field(1800.0, gt=0, description="A task running longer than this fails (and is retried).")
-    snapshot_min_age_h: float = Field(6.0, ge=1, description="maintain_lake never expires snapshots younger than this.")
+    snapshot_min_age_h: float = Field(6.0, ge=1, description="maintain_lake and the hourly expire_snapshots never "
+                                      "expire snapshots younger than this.")
     orphan_min_age_h: float = Field(24.0, ge=1, description="maintain_lake deletes unreferenced files only older than this.")
 
     @property

@@ -39,6 +39,8 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("data_quality", cron="0 * * * *", description="checks on raw, feature and score tables"),
     DeploymentSpec("report", cron="0 6 * * *", description="daily risk report"),
     DeploymentSpec("maintain_lake", cron="0 3 * * *", description="compaction, snapshot expiry, orphans"),
+    # Between the daily runs above: every checkpoint's commit rewrites the metadata listing every snapshot kept.
+    DeploymentSpec("expire_snapshots", cron="30 * * * *", description="Iceberg snapshot expiry, hourly"),
 )
 
 

@@ -27,7 +27,8 @@ def _connect() -> str:
 
 @click.group("flows")
 def flows() -> None:
-    """Prefect flows: retrain (every 6 h), ingest_apis, load_warehouse, data_quality, report, maintain_lake."""
+    """Prefect flows: retrain (every 6 h), ingest_apis, load_warehouse, data_quality, report, maintain_lake,
+    expire_snapshots."""
 
 
 @flows.command("deploy")

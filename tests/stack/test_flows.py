@@ -162,6 +162,37 @@ def test_retrain_run_completes_registers_a_version_and_the_job_scores_with_the_n
     new_applications_score_with(risk_run, new_version, seed=4242, customers=20, timeout_s=240)
 
 
+def test_the_hourly_expiry_deployment_keeps_a_tables_current_snapshot_and_every_row(prefect: Settings) -> None:
+    """expire_snapshots, run as its deployment on the session's catalog and object store, over a table of its own
+    with five snapshots: the four older ones go (safety age 0), the current one and every row stay; it is on its
+    hourly schedule."""
+    import pyarrow as pa
+    from prefect.client.orchestration import get_client
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from loanrisk.lake import catalog
+    cat, ns = catalog(prefect), "expiry_test"
+    cat.create_namespace_if_not_exists(ns)
+    table = cat.create_table(f"{ns}.t", schema=Schema(NestedField(1, "id", LongType(), required=False)))
+    try:
+        for i in range(5):
+            table.append(pa.table({"id": pa.array([i], pa.int64())}))
+        assert len(table.refresh().snapshots()) == 5
+        run = _run("expire_snapshots/expire_snapshots", {"tables": ["t"], "namespace": ns, "min_age_h": 0},
+                   timeout_s=600)
+        assert run.state.is_completed(), run.state.message
+        after = table.refresh()
+        assert [snap.snapshot_id for snap in after.snapshots()] == [after.current_snapshot().snapshot_id]
+        assert sorted(after.scan().to_arrow()["id"].to_pylist()) == [0, 1, 2, 3, 4]
+    finally:
+        cat.drop_table(f"{ns}.t")
+        cat.drop_namespace(ns)
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name("expire_snapshots/expire_snapshots")
+    assert [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules] == [("30 * * * *", "UTC")]
+
+
 def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
