@@ -82,6 +82,14 @@ def job_commit_chain(table: Any) -> list[int]:
     return [current.snapshot_id] if current is not None else []
 
 
+def newest_append(table: Any) -> int | None:
+    """The newest snapshot that appended rows (None: none left): what data_quality's freshness reads, so expiry
+    keeps it however old it is, and a quiet table shows its real age rather than none at all."""
+    appends = [s for s in table.snapshots() if s.summary is not None and s.summary.operation.value == "append"
+               and int(s.summary.additional_properties.get("added-records", 0)) > 0]
+    return max(appends, key=lambda s: (s.timestamp_ms, s.sequence_number)).snapshot_id if appends else None
+
+
 def upgrade_table_properties(table: Any, wanted: dict[str, str], attempts: int = 5) -> dict[str, str]:
     """Set the properties of ``wanted`` that ``table`` lacks or holds otherwise; returns those it set (none: no commit).
 

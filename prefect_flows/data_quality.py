@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from loanrisk.errors import LoanRiskError
 from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 from prefect_flows.quality.checks import CheckResult, summary
-from prefect_flows.quality.suite import TABLES, commit_history, content_checks, metadata_checks
+from prefect_flows.quality.suite import LANDED_COLUMN, TABLES, commit_history, content_checks, metadata_checks
 
 
 class DataQualityError(LoanRiskError):
@@ -36,14 +36,17 @@ def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_r
     from loanrisk.settings import get_settings
 
     log = get_run_logger()
-    tbl = catalog(get_settings()).load_table(f"{namespace}.{table}")
+    s = get_settings()
+    tbl = catalog(s).load_table(f"{namespace}.{table}")
     frame = tbl.scan().to_pandas() if tbl.current_snapshot() is not None else None
     if frame is None:
         import pandas as pd
         frame = pd.DataFrame(columns=[f.name for f in tbl.schema().fields])
     results = content_checks(table, frame)
+    landed = frame[LANDED_COLUMN[table]] if LANDED_COLUMN.get(table) in frame.columns else None
     results += metadata_checks(table, commit_history(table_snapshots(tbl)), timedelta(hours=max_staleness_h),
-                               min_volume_ratio)
+                               min_volume_ratio, landed=landed,
+                               behaviour_window=timedelta(days=s.flink.behaviour_window_days))
     for r in results:
         (log.info if r.passed else log.error)(r.line())
     return results

@@ -164,7 +164,8 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
 
 def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None,
                      report: UpkeepReport | None = None, attempts: int = ATTEMPTS) -> UpkeepReport:
-    """Expire snapshots older than ``min_age``, except branch and tag heads and the job's commit chain.
+    """Expire snapshots older than ``min_age``, except branch and tag heads, the job's commit chain and the newest
+    snapshot that appended rows (data_quality's freshness).
 
     Two races end an attempt, and the next one lists the snapshots again on the refreshed table: another
     maintainer (an erasure's history purge) expired some of them first (pyiceberg's ``ValueError`` "does not
@@ -173,12 +174,13 @@ def expire_snapshots(table: Any, min_age: timedelta, now: datetime | None = None
     """
     from pyiceberg.exceptions import CommitFailedException
 
-    from loanrisk.lake import expired_meanwhile, job_commit_chain
+    from loanrisk.lake import expired_meanwhile, job_commit_chain, newest_append
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
     cutoff_ms = int((now - min_age).timestamp() * 1000)
     for attempt in range(attempts):
         keep = set(job_commit_chain(table)) | {ref.snapshot_id for ref in table.metadata.refs.values()}
+        keep |= {newest_append(table)} - {None}
         old = [s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms and s.snapshot_id not in keep]
         if not old:
             return report

@@ -122,14 +122,25 @@ def appended_rows(commits: pd.DataFrame, start: datetime, end: datetime) -> int:
     return int(commits.loc[mask, "added_records"].sum())
 
 
+def landed_rows(landed: pd.Series, start: datetime, end: datetime) -> int:
+    """Rows whose arrival time (``landed``, e.g. a raw event's ``ingested_at``) is in [start, end)."""
+    at = pd.to_datetime(landed, utc=True)
+    return int(((at >= start) & (at < end)).sum())
+
+
 def check_volume(table: str, commits: pd.DataFrame, min_ratio: float = 0.5, now: datetime | None = None,
-                 window: timedelta = timedelta(days=1)) -> CheckResult:
-    """Rows appended in the last ``window`` are at least ``min_ratio`` of those appended in the window before."""
+                 window: timedelta = timedelta(days=1), landed: pd.Series | None = None) -> CheckResult:
+    """Rows appended in the last ``window`` are at least ``min_ratio`` of those appended in the window before:
+    counted from the rows' own arrival times when ``landed`` is given, else from the commit history (which
+    holds only the snapshots expiry has kept)."""
     name = f"{table}.volume"
     now = now or datetime.now(timezone.utc)
     span = f"{window.total_seconds() / 3600:g} h"
-    today = appended_rows(commits, now - window, now)
-    before = appended_rows(commits, now - 2 * window, now - window)
+
+    def count(start: datetime, end: datetime) -> int:
+        return landed_rows(landed, start, end) if landed is not None else appended_rows(commits, start, end)
+
+    today, before = count(now - window, now), count(now - 2 * window, now - window)
     if before == 0:
         return CheckResult(name, True, f"{today} rows appended in the last {span}; none in the {span} before "
                                        "to compare with")

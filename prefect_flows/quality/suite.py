@@ -21,6 +21,10 @@ BEHAVIOUR_COLUMNS = ("customer_id", "behaviour_as_of", "income_stability", "dpd_
                      "late_payments", "missed_payments", "behaviour_windows")
 SCORE_COLUMNS = ("trigger_kind", "loan_id", "customer_id", "trigger_time", "probability", "model_version", *FEATURE_NAMES)
 TABLES: tuple[str, ...] = (*RAW_TABLES, "customer_behaviour_windows", "scores")
+# Tables written when an event-time window closes (flink.behaviour_window_days), not as events arrive.
+WINDOWED_TABLES = frozenset({"customer_behaviour_windows"})
+# Each row's arrival time, where a table has one: what its volume is counted from.
+LANDED_COLUMN = {table: "ingested_at" for table in RAW_TABLES}
 
 
 def raw_checks(table: str, frame: pd.DataFrame, contract: EventContract) -> list[CheckResult]:
@@ -87,10 +91,21 @@ def commit_history(snapshots: list[tuple[int, str, int]]) -> pd.DataFrame:
 
 
 def metadata_checks(table: str, commits: pd.DataFrame, max_staleness: timedelta, min_volume_ratio: float,
-                    now: datetime | None = None) -> list[CheckResult]:
-    """Freshness (latest commit adding rows) and volume against the previous day (rows appended per day)."""
+                    now: datetime | None = None, landed: pd.Series | None = None,
+                    behaviour_window: timedelta = timedelta(0)) -> list[CheckResult]:
+    """Freshness (latest commit adding rows) and volume against the previous day (rows appended per day).
+
+    Volume counts the rows' arrival times (``landed``) where the table has them: the commit history goes back only
+    as far as expiry keeps snapshots (hours), not the two days the comparison needs. A behaviour-window table gets
+    rows only when its windows close, so its freshness allows ``behaviour_window`` more.
+    """
     now = now or datetime.now(timezone.utc)
-    adding = commits[commits["added_records"] > 0] if not commits.empty else commits
-    # Flink also commits empty snapshots: freshness is the latest commit that added rows.
+    if table in WINDOWED_TABLES:
+        max_staleness += behaviour_window
+    # Flink also commits empty snapshots, and compaction rewrites rows it already had: freshness is the latest
+    # append that added rows (expiry keeps that snapshot, prefect_flows/lake_upkeep.py).
+    adding = (commits[(commits["added_records"] > 0) & (commits["operation"] == "append")] if not commits.empty
+              else commits)
     last = None if adding.empty else pd.Timestamp(adding["committed_at"].max()).to_pydatetime()
-    return [check_freshness(table, last, max_staleness, now), check_volume(table, commits, min_volume_ratio, now)]
+    return [check_freshness(table, last, max_staleness, now),
+            check_volume(table, commits, min_volume_ratio, now, landed=landed)]

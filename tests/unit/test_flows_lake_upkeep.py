@@ -120,6 +120,19 @@ def test_expiry_keeps_young_snapshots_and_the_current_one(table) -> None:
     assert len(_rows(fresh)) == 12
 
 
+def test_expiry_keeps_the_newest_append_for_freshness_after_a_compaction_replaced_it_as_head(table) -> None:
+    from loanrisk.lake import newest_append
+    last_append = table.current_snapshot().snapshot_id
+    compact(table, min_files=3, now=datetime.now(timezone.utc) + LATER)
+    head = table.refresh().current_snapshot()
+    assert head.snapshot_id != last_append and head.summary.operation.value == "overwrite"
+    assert newest_append(table.refresh()) == last_append
+    expire_snapshots(table.refresh(), timedelta(hours=1), now=datetime.now(timezone.utc) + timedelta(hours=3))
+    left = {s.snapshot_id for s in table.refresh().snapshots()}
+    assert left == {head.snapshot_id, last_append}
+    assert len(_rows(table)) == 12
+
+
 def test_orphan_cleanup_deletes_only_old_unreferenced_files(table) -> None:
     data_dir = Path(table.location().replace("file://", "")) / "data"
     old_orphan, young_orphan = data_dir / "old-orphan.parquet", data_dir / "young-orphan.parquet"

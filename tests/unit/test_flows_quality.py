@@ -74,6 +74,38 @@ def test_freshness_fails_when_the_last_commit_is_too_old_or_missing() -> None:
     assert not check_freshness("t", None, timedelta(hours=24), NOW).passed
 
 
+def test_freshness_reads_the_last_append_not_a_compaction_or_an_empty_commit() -> None:
+    from prefect_flows.quality.suite import metadata_checks
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    commits = commit_history([(ms(NOW - timedelta(hours=30)), "append", 1000),
+                              (ms(NOW - timedelta(hours=2)), "overwrite", 1000),  # compaction of the same rows
+                              (ms(NOW - timedelta(hours=1)), "append", 0)])  # Flink's empty commit
+    fresh = metadata_checks("t", commits, timedelta(hours=24), 0.5, NOW)[0]
+    assert not fresh.passed and "30.0 h ago" in fresh.detail
+
+
+def test_volume_counts_the_rows_own_arrival_times_when_the_commit_history_is_gone() -> None:
+    """Expiry keeps hours of snapshots; a raw table's ingested_at keeps the two days the comparison needs."""
+    landed = pd.Series([NOW - timedelta(hours=30)] * 1000 + [NOW - timedelta(hours=3)] * 300)
+    no_history = commit_history([])
+    r = check_volume("raw_transactions", no_history, min_ratio=0.5, now=NOW, landed=landed)
+    assert not r.passed and "300 rows appended in the last 24 h vs 1000" in r.detail
+    assert check_volume("raw_transactions", no_history, min_ratio=0.25, now=NOW, landed=landed).passed
+    assert "none in the 24 h before" in check_volume("raw_transactions", no_history, now=NOW).detail
+
+
+def test_a_behaviour_window_table_is_fresh_for_a_window_length_after_its_last_close() -> None:
+    from prefect_flows.quality.suite import metadata_checks
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    commits = commit_history([(ms(NOW - timedelta(days=10)), "append", 500)])
+    window = timedelta(days=30)
+    assert metadata_checks("customer_behaviour_windows", commits, timedelta(hours=24), 0.5, NOW,
+                           behaviour_window=window)[0].passed
+    assert not metadata_checks("scores", commits, timedelta(hours=24), 0.5, NOW, behaviour_window=window)[0].passed
+    assert not metadata_checks("customer_behaviour_windows", commit_history(
+        [(ms(NOW - timedelta(days=32)), "append", 500)]), timedelta(hours=24), 0.5, NOW, behaviour_window=window)[0].passed
+
+
 def test_volume_compares_rows_appended_today_with_the_day_before() -> None:
     ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
     commits = commit_history([(ms(NOW - timedelta(hours=30)), "append", 1000),
