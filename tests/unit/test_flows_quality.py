@@ -115,3 +115,24 @@ def test_volume_compares_rows_appended_today_with_the_day_before() -> None:
     assert not r.passed and "300 rows" in r.detail and "1000" in r.detail
     assert check_volume("t", commits, min_ratio=0.25, now=NOW).passed
     assert check_volume("t", commits.iloc[1:], now=NOW).passed  # nothing the day before: nothing to compare
+
+
+def test_a_raw_table_is_read_for_its_recent_rows_only(tmp_path) -> None:
+    """data_quality's scan filter on a real (local) Iceberg table: rows that landed in the last recent_h hours."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, TimestamptzType
+
+    from prefect_flows.data_quality import recent_rows
+    cat = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
+    cat.create_namespace("ns")
+    tbl = cat.create_table("ns.raw_transactions", schema=Schema(
+        NestedField(1, "n", LongType(), required=False), NestedField(2, "ingested_at", TimestamptzType(), required=False)))
+    for n, hours_ago in ((1, 60), (2, 47), (3, 1)):  # one file each, as the job's checkpoints write them
+        tbl.append(pa.table({"n": pa.array([n], pa.int64()),
+                             "ingested_at": pa.array([NOW - timedelta(hours=hours_ago)], pa.timestamp("us", "UTC"))}))
+    read = lambda f: sorted(tbl.scan(row_filter=f).to_arrow()["n"].to_pylist())  # noqa: E731
+    assert read(recent_rows("raw_transactions", 48, NOW)) == [2, 3]
+    assert read(recent_rows("raw_transactions", None, NOW)) == [1, 2, 3]
+    assert read(recent_rows("scores", 48, NOW)) == [1, 2, 3], "no arrival-time column: the whole table"
