@@ -91,16 +91,14 @@ def report(rows: list[tuple[int, int, float, float]], step: int, interval_s: flo
     print(f"a table committed every {interval_s:g} s, snapshots younger than {min_age_h:g} h never expired "
           f"(prefect.snapshot_min_age_h), just before its next expiry:")
     print(f"{'expiry':<44}{'snapshots':>10}{'metadata file':>16}{'CPU ms/commit':>15}")
-    worst = {}
+    kept = {every_h: kept_at_worst(interval_s, min_age_h, every_h) for every_h in (24.0, 1.0)}
+    cpu = {every_h: intercept + slope * n for every_h, n in kept.items()}
     for label, every_h in (("daily, maintain_lake alone (baseline)", 24.0), ("hourly, expire_snapshots", 1.0)):
-        kept = kept_at_worst(interval_s, min_age_h, every_h)
-        cpu = intercept + slope * kept
-        worst[every_h] = cpu
-        mark = " (extrapolated)" if kept > measured_to else ""
-        print(f"{label:<44}{kept:>10,}{kept * per_snapshot / 1e6:>13.1f} MB{cpu:>15.1f}{mark}")
-    print(f"hourly against daily at the worst moment: {worst[1.0] / worst[24.0]:.2f} x the CPU per commit and "
-          f"{kept_at_worst(interval_s, min_age_h, 1.0) / kept_at_worst(interval_s, min_age_h, 24.0):.2f} x the "
-          "metadata written and read")
+        mark = " (extrapolated)" if kept[every_h] > measured_to else ""
+        print(f"{label:<44}{kept[every_h]:>10,}{kept[every_h] * per_snapshot / 1e6:>13.1f} MB"
+              f"{cpu[every_h]:>15.1f}{mark}")
+    print(f"hourly against daily at the worst moment: {cpu[1.0] / cpu[24.0]:.2f} x the CPU per commit and "
+          f"{kept[1.0] / kept[24.0]:.2f} x the metadata written and read")
 
 
 def main(argv: list[str] | None = None) -> int:

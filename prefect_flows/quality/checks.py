@@ -123,9 +123,8 @@ def appended_rows(commits: pd.DataFrame, start: datetime, end: datetime) -> int:
 
 
 def landed_rows(landed: pd.Series, start: datetime, end: datetime) -> int:
-    """Rows whose arrival time (``landed``, e.g. a raw event's ``ingested_at``) is in [start, end)."""
-    at = pd.to_datetime(landed, utc=True)
-    return int(((at >= start) & (at < end)).sum())
+    """Rows whose arrival time (``landed``, UTC timestamps, e.g. a raw event's ``ingested_at``) is in [start, end)."""
+    return int(((landed >= start) & (landed < end)).sum())
 
 
 def check_volume(table: str, commits: pd.DataFrame, min_ratio: float = 0.5, now: datetime | None = None,
@@ -136,6 +135,8 @@ def check_volume(table: str, commits: pd.DataFrame, min_ratio: float = 0.5, now:
     name = f"{table}.volume"
     now = now or datetime.now(timezone.utc)
     span = f"{window.total_seconds() / 3600:g} h"
+    if landed is not None:
+        landed = pd.to_datetime(landed, utc=True)  # once, for both windows
 
     def count(start: datetime, end: datetime) -> int:
         return landed_rows(landed, start, end) if landed is not None else appended_rows(commits, start, end)
