@@ -595,6 +595,10 @@ class PrefectSettings(BaseModel):
     snapshot_min_age_h: float = Field(6.0, ge=1, description="maintain_lake and the hourly expire_snapshots never "
                                       "expire snapshots younger than this.")
     orphan_min_age_h: float = Field(24.0, ge=1, description="maintain_lake deletes unreferenced files only older than this.")
+    compaction_file_mb: int = Field(32, ge=1, le=1024, description="Lake compaction (hourly compact_lake, daily "
+                                    "maintain_lake) rewrites data files under three quarters of this size, in runs of "
+                                    "up to this many MB of Parquet, one new file each; a run is held in memory as "
+                                    "Arrow (many times larger: docs/PERFORMANCE.md) while it is rewritten.")
 
     @property
     def url(self) -> str:

@@ -41,6 +41,8 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("maintain_lake", cron="0 3 * * *", description="compaction, snapshot expiry, orphans"),
     # Between the daily runs above: every checkpoint's commit rewrites the metadata listing every snapshot kept.
     DeploymentSpec("expire_snapshots", cron="30 * * * *", description="Iceberg snapshot expiry, hourly"),
+    # The job adds a file per writer and partition at every checkpoint: the live day's would wait for the night.
+    DeploymentSpec("compact_lake", cron="15 * * * *", description="Iceberg compaction of small files, hourly"),
 )
 
 

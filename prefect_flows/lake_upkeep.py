@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from loanrisk.lake import COMPACTION_PROPERTY
 
@@ -28,6 +28,7 @@ Lister = Callable[[str], Iterable[tuple[str, datetime]]]
 ORPHAN_BATCH = 1000  # paths handed to the deleter at a time
 ATTEMPTS = 8  # looks at a table another writer or maintainer keeps moving, before a step gives up
 Deleter = Callable[[list[str]], None]  # deletes a batch of paths
+COMPACTION_GROUP_BYTES = 32 * 2 ** 20  # prefect.compaction_file_mb's default
 
 
 @dataclass
@@ -60,17 +61,33 @@ def _partition_key(partition: Any) -> tuple:
     return tuple(partition) if partition is not None else ()
 
 
-def _partition_files(table: Any, snapshot: Any) -> dict[tuple, list[Any]]:
+class _Live(NamedTuple):
+    """A live file of a snapshot: the file, the snapshot that added it (None once expired) and its data sequence
+    number (the order files were committed in)."""
+
+    file: Any
+    snapshot_id: int | None
+    sequence: int
+
+
+def _partition_files(table: Any, snapshot: Any) -> dict[tuple, list[_Live]]:
     """Live data and delete files of ``snapshot`` by partition."""
-    groups: dict[tuple, list[Any]] = {}
+    groups: dict[tuple, list[_Live]] = {}
     for manifest in snapshot.manifests(table.io):
         for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            groups.setdefault(_partition_key(e.data_file.partition), []).append((e.data_file, e.snapshot_id))
+            groups.setdefault(_partition_key(e.data_file.partition), []).append(
+                _Live(e.data_file, e.snapshot_id, e.sequence_number or 0))
     return groups
 
 
-def compaction_candidates(table: Any, min_files: int, min_file_age: timedelta, now: datetime) -> dict[tuple, list[Any]]:
-    """Partitions worth compacting: at least ``min_files`` data files, all older than ``min_file_age``, no deletes."""
+def compaction_candidates(table: Any, min_files: int, min_file_age: timedelta, now: datetime,
+                          small_bytes: int | None = None) -> dict[tuple, list[Any]]:
+    """Per partition without delete files: its data files older than ``min_file_age`` (and smaller than
+    ``small_bytes``, if given), in commit order, when there are at least ``min_files`` of them.
+
+    The young files of a partition stay out rather than the partition: the live day's partition gets a file per
+    writer at every checkpoint all day, and waiting for all of them to be old would leave it to the next day.
+    """
     from pyiceberg.manifest import DataFileContent
     snap = table.current_snapshot()
     if snap is None:
@@ -78,21 +95,33 @@ def compaction_candidates(table: Any, min_files: int, min_file_age: timedelta, n
     cutoff_ms = int((now - min_file_age).timestamp() * 1000)
     todo: dict[tuple, list[Any]] = {}
     for key, entries in _partition_files(table, snap).items():
-        added = [table.snapshot_by_id(sid) if sid is not None else None for _, sid in entries]
-        young = any(a is not None and a.timestamp_ms > cutoff_ms for a in added)  # an expired snapshot is old
-        deletes = any(f.content != DataFileContent.DATA for f, _ in entries)
-        if len(entries) >= min_files and not young and not deletes:
-            todo[key] = [f for f, _ in entries]
+        if any(e.file.content != DataFileContent.DATA for e in entries):
+            continue
+        old = [e for e in sorted(entries, key=lambda e: e.sequence)
+               if not _young(table, e.snapshot_id, cutoff_ms)
+               and (small_bytes is None or e.file.file_size_in_bytes < small_bytes)]
+        if len(old) >= min_files:
+            todo[key] = [e.file for e in old]
     return todo
 
 
-def _partition_filter(table: Any, key: tuple) -> Any:
-    from pyiceberg.expressions import AlwaysTrue, And, EqualTo, IsNull
-    names = [table.schema().find_field(f.source_id).name for f in table.spec().fields]
-    expr: Any = AlwaysTrue()
-    for name, value in zip(names, key):
-        expr = And(expr, IsNull(name) if value is None else EqualTo(name, value))
-    return expr
+def _young(table: Any, snapshot_id: int | None, cutoff_ms: int) -> bool:
+    """Whether the snapshot that added a file is younger than the cutoff (an expired snapshot is old)."""
+    added = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    return added is not None and added.timestamp_ms > cutoff_ms
+
+
+def bin_pack(files: list[Any], max_bytes: int) -> list[list[Any]]:
+    """``files`` cut, in their order, into runs of at most ``max_bytes`` together (a larger file alone)."""
+    groups: list[list[Any]] = []
+    size = max_bytes + 1
+    for f in files:
+        if size + f.file_size_in_bytes > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += f.file_size_in_bytes
+    return groups
 
 
 def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = ATTEMPTS) -> bool:
@@ -110,7 +139,8 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = AT
     for attempt in range(attempts):
         head = table.refresh()
         snap = head.current_snapshot()
-        live = {f.file_path: f for entries in (_partition_files(head, snap) if snap else {}).values() for f, _ in entries}
+        live = {e.file.file_path: e.file for entries in (_partition_files(head, snap) if snap else {}).values()
+                for e in entries}
         partitions = {_partition_key(f.partition) for f in old}
         if not wanted <= live.keys() or any(f.content != DataFileContent.DATA and _partition_key(f.partition)
                                             in partitions for f in live.values()):
@@ -129,36 +159,60 @@ def rewrite_files(table: Any, old: list[Any], new: list[Any], attempts: int = AT
 
 
 def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(hours=1), max_partitions: int = 10,
-            now: datetime | None = None, report: UpkeepReport | None = None) -> UpkeepReport:
-    """Rewrite partitions holding at least ``min_files`` data files (all older than ``min_file_age``) into one file each."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+            now: datetime | None = None, report: UpkeepReport | None = None,
+            group_bytes: int = COMPACTION_GROUP_BYTES) -> UpkeepReport:
+    """Rewrite the small files of partitions holding at least ``min_files`` of them older than ``min_file_age``.
+
+    A small file is under three quarters of ``group_bytes`` (Iceberg's bin-pack default for its minimum file
+    size); the small files are rewritten in commit order, in runs of at most ``group_bytes`` of Parquet, one new
+    file each: a run is held in memory as Arrow while it is rewritten, and a new file covers a stretch of arrival
+    times, so scans by ``ingested_at`` still skip files by their column bounds. A run's file of less than three
+    quarters of ``group_bytes`` is small again, and joins the next run.
+    """
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+    from pyiceberg.table import FileScanTask
 
     report = report or UpkeepReport(str(table.name()))
     now = now or datetime.now(timezone.utc)
-    snap = table.current_snapshot()
     spec = table.spec()
-    if snap is None or not spec.fields or any(f.transform.__class__.__name__ != "IdentityTransform"
-                                              for f in spec.fields):
+    if table.current_snapshot() is None or not spec.fields or any(
+            f.transform.__class__.__name__ != "IdentityTransform" for f in spec.fields):
         report.notes.append("compaction skipped (empty or not identity-partitioned)")
         return report
-    todo = compaction_candidates(table, min_files, min_file_age, now)
+    todo = compaction_candidates(table, min_files, min_file_age, now, small_bytes=group_bytes * 3 // 4)
     for key, files in sorted(todo.items(), key=lambda kv: -len(kv[1]))[:max_partitions]:
-        try:
-            rows = table.scan(row_filter=_partition_filter(table, key), snapshot_id=snap.snapshot_id).to_arrow()
-        except FileNotFoundError:
-            # Another maintainer (an erasure's history purge) expired the snapshot this pass read, and deleted
-            # its files: the table moved on, the next pass starts from its new head.
+        groups = [g for g in bin_pack(files, group_bytes) if len(g) > 1]
+        # pyiceberg cuts what it writes at write.target-file-size-bytes of Arrow, several times the Parquet a run
+        # reads: cut there, a run's output would be small files again, rewritten at every run.
+        one_file = table.metadata.model_copy(update={"properties": {
+            **table.metadata.properties, "write.target-file-size-bytes": str(2 ** 62)}})
+        rewritten = 0
+        for group in groups:
+            try:
+                rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(
+                    [FileScanTask(f) for f in group])
+            except FileNotFoundError:
+                # Another maintainer (an erasure's history purge) removed a file this pass listed: the table
+                # moved on, the next pass starts from its new head.
+                break
+            expected = sum(f.record_count for f in group)
+            if rows.num_rows != expected:
+                # Never replace files by fewer or more rows than their manifests count.
+                raise RuntimeError(f"{table.name()}: compaction read {rows.num_rows} rows from {len(group)} files of "
+                                   f"partition {key} whose manifests count {expected}; nothing replaced")
+            new = list(_dataframe_to_data_files(one_file, rows, table.io)) if rows.num_rows else []
+            if not rewrite_files(table, group, new):
+                for f in new:
+                    table.io.delete(f.file_path)  # never committed
+                break
+            rewritten += 1
+            report.files_before += len(group)
+            report.files_after += len(new)
+        if rewritten:
+            report.compacted_partitions += 1
+        if rewritten < len(groups):
             report.notes.append(f"partition {key} changed during compaction; left for the next run")
-            break
-        new = list(_dataframe_to_data_files(table.metadata, rows, table.io)) if rows.num_rows else []
-        if not rewrite_files(table, files, new):
-            for f in new:
-                table.io.delete(f.file_path)  # never committed
-            report.notes.append(f"partition {key} changed during compaction; left for the next run")
-            continue
-        report.compacted_partitions += 1
-        report.files_before += len(files)
-        report.files_after += len(new)
     return report
 
 

@@ -31,7 +31,7 @@ def upkeep(table: str, namespace: str, min_files: int, do_compact: bool) -> str:
         if changed:
             report.notes.append(f"properties set: {', '.join(sorted(changed))}")
     if do_compact:
-        compact(tbl, min_files=min_files, report=report)
+        compact(tbl, min_files=min_files, report=report, group_bytes=s.prefect.compaction_file_mb * 2 ** 20)
     expire_snapshots(tbl.refresh(), timedelta(hours=s.prefect.snapshot_min_age_h), report=report)
     lister, deleter = s3_lister_deleter(s.s3)
     remove_orphans(tbl, lister, deleter, timedelta(hours=s.prefect.orphan_min_age_h), report=report)

@@ -28,7 +28,7 @@ def _connect() -> str:
 @click.group("flows")
 def flows() -> None:
     """Prefect flows: retrain (every 6 h), ingest_apis, load_warehouse, data_quality, report, maintain_lake,
-    expire_snapshots."""
+    expire_snapshots, compact_lake."""
 
 
 @flows.command("deploy")

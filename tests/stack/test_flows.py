@@ -193,6 +193,41 @@ def test_the_hourly_expiry_deployment_keeps_a_tables_current_snapshot_and_every_
     assert [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules] == [("30 * * * *", "UTC")]
 
 
+def test_the_hourly_compaction_deployment_merges_a_partitions_small_files_and_keeps_every_row(prefect: Settings) -> None:
+    """compact_lake, run as its deployment on the session's catalog and object store, over a day-partitioned table of
+    its own: ten small files of one day become one (safety age 0), every row stays; it is on its hourly schedule."""
+    from datetime import date
+
+    import pyarrow as pa
+    from prefect.client.orchestration import get_client
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DateType, LongType, NestedField
+
+    from loanrisk.lake import catalog, is_compaction
+    cat, ns = catalog(prefect), "compaction_test"
+    cat.create_namespace_if_not_exists(ns)
+    schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "d", DateType(), required=False))
+    table = cat.create_table(f"{ns}.t", schema=schema, partition_spec=PartitionSpec(
+        PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="d")))
+    try:
+        for i in range(10):
+            table.append(pa.table({"id": pa.array([i], pa.int64()), "d": [date(2026, 1, 1)]}))
+        assert table.refresh().inspect.files().num_rows == 10
+        run = _run("compact_lake/compact_lake", {"tables": ["t"], "namespace": ns, "min_age_min": 0}, timeout_s=600)
+        assert run.state.is_completed(), run.state.message
+        after = table.refresh()
+        assert after.inspect.files().num_rows == 1 and is_compaction(after.current_snapshot())
+        assert sorted(after.scan().to_arrow()["id"].to_pylist()) == list(range(10))
+    finally:
+        cat.drop_table(f"{ns}.t")
+        cat.drop_namespace(ns)
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name("compact_lake/compact_lake")
+    assert [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules] == [("15 * * * *", "UTC")]
+
+
 def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -62,6 +62,76 @@ def test_compaction_leaves_partitions_with_young_files_alone(table) -> None:
     assert table.refresh().inspect.files().num_rows == files_before
 
 
+def test_the_live_days_old_files_are_compacted_while_the_job_keeps_adding_young_ones(table) -> None:
+    """The live day's partition always has files from the last checkpoints: its old ones are compacted anyway (the
+    partition used to wait until every file was old, that is the next day)."""
+    live = date(2018, 1, 1)
+    _append(table, [100, 101], live)
+    time.sleep(2.5)  # the files above, and the fixture's, are older than 2 s now
+    for i in (200, 202):
+        _append(table, [i, i + 1], live)  # the latest checkpoints' files
+    young = _live_files(table.refresh())[-2:]
+    report = compact(table.refresh(), min_files=4, min_file_age=timedelta(seconds=2))  # day 2 has only 3 files
+    files = _live_files(table.refresh())
+    assert (report.compacted_partitions, report.files_before, report.files_after) == (1, 7, 1)
+    assert set(young) <= set(files), "a file younger than the safety age was rewritten"
+    assert sorted(d for _, d in files if d == live) == [live] * 3  # one compacted file and the two young ones
+    assert len(_rows(table)) == 18
+
+
+def _live_files(tbl) -> list[tuple[str, date]]:
+    """Path and day partition of each live data file, in commit order."""
+    entries = sorted((e for m in tbl.current_snapshot().manifests(tbl.io)
+                      for e in m.fetch_manifest_entry(tbl.io, discard_deleted=True)), key=lambda e: e.sequence_number)
+    return [(e.data_file.file_path, date(1970, 1, 1) + timedelta(days=e.data_file.partition[0])) for e in entries]
+
+
+def test_small_files_are_rewritten_in_runs_of_bounded_size_and_large_files_stay(table) -> None:
+    from prefect_flows.lake_upkeep import bin_pack
+    day = date(2018, 1, 1)
+    big = pa.table({"id": pa.array(range(1000, 21000), pa.int64()), "v": [f"x{i:08d}" for i in range(20000)],
+                    "d": [day] * 20000})
+    table.append(big)
+    sizes = {p: s for p, s in zip(table.inspect.files().column("file_path").to_pylist(),
+                                  table.inspect.files().column("file_size_in_bytes").to_pylist())}
+    small = max(s for s in sizes.values() if s < 10_000)
+    large = [p for p, s in sizes.items() if s > 10_000]
+    group = 2 * small + small // 2  # two small files a run
+    assert len(large) == 1 and sizes[large[0]] > group * 3 // 4
+    before = _rows(table)
+    report = compact(table, min_files=3, now=datetime.now(timezone.utc) + LATER, group_bytes=group)
+    after = table.refresh()
+    assert _rows(after) == before
+    paths = after.inspect.files().column("file_path").to_pylist()
+    assert large[0] in paths, "a file above three quarters of the run size was rewritten"
+    # day 1: six small files -> runs of two; day 2: three small files -> a run of two and one left alone
+    assert (report.files_before, report.files_after) == (8, 4) and len(paths) == 1 + 3 + 2
+    assert [len(g) for g in bin_pack([type("F", (), {"file_size_in_bytes": n})() for n in (5, 5, 5, 20, 1)], 10)] \
+        == [2, 1, 1, 1]
+
+
+def test_a_run_is_written_as_one_file_whatever_the_tables_arrow_target_size(table) -> None:
+    """pyiceberg cuts its writes at write.target-file-size-bytes of Arrow: cut there, a run's output would be small
+    files again, and every run would rewrite them."""
+    with table.transaction() as tx:
+        tx.set_properties({"write.target-file-size-bytes": "100"})
+    before = _rows(table)
+    report = compact(table.refresh(), min_files=3, now=datetime.now(timezone.utc) + LATER)
+    assert (report.compacted_partitions, report.files_after) == (2, 2) and _rows(table) == before
+    again = compact(table.refresh(), min_files=1, now=datetime.now(timezone.utc) + LATER)
+    assert again.files_before == 0, "a run's own output was rewritten"
+
+
+def test_compaction_replaces_nothing_when_the_rows_read_do_not_match_the_manifests(table, monkeypatch) -> None:
+    from pyiceberg.io.pyarrow import ArrowScan
+    before, files = _rows(table), table.inspect.files().num_rows
+    monkeypatch.setattr(ArrowScan, "to_table", lambda self, tasks: pa.table({"id": pa.array([], pa.int64())}))
+    with pytest.raises(RuntimeError, match="compaction read 0 rows from"):
+        compact(table, min_files=3, now=datetime.now(timezone.utc) + LATER)
+    monkeypatch.undo()
+    assert _rows(table) == before and table.refresh().inspect.files().num_rows == files
+
+
 def _append(tbl, ids: list[int], day: date, props: dict[str, str] | None = None) -> None:
     """Another writer's commit (the running job's, when ``props`` holds its checkpoint summary)."""
     tbl.refresh().append(pa.table({"id": pa.array(ids, pa.int64()), "v": [f"late{i}" for i in ids],

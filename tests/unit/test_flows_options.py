@@ -33,10 +33,10 @@ def test_every_flow_task_carries_the_shared_policy() -> None:
     for d in DEPLOYMENTS:
         flow = load_flow(d.flow)
         assert flow.on_failure_hooks, f"{d.flow} has no failure hook"
-    from prefect_flows import data_quality, expire_snapshots, ingest_apis, maintain_lake, retrain
+    from prefect_flows import compact_lake, data_quality, expire_snapshots, ingest_apis, maintain_lake, retrain
     from prefect_flows.options import retry_unless_deterministic, with_policy
     for task in (retrain.load_training_set, retrain.register, data_quality.check_table, ingest_apis.pull,
-                 maintain_lake.upkeep, expire_snapshots.expire_table):
+                 maintain_lake.upkeep, expire_snapshots.expire_table, compact_lake.compact_table):
         assert task.retry_condition_fn is retry_unless_deterministic, task.name
         t = with_policy(task)
         assert t.retries == s.task_retries and t.timeout_seconds == s.task_timeout_s, t.name
