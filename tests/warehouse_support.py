@@ -50,19 +50,6 @@ def local_lake(root: Path):
     return cat
 
 
-def iceberg_schema(lake_table: str):
-    """The Iceberg schema of a lake table, built from the same column list the warehouse DDL uses."""
-    from pyiceberg.schema import Schema
-    from pyiceberg.types import (BooleanType, DateType, DoubleType, IntegerType, LongType, NestedField, StringType,
-                                 TimestamptzType)
-
-    from warehouse.ddl import lake_columns
-    types = {"string": StringType, "int": IntegerType, "long": LongType, "double": DoubleType,
-             "boolean": BooleanType, "date": DateType, "timestamptz": TimestamptzType}
-    return Schema(*[NestedField(i, c.name, types[c.iceberg_type](), required=False)
-                    for i, c in enumerate(lake_columns()[lake_table], start=1)])
-
-
 LOADER_SCRIPT = """
 import sys
 from loanrisk.settings import Settings

@@ -12,6 +12,7 @@ feature vector each score used is kept as RISK_SCORES' feature columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.tables import (BEHAVIOUR_HISTORY, LAKE_TABLES, OUTCOME_HISTORY, RAW_LOAN_APPLICATIONS,
                               RAW_REPAYMENTS, RAW_TRANSACTIONS, RISK_HISTORY, SCORES, Column, LakeTable)
@@ -110,6 +111,19 @@ def table(name: str) -> WarehouseTable:
 def lake_columns() -> dict[str, tuple[Column, ...]]:
     """Columns of every lake table, by table name (from contracts/tables.py)."""
     return {t.name: t.columns for t in LAKE_TABLES}
+
+
+def iceberg_schema(lake_table: str) -> Any:
+    """The pyiceberg schema of a lake table, from the same column list as the warehouse DDL (tests and benchmarks
+    make local tables like the lake's with it)."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import (BooleanType, DateType, DoubleType, IntegerType, LongType, NestedField, StringType,
+                                 TimestamptzType)
+
+    types = {"string": StringType, "int": IntegerType, "long": LongType, "double": DoubleType,
+             "boolean": BooleanType, "date": DateType, "timestamptz": TimestamptzType}
+    return Schema(*[NestedField(i, c.name, types[c.iceberg_type](), required=False)
+                    for i, c in enumerate(lake_columns()[lake_table], start=1)])
 
 
 def q(name: str) -> str:

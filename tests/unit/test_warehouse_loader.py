@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from loanrisk.settings import Settings
-from tests.warehouse_support import iceberg_schema, local_lake, run_loader, snowflake_endpoint
+from tests.warehouse_support import local_lake, run_loader, snowflake_endpoint
 from warehouse.connection import connect
-from warehouse.ddl import table
+from warehouse.ddl import iceberg_schema, table
 from warehouse.loader import loaded_snapshot, sync
 
 T0 = datetime(2026, 1, 5, 8, 30, 0, 123456, tzinfo=timezone.utc)
