@@ -11,7 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from loanrisk.errors import LoanRiskError
 from prefect_flows.options import TASK_DEFAULTS, flow_options, with_policy
 from prefect_flows.quality.checks import CheckResult, summary
-from prefect_flows.quality.suite import LANDED_COLUMN, TABLES, commit_history, content_checks, metadata_checks
+from prefect_flows.quality.suite import (
+    CLOSED_COLUMN, LANDED_COLUMN, TABLES, commit_history, content_checks, metadata_checks,
+)
 
 
 class DataQualityError(LoanRiskError):
@@ -29,22 +31,23 @@ def table_snapshots(table: Any) -> list[tuple[int, str, int]]:
     return out
 
 
-def recent_rows(table: str, recent_h: float | None, now: datetime) -> Any:
-    """The scan filter of ``table``'s rows that landed in the last ``recent_h`` hours (every row: None, or a table
-    without an arrival-time column). The lake's files are written in arrival order, so their column bounds let
-    the scan skip the older ones."""
+def recent_rows(table: str, recent_h: float | None, now: datetime, behaviour_window: timedelta = timedelta(0)) -> Any:
+    """The scan filter of ``table``'s rows that landed in the last ``recent_h`` hours, or of its windows closed in
+    them and ``behaviour_window`` before (every row: None). The lake's files are written in arrival order, so
+    their column bounds let the scan skip the older ones."""
     from pyiceberg.expressions import AlwaysTrue, GreaterThanOrEqual
-    column = LANDED_COLUMN.get(table)
+    column = LANDED_COLUMN.get(table) or CLOSED_COLUMN.get(table)
     if column is None or recent_h is None:
         return AlwaysTrue()
-    return GreaterThanOrEqual(column, (now - timedelta(hours=recent_h)).isoformat())
+    span = timedelta(hours=recent_h) + (behaviour_window if table in CLOSED_COLUMN else timedelta(0))
+    return GreaterThanOrEqual(column, (now - span).isoformat())
 
 
 @task(name="check-table", task_run_name="check-{table}", cache_policy=NO_CACHE, **TASK_DEFAULTS)
 def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_ratio: float,
                 recent_h: float | None = None) -> list[CheckResult]:
-    """Read one lake table (current snapshot; a raw table's rows of the last ``recent_h`` hours) and run its content
-    and metadata checks."""
+    """Read one lake table (current snapshot; the rows of the last ``recent_h`` hours, by recent_rows) and run its
+    content and metadata checks."""
     from loanrisk.lake import catalog
     from loanrisk.settings import get_settings
 
@@ -52,7 +55,8 @@ def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_r
     s = get_settings()
     tbl = catalog(s).load_table(f"{namespace}.{table}")
     now = datetime.now(timezone.utc)
-    frame = (tbl.scan(row_filter=recent_rows(table, recent_h, now)).to_pandas()
+    window = timedelta(days=s.flink.behaviour_window_days)
+    frame = (tbl.scan(row_filter=recent_rows(table, recent_h, now, window)).to_pandas()
              if tbl.current_snapshot() is not None else None)
     if frame is None:
         import pandas as pd
@@ -61,7 +65,7 @@ def check_table(table: str, namespace: str, max_staleness_h: float, min_volume_r
     landed = frame[LANDED_COLUMN[table]] if LANDED_COLUMN.get(table) in frame.columns else None
     results += metadata_checks(table, commit_history(table_snapshots(tbl)), timedelta(hours=max_staleness_h),
                                min_volume_ratio, now, landed=landed,
-                               behaviour_window=timedelta(days=s.flink.behaviour_window_days))
+                               behaviour_window=window)
     for r in results:
         (log.info if r.passed else log.error)(r.line())
     return results
@@ -72,9 +76,11 @@ def data_quality(tables: list[str] | None = None, namespace: str | None = None, 
                  min_volume_ratio: float = 0.5, recent_h: float | None = 48.0) -> str:
     """Run every table's checks; raise DataQualityError naming each failed check.
 
-    A raw table is read for its rows that landed in the last ``recent_h`` hours (None: all of it): its volume
-    compares the last day with the day before, and the hourly run checks the new rows rather than reading a table
-    that grows by every event for as long as the lake keeps it.
+    Each table is read for its rows that landed in the last ``recent_h`` hours (raw events by arrival, scores by
+    their trigger's time), a window table for its windows closed in them and a window length before (None: all of
+    it): volume compares the last day with the day before, and the hourly run checks the new rows rather than
+    reading tables that grow by every event for as long as the lake keeps them. So a score's uniqueness per loan is
+    checked among the scores of those hours.
     """
     from loanrisk.settings import get_settings
 

@@ -244,6 +244,8 @@ def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:
 
 
 def test_injected_bad_rows_fail_data_quality_naming_the_checks(prefect: Settings, risk_run: RiskRun) -> None:
+    from datetime import datetime, timezone
+
     import pyarrow as pa
 
     from loanrisk.lake import catalog
@@ -255,6 +257,9 @@ def test_injected_bad_rows_fail_data_quality_naming_the_checks(prefect: Settings
                           pa.array([None, "dq-bad-loan"], good.schema.field("loan_id").type))
     bad = bad.set_column(bad.schema.get_field_index("probability"), bad.schema.field("probability"),
                          pa.array([0.2, 1.7], bad.schema.field("probability").type))
+    now = datetime.now(timezone.utc)  # rows that land now: the hourly run reads the scores of the last 48 h
+    bad = bad.set_column(bad.schema.get_field_index("trigger_time"), bad.schema.field("trigger_time"),
+                         pa.array([now, now], bad.schema.field("trigger_time").type))
     table.append(bad)
     run = _run("data_quality/data_quality", {"tables": ["scores"]}, timeout_s=600)
     assert run.state.is_failed()

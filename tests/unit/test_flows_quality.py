@@ -135,4 +135,15 @@ def test_a_raw_table_is_read_for_its_recent_rows_only(tmp_path) -> None:
     read = lambda f: sorted(tbl.scan(row_filter=f).to_arrow()["n"].to_pylist())  # noqa: E731
     assert read(recent_rows("raw_transactions", 48, NOW)) == [2, 3]
     assert read(recent_rows("raw_transactions", None, NOW)) == [1, 2, 3]
-    assert read(recent_rows("scores", 48, NOW)) == [1, 2, 3], "no arrival-time column: the whole table"
+    assert read(recent_rows("dead_letters", 48, NOW)) == [1, 2, 3], "no time column named: the whole table"
+
+
+def test_scores_are_read_by_their_triggers_time_and_windows_by_their_close_a_window_length_further_back() -> None:
+    from pyiceberg.expressions import GreaterThanOrEqual
+
+    from prefect_flows.data_quality import recent_rows
+    month = timedelta(days=30)
+    assert recent_rows("scores", 48, NOW, month) == GreaterThanOrEqual(
+        "trigger_time", (NOW - timedelta(hours=48)).isoformat())
+    assert recent_rows("customer_behaviour_windows", 48, NOW, month) == GreaterThanOrEqual(
+        "behaviour_as_of", (NOW - timedelta(hours=48) - month).isoformat())
