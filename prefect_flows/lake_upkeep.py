@@ -181,12 +181,12 @@ def compact(table: Any, min_files: int = 8, min_file_age: timedelta = timedelta(
         report.notes.append("compaction skipped (empty or not identity-partitioned)")
         return report
     todo = compaction_candidates(table, min_files, min_file_age, now, small_bytes=group_bytes * 3 // 4)
+    # pyiceberg cuts what it writes at write.target-file-size-bytes of Arrow, several times the Parquet a run reads:
+    # cut there, a run's output would be small files again, rewritten at every run.
+    one_file = table.metadata.model_copy(update={"properties": {
+        **table.metadata.properties, "write.target-file-size-bytes": str(2 ** 62)}})
     for key, files in sorted(todo.items(), key=lambda kv: -len(kv[1]))[:max_partitions]:
         groups = [g for g in bin_pack(files, group_bytes) if len(g) > 1]
-        # pyiceberg cuts what it writes at write.target-file-size-bytes of Arrow, several times the Parquet a run
-        # reads: cut there, a run's output would be small files again, rewritten at every run.
-        one_file = table.metadata.model_copy(update={"properties": {
-            **table.metadata.properties, "write.target-file-size-bytes": str(2 ** 62)}})
         rewritten = 0
         for group in groups:
             try:

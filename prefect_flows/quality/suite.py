@@ -21,14 +21,14 @@ BEHAVIOUR_COLUMNS = ("customer_id", "behaviour_as_of", "income_stability", "dpd_
                      "late_payments", "missed_payments", "behaviour_windows")
 SCORE_COLUMNS = ("trigger_kind", "loan_id", "customer_id", "trigger_time", "probability", "model_version", *FEATURE_NAMES)
 TABLES: tuple[str, ...] = (*RAW_TABLES, "customer_behaviour_windows", "scores")
-# Tables written when an event-time window closes (flink.behaviour_window_days), not as events arrive.
-WINDOWED_TABLES = frozenset({"customer_behaviour_windows"})
 # When each row landed: a raw event's arrival; a score's trigger (an application's event time or a window's close),
 # which on live traffic is when it arrived. The hourly run reads the recent rows by it and counts volume from it.
 LANDED_COLUMN = {**{table: "ingested_at" for table in RAW_TABLES}, "scores": "trigger_time"}
-# A window's close, for the tables written when windows close: read for the windows closed within a window length
-# of the recent span (volume stays with the commit history: a day after a close has no new rows by design).
+# Tables written when an event-time window closes (flink.behaviour_window_days), not as events arrive, and the column
+# holding the close: read for the windows closed within a window length of the recent span (volume stays with the
+# commit history: a day after a close has no new rows by design).
 CLOSED_COLUMN = {"customer_behaviour_windows": "behaviour_as_of"}
+WINDOWED_TABLES = frozenset(CLOSED_COLUMN)
 
 
 def raw_checks(table: str, frame: pd.DataFrame, contract: EventContract) -> list[CheckResult]:
