@@ -82,11 +82,17 @@ def job_commit_chain(table: Any) -> list[int]:
     return [current.snapshot_id] if current is not None else []
 
 
+def appends_rows(operation: str, added_records: int) -> bool:
+    """Whether a snapshot brought new rows: an append that added some (Flink also commits empty appends; a
+    compaction's or an erasure's overwrite brings none new)."""
+    return operation == "append" and added_records > 0
+
+
 def newest_append(table: Any) -> int | None:
     """The newest snapshot that appended rows (None: none left): what data_quality's freshness reads, so expiry
     keeps it however old it is, and a quiet table shows its real age rather than none at all."""
-    appends = [s for s in table.snapshots() if s.summary is not None and s.summary.operation.value == "append"
-               and int(s.summary.additional_properties.get("added-records", 0)) > 0]
+    appends = [s for s in table.snapshots() if s.summary is not None and appends_rows(
+        s.summary.operation.value, int(s.summary.additional_properties.get("added-records", 0)))]
     return max(appends, key=lambda s: (s.timestamp_ms, s.sequence_number)).snapshot_id if appends else None
 
 

@@ -89,9 +89,12 @@ def content_checks(table: str, frame: pd.DataFrame) -> list[CheckResult]:
 
 
 def commit_history(snapshots: list[tuple[int, str, int]]) -> pd.DataFrame:
-    """(timestamp_ms, operation, added_records) per snapshot as the frame check_volume reads."""
+    """(timestamp_ms, operation, added_records) per snapshot as the frame check_volume reads, with whether each
+    brought new rows (loanrisk.lake.appends_rows: what expiry keeps the newest of)."""
+    from loanrisk.lake import appends_rows
     return pd.DataFrame({"committed_at": pd.to_datetime([s[0] for s in snapshots], unit="ms", utc=True),
-                         "operation": [s[1] for s in snapshots], "added_records": [s[2] for s in snapshots]})
+                         "operation": [s[1] for s in snapshots], "added_records": [s[2] for s in snapshots],
+                         "adds_rows": pd.Series([appends_rows(op, n) for _, op, n in snapshots], dtype=bool)})
 
 
 def metadata_checks(table: str, commits: pd.DataFrame, max_staleness: timedelta, min_volume_ratio: float,
@@ -108,8 +111,7 @@ def metadata_checks(table: str, commits: pd.DataFrame, max_staleness: timedelta,
         max_staleness += behaviour_window
     # Flink also commits empty snapshots, and compaction rewrites rows it already had: freshness is the latest
     # append that added rows (expiry keeps that snapshot, prefect_flows/lake_upkeep.py).
-    adding = (commits[(commits["added_records"] > 0) & (commits["operation"] == "append")] if not commits.empty
-              else commits)
+    adding = commits[commits["adds_rows"]]
     last = None if adding.empty else pd.Timestamp(adding["committed_at"].max()).to_pydatetime()
     return [check_freshness(table, last, max_staleness, now),
             check_volume(table, commits, min_volume_ratio, now, landed=landed)]
