@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -162,20 +163,38 @@ def test_retrain_run_completes_registers_a_version_and_the_job_scores_with_the_n
     new_applications_score_with(risk_run, new_version, seed=4242, customers=20, timeout_s=240)
 
 
+@contextmanager
+def _table_of_its_own(settings: Settings, ns: str, schema: Any, spec: Any = None) -> Iterator[Any]:
+    """Table ``t`` in namespace ``ns`` of the session's catalog (on its object store), dropped afterwards."""
+    from loanrisk.lake import catalog
+    cat = catalog(settings)
+    cat.create_namespace_if_not_exists(ns)
+    table = cat.create_table(f"{ns}.t", schema=schema, **({"partition_spec": spec} if spec is not None else {}))
+    try:
+        yield table
+    finally:
+        cat.drop_table(f"{ns}.t")
+        cat.drop_namespace(ns)
+
+
+def _schedules(deployment: str) -> list[tuple[str, str]]:
+    """(cron, time zone) of each schedule of ``deployment`` on the Prefect server."""
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name(deployment)
+    return [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules]
+
+
 def test_the_hourly_expiry_deployment_keeps_a_tables_current_snapshot_and_every_row(prefect: Settings) -> None:
     """expire_snapshots, run as its deployment on the session's catalog and object store, over a table of its own
     with five snapshots: the four older ones go (safety age 0), the current one and every row stay; it is on its
     hourly schedule."""
     import pyarrow as pa
-    from prefect.client.orchestration import get_client
     from pyiceberg.schema import Schema
     from pyiceberg.types import LongType, NestedField
 
-    from loanrisk.lake import catalog
-    cat, ns = catalog(prefect), "expiry_test"
-    cat.create_namespace_if_not_exists(ns)
-    table = cat.create_table(f"{ns}.t", schema=Schema(NestedField(1, "id", LongType(), required=False)))
-    try:
+    ns = "expiry_test"
+    with _table_of_its_own(prefect, ns, Schema(NestedField(1, "id", LongType(), required=False))) as table:
         for i in range(5):
             table.append(pa.table({"id": pa.array([i], pa.int64())}))
         assert len(table.refresh().snapshots()) == 5
@@ -185,12 +204,7 @@ def test_the_hourly_expiry_deployment_keeps_a_tables_current_snapshot_and_every_
         after = table.refresh()
         assert [snap.snapshot_id for snap in after.snapshots()] == [after.current_snapshot().snapshot_id]
         assert sorted(after.scan().to_arrow()["id"].to_pylist()) == [0, 1, 2, 3, 4]
-    finally:
-        cat.drop_table(f"{ns}.t")
-        cat.drop_namespace(ns)
-    with get_client(sync_client=True) as client:
-        dep = client.read_deployment_by_name("expire_snapshots/expire_snapshots")
-    assert [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules] == [("30 * * * *", "UTC")]
+    assert _schedules("expire_snapshots/expire_snapshots") == [("30 * * * *", "UTC")]
 
 
 def test_the_hourly_compaction_deployment_merges_a_partitions_small_files_and_keeps_every_row(prefect: Settings) -> None:
@@ -199,19 +213,16 @@ def test_the_hourly_compaction_deployment_merges_a_partitions_small_files_and_ke
     from datetime import date
 
     import pyarrow as pa
-    from prefect.client.orchestration import get_client
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.transforms import IdentityTransform
     from pyiceberg.types import DateType, LongType, NestedField
 
-    from loanrisk.lake import catalog, is_compaction
-    cat, ns = catalog(prefect), "compaction_test"
-    cat.create_namespace_if_not_exists(ns)
+    from loanrisk.lake import is_compaction
+    ns = "compaction_test"
     schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "d", DateType(), required=False))
-    table = cat.create_table(f"{ns}.t", schema=schema, partition_spec=PartitionSpec(
-        PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="d")))
-    try:
+    by_day = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="d"))
+    with _table_of_its_own(prefect, ns, schema, by_day) as table:
         for i in range(10):
             table.append(pa.table({"id": pa.array([i], pa.int64()), "d": [date(2026, 1, 1)]}))
         assert table.refresh().inspect.files().num_rows == 10
@@ -220,12 +231,7 @@ def test_the_hourly_compaction_deployment_merges_a_partitions_small_files_and_ke
         after = table.refresh()
         assert after.inspect.files().num_rows == 1 and is_compaction(after.current_snapshot())
         assert sorted(after.scan().to_arrow()["id"].to_pylist()) == list(range(10))
-    finally:
-        cat.drop_table(f"{ns}.t")
-        cat.drop_namespace(ns)
-    with get_client(sync_client=True) as client:
-        dep = client.read_deployment_by_name("compact_lake/compact_lake")
-    assert [(sch.schedule.cron, sch.schedule.timezone) for sch in dep.schedules] == [("15 * * * *", "UTC")]
+    assert _schedules("compact_lake/compact_lake") == [("15 * * * *", "UTC")]
 
 
 def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:
