@@ -137,27 +137,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import shutil
 
-    from loanrisk.lake import _CHECKSUM_ENV
+    from loanrisk.lake import catalog
     from loanrisk.settings import Settings
     from stack.services.s3 import S3Endpoint
-    from warehouse.ddl import iceberg_schema
+    from warehouse.ddl import iceberg_partition_spec, iceberg_schema
     state = own_stack_state("live-day-files")
     settings = Settings()
     store = S3Endpoint(settings)
     try:
         log(f"starting the object store (s3proxy) on 127.0.0.1:{settings.s3.port}")
         store.start(timeout_s=120)
-        import os
-        os.environ.update({k: v for k, v in _CHECKSUM_ENV.items() if k not in os.environ})
-        from pyiceberg.catalog.sql import SqlCatalog
-        from pyiceberg.partitioning import PartitionField, PartitionSpec
-        from pyiceberg.transforms import IdentityTransform
-        props = {**settings.iceberg_catalog_properties(), "uri": f"sqlite:///{state}/catalog.db"}
-        cat = SqlCatalog("bench", **props)
+        cat = catalog(settings, uri=f"sqlite:///{state}/catalog.db")  # the lake's catalog needs PostgreSQL
         cat.create_namespace("bench")
         schema = iceberg_schema(TABLE)
-        spec = PartitionSpec(PartitionField(schema.find_field("event_date").field_id, 1000, IdentityTransform(),
-                                            "event_date"))
+        spec = iceberg_partition_spec(TABLE, schema)
         baseline = cat.create_table("bench.nightly", schema=schema, partition_spec=spec)
         hourly = cat.create_table("bench.hourly", schema=schema, partition_spec=spec)
         day = datetime.now(timezone.utc).date()

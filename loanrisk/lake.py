@@ -13,12 +13,19 @@ _CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                  "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
 
 
-def catalog(settings: Settings):
-    """The lake's catalog, named as in Flink (the name is stored in every catalog row)."""
+def catalog(settings: Settings, uri: str | None = None):
+    """The lake's catalog, named as in Flink (the name is stored in every catalog row); ``uri``: the catalog tables
+    in another database (a benchmark's SQLite file) over the same object store."""
     for key, value in _CHECKSUM_ENV.items():
         os.environ.setdefault(key, value)
     from pyiceberg.catalog.sql import SqlCatalog
-    return SqlCatalog(settings.catalog.name, **settings.iceberg_catalog_properties())
+    props = settings.iceberg_catalog_properties()
+    return SqlCatalog(settings.catalog.name, **(props if uri is None else {**props, "uri": uri}))
+
+
+def table_names(settings: Settings, namespace: str) -> list[str]:
+    """The names of the namespace's tables, sorted (the maintenance flows' default: every table)."""
+    return sorted(name for _, name in catalog(settings).list_tables(namespace))
 
 
 def snapshot_totals(settings: Settings, tables: tuple[str, ...] | list[str], key: str) -> dict[str, int]:

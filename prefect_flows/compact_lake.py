@@ -41,7 +41,7 @@ def compact_lake(tables: list[str] | None = None, namespace: str | None = None, 
     """Compaction of ``tables`` (default: every table in the namespace), one task each, of files older than
     ``min_age_min`` minutes (maintain_lake's age too)."""
     from loanrisk.errors import ConfigError
-    from loanrisk.lake import catalog
+    from loanrisk.lake import table_names
     from loanrisk.settings import get_settings
 
     if min_files < 2:
@@ -50,5 +50,5 @@ def compact_lake(tables: list[str] | None = None, namespace: str | None = None, 
         raise ConfigError(f"compact_lake: min_age_min must be 0 or more, not {min_age_min}")
     s = get_settings()
     ns = namespace or s.catalog.namespace
-    chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
+    chosen = tables or table_names(s, ns)
     return [with_policy(compact_table)(t, ns, min_files, min_age_min) for t in chosen]

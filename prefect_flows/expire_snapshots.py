@@ -26,7 +26,8 @@ def expire_table(table: str, namespace: str, min_age_h: float) -> str:
 
     tbl = catalog(get_settings()).load_table(f"{namespace}.{table}")
     report = expire(tbl, timedelta(hours=min_age_h))
-    line = f"{table}: expired {report.expired_snapshots} snapshots, {len(tbl.refresh().snapshots())} kept"
+    # The expiry's commit updated tbl in place: its snapshots are those kept.
+    line = f"{table}: expired {report.expired_snapshots} snapshots, {len(tbl.snapshots())} kept"
     get_run_logger().info(line)
     return line
 
@@ -38,7 +39,7 @@ def expire_snapshots(tables: list[str] | None = None, namespace: str | None = No
     """Expiry of ``tables`` (default: every table in the namespace), one task each; ``min_age_h`` defaults to
     prefect.snapshot_min_age_h."""
     from loanrisk.errors import ConfigError
-    from loanrisk.lake import catalog
+    from loanrisk.lake import table_names
     from loanrisk.settings import get_settings
 
     s = get_settings()
@@ -46,5 +47,5 @@ def expire_snapshots(tables: list[str] | None = None, namespace: str | None = No
     if age < 0:
         raise ConfigError(f"expire_snapshots: min_age_h must be 0 or more, not {age}")
     ns = namespace or s.catalog.namespace
-    chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
+    chosen = tables or table_names(s, ns)
     return [with_policy(expire_table)(t, ns, age) for t in chosen]

@@ -76,11 +76,11 @@ def replay_erasures() -> str:
 def maintain_lake(tables: list[str] | None = None, namespace: str | None = None, min_files: int = 8,
                   compact_files: bool = True) -> list[str]:
     """Upkeep of ``tables`` (default: every table in the namespace), one task each."""
-    from loanrisk.lake import catalog
+    from loanrisk.lake import table_names
     from loanrisk.settings import get_settings
 
     s = get_settings()
     ns = namespace or s.catalog.namespace
-    chosen = tables or sorted(name for _, name in catalog(s).list_tables(ns))
+    chosen = tables or table_names(s, ns)
     done = [with_policy(upkeep)(t, ns, min_files, compact_files) for t in chosen]
     return [*done, with_policy(replay_erasures)(), with_policy(prune_restore_points)()]

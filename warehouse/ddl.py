@@ -126,6 +126,16 @@ def iceberg_schema(lake_table: str) -> Any:
                     for i, c in enumerate(lake_columns()[lake_table], start=1)])
 
 
+def iceberg_partition_spec(lake_table: str, schema: Any) -> Any:
+    """The lake table's partitioning over ``schema``: identity on its declared date column, as the job's DDL has it."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    from contracts.tables import lake_table as declared
+    column = declared(lake_table).partitioned_by
+    return PartitionSpec(PartitionField(schema.find_field(column).field_id, 1000, IdentityTransform(), column))
+
+
 def q(name: str) -> str:
     """A quoted Snowflake identifier (upper case: the same object as the unquoted name)."""
     return '"' + name.upper().replace('"', '""') + '"'

@@ -114,11 +114,12 @@ def check_freshness(table: str, last_commit: datetime | None, max_age: timedelta
 
 
 def appended_rows(commits: pd.DataFrame, start: datetime, end: datetime) -> int:
-    """Rows appended by commits in [start, end) (``commits``: committed_at, operation, added_records)."""
+    """Rows appended by commits in [start, end) (``commits``: suite.commit_history's committed_at, added_records and
+    adds_rows)."""
     if commits.empty:
         return 0
     at = pd.to_datetime(commits["committed_at"], utc=True)
-    mask = (at >= start) & (at < end) & (commits["operation"] == "append")
+    mask = (at >= start) & (at < end) & commits["adds_rows"]
     return int(commits.loc[mask, "added_records"].sum())
 
 

@@ -21,15 +21,13 @@ def test_a_checkpoint_files_rows_are_of_the_day_and_in_arrival_order_within_its_
 def test_the_measured_compaction_merges_the_days_files_and_the_read_finds_every_row(tmp_path: Path) -> None:
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import IdentityTransform
 
-    from warehouse.ddl import iceberg_schema
+    from warehouse.ddl import iceberg_partition_spec, iceberg_schema
     cat = SqlCatalog("t", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
     cat.create_namespace("bench")
     schema = iceberg_schema("raw_transactions")
-    table = cat.create_table("bench.t", schema=schema, partition_spec=PartitionSpec(
-        PartitionField(schema.find_field("event_date").field_id, 1000, IdentityTransform(), "event_date")))
+    table = cat.create_table("bench.t", schema=schema,
+                             partition_spec=iceberg_partition_spec("raw_transactions", schema))
     day = date(2026, 1, 2)
     files = [f for i in range(12)
              for f in _dataframe_to_data_files(table.metadata, file_rows(table.schema(), day, 0, i, 20), table.io)]

@@ -13,7 +13,7 @@ import pytest
 from loanrisk.settings import Settings
 from tests.warehouse_support import local_lake, run_loader, snowflake_endpoint
 from warehouse.connection import connect
-from warehouse.ddl import iceberg_schema, table
+from warehouse.ddl import iceberg_partition_spec, iceberg_schema, table
 from warehouse.loader import loaded_snapshot, sync
 
 T0 = datetime(2026, 1, 5, 8, 30, 0, 123456, tzinfo=timezone.utc)
@@ -106,14 +106,10 @@ def test_later_syncs_read_only_the_appended_snapshots(fresh: Settings, tmp_path:
 
 
 def test_a_compaction_is_stepped_over_and_the_next_load_stays_incremental(fresh: Settings, tmp_path: Path) -> None:
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import IdentityTransform
-
     from prefect_flows.lake_upkeep import compact
     lake = local_lake(tmp_path / "lake")
     schema = iceberg_schema("raw_repayments")
-    by_day = PartitionSpec(PartitionField(schema.find_field("event_date").field_id, 1000, IdentityTransform(),
-                                          "event_date"))
+    by_day = iceberg_partition_spec("raw_repayments", schema)
     tbl = lake.create_table("risk.raw_repayments", schema, partition_spec=by_day)  # as the job's: by event day
     for first in (0, 30, 60):
         tbl.append(repayments(tbl, first, 30))
