@@ -75,6 +75,7 @@ class MemoryStore:
         self._idem: dict[tuple[str, str], _Idem] = {}
         self.down = False
         self.lookups = 0  # behaviour round trips
+        self.lookups_done = 0  # those that have returned (after lookup_delay_s)
         self.lookup_delay_s = lookup_delay_s
         self._lock = threading.Lock()
 
@@ -95,6 +96,7 @@ class MemoryStore:
         self.lookups += 1
         if self.lookup_delay_s:
             time.sleep(self.lookup_delay_s)
+        self.lookups_done += 1
         return {k: dict(self.windows[k]) for k in wanted if k in self.windows}
 
     def key_by_id(self, key_id: str) -> StoredKey | None:
