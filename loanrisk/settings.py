@@ -599,6 +599,11 @@ class PrefectSettings(BaseModel):
                                     "maintain_lake) rewrites data files under three quarters of this size, in runs of "
                                     "up to this many MB of Parquet, one new file each; a run is held in memory as "
                                     "Arrow (many times larger: docs/PERFORMANCE.md) while it is rewritten.")
+    run_retention_days: float = Field(30.0, gt=1 / 24, description="The Prefect server's own database vacuum deletes "
+                                      "flow runs that ended longer ago than this, with their task runs, states and "
+                                      "logs (Prefect's minimum is an hour).")
+    vacuum_interval_s: float = Field(3600.0, gt=0, description="How often the Prefect server's database vacuum "
+                                     "looks for flow runs past prefect.run_retention_days.")
 
     @property
     def url(self) -> str:

@@ -22,6 +22,8 @@ from tests.stack.conftest import RiskRun, new_applications_score_with
 
 pytestmark = pytest.mark.stack
 RETRIES = 2
+# Prefect's database vacuum looks this often here (hourly by default), so a run past its retention goes in seconds.
+VACUUM_S = 5.0
 
 
 def _free_port() -> int:
@@ -34,10 +36,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def prefect(risk_run: RiskRun) -> Iterator[Settings]:
     """A Prefect server (the stack service, on the session's port) and a `serve` process of every deployment."""
+    from loanrisk.settings import override
     from prefect_flows.client import configure, prefect_env
     from stack.services.prefect import PrefectServer
 
-    settings = risk_run.settings
+    settings = override(risk_run.settings, prefect={"vacuum_interval_s": VACUUM_S})
     server = PrefectServer(settings)
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED",
                                             "PREFECT_LOGGING_TO_API_ENABLED")}
@@ -232,6 +235,71 @@ def test_the_hourly_compaction_deployment_merges_a_partitions_small_files_and_ke
         assert after.inspect.files().num_rows == 1 and is_compaction(after.current_snapshot())
         assert sorted(after.scan().to_arrow()["id"].to_pylist()) == list(range(10))
     assert _schedules("compact_lake/compact_lake") == [("15 * * * *", "UTC")]
+
+
+def test_prefects_own_vacuum_deletes_runs_ended_past_the_retention_with_their_task_runs_and_logs(
+        prefect: Settings) -> None:
+    """Live time compressed: of two real runs of a deployment, one has its end moved back past
+    prefect.run_retention_days in the server's database (Prefect stamps a run's end with its own clock, and the API
+    takes no other). The server's own vacuum, looking every VACUUM_S seconds, deletes that run with its task runs
+    and logs, and keeps the other."""
+    import sqlite3
+    from contextlib import closing
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+    from prefect.exceptions import ObjectNotFound
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from stack.services.prefect import PrefectServer
+
+    def kept(run_id: Any) -> tuple[bool, int, int]:
+        """Whether the server still has the run, and how many task runs and logs it has of it."""
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_flow_run(run_id)
+                there = True
+            except ObjectNotFound:
+                there = False
+            ids = FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            return (there, len(client.read_task_runs(flow_run_filter=ids)),
+                    len(client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))))
+
+    def until(condition: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(1)
+
+    ns = "vacuum_test"
+    with _table_of_its_own(prefect, ns, Schema(NestedField(1, "id", LongType(), required=False))) as table:
+        table.append(pa.table({"id": pa.array([1], pa.int64())}))
+        runs = [_run("expire_snapshots/expire_snapshots", {"tables": ["t"], "namespace": ns, "min_age_h": 0},
+                     timeout_s=600) for _ in range(2)]
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    old, recent = (r.id for r in runs)
+    # Logs reach the server in batches: both runs' must be there, or their deletion proves nothing.
+    until(lambda: all(kept(r)[2] > 0 for r in (old, recent)), 60, "the runs' logs did not reach the server")
+    before = {r: kept(r) for r in (old, recent)}
+    assert all(there and tasks > 0 for there, tasks, _ in before.values()), before
+
+    ended = datetime.now(timezone.utc) - timedelta(days=prefect.prefect.run_retention_days + 1)
+    with closing(sqlite3.connect(PrefectServer(prefect).home / "prefect.db", timeout=30)) as db, db:
+        aged = db.execute("UPDATE flow_run SET end_time = ? WHERE id = ?",
+                          (ended.strftime("%Y-%m-%d %H:%M:%S.%f"), str(old))).rowcount
+        rows = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("flow_run", "flow_run_state", "task_run", "task_run_state", "log", "events")}
+    assert aged == 1, "the run to age was not found in the server's database"
+    print(f"the server's database ({(PrefectServer(prefect).home / 'prefect.db').stat().st_size / 1e6:.1f} MB) "
+          f"after this session's runs: {rows}")
+    until(lambda: kept(old) == (False, 0, 0), 3 * VACUUM_S + 60,
+          f"the run past the retention is still there: {kept(old)} (found, task runs, logs)")
+    after = kept(recent)
+    print(f"vacuum: run {old} (task runs, logs) {before[old][1:]} -> deleted; run {recent} kept: {after}")
+    assert after[:2] == before[recent][:2] and after[2] >= before[recent][2], "the vacuum took a run within the retention"
 
 
 def test_a_failing_task_is_retried_by_its_policy(prefect: Settings) -> None:

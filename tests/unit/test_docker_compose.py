@@ -359,6 +359,13 @@ def test_alertmanager_routes_as_the_local_stack_does_with_the_default_settings()
     assert config == alertmanager_config(Settings().alerting, url_file)
 
 
+def test_the_prefect_server_vacuums_old_flow_runs_as_the_local_stack_does_with_the_default_settings() -> None:
+    from loanrisk.settings import Settings
+    from stack.services.prefect import database_vacuum_env
+    env = {k: str(v) for k, v in COMPOSE["services"]["prefect"]["environment"].items()}
+    assert env.items() >= database_vacuum_env(Settings().prefect).items()
+
+
 def test_compose_env_lists_the_optional_variables_with_their_defaults(tmp_path: Path) -> None:
     from stack.compose_env import optional_variables, write_env_file
     env = tmp_path / ".env"
