@@ -39,6 +39,13 @@ def partition_lag(committed: int, low: int, high: int) -> int:
     return max(high - max(start, low), 0)
 
 
+def unread_deleted(committed: int, low: int) -> int:
+    """Records of one partition the broker's retention deleted past the group's commit. The job resumes from that
+    commit (or its checkpoint's equal offsets), finds them gone and starts at the log start (its sources'
+    ``auto.offset.reset`` is earliest): it never reads them, and nothing in the job says so."""
+    return max(low - committed, 0) if committed >= 0 else 0
+
+
 class ConsumerLagCollector(Collector):
     """Reads committed offsets and watermarks on every scrape (no background polling)."""
 
@@ -48,46 +55,97 @@ class ConsumerLagCollector(Collector):
         self.topics = [settings.kafka.topics.applications, settings.kafka.topics.transactions,
                        settings.kafka.topics.repayments]
         self.timeout_s = timeout_s
+        self.retention_s = settings.kafka.topics.retention_ms() / 1000
         self.errors = 0
         self._lock = threading.Lock()
         # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
-        self._consumer = Consumer({**settings.kafka.client_config(), "group.id": self.group,
-                                   "enable.auto.commit": False, "client.id": "loanrisk-lag-exporter",
-                                   "logger": logging.getLogger("stack.lag_exporter.librdkafka")})
+        config = {**settings.kafka.client_config(), "group.id": self.group, "enable.auto.commit": False,
+                  "logger": logging.getLogger("stack.lag_exporter.librdkafka")}
+        self._consumer = Consumer({**config, "client.id": "loanrisk-lag-exporter"})
+        # Reads the first record the group has not committed, for its timestamp; assigned, never subscribed, never
+        # committing; small fetches, as only that record is wanted. An offset deleted meanwhile is an error, not a
+        # jump to a younger record.
+        self._peek = Consumer({**config, "client.id": "loanrisk-lag-exporter-peek", "enable.auto.offset.store": False,
+                               "auto.offset.reset": "error",
+                               "max.partition.fetch.bytes": 65_536,
+                               "queued.max.messages.kbytes": 1024})
 
     def _partitions(self) -> list:
         from confluent_kafka import TopicPartition
         meta = self._consumer.list_topics(timeout=self.timeout_s)
         return [TopicPartition(t, p) for t in self.topics if t in meta.topics for p in sorted(meta.topics[t].partitions)]
 
+    def _first_unread_times(self, firsts: dict[tuple[str, int], int]) -> dict[tuple[str, int], float]:
+        """The timestamp (epoch seconds) of the record at each partition's first unread offset, for those read
+        within the timeout (a partition whose record is not there is left out)."""
+        from confluent_kafka import TopicPartition
+        if not firsts:
+            return {}
+        self._peek.assign([TopicPartition(topic, p, offset) for (topic, p), offset in firsts.items()])
+        found: dict[tuple[str, int], float] = {}
+        deadline = time.monotonic() + min(self.timeout_s, 2.0)  # within a scrape's time
+        try:
+            while len(found) < len(firsts) and time.monotonic() < deadline:
+                msg = self._peek.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                key = (msg.topic(), msg.partition())
+                if key in firsts and key not in found:
+                    found[key] = msg.timestamp()[1] / 1000
+        finally:
+            self._peek.unassign()
+        return found
+
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """One scrape: lag, committed offset and end offset per partition, and whether Kafka answered."""
+        """One scrape: per partition the lag, committed, start and end offsets, the records deleted unread and the
+        age of the oldest unread one; the topics' retention; whether Kafka answered."""
         lag = GaugeMetricFamily("loanrisk_kafka_consumer_lag", "Records not yet committed by the consumer group",
                                 labels=["group", "topic", "partition"])
         committed_g = GaugeMetricFamily("loanrisk_kafka_committed_offset", "Offset the consumer group committed",
                                         labels=["group", "topic", "partition"])
+        start = GaugeMetricFamily("loanrisk_kafka_log_start_offset", "First offset the partition still holds",
+                                  labels=["topic", "partition"])
         end = GaugeMetricFamily("loanrisk_kafka_log_end_offset", "High watermark of the partition",
                                 labels=["topic", "partition"])
+        deleted = GaugeMetricFamily("loanrisk_kafka_unread_deleted", "Records the topic's retention deleted after the "
+                                    "group's last commit, which the job will never read", labels=["group", "topic",
+                                                                                                  "partition"])
+        age = GaugeMetricFamily("loanrisk_kafka_oldest_unread_age_seconds", "Age (by its timestamp) of the first "
+                                "record the group has not committed; 0 with no lag", labels=["group", "topic",
+                                                                                             "partition"])
+        retention = GaugeMetricFamily("loanrisk_kafka_retention_seconds", "The retention the platform sets on its "
+                                      "topics (kafka.topics.retention_hours)", labels=["topic"])
         up = GaugeMetricFamily("loanrisk_kafka_up", "1 when the last scrape could read Kafka")
         with self._lock:
             try:
                 parts = self._partitions()
                 committed = {(tp.topic, tp.partition): tp.offset
                              for tp in self._consumer.committed(parts, timeout=self.timeout_s)}
-                for tp in parts:
-                    low, high = self._consumer.get_watermark_offsets(tp, timeout=self.timeout_s, cached=False)
-                    done = committed.get((tp.topic, tp.partition), NO_COMMIT)
-                    labels = [tp.topic, str(tp.partition)]
+                offsets = {(tp.topic, tp.partition): self._consumer.get_watermark_offsets(
+                    tp, timeout=self.timeout_s, cached=False) for tp in parts}
+                firsts = {key: max(committed.get(key, NO_COMMIT), low) for key, (low, high) in offsets.items()
+                          if partition_lag(committed.get(key, NO_COMMIT), low, high) > 0}
+                stamped = self._first_unread_times(firsts)
+                now = time.time()
+                for (topic, p), (low, high) in offsets.items():
+                    done = committed.get((topic, p), NO_COMMIT)
+                    labels = [topic, str(p)]
                     lag.add_metric([self.group, *labels], partition_lag(done, low, high))
                     committed_g.add_metric([self.group, *labels], max(done, 0))
+                    start.add_metric(labels, low)
                     end.add_metric(labels, high)
+                    deleted.add_metric([self.group, *labels], unread_deleted(done, low))
+                    if (topic, p) in stamped or (topic, p) not in firsts:
+                        age.add_metric([self.group, *labels], max(now - stamped.get((topic, p), now), 0))
+                for topic in self.topics:
+                    retention.add_metric([topic], self.retention_s)
                 up.add_metric([], 1)
             except Exception:  # noqa: BLE001 - a scrape must answer; Kafka being away is a metric
                 self.errors += 1
                 up.add_metric([], 0)
         errors = CounterMetricFamily("loanrisk_lag_exporter_errors", "Scrapes that could not read Kafka")
         errors.add_metric([], self.errors)
-        yield from (lag, committed_g, end, up, errors)
+        yield from (lag, committed_g, start, end, deleted, age, retention, up, errors)
 
 
 # Window freshness. Event time says nothing about staleness here (a replay's windows are years old the

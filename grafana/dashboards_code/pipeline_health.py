@@ -109,6 +109,12 @@ def build(settings: Settings) -> Dashboard:
                              prom("sum by (topic) (loanrisk_kafka_consumer_lag)", "committed lag {{topic}}"),
                              prom(f"sum by (source) ({PENDING})", "pending {{source}}", ref_id="B"))
                      .thresholds(steps((None, "green"), (10_000, "orange"), (100_000, "red"))))
+         .with_panel(_series(ids, "Oldest unread record, share of the topic's retention", "percentunit",
+                             "Age of the oldest record the job has not committed, over the topic's retention: at "
+                             "100 % the broker deletes it unread (alert at 50 %).",
+                             prom("max by (topic) (loanrisk_kafka_oldest_unread_age_seconds) / on (topic) "
+                                  "max by (topic) (loanrisk_kafka_retention_seconds)", "{{topic}}"))
+                     .thresholds(steps((None, "green"), (0.25, "orange"), (0.5, "red"))))
          .with_panel(_series(ids, "Dead letters per second", "wps",
                              "Invalid events the job routed to the dead-letter topic, and their share of input.",
                              prom(DEAD_LETTERS, "dead letters/s"))

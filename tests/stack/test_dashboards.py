@@ -124,6 +124,8 @@ def test_every_promql_query_returns_series_from_the_flink_cluster(risk_run) -> N
     # No panel draws the late drops; the alert's series must exist all the same, or it could never fire.
     late = _instant(settings, 'sum(flink_taskmanager_job_task_operator_numLateRecordsDropped{job_name="loan_risk"})')
     assert late, "no window operator reports numLateRecordsDropped: LoanRiskLateEventsDropped could never fire"
+    deleted = _instant(settings, "max by (topic) (loanrisk_kafka_unread_deleted)")
+    assert deleted and not any(deleted.values()), f"LoanRiskUnreadRecordsDeleted has no series or fires: {deleted}"
 
 
 def _dashboard_expr(title: str, settings: Settings) -> str:

@@ -198,20 +198,27 @@ def test_the_pipeline_runs_over_a_kafka_tls_listener_with_certificates_made_by_t
         broker.stop()
 
 
-def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_settings: Settings) -> None:
+def test_every_topic_forgets_its_messages_within_the_erasure_deadline_and_the_lag_exporter_reports_unread_ones(
+        stack_settings: Settings) -> None:
     """Kafka cannot delete one customer's messages, so every platform topic must forget all of them in time.
 
     The platform topics carry the configured retention, segment roll and file delete delay; the same
     configuration with a retention of seconds (live time compressed: the roll and the delete delay scale
     with it) shows the broker really removes a seeded customer's bytes from its log files.
+
+    The same retention deletes records a stopped job has not read. A consumer group that committed offset 0 of the
+    topic stands for the job: the lag exporter, pointed at them, ages the oldest unread record by its timestamp
+    (what LoanRiskBacklogNearRetention compares with the retention), then counts every record as deleted unread
+    (LoanRiskUnreadRecordsDeleted).
     """
     import secrets
     import time
 
-    from confluent_kafka import Producer
+    from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from loanrisk.settings import TopicSettings
+    from loanrisk.settings import TopicSettings, override
+    from stack.lag_exporter import ConsumerLagCollector
     from stack.services.kafka import admin_config, drop_topics, ensure_topics
     from tests.stack.reliability_helpers import wait_until
 
@@ -231,9 +238,26 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
     ensure_topics(k, [topic], 1, short.topic_config(k.max_message_bytes))
     name = f"Quillon Forgettable-{secrets.token_hex(6)}".encode()
     producer = Producer(k.client_config())
+    sent = time.time()
     for i in range(20):
         producer.produce(topic, key=b"c1", value=b'{"full_name": "' + name + b'", "n": %d}' % i)
     assert producer.flush(30) == 0
+    group = f"{topic}-reader"
+    reader = Consumer({**k.client_config(), "group.id": group, "enable.auto.commit": False})
+    reader.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    reader.close()
+    exporter = ConsumerLagCollector(override(stack_settings, kafka={"topics": short.model_copy(
+        update={"applications": topic, "transactions": f"{topic}-none", "repayments": f"{topic}-none"})},
+        flink={"consumer_group": group}))
+
+    def scraped() -> dict[str, float]:
+        return {sample.name: sample.value for family in exporter.collect() for sample in family.samples
+                if sample.labels.get("topic", topic) == topic}
+    unread = scraped()
+    print(f"\nthe lag exporter before the retention passed: {unread}")
+    assert (unread["loanrisk_kafka_up"], unread["loanrisk_kafka_consumer_lag"],
+            unread["loanrisk_kafka_unread_deleted"], unread["loanrisk_kafka_retention_seconds"]) == (1, 20, 0, 5)
+    assert 0 <= unread["loanrisk_kafka_oldest_unread_age_seconds"] <= time.time() - sent + 1
     logs = stack_settings.state_dir / "kafka" / "data"
 
     def on_disk() -> bool:
@@ -243,8 +267,12 @@ def test_every_topic_forgets_its_messages_within_the_erasure_deadline(stack_sett
     started = time.monotonic()
     try:
         wait_until(lambda: not on_disk(), 300, f"the broker removing {topic}'s expired messages from disk", every_s=3)
+        gone = scraped()
     finally:
         drop_topics(k, [topic])
+    print(f"the lag exporter after: {gone}")
+    assert (gone["loanrisk_kafka_log_start_offset"], gone["loanrisk_kafka_unread_deleted"],
+            gone["loanrisk_kafka_consumer_lag"], gone["loanrisk_kafka_oldest_unread_age_seconds"]) == (20, 20, 0, 0)
     print(f"\ntopics keep messages {k.topics.retention_hours:g} h (+ segment roll and file delete delay: at most "
           f"{k.topics.longest_life_ms() / 3_600_000:g} h) within an erasure deadline of "
           f"{stack_settings.privacy.erasure_deadline_days:g} days; with 5 s retention the broker removed the seeded "

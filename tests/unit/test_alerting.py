@@ -85,3 +85,41 @@ def test_the_webhook_url_is_read_from_its_file(tmp_path: Path) -> None:
     (tmp_path / "hook").write_text("https://hooks.example/T0ken\n")
     assert _settings(tmp_path, webhook_url_file=tmp_path / "hook").alerting.webhook() == "https://hooks.example/T0ken"
     assert _settings(tmp_path).alerting.webhook() is None
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_the_kafka_retention_alerts_fire_at_half_the_retention_and_on_any_record_deleted_unread(tmp_path: Path) -> None:
+    """`promtool test rules` on the rules as shipped: the oldest unread record of a topic with a week's retention
+    passes 3.5 days at minute 40 (the alert holds 5 minutes), and 12 records of another are deleted unread at
+    minute 10."""
+    week = 7 * 86_400
+    age = 'loanrisk_kafka_oldest_unread_age_seconds{group="g", topic="transactions", partition="0"}'
+    tests = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": age, "values": f"{week // 2 - 2400}+60x60"},
+            {"series": 'loanrisk_kafka_retention_seconds{topic="transactions"}', "values": f"{week}x60"},
+            {"series": 'loanrisk_kafka_unread_deleted{group="g", topic="repayments", partition="1"}',
+             "values": "0x9 12x20"}],
+        "alert_rule_test": [
+            {"eval_time": "30m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": []},
+            {"eval_time": "44m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": []},
+            {"eval_time": "50m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": [{
+                "exp_labels": {"severity": "critical", "topic": "transactions"},
+                "exp_annotations": {
+                    "summary": "Unread records of transactions are past half the topic's retention",
+                    "description": "The oldest record of transactions the risk job has not committed is 3d 12h 10m "
+                                   "0s old; at the topic's retention the broker deletes it unread.",
+                    "runbook": "docs/RUNBOOK.md#loanriskbacklognearretention"}}]},
+            {"eval_time": "9m", "alertname": "LoanRiskUnreadRecordsDeleted", "exp_alerts": []},
+            {"eval_time": "10m", "alertname": "LoanRiskUnreadRecordsDeleted", "exp_alerts": [{
+                "exp_labels": {"severity": "critical", "topic": "repayments"},
+                "exp_annotations": {
+                    "summary": "Records of repayments were deleted before the risk job read them",
+                    "description": "12 records past the risk job's last commit on repayments were deleted by the "
+                                   "topic's retention; the job will start at the log start and never read them.",
+                    "runbook": "docs/RUNBOOK.md#loanriskunreadrecordsdeleted"}}]}]}]}
+    path = tmp_path / "retention-alerts.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    proc = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -384,6 +384,15 @@ def test_consumer_group_of_the_lag_exporter_is_the_jobs() -> None:
     assert partition_lag(committed=5, low=10, high=100) == 90  # committed offset already deleted
 
 
+def test_records_deleted_past_the_groups_commit_count_as_never_read_since_the_job_restarts_at_the_log_start() -> None:
+    from stack.lag_exporter import unread_deleted
+    sql = (REPO / "sql" / "risk" / "10_kafka_sources.sql").read_text()
+    assert "'properties.auto.offset.reset' = 'earliest'" in sql  # what the job does with a deleted offset
+    assert unread_deleted(committed=5, low=10) == 5
+    assert unread_deleted(committed=10, low=10) == unread_deleted(committed=40, low=10) == 0
+    assert unread_deleted(committed=-1001, low=10) == 0  # nothing committed yet: the job starts at the log start
+
+
 class _FakeGrafana(BaseHTTPRequestHandler):
     calls: list[tuple[str, str, dict | None, str]] = []
 
