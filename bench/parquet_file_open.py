@@ -25,21 +25,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.job_throughput import log
-from bench.snapshot_metadata import classpath
+from bench.snapshot_metadata import classpath, java_program
 from loanrisk.settings import Settings
-from stack.java import java_bin
 
 SOURCE = Path(__file__).resolve().parent / "java" / "ParquetFileOpenCost.java"
 
 
 def measure(items: int, rounds: int, cp: str, work: Path) -> list[tuple[float, float, float]]:
     """Compile and run the program; (file, conf, bare) CPU ms per item, one tuple per round."""
-    javac = str(Path(java_bin()).with_name("javac"))
-    subprocess.run([javac, "-nowarn", "-cp", cp, "-d", str(work), str(SOURCE)], check=True)
     out = work / "files"
     out.mkdir()
-    proc = subprocess.run([java_bin(), "-Xmx1g", "-cp", f"{cp}:{work}", "ParquetFileOpenCost", str(items),
-                           str(rounds), str(out)], capture_output=True, text=True)
+    proc = subprocess.run([*java_program(SOURCE, cp, work, heap="1g"), str(items), str(rounds), str(out)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"ParquetFileOpenCost exited with {proc.returncode}: {proc.stderr.strip()[-500:]}")
     rows = []

@@ -42,12 +42,17 @@ def classpath(settings: Settings) -> str:
     return ":".join(str(f) for f in found)
 
 
+def java_program(source: Path, cp: str, work: Path, heap: str = "2g") -> list[str]:
+    """Compile ``source`` (one class of bench/java) against ``cp`` into ``work``; the command that runs it."""
+    javac = str(Path(java_bin()).with_name("javac"))
+    subprocess.run([javac, "-nowarn", "-cp", cp, "-d", str(work), str(source)], check=True)
+    return [java_bin(), f"-Xmx{heap}", "-cp", f"{cp}:{work}", source.stem]
+
+
 def measure(commits: int, step: int, cp: str, work: Path) -> list[tuple[int, int, float, float]]:
     """Compile and run the program; (snapshots, metadata bytes, CPU ms per commit, wall ms per commit) per step."""
-    javac = str(Path(java_bin()).with_name("javac"))
-    subprocess.run([javac, "-nowarn", "-cp", cp, "-d", str(work), str(SOURCE)], check=True)
-    proc = subprocess.Popen([java_bin(), "-Xmx2g", "-cp", f"{cp}:{work}", "SnapshotCommitCost", str(commits), str(step),
-                             str(work / "warehouse")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*java_program(SOURCE, cp, work), str(commits), str(step), str(work / "warehouse")],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     rows = []
     for line in proc.stdout:

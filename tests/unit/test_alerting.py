@@ -87,6 +87,13 @@ def test_the_webhook_url_is_read_from_its_file(tmp_path: Path) -> None:
     assert _settings(tmp_path).alerting.webhook() is None
 
 
+def _firing(alert: str, topic: str, summary: str, description: str) -> list[dict[str, object]]:
+    """promtool's expectation of ``alert`` firing once, for ``topic``, with the annotations every rule carries."""
+    return [{"exp_labels": {"severity": "critical", "topic": topic},
+             "exp_annotations": {"summary": summary, "description": description,
+                                 "runbook": f"docs/RUNBOOK.md#{alert.lower()}"}}]
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
 def test_the_kafka_retention_alerts_fire_at_half_the_retention_and_on_any_record_deleted_unread(tmp_path: Path) -> None:
     """`promtool test rules` on the rules as shipped: the oldest unread record of a topic with a week's retention
@@ -104,21 +111,17 @@ def test_the_kafka_retention_alerts_fire_at_half_the_retention_and_on_any_record
         "alert_rule_test": [
             {"eval_time": "30m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": []},
             {"eval_time": "44m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": []},
-            {"eval_time": "50m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "topic": "transactions"},
-                "exp_annotations": {
-                    "summary": "Unread records of transactions are past half the topic's retention",
-                    "description": "The oldest record of transactions the risk job has not committed is 3d 12h 10m "
-                                   "0s old; at the topic's retention the broker deletes it unread.",
-                    "runbook": "docs/RUNBOOK.md#loanriskbacklognearretention"}}]},
+            {"eval_time": "50m", "alertname": "LoanRiskBacklogNearRetention", "exp_alerts": _firing(
+                "LoanRiskBacklogNearRetention", "transactions",
+                "Unread records of transactions are past half the topic's retention",
+                "The oldest record of transactions the risk job has not committed is 3d 12h 10m 0s old; at the "
+                "topic's retention the broker deletes it unread.")},
             {"eval_time": "9m", "alertname": "LoanRiskUnreadRecordsDeleted", "exp_alerts": []},
-            {"eval_time": "10m", "alertname": "LoanRiskUnreadRecordsDeleted", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "topic": "repayments"},
-                "exp_annotations": {
-                    "summary": "Records of repayments were deleted before the risk job read them",
-                    "description": "12 records past the risk job's last commit on repayments were deleted by the "
-                                   "topic's retention; the job will start at the log start and never read them.",
-                    "runbook": "docs/RUNBOOK.md#loanriskunreadrecordsdeleted"}}]}]}]}
+            {"eval_time": "10m", "alertname": "LoanRiskUnreadRecordsDeleted", "exp_alerts": _firing(
+                "LoanRiskUnreadRecordsDeleted", "repayments",
+                "Records of repayments were deleted before the risk job read them",
+                "12 records past the risk job's last commit on repayments were deleted by the topic's retention; the "
+                "job will start at the log start and never read them.")}]}]}
     path = tmp_path / "retention-alerts.test.yml"
     path.write_text(yaml.safe_dump(tests))
     proc = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
