@@ -123,18 +123,18 @@ class ConsumerLagCollector(Collector):
                              for tp in self._consumer.committed(parts, timeout=self.timeout_s)}
                 offsets = {(tp.topic, tp.partition): self._consumer.get_watermark_offsets(
                     tp, timeout=self.timeout_s, cached=False) for tp in parts}
-                firsts = {key: max(committed.get(key, NO_COMMIT), low) for key, (low, high) in offsets.items()
-                          if partition_lag(committed.get(key, NO_COMMIT), low, high) > 0}
+                done = {key: committed.get(key, NO_COMMIT) for key in offsets}
+                lags = {key: partition_lag(done[key], low, high) for key, (low, high) in offsets.items()}
+                firsts = {key: max(done[key], low) for key, (low, _) in offsets.items() if lags[key] > 0}
                 stamped = self._first_unread_times(firsts)
                 now = time.time()
                 for (topic, p), (low, high) in offsets.items():
-                    done = committed.get((topic, p), NO_COMMIT)
                     labels = [topic, str(p)]
-                    lag.add_metric([self.group, *labels], partition_lag(done, low, high))
-                    committed_g.add_metric([self.group, *labels], max(done, 0))
+                    lag.add_metric([self.group, *labels], lags[(topic, p)])
+                    committed_g.add_metric([self.group, *labels], max(done[(topic, p)], 0))
                     start.add_metric(labels, low)
                     end.add_metric(labels, high)
-                    deleted.add_metric([self.group, *labels], unread_deleted(done, low))
+                    deleted.add_metric([self.group, *labels], unread_deleted(done[(topic, p)], low))
                     if (topic, p) in stamped or (topic, p) not in firsts:
                         age.add_metric([self.group, *labels], max(now - stamped.get((topic, p), now), 0))
                 for topic in self.topics:

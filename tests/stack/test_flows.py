@@ -255,6 +255,7 @@ def test_prefects_own_vacuum_deletes_runs_ended_past_the_retention_with_their_ta
     from pyiceberg.types import LongType, NestedField
 
     from stack.services.prefect import PrefectServer
+    from tests.stack.reliability_helpers import wait_until
 
     def kept(run_id: Any) -> tuple[bool, int, int]:
         """Whether the server still has the run, and how many task runs and logs it has of it."""
@@ -268,12 +269,6 @@ def test_prefects_own_vacuum_deletes_runs_ended_past_the_retention_with_their_ta
             return (there, len(client.read_task_runs(flow_run_filter=ids)),
                     len(client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))))
 
-    def until(condition: Any, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, what
-            time.sleep(1)
-
     ns = "vacuum_test"
     with _table_of_its_own(prefect, ns, Schema(NestedField(1, "id", LongType(), required=False))) as table:
         table.append(pa.table({"id": pa.array([1], pa.int64())}))
@@ -282,21 +277,22 @@ def test_prefects_own_vacuum_deletes_runs_ended_past_the_retention_with_their_ta
     assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
     old, recent = (r.id for r in runs)
     # Logs reach the server in batches: both runs' must be there, or their deletion proves nothing.
-    until(lambda: all(kept(r)[2] > 0 for r in (old, recent)), 60, "the runs' logs did not reach the server")
+    wait_until(lambda: all(kept(r)[2] > 0 for r in (old, recent)), 60, "both runs' logs reaching the server", every_s=1)
     before = {r: kept(r) for r in (old, recent)}
     assert all(there and tasks > 0 for there, tasks, _ in before.values()), before
 
     ended = datetime.now(timezone.utc) - timedelta(days=prefect.prefect.run_retention_days + 1)
-    with closing(sqlite3.connect(PrefectServer(prefect).home / "prefect.db", timeout=30)) as db, db:
+    database = PrefectServer(prefect).home / "prefect.db"
+    with closing(sqlite3.connect(database, timeout=30)) as db, db:
         aged = db.execute("UPDATE flow_run SET end_time = ? WHERE id = ?",
                           (ended.strftime("%Y-%m-%d %H:%M:%S.%f"), str(old))).rowcount
         rows = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("flow_run", "flow_run_state", "task_run", "task_run_state", "log", "events")}
     assert aged == 1, "the run to age was not found in the server's database"
-    print(f"the server's database ({(PrefectServer(prefect).home / 'prefect.db').stat().st_size / 1e6:.1f} MB) "
+    print(f"the server's database ({database.stat().st_size / 1e6:.1f} MB) "
           f"after this session's runs: {rows}")
-    until(lambda: kept(old) == (False, 0, 0), 3 * VACUUM_S + 60,
-          f"the run past the retention is still there: {kept(old)} (found, task runs, logs)")
+    wait_until(lambda: kept(old) == (False, 0, 0), 3 * VACUUM_S + 60,
+               "Prefect's vacuum deleting the run past the retention, its task runs and its logs", every_s=1)
     after = kept(recent)
     print(f"vacuum: run {old} (task runs, logs) {before[old][1:]} -> deleted; run {recent} kept: {after}")
     assert after[:2] == before[recent][:2] and after[2] >= before[recent][2], "the vacuum took a run within the retention"
